@@ -1,0 +1,1 @@
+"""Packvault archive layer (see docs/architecture.md)."""

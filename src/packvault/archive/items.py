@@ -1,0 +1,79 @@
+"""Items (one per file system entry) and the item stream that holds them.
+
+An item is a msgpack map with short keys; paths are bytes, so names that are not valid UTF-8 survive the
+round trip.  Keys::
+
+    p  path (bytes, relative, no leading slash)     t  type: f d l h p c b (file, dir, symlink,
+    m  mode        u/g uid/gid   U/G user/group names     hardlink, fifo, char dev, block dev)
+    mt/at/ct  mtime/atime/ctime in ns                 s  size (files)
+    c  chunks: [[id, size], ...] (files)              l  symlink target (bytes)
+    h  hardlink target path (bytes)                   r  rdev (devices)
+    x  xattrs {name: value}                           e  error note (file restored with placeholders)
+
+The stream of items is msgpack-concatenated and cut with the same content-defined chunker as file data,
+so an unchanged part of a tree gives identical metadata chunks from one archive to the next and they are
+deduplicated like data.  It is cut incrementally: only the bytes after the last final cut point are held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import msgpack
+
+from ..chunking.chunker import Chunker
+from ..repository.objects import TYPE_ITEMS
+
+FILE, DIR, SYMLINK, HARDLINK, FIFO, CHARDEV, BLOCKDEV = "f", "d", "l", "h", "p", "c", "b"
+_FLUSH_AT = 8 * 1024 * 1024
+
+
+class ItemStreamWriter:
+    """Packs items, cuts the stream into chunks and hands them to ``put(id, data, type)``."""
+
+    def __init__(self, chunker: Chunker, chunk_id, put):
+        self._chunker = chunker
+        self._chunk_id = chunk_id
+        self._put = put
+        self._buffer = bytearray()
+        self._packer = msgpack.Packer()
+        self.chunk_ids: list[bytes] = []
+        self.count = 0
+
+    def add(self, item: dict) -> None:
+        self._buffer += self._packer.pack(item)
+        self.count += 1
+        if len(self._buffer) >= _FLUSH_AT:
+            self._cut(final=False)
+
+    def finish(self) -> list[bytes]:
+        self._cut(final=True)
+        return self.chunk_ids
+
+    def _cut(self, *, final: bool) -> None:
+        points = list(self._chunker.cut_points(self._buffer))
+        if not final:
+            points = points[:-1]  # the last cut depends on bytes not yet written
+        consumed = 0
+        view = memoryview(self._buffer)
+        for offset, length in points:
+            data = bytes(view[offset : offset + length])
+            chunk_id = self._chunk_id(data)
+            self._put(chunk_id, data, TYPE_ITEMS)
+            self.chunk_ids.append(chunk_id)
+            consumed = offset + length
+        view.release()
+        del self._buffer[:consumed]
+
+
+def iter_items(chunks: Iterable[bytes]) -> Iterator[dict]:
+    """Items from the plaintext chunks of an item stream, in order."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=64 * 1024 * 1024)
+    for data in chunks:
+        unpacker.feed(data)
+        yield from unpacker
+
+
+def path_str(item: dict) -> str:
+    """The item's path for display: undecodable bytes are escaped, never lost."""
+    return item["p"].decode("utf-8", "surrogateescape")

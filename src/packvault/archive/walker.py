@@ -1,0 +1,124 @@
+"""Sources of a backup: the local file system walker.
+
+A source yields ``Entry`` objects in a deterministic order (sorted, directories before their contents),
+so that two backups of an unchanged tree produce the same item stream (and deduplicate it) and so that
+restore can finish a directory's metadata as soon as it leaves its subtree.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from . import fsmeta
+from . import items as it
+from .patterns import ExcludeMatcher
+
+Warn = Callable[[str, str], None]
+
+
+@dataclass
+class Entry:
+    item: dict  # item fields except chunks
+    source_path: bytes  # where to read it (absolute)
+    cache_key: tuple | None = None  # (inode, size, mtime_ns, ctime_ns) for regular files
+    opener: Callable[[], BinaryIO] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def archive_path(abs_path: bytes) -> bytes:
+    """The path stored in the archive: the absolute path without its leading slash."""
+    return abs_path.lstrip(b"/") or b"."
+
+
+class FilesystemSource:
+    def __init__(self, paths: list[str], *, excludes: ExcludeMatcher, one_file_system: bool, warn: Warn):
+        self.roots = [os.fsencode(os.path.normpath(os.path.abspath(p))) for p in paths]
+        self.excludes = excludes
+        self.one_file_system = one_file_system
+        self.warn = warn
+        self._hardlinks: dict[tuple[int, int], bytes] = {}
+
+    def __iter__(self) -> Iterator[Entry]:
+        for root in self.roots:
+            try:
+                st = os.lstat(root)
+            except OSError as exc:
+                self.warn(os.fsdecode(root), f"cannot read: {exc.strerror}")
+                continue
+            # parent directories of a root are recorded too, so restore recreates their permissions
+            yield from self._walk(root, st, st.st_dev)
+
+    def _walk(self, path: bytes, st: os.stat_result, root_dev: int) -> Iterator[Entry]:
+        if self.excludes and self.excludes.excluded(path):
+            return
+        entry = self._entry(path, st)
+        if entry is None:
+            return
+        yield entry
+        if entry.item["t"] != it.DIR:
+            return
+        if self.one_file_system and st.st_dev != root_dev:
+            return
+        try:
+            with os.scandir(path) as scan:
+                names = sorted(e.name for e in scan)
+        except OSError as exc:
+            self.warn(os.fsdecode(path), f"cannot list directory: {exc.strerror}")
+            return
+        for name in names:
+            child = os.path.join(path, name)
+            try:
+                child_st = os.lstat(child)
+            except FileNotFoundError:
+                self.warn(os.fsdecode(child), "vanished during backup")
+                continue
+            except OSError as exc:
+                self.warn(os.fsdecode(child), f"cannot stat: {exc.strerror}")
+                continue
+            if self.one_file_system and stat.S_ISDIR(child_st.st_mode) and child_st.st_dev != root_dev:
+                # the mount point itself is recorded (empty), its contents are not
+                entry = self._entry(child, child_st)
+                if entry is not None:
+                    yield entry
+                continue
+            yield from self._walk(child, child_st, root_dev)
+
+    def _entry(self, path: bytes, st: os.stat_result) -> Entry | None:
+        kind = fsmeta.item_type(st.st_mode)
+        if kind is None:
+            return None
+        item = {"p": archive_path(path), "t": kind, **fsmeta.stat_fields(st)}
+        xattrs = fsmeta.read_xattrs(path)
+        if xattrs:
+            item["x"] = xattrs
+        if kind == it.SYMLINK:
+            try:
+                item["l"] = os.readlink(path)
+            except OSError as exc:
+                self.warn(os.fsdecode(path), f"cannot read link: {exc.strerror}")
+                return None
+            return Entry(item, path)
+        if kind in (it.CHARDEV, it.BLOCKDEV):
+            item["r"] = st.st_rdev
+            return Entry(item, path)
+        if kind != it.FILE:
+            return Entry(item, path)
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            first = self._hardlinks.get(key)
+            if first is not None:
+                item["t"] = it.HARDLINK
+                item["h"] = first
+                return Entry(item, path)
+            self._hardlinks[key] = item["p"]
+        item["s"] = st.st_size
+        return Entry(
+            item,
+            path,
+            cache_key=(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
+            opener=lambda: open(path, "rb", buffering=0),  # noqa: SIM115 - the caller closes it
+        )

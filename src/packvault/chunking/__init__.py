@@ -1,0 +1,1 @@
+"""Packvault chunking layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Packvault cli layer (see docs/architecture.md)."""

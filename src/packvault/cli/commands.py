@@ -1,0 +1,501 @@
+"""One function per command: parse-level glue between argparse and the layers below (no business logic)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+from ..errors import EXIT_OK, EXIT_WARNING, UsageError
+from ..repository.config import parse_size
+from ..repository.repository import Repository
+from .output import Progress, fmt_duration, fmt_size, print_json, print_json_line, print_table
+
+# --- locations and opening -----------------------------------------------------------------------------
+
+
+def split_location(text: str | None, *, need_archive: bool = False) -> tuple[str, str | None]:
+    """``REPO::ARCHIVE`` -> (repo, archive); the repo part may come from PACKVAULT_REPO."""
+    text = text or ""
+    repo, archive = text, None
+    if "::" in text:
+        repo, archive = text.rsplit("::", 1)
+        archive = archive or None
+    if not repo:
+        repo = os.environ.get("PACKVAULT_REPO", "")
+    if not repo:
+        raise UsageError("no repository given", hint="pass REPO or set PACKVAULT_REPO")
+    if need_archive and not archive:
+        raise UsageError("no archive name given", hint="use REPO::ARCHIVE")
+    if archive is not None and ("/" in archive or archive.startswith(".")):
+        raise UsageError(f"invalid archive name {archive!r}", hint="no '/' and no leading '.'")
+    return repo, archive
+
+
+def s3_options(args) -> dict[str, str]:
+    options = {}
+    for name in ("endpoint", "region", "profile", "storage_class"):
+        value = getattr(args, f"s3_{name}", None)
+        if value:
+            options[name] = value
+    return options
+
+
+def passphrase_provider(*, confirm: bool = False):
+    from ..crypto.passphrase import get_passphrase
+
+    return lambda: get_passphrase(confirm=confirm)
+
+
+@contextlib.contextmanager
+def open_repository(args, location: str, *, lock: str | None = "shared", key: bool = True) -> Iterator[Repository]:
+    repo = Repository(location, s3_options=s3_options(args))
+    try:
+        repo.open(passphrase_provider() if key else None, lock=None)
+        if key and lock:
+            repo.acquire_lock(exclusive=(lock == "exclusive"), wait=args.lock_wait)
+        yield repo
+    finally:
+        repo.close()
+
+
+def requests_of(repo: Repository) -> dict:
+    return repo.request_stats()
+
+
+def print_requests(stats: dict) -> None:
+    if not stats:
+        return
+    parts = [f"{k} {stats[k]}" for k in ("PUT", "GET", "HEAD", "LIST", "DELETE", "COPY") if stats.get(k)]
+    print(
+        f"Requests:          {', '.join(parts) or 'none'}; "
+        f"up {fmt_size(stats.get('bytes_up', 0))}, down {fmt_size(stats.get('bytes_down', 0))}"
+    )
+
+
+# --- init ------------------------------------------------------------------------------------------------
+
+
+def cmd_init(args) -> int:
+    location, _ = split_location(args.repo)
+    try:
+        pack_size = parse_size(args.pack_size)
+    except ValueError as exc:
+        raise UsageError(f"invalid --pack-size: {exc}") from None
+    passphrase = passphrase_provider(confirm=True)()
+    repo = Repository(location, s3_options=s3_options(args))
+    try:
+        config = repo.create(
+            passphrase,
+            encryption=args.encryption,
+            pack_size=pack_size,
+            compression=args.compression,
+            cipher=args.cipher,
+        )
+        requests = requests_of(repo)
+    finally:
+        repo.close()
+    if args.json:
+        print_json(
+            {
+                "repository": {"location": location, "id": config.repository_id.hex(), "encryption": config.encryption},
+                "requests": requests,
+            }
+        )
+    else:
+        print(f"Initialized repository {location} (id {config.repository_id.hex()[:16]}, {config.encryption})")
+        if config.encryption == "keyfile":
+            print("The key is stored locally only: back it up with 'packvault key export'.")
+    return EXIT_OK
+
+
+# --- create ------------------------------------------------------------------------------------------
+
+
+def cmd_create(args) -> int:
+    from ..archive.create import ArchiveCreator
+    from ..archive.patterns import ExcludeMatcher
+    from ..archive.sources import build_source
+
+    location, archive = split_location(args.location, need_archive=True)
+    excludes = ExcludeMatcher.from_options(args.exclude, args.exclude_from)
+    progress = Progress(args.progress)
+    with open_repository(args, location) as repo:
+
+        def report(stats, path: str) -> None:
+            progress.update(
+                f"{stats.nfiles} files, {fmt_size(stats.original_size)} read, "
+                f"{fmt_size(stats.deduplicated_size)} new: {path}"
+            )
+
+        source, files_cache_name = build_source(
+            args.paths, excludes, args.one_file_system, lambda path, msg: creator.warn(path, msg)
+        )
+        creator = ArchiveCreator(
+            repo,
+            archive,
+            comment=args.comment,
+            use_files_cache=not args.no_files_cache,
+            progress=report,
+            files_cache_name=files_cache_name,
+        )
+        try:
+            entry = creator.run(source, paths=list(args.paths), cmdline=sys.argv)
+        finally:
+            progress.finish()
+        requests = requests_of(repo)
+    stats = creator.stats.as_dict()
+    if args.json:
+        print_json(
+            {
+                "archive": {"name": entry.name, "id": entry.hex, "time": entry.time, "end": entry.end},
+                "stats": stats,
+                "requests": requests,
+                "warnings": creator.stats.warnings,
+            }
+        )
+    else:
+        print(f"Archive:           {entry.name} ({entry.hex[:16]})")
+        print(
+            f"Files:             {stats['nfiles']} ({stats['files_read']} read, "
+            f"{stats['files_unchanged']} unchanged), {stats['ndirs']} directories"
+        )
+        print(f"Original size:     {fmt_size(stats['original_size'])}")
+        print(f"Deduplicated size: {fmt_size(stats['deduplicated_size'])} (new data)")
+        print(f"Stored size:       {fmt_size(stats['compressed_size'])} (compressed, encrypted)")
+        rate = fmt_size(stats["throughput"])
+        print(f"Duration:          {fmt_duration(stats['duration'])} ({rate}/s)")
+        if args.stats:
+            print_requests(requests)
+        if creator.stats.warnings:
+            print(f"{len(creator.stats.warnings)} warning(s); see above.", file=sys.stderr)
+    return EXIT_WARNING if creator.stats.warnings else EXIT_OK
+
+
+# --- list / info -------------------------------------------------------------------------------------------
+
+
+def _item_json(item: dict) -> dict:
+    from ..archive import items as it
+
+    out = {
+        "path": it.path_str(item),
+        "type": item["t"],
+        "mode": oct(item["m"]),
+        "user": item.get("U"),
+        "group": item.get("G"),
+        "uid": item.get("u"),
+        "gid": item.get("g"),
+        "mtime_ns": item.get("mt"),
+        "size": item.get("s", 0),
+    }
+    if "l" in item:
+        out["target"] = os.fsdecode(item["l"])
+    if "h" in item:
+        out["hardlink_to"] = item["h"].decode("utf-8", "surrogateescape")
+    return out
+
+
+def cmd_list(args) -> int:
+    from ..archive.archive import iter_archive_items, load_archive, path_filter
+    from ..repository.reader import ChunkReader
+
+    location, archive = split_location(args.location)
+    with open_repository(args, location) as repo:
+        if archive is None:
+            entries = repo.archive_entries(deleted=args.deleted)
+            if args.json:
+                print_json(
+                    {
+                        "archives": [
+                            {
+                                "name": e.name,
+                                "id": e.hex,
+                                "time": e.time,
+                                "end": e.end,
+                                "host": e.host,
+                                "user": e.user,
+                                "comment": e.comment,
+                                "stats": e.stats,
+                            }
+                            for e in entries
+                        ],
+                        "requests": requests_of(repo),
+                    }
+                )
+            else:
+                rows = [(e.name, e.time[:19].replace("T", " "), e.host, e.hex[:16]) for e in entries]
+                if rows:
+                    print_table(rows, ("Archive", "Time (UTC)", "Host", "ID"))
+            return EXIT_OK
+        with ChunkReader(repo) as reader:
+            meta = load_archive(reader, repo.find_archive(archive))
+            selected = path_filter(args.paths)
+            for item in iter_archive_items(reader, meta):
+                if not selected(item):
+                    continue
+                if args.json_lines or args.json:
+                    print_json_line(_item_json(item))
+                else:
+                    from ..archive import items as it
+
+                    size = item.get("s", 0)
+                    print(f"{item['t']} {oct(item['m'])[-4:]} {size:>12} {it.path_str(item)}")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    from ..archive.archive import load_archive
+    from ..repository.reader import ChunkReader
+
+    location, archive = split_location(args.location)
+    with open_repository(args, location) as repo:
+        cfg = repo.config
+        if archive is not None:
+            entry = repo.find_archive(archive)
+            with ChunkReader(repo) as reader:
+                meta = load_archive(reader, entry)
+            info = {
+                "name": meta.name,
+                "id": entry.hex,
+                "time": meta.time,
+                "end": meta.end,
+                "host": meta.host,
+                "user": meta.user,
+                "comment": meta.comment,
+                "paths": meta.paths,
+                "command_line": meta.cmdline,
+                "items": meta.nitems,
+                "stats": meta.stats,
+            }
+            if args.json:
+                print_json({"archive": info, "requests": requests_of(repo)})
+            else:
+                for key in ("name", "id", "time", "end", "host", "user", "comment", "items"):
+                    print(f"{key.capitalize() + ':':<14} {info[key]}")
+                print(f"{'Paths:':<14} {' '.join(meta.paths)}")
+                st = meta.stats
+                print(f"{'Original:':<14} {fmt_size(st.get('original_size', 0))}")
+                print(f"{'New data:':<14} {fmt_size(st.get('deduplicated_size', 0))}")
+            return EXIT_OK
+        data = [info.size for info in repo.list_packs(0)]
+        meta_packs = [info.size for info in repo.list_packs(1)]
+        entries = repo.archive_entries()
+        info = {
+            "location": location,
+            "id": cfg.repository_id.hex(),
+            "encryption": cfg.encryption,
+            "cipher": cfg.cipher,
+            "pack_size": cfg.pack_size,
+            "compression": cfg.compression,
+            "created": cfg.created,
+            "archives": len(entries),
+            "data_packs": len(data),
+            "data_bytes": sum(data),
+            "meta_packs": len(meta_packs),
+            "meta_bytes": sum(meta_packs),
+            "chunks_indexed": len(repo.index),
+        }
+        if args.json:
+            print_json({"repository": info, "requests": requests_of(repo)})
+        else:
+            print(f"Repository:   {location}")
+            print(f"ID:           {info['id']}")
+            print(f"Encryption:   {cfg.encryption} ({cfg.cipher})")
+            print(f"Compression:  {cfg.compression}; pack size {fmt_size(cfg.pack_size)}")
+            print(f"Archives:     {info['archives']}")
+            print(f"Data packs:   {info['data_packs']} ({fmt_size(info['data_bytes'])})")
+            print(f"Meta packs:   {info['meta_packs']} ({fmt_size(info['meta_bytes'])})")
+            print(f"Chunks:       {info['chunks_indexed']}")
+    return EXIT_OK
+
+
+# --- extract / diff ----------------------------------------------------------------------------------------
+
+
+def cmd_extract(args) -> int:
+    from ..archive.archive import iter_archive_items, load_archive, path_filter
+    from ..archive.extract import Extractor
+    from ..repository.reader import ChunkReader
+
+    location, archive = split_location(args.location, need_archive=True)
+    progress = Progress(args.progress)
+    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+        meta = load_archive(reader, repo.find_archive(archive))
+        selected = path_filter(args.paths)
+
+        def report(stats, path: str) -> None:
+            progress.update(f"{stats.nfiles} files, {fmt_size(stats.bytes_written)}: {path}")
+
+        extractor = Extractor(reader, args.target, dry_run=args.dry_run, numeric_ids=args.numeric_ids, progress=report)
+        try:
+            stats = extractor.run(item for item in iter_archive_items(reader, meta) if selected(item))
+        finally:
+            progress.finish()
+        requests = requests_of(repo)
+    if args.json:
+        print_json({"stats": stats.as_dict(), "errors": stats.errors, "requests": requests})
+    else:
+        verb = "Verified" if args.dry_run else "Restored"
+        print(
+            f"{verb} {stats.nfiles} files, {stats.ndirs} directories, {fmt_size(stats.bytes_written)} "
+            f"in {fmt_duration(stats.duration)}"
+        )
+    if stats.errors:
+        print(f"packvault: error: {len(stats.errors)} file(s) could not be restored (see above)", file=sys.stderr)
+        return 2
+    return EXIT_WARNING if stats.warnings else EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    from ..archive.archive import iter_archive_items, load_archive
+    from ..archive.diff import diff_items
+    from ..repository.reader import ChunkReader
+
+    location, first = split_location(args.location, need_archive=True)
+    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+        meta_a = load_archive(reader, repo.find_archive(first))
+        meta_b = load_archive(reader, repo.find_archive(args.other))
+        changes = list(diff_items(iter_archive_items(reader, meta_a), iter_archive_items(reader, meta_b)))
+    if args.json:
+        print_json({"changes": [{"change": c.kind, "path": c.path, "what": list(c.what)} for c in changes]})
+    else:
+        for c in changes:
+            suffix = f" ({', '.join(c.what)})" if c.what else ""
+            print(f"{c.kind:<9} {c.path}{suffix}")
+    return EXIT_OK
+
+
+# --- delete / undelete -----------------------------------------------------------------------------------
+
+
+def cmd_delete(args) -> int:
+    location, first = split_location(args.location, need_archive=True)
+    names = [first, *args.more]
+    with open_repository(args, location) as repo:
+        for name in names:
+            repo.soft_delete_archive(repo.find_archive(name))
+            if not args.json:
+                print(f"Deleted archive {name} (undelete possible until the next compact)")
+        requests = requests_of(repo)
+    if args.json:
+        print_json({"deleted": names, "requests": requests})
+    return EXIT_OK
+
+
+def cmd_undelete(args) -> int:
+    from ..errors import ArchiveNotFound
+
+    location, first = split_location(args.location, need_archive=True)
+    names = [first, *args.more]
+    with open_repository(args, location) as repo:
+        deleted = {e.name: e for e in repo.archive_entries(deleted=True)}
+        for name in names:
+            if name not in deleted:
+                raise ArchiveNotFound(f"no soft-deleted archive named {name!r}", hint="see 'packvault list --deleted'")
+            repo.undelete_archive(deleted[name])
+            if not args.json:
+                print(f"Restored archive {name}")
+        requests = requests_of(repo)
+    if args.json:
+        print_json({"undeleted": names, "requests": requests})
+    return EXIT_OK
+
+
+# --- maintenance -------------------------------------------------------------------------------------------
+
+
+def cmd_prune(args) -> int:
+    from ..maintenance.prune import run_prune
+
+    location, _ = split_location(args.repo)
+    with open_repository(args, location) as repo:
+        return run_prune(repo, args)
+
+
+def cmd_compact(args) -> int:
+    from ..maintenance.compact import run_compact_command
+
+    location, _ = split_location(args.repo)
+    with open_repository(args, location, lock="exclusive") as repo:
+        return run_compact_command(repo, args)
+
+
+def cmd_check(args) -> int:
+    from ..maintenance.check import run_check_command
+
+    location, _ = split_location(args.repo)
+    return run_check_command(args, location, s3_options(args))
+
+
+def cmd_break_lock(args) -> int:
+    location, _ = split_location(args.repo)
+    with open_repository(args, location, lock=None) as repo:
+        from ..repository.locks import LockManager
+
+        manager = LockManager(repo.store, seal=lambda d: d, unseal=lambda d: repo.codec.open(d)[2])
+        count = manager.break_locks(force=args.force)
+    if args.force:
+        print("warning: removed all locks; operations still running will stop with 'lock lost'", file=sys.stderr)
+    if args.json:
+        print_json({"removed": count})
+    else:
+        print(f"Removed {count} lock(s)")
+    return EXIT_OK
+
+
+# --- key ---------------------------------------------------------------------------------------------------
+
+_ARMOR_BEGIN = "-----BEGIN PACKVAULT KEY-----"
+_ARMOR_END = "-----END PACKVAULT KEY-----"
+
+
+def cmd_key_export(args) -> int:
+    location, _ = split_location(args.repo)
+    with open_repository(args, location, lock=None) as repo:
+        blob = repo.key_blobs()[0]
+    body = base64.encodebytes(blob).decode("ascii")
+    text = f"{_ARMOR_BEGIN}\n{body}{_ARMOR_END}\n"
+    if args.file and args.file != "-":
+        with open(args.file, "w", encoding="ascii") as f:
+            f.write(text)
+        os.chmod(args.file, 0o600)
+        print(f"Key written to {args.file} (still protected by the passphrase)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_key_import(args) -> int:
+    location, _ = split_location(args.repo)
+    try:
+        with open(args.file, encoding="ascii") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read key file {args.file}: {exc}") from None
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("-----")]
+    try:
+        blob = base64.b64decode("".join(lines), validate=True)
+    except ValueError:
+        raise UsageError(f"{args.file} is not an exported Packvault key") from None
+    repo = Repository(location, s3_options=s3_options(args))
+    try:
+        repo.open(None)
+        repo.store_key_blob(blob)
+    finally:
+        repo.close()
+    print("Key imported", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_key_change_passphrase(args) -> int:
+    from ..crypto.passphrase import get_passphrase
+
+    location, _ = split_location(args.repo)
+    with open_repository(args, location, lock="exclusive") as repo:
+        new = get_passphrase(confirm=True, prompt="New passphrase: ", env="PACKVAULT_NEW_PASSPHRASE")
+        repo.reseal_key(new)
+    print("Passphrase changed", file=sys.stderr)
+    return EXIT_OK

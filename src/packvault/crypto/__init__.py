@@ -1,0 +1,1 @@
+"""Packvault crypto layer (see docs/architecture.md)."""

@@ -1,0 +1,119 @@
+"""The repository master key: creation, sealing under a passphrase, and the keys derived from it.
+
+One random 256-bit master key per repository.  Everything else is derived from it with HKDF under
+distinct labels, so the sealed key blob stays tiny and no derived key can be used to compute another:
+
+- object subkeys (per writer session, see ``aead``),
+- the chunk-id MAC key (keyed BLAKE3: ids do not reveal content hashes to the storage provider),
+- the chunker seed (FastCDC gear table: cut points do not reveal content either).
+
+The blob carries an xxh64 of its own bytes, so a damaged key object is reported as damage, and only an
+authentication failure with an intact blob is reported as a wrong passphrase.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import blake3
+import msgpack
+import xxhash
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import IntegrityError, WrongPassphrase
+from .aead import CIPHER_AES_GCM, SessionSealer, hkdf
+from .kdf import KdfParams, derive_key
+
+KEY_BLOB_VERSION = 1
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    repository_id: bytes
+    master_key: bytes
+    cipher: int
+
+    @property
+    def id_key(self) -> bytes:
+        return hkdf(self.master_key, salt=self.repository_id, info=b"packvault chunk id key v1")
+
+    @property
+    def chunker_seed(self) -> int:
+        raw = hkdf(self.master_key, salt=self.repository_id, info=b"packvault chunker seed v1", length=8)
+        # pyfastcdc wants a non-zero seed below 2**63 (0 means its built-in table).
+        return (int.from_bytes(raw, "little") & (2**62 - 1)) | 1
+
+    def new_session(self) -> SessionSealer:
+        return SessionSealer(self.master_key, self.cipher)
+
+    def chunk_id_hasher(self) -> ChunkIdHasher:
+        return ChunkIdHasher(self.id_key)
+
+
+class ChunkIdHasher:
+    """Keyed BLAKE3 MAC of a chunk's plaintext: the chunk id."""
+
+    def __init__(self, key: bytes):
+        self._key = key
+
+    def __call__(self, data: bytes | memoryview) -> bytes:
+        return blake3.blake3(data, key=self._key, max_threads=1).digest()
+
+
+def new_key_material(repository_id: bytes, cipher: int = CIPHER_AES_GCM) -> KeyMaterial:
+    return KeyMaterial(repository_id=repository_id, master_key=os.urandom(32), cipher=cipher)
+
+
+def _aad(repository_id: bytes) -> bytes:
+    return b"packvault key v1" + repository_id
+
+
+def seal_key(material: KeyMaterial, passphrase: str) -> bytes:
+    """The key blob stored in ``keys/`` (repokey) or in a local key file (keyfile)."""
+    params = KdfParams.new()
+    kek = derive_key(passphrase, params)
+    nonce = os.urandom(12)
+    secret = msgpack.packb({"master": material.master_key, "cipher": material.cipher})
+    sealed = AESGCM(kek).encrypt(nonce, secret, _aad(material.repository_id))
+    body = msgpack.packb(
+        {
+            "v": KEY_BLOB_VERSION,
+            "repo": material.repository_id,
+            "kdf": params.to_dict(),
+            "nonce": nonce,
+            "sealed": sealed,
+        }
+    )
+    return msgpack.packb({"body": body, "xxh64": xxhash.xxh64_intdigest(body)})
+
+
+def key_blob_repository_id(blob: bytes) -> bytes:
+    return _parse_blob(blob)["repo"]
+
+
+def _parse_blob(blob: bytes) -> dict:
+    try:
+        outer = msgpack.unpackb(blob)
+        body = outer["body"]
+        if xxhash.xxh64_intdigest(body) != outer["xxh64"]:
+            raise ValueError("checksum mismatch")
+        inner = msgpack.unpackb(body)
+        if inner["v"] != KEY_BLOB_VERSION:
+            raise ValueError(f"unknown key version {inner['v']}")
+        return inner
+    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+        raise IntegrityError(
+            f"the repository key is damaged ({exc})", hint="restore it with 'packvault key import'"
+        ) from None
+
+
+def unseal_key(blob: bytes, passphrase: str) -> KeyMaterial:
+    inner = _parse_blob(blob)
+    kek = derive_key(passphrase, KdfParams.from_dict(inner["kdf"]))
+    try:
+        secret = msgpack.unpackb(AESGCM(kek).decrypt(inner["nonce"], inner["sealed"], _aad(inner["repo"])))
+    except InvalidTag:
+        raise WrongPassphrase("wrong passphrase for this repository") from None
+    return KeyMaterial(repository_id=inner["repo"], master_key=secret["master"], cipher=secret["cipher"])

@@ -1,0 +1,1 @@
+"""Packvault maintenance layer (see docs/architecture.md)."""

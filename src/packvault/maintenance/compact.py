@@ -1,0 +1,291 @@
+"""``compact``: garbage collection without reference counts, and copy-forward of partly dead packs.
+
+The steps, and why they are in this order (DESIGN "Compaction", principles 1, 4 and 5):
+
+1. The caller holds the exclusive lock.  Soft-deleted archive entries are purged for good.
+2. The index epoch is bumped *before* any other change, so every client's cached index is invalid from
+   then on: a stale cache must never make a later ``create`` skip a chunk this run removes.
+3. Mark: every archive's metadata and item stream is streamed, and each referenced id gets the USED flag
+   in the index table itself; no second structure.  A referenced id missing from the index stops
+   compact before anything is deleted (the repository needs ``check --repair``, not a sweep).
+4. Sweep, pack by pack: one pass over the index sums live bytes per pack (an array, one slot per pack).
+   Packs younger than ``min_age`` are never touched.  Fully dead packs are dropped; packs at least
+   ``threshold`` % dead, and undersized packs (merged together), have their live objects copied forward
+   with ``Store.defrag`` (server-side range copy on S3) into new content-named packs.
+5. The new index (every surviving entry, repointed) is written as fresh fragments, *then* the old
+   fragments are deleted, *then* the old packs.  A crash anywhere leaves either the old index over the
+   old packs, or both indexes over both sets of packs (the merge rule picks one copy deterministically),
+   or the new index over the new packs: always a repository that ``check`` passes.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from array import array
+from dataclasses import dataclass, field
+
+from ..archive.archive import iter_archive_items, load_archive
+from ..errors import IntegrityError, ObjectMissing
+from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entry, encode_index_fragments
+from ..repository.reader import ChunkReader
+from ..repository.repository import Repository
+from ..storage import layout
+
+UNDERSIZED_SHARE = 0.25  # a kept pack below this share of the target pack size is merged with others
+
+
+@dataclass
+class CompactReport:
+    archives_purged: int = 0
+    packs_total: int = 0
+    packs_dropped: int = 0
+    packs_rewritten: int = 0
+    packs_merged: int = 0
+    packs_created: int = 0
+    packs_too_young: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    bytes_freed: int = 0
+    bytes_copied: int = 0
+    live_bytes: int = 0
+    chunks_live: int = 0
+    chunks_dropped: int = 0
+    dry_run: bool = False
+    requests: dict = field(default_factory=dict)
+    duration: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _PackPlan:
+    kind: int
+    name: str
+    size: int
+    live: int
+    action: str  # keep | drop | rewrite | merge | young
+
+
+def parse_age(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30min``, ``2h``, ``7d``, ``1w``."""
+    units = {"w": 604800, "d": 86400, "h": 3600, "min": 60, "s": 1}
+    value = text.strip().lower()
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> int:
+    """Set USED on every id an archive references; returns the number of archives walked."""
+    table = index.table
+    for chunk_id, entry in index.entries():
+        if entry.flags & FLAG_USED:
+            table[chunk_id] = entry._replace(flags=entry.flags & ~FLAG_USED)
+
+    def use(chunk_id: bytes, what: str) -> None:
+        entry = table.get(chunk_id)
+        if entry is None:
+            raise ObjectMissing(
+                f"{what} references chunk {chunk_id.hex()} that is not in the index; nothing was deleted",
+                hint="run 'packvault check --repair' first",
+            )
+        if not entry.flags & FLAG_USED:
+            table[chunk_id] = entry._replace(flags=entry.flags | FLAG_USED)
+
+    entries = repo.archive_entries()
+    for archive in entries:
+        use(archive.id, f"archive {archive.name!r}")
+        meta = load_archive(reader, archive)
+        for chunk_id in meta.item_ids:
+            use(chunk_id, f"archive {archive.name!r}")
+        for item in iter_archive_items(reader, meta):
+            for chunk_id, _ in item.get("c") or ():
+                use(chunk_id, f"archive {archive.name!r}")
+    return len(entries)
+
+
+def _live_per_pack(index: ChunkIndex) -> array:
+    live = array("Q", bytes(8 * len(index.packs)))
+    for _, entry in index.entries():
+        if entry.flags & FLAG_USED:
+            live[entry.pack] += entry.size
+    return live
+
+
+def plan(repo: Repository, index: ChunkIndex, *, threshold: float, min_age: float) -> list[_PackPlan]:
+    live = _live_per_pack(index)
+    now = time.time()
+    undersized = repo.config.pack_size * UNDERSIZED_SHARE
+    plans = []
+    for kind in (KIND_DATA, KIND_META):
+        for info in repo.list_packs(kind):
+            no = index.packs.lookup(info.name)
+            live_bytes = live[no] if no is not None else 0
+            if info.mtime and now - info.mtime < min_age:
+                action = "young"
+            elif live_bytes == 0:
+                action = "drop"
+            elif (info.size - live_bytes) * 100.0 >= threshold * info.size:
+                action = "rewrite"
+            elif info.size < undersized:
+                action = "merge"
+            else:
+                action = "keep"
+            plans.append(_PackPlan(kind, info.name, info.size, live_bytes, action))
+    for kind in (KIND_DATA, KIND_META):  # merging a single small pack would only copy it
+        merges = [p for p in plans if p.kind == kind and p.action == "merge"]
+        if len(merges) == 1:
+            merges[0].action = "keep"
+    return plans
+
+
+_OBJ = struct.Struct("<32sIII")  # id, offset, size, flags: live objects of one pack, packed
+
+
+def _live_objects_by_pack(index: ChunkIndex, packs: set[int]) -> dict[int, bytearray]:
+    """Live objects of the packs being rewritten, as packed records per pack (not Python objects per chunk)."""
+    result: dict[int, bytearray] = {no: bytearray() for no in packs}
+    for chunk_id, entry in index.entries():
+        if entry.flags & FLAG_USED and entry.pack in result:
+            result[entry.pack] += _OBJ.pack(chunk_id, entry.offset, entry.size, entry.flags)
+    return result
+
+
+def copy_forward(repo: Repository, index: ChunkIndex, kind: int, sources: list[_PackPlan], report: CompactReport):
+    """Copy live objects of ``sources`` into new packs and repoint the index.  Returns new pack names."""
+    numbers = sorted(index.packs.lookup(p.name) for p in sources if index.packs.lookup(p.name) is not None)
+    by_pack = _live_objects_by_pack(index, set(numbers))
+    namespace = layout.META_PACKS if kind == KIND_META else layout.DATA_PACKS
+    created = []
+    batch: list[tuple[bytes, Entry]] = []
+    batch_size = 0
+    for no in numbers:
+        # in offset order, so neighbours in an old pack stay neighbours and coalesce into one range
+        records = sorted(_OBJ.iter_unpack(by_pack.pop(no)), key=lambda r: r[1])
+        for chunk_id, offset, size, flags in records:
+            batch.append((chunk_id, Entry(no, offset, size, flags)))
+            batch_size += size
+            if batch_size >= repo.config.pack_size:
+                created.append(_write_pack(repo, index, kind, namespace, batch, report))
+                batch, batch_size = [], 0
+    if batch:
+        created.append(_write_pack(repo, index, kind, namespace, batch, report))
+    return created
+
+
+def _write_pack(repo, index: ChunkIndex, kind: int, namespace: str, batch, report: CompactReport) -> str:
+    ranges: list[list] = []
+    for _, entry in batch:
+        pack = index.packs.names[entry.pack]
+        last = ranges[-1] if ranges else None
+        if last and last[0] == pack and last[1] + last[2] == entry.offset:
+            last[2] += entry.size
+        else:
+            ranges.append([pack, entry.offset, entry.size])
+    repo.check_lock()
+    new_name = repo.store.defrag([tuple(r) for r in ranges], namespace=namespace, algorithm="blake3")
+    new_no = index.packs.number(new_name, kind)
+    offset = 0
+    for chunk_id, entry in batch:
+        index.table[chunk_id] = Entry(new_no, offset, entry.size, entry.flags)
+        offset += entry.size
+    report.bytes_copied += offset
+    report.packs_created += 1
+    return new_name
+
+
+def compact(
+    repo: Repository, *, threshold: float = 10.0, min_age: float = 7200.0, dry_run: bool = False
+) -> CompactReport:
+    started = time.monotonic()
+    report = CompactReport(dry_run=dry_run)
+    before_requests = repo.request_stats()
+    index = repo.index
+    old_fragments = repo.list_fragments()
+    if not dry_run:
+        report.archives_purged = repo.purge_deleted_archives()
+        repo.bump_epoch()  # before any change to index or packs
+        repo.invalidate_index_cache()
+        repo.reset_index(index)
+    with ChunkReader(repo) as reader:
+        mark(repo, reader, index)
+    plans = plan(repo, index, threshold=threshold, min_age=min_age)
+    report.packs_total = len(plans)
+    report.bytes_before = sum(p.size for p in plans)
+    report.live_bytes = sum(p.live for p in plans)
+    for p in plans:
+        if p.action == "drop":
+            report.packs_dropped += 1
+        elif p.action == "rewrite":
+            report.packs_rewritten += 1
+        elif p.action == "merge":
+            report.packs_merged += 1
+        elif p.action == "young":
+            report.packs_too_young += 1
+    removed = {p.name for p in plans if p.action in ("drop", "rewrite", "merge")}
+    if dry_run:
+        copied = sum(p.live for p in plans if p.action in ("rewrite", "merge"))
+        report.bytes_copied = copied
+        report.bytes_freed = sum(p.size for p in plans if p.name in removed) - copied
+        report.bytes_after = report.bytes_before - report.bytes_freed
+        report.duration = time.monotonic() - started
+        return report
+    for kind in (KIND_DATA, KIND_META):
+        sources = [p for p in plans if p.kind == kind and p.action in ("rewrite", "merge")]
+        if sources:
+            copy_forward(repo, index, kind, sources, report)
+    # Entries that still point into removed packs are garbage (unused): drop them from the index.
+    removed_numbers = {index.packs.lookup(name) for name in removed} - {None}
+    dead_ids = bytearray()  # packed 32-byte ids: deleting while iterating the table is not allowed
+    for chunk_id, entry in index.entries():
+        if entry.pack in removed_numbers:
+            if entry.flags & FLAG_USED:
+                raise IntegrityError(f"internal error: live chunk {chunk_id.hex()} was not copied forward")
+            dead_ids += chunk_id
+    for pos in range(0, len(dead_ids), 32):
+        del index.table[bytes(dead_ids[pos : pos + 32])]
+    report.chunks_dropped = len(dead_ids) // 32
+    del dead_ids
+    # New index first, then the old fragments, then the old packs.
+    new_fragments = [repo.write_fragment(fragment) for fragment in encode_index_fragments(index)]
+    for name in old_fragments:
+        if name not in new_fragments:
+            repo.store.delete(f"{layout.INDEX}/{name}")
+    for p in plans:
+        if p.name in removed:
+            repo.check_lock()
+            repo.delete_pack(p.kind, p.name)
+    report.chunks_live = sum(1 for _, e in index.entries() if e.flags & FLAG_USED)
+    for chunk_id, entry in index.entries():
+        if entry.flags:
+            index.table[chunk_id] = entry._replace(flags=0)
+    repo.save_index_cache(index, repo.epoch(), sorted(new_fragments))
+    report.bytes_after = sum(info.size for kind in (KIND_DATA, KIND_META) for info in repo.list_packs(kind))
+    report.bytes_freed = report.bytes_before - report.bytes_after
+    after = repo.request_stats()
+    report.requests = {k: after.get(k, 0) - before_requests.get(k, 0) for k in after}
+    report.duration = time.monotonic() - started
+    return report
+
+
+def run_compact_command(repo: Repository, args) -> int:
+    from ..cli.output import fmt_duration, fmt_size, print_json
+
+    report = compact(repo, threshold=args.threshold, min_age=parse_age(args.min_age), dry_run=args.dry_run)
+    if args.json:
+        print_json({"compact": report.as_dict(), "requests": repo.request_stats()})
+        return 0
+    prefix = "Would free" if args.dry_run else "Freed"
+    print(
+        f"Packs: {report.packs_total} examined, {report.packs_dropped} dropped, {report.packs_rewritten} rewritten, "
+        f"{report.packs_merged} merged, {report.packs_created} created, {report.packs_too_young} too young to touch"
+    )
+    print(f"{prefix} {fmt_size(report.bytes_freed)}; copied {fmt_size(report.bytes_copied)} forward")
+    print(
+        f"Repository: {fmt_size(report.bytes_before)} -> {fmt_size(report.bytes_after)} "
+        f"(live data {fmt_size(report.live_bytes)}); {fmt_duration(report.duration)}"
+    )
+    return 0

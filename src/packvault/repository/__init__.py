@@ -1,0 +1,1 @@
+"""Packvault repository layer (see docs/architecture.md)."""

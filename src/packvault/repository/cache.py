@@ -1,0 +1,61 @@
+"""The local cache directory of one repository (platformdirs user cache dir, or PACKVAULT_CACHE_DIR).
+
+Everything here can be rebuilt from the repository; losing it costs time, never data.  Files are
+replaced atomically (write to a temp file, then rename), so a crash leaves the old or the new version.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import platformdirs
+
+
+def cache_root() -> Path:
+    override = os.environ.get("PACKVAULT_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir("packvault"))
+
+
+def config_root() -> Path:
+    override = os.environ.get("PACKVAULT_CONFIG_DIR")
+    return Path(override) if override else Path(platformdirs.user_config_dir("packvault"))
+
+
+class RepositoryCache:
+    def __init__(self, repository_id: bytes):
+        self.path = cache_root() / repository_id.hex()
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return (self.path / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def temp_path(self, name: str) -> Path:
+        """A temp file path next to ``name``, for writers that stream (the index table)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        return Path(tmp)
+
+    def commit(self, tmp: Path, name: str) -> None:
+        os.replace(tmp, self.path / name)
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)

@@ -1,0 +1,476 @@
+"""The Repository API: open/create, key, index, archive entries; the only layer that touches the store.
+
+Upper layers see chunks, objects and archive entries; they never see store names.  Pack objects are
+immutable and content-named, so reads and writes of packs go to the (thread-safe) backend directly from
+worker threads; everything else goes through ``Store``, which serializes its calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+import msgpack
+from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, ObjectNotFound
+from borgstore.store import Store
+
+from ..chunking.chunker import Chunker
+from ..chunking.compression import CompressionSpec, Compressor
+from ..crypto.aead import CIPHER_NAMES
+from ..crypto.keys import KeyMaterial, key_blob_repository_id, new_key_material, seal_key, unseal_key
+from ..errors import (
+    ArchiveNotFound,
+    IntegrityError,
+    RepositoryAlreadyExists,
+    RepositoryNotFound,
+    UsageError,
+    WrongPassphrase,
+)
+from ..storage import layout
+from ..storage.url import store_from_location
+from .cache import RepositoryCache, config_root
+from .config import CONFIG_NAME, DEFAULT_PACK_SIZE, EPOCH_NAME, MAX_PACK_SIZE, MIN_PACK_SIZE, RepoConfig
+from .index import ChunkIndex, PackTable, new_table
+from .objects import TYPE_ARCHIVE_ENTRY, TYPE_INDEX, TYPE_LOCK, ObjectCodec
+
+log = logging.getLogger(__name__)
+
+PassphraseProvider = Callable[[], str]
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """The small record in ``archives/``: enough to list archives without reading their metadata."""
+
+    id: bytes  # id of the archive metadata object (in a metadata pack)
+    name: str
+    time: str  # ISO 8601 UTC start time
+    end: str
+    host: str
+    user: str
+    comment: str = ""
+    stats: dict | None = None
+
+    @property
+    def hex(self) -> str:
+        return self.id.hex()
+
+    def encode(self) -> bytes:
+        return msgpack.packb(
+            {
+                "id": self.id,
+                "name": self.name,
+                "time": self.time,
+                "end": self.end,
+                "host": self.host,
+                "user": self.user,
+                "comment": self.comment,
+                "stats": self.stats or {},
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ArchiveEntry:
+        d = msgpack.unpackb(data)
+        return cls(
+            id=d["id"],
+            name=d["name"],
+            time=d["time"],
+            end=d["end"],
+            host=d["host"],
+            user=d["user"],
+            comment=d.get("comment", ""),
+            stats=d.get("stats") or {},
+        )
+
+
+def keyfile_path(repository_id: bytes) -> Path:
+    override = os.environ.get("PACKVAULT_KEY_FILE")
+    return Path(override) if override else config_root() / "keys" / repository_id.hex()
+
+
+def content_name(data: bytes | memoryview) -> str:
+    """Unkeyed name of stored bytes: a retried write of the same bytes lands on the same key."""
+    return blake3.blake3(data).hexdigest()
+
+
+class Repository:
+    def __init__(self, location: str, *, s3_options: dict[str, str] | None = None):
+        self.location = location
+        self.s3_options = s3_options or {}
+        self.store: Store = store_from_location(location, self.s3_options)
+        self.config: RepoConfig | None = None
+        self.key: KeyMaterial | None = None
+        self.codec: ObjectCodec | None = None
+        self._index: ChunkIndex | None = None
+        self._opened = False
+        self.lock_manager = None
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+
+    def create(
+        self,
+        passphrase: str,
+        *,
+        encryption: str = "repokey",
+        pack_size: int = DEFAULT_PACK_SIZE,
+        compression: str = "auto,zstd,3",
+        cipher: str = "aes-256-gcm",
+    ) -> RepoConfig:
+        if encryption not in ("repokey", "keyfile"):
+            raise UsageError(f"unknown encryption mode {encryption!r}", hint="use repokey or keyfile")
+        if cipher not in CIPHER_NAMES:
+            raise UsageError(f"unknown cipher {cipher!r}", hint=f"use one of {', '.join(CIPHER_NAMES)}")
+        if not MIN_PACK_SIZE <= pack_size <= MAX_PACK_SIZE:
+            raise UsageError(f"pack size {pack_size} out of range", hint="use between 64K and 1G")
+        CompressionSpec.parse(compression)
+        try:
+            self.store.create()
+        except BackendAlreadyExists:
+            raise RepositoryAlreadyExists(f"{self.location} is not empty") from None
+        except BackendDoesNotExist:
+            raise RepositoryNotFound(f"cannot create a repository at {self.location}") from None
+        self.store.open()
+        self._opened = True
+        repository_id = os.urandom(32)
+        material = new_key_material(repository_id, CIPHER_NAMES[cipher])
+        blob = seal_key(material, passphrase)
+        if encryption == "repokey":
+            self.store.store(f"{layout.KEYS}/{content_name(blob)}", blob)
+        else:
+            path = keyfile_path(repository_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(blob)
+            path.chmod(0o600)
+        self.store.store(EPOCH_NAME, os.urandom(16))
+        config = RepoConfig(
+            repository_id=repository_id,
+            encryption=encryption,
+            cipher=cipher,
+            pack_size=pack_size,
+            compression=compression,
+        )
+        self.store.store(CONFIG_NAME, config.encode())  # last: its presence marks a complete repository
+        self.config = config
+        self._set_key(material)
+        return config
+
+    def open(self, passphrase: PassphraseProvider | None = None, *, lock: str | None = "shared") -> None:
+        """Open the repository; with a passphrase provider also unlock the key and take the lock."""
+        try:
+            self.store.open()
+        except BackendDoesNotExist:
+            raise RepositoryNotFound(f"no repository at {self.location}") from None
+        self._opened = True
+        try:
+            self.config = RepoConfig.decode(self.store.load(CONFIG_NAME))
+        except ObjectNotFound:
+            self.close()
+            raise RepositoryNotFound(f"{self.location} is not a Packvault repository") from None
+        if passphrase is not None:
+            self.unlock(passphrase())
+            if lock:
+                self.acquire_lock(exclusive=(lock == "exclusive"))
+
+    def _set_key(self, material: KeyMaterial) -> None:
+        self.key = material
+        spec = CompressionSpec.parse(self.config.compression) if self.config else CompressionSpec()
+        self.codec = ObjectCodec(material.new_session(), Compressor(spec))
+
+    def acquire_lock(self, *, exclusive: bool, wait: float | None = None) -> None:
+        from .locks import LockManager
+
+        def seal(data: bytes) -> bytes:
+            return self.codec.seal(os.urandom(32), TYPE_LOCK, data, compress=False)
+
+        def unseal(data: bytes) -> bytes:
+            return self.codec.open(data)[2]
+
+        kwargs = {}
+        stale = os.environ.get("PACKVAULT_LOCK_STALE_SECONDS")
+        if stale:
+            kwargs["stale_seconds"] = float(stale)
+        refresh = os.environ.get("PACKVAULT_LOCK_REFRESH_SECONDS")
+        if refresh:
+            kwargs["refresh_seconds"] = float(refresh)
+        self.lock_manager = LockManager(self.store, seal=seal, unseal=unseal, **kwargs)
+        if wait is None:
+            wait = float(os.environ.get("PACKVAULT_LOCK_WAIT", "60"))
+        self.lock_manager.acquire(exclusive=exclusive, wait=wait)
+
+    def check_lock(self) -> None:
+        if self.lock_manager is not None:
+            self.lock_manager.check()
+
+    def close(self) -> None:
+        if self.lock_manager is not None:
+            try:
+                self.lock_manager.release()
+            finally:
+                self.lock_manager = None
+        if self._opened:
+            self._opened = False
+            self.store.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- key ----------------------------------------------------------------------------------------------
+
+    def key_blobs(self) -> list[bytes]:
+        """The sealed key(s).  ``keys/`` holds content-named blobs; normally one, two after an interrupted
+        passphrase change (the new blob is stored before the old one is deleted, so a crash never leaves
+        a repository without a usable key)."""
+        assert self.config is not None
+        if self.config.encryption == "repokey":
+            blobs = [self.store.load(f"{layout.KEYS}/{info.name}") for info in self._list(layout.KEYS)]
+            if not blobs:
+                raise IntegrityError("the repository key is missing", hint="restore it with 'packvault key import'")
+            return blobs
+        path = keyfile_path(self.config.repository_id)
+        try:
+            return [path.read_bytes()]
+        except FileNotFoundError:
+            raise UsageError(
+                f"no key file for this repository at {path}",
+                hint="import it with 'packvault key import' or set PACKVAULT_KEY_FILE",
+            ) from None
+
+    def unlock(self, passphrase: str) -> KeyMaterial:
+        errors: list[Exception] = []
+        for blob in self.key_blobs():
+            try:
+                material = unseal_key(blob, passphrase)
+            except (WrongPassphrase, IntegrityError) as exc:
+                errors.append(exc)
+                continue
+            if material.repository_id != self.config.repository_id:
+                errors.append(IntegrityError("the key belongs to another repository"))
+                continue
+            self._set_key(material)
+            return material
+        wrong = [e for e in errors if isinstance(e, WrongPassphrase)]
+        raise wrong[0] if wrong else errors[0]
+
+    def store_key_blob(self, blob: bytes) -> None:
+        """Replace the sealed key (passphrase change, import); the master key itself never changes."""
+        assert self.config is not None
+        if key_blob_repository_id(blob) != self.config.repository_id:
+            raise UsageError("this key belongs to another repository")
+        if self.config.encryption == "repokey":
+            old = [info.name for info in self._list(layout.KEYS)]
+            new = content_name(blob)
+            if new not in old:
+                self.store.store(f"{layout.KEYS}/{new}", blob)
+            for name in old:
+                if name != new:
+                    self.store.delete(f"{layout.KEYS}/{name}")
+        else:
+            path = keyfile_path(self.config.repository_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(blob)
+            tmp.chmod(0o600)
+            os.replace(tmp, path)
+
+    def reseal_key(self, new_passphrase: str) -> None:
+        assert self.key is not None
+        self.store_key_blob(seal_key(self.key, new_passphrase))
+
+    def _list(self, namespace: str, *, deleted: bool = False):
+        """List a namespace; a namespace nothing was written to yet is empty (not an error)."""
+        try:
+            yield from self.store.list(namespace, deleted=deleted)
+        except ObjectNotFound:
+            return
+
+    # --- helpers for the layers above ---------------------------------------------------------------------
+
+    @property
+    def cache(self) -> RepositoryCache:
+        assert self.config is not None
+        return RepositoryCache(self.config.repository_id)
+
+    def chunker(self) -> Chunker:
+        assert self.config is not None and self.key is not None
+        return Chunker(self.config.chunker, self.key.chunker_seed)
+
+    def chunk_id(self, data: bytes | memoryview) -> bytes:
+        assert self.key is not None
+        return self.key.chunk_id_hasher()(data)
+
+    def epoch(self) -> bytes:
+        try:
+            return self.store.load(EPOCH_NAME)
+        except ObjectNotFound:
+            return b""
+
+    def bump_epoch(self) -> None:
+        """Invalidate every client's cached index (compact, repair) before changing the index."""
+        self.store.store(EPOCH_NAME, os.urandom(16))
+
+    def request_stats(self) -> dict[str, int]:
+        stats = getattr(self.store.backend, "request_stats", None)
+        return dict(stats()) if stats else {}
+
+    # --- pack I/O (thread-safe) ------------------------------------------------------------------------
+
+    @staticmethod
+    def pack_name(kind: int, pack: str) -> str:
+        return f"{layout.META_PACKS if kind else layout.DATA_PACKS}/{pack}"
+
+    def store_pack(self, kind: int, data: bytes | memoryview) -> str:
+        """Store a finished pack under its content name, from any thread; returns the pack name."""
+        pack = content_name(data)
+        self.store.backend.store(self.store.find(self.pack_name(kind, pack)), data)
+        return pack
+
+    def load_pack_range(self, kind: int, pack: str, offset: int = 0, size: int | None = None) -> bytes:
+        try:
+            return self.store.backend.load(self.store.find(self.pack_name(kind, pack)), offset=offset, size=size)
+        except ObjectNotFound:
+            from ..errors import ObjectMissing
+
+            raise ObjectMissing(f"pack {pack} is missing from the repository") from None
+
+    def list_packs(self, kind: int):
+        """ItemInfos of the packs of one kind (name, size, mtime), sorted by name."""
+        namespace = layout.META_PACKS if kind else layout.DATA_PACKS
+        return self._list(namespace)
+
+    def delete_pack(self, kind: int, pack: str) -> None:
+        self.store.delete(self.pack_name(kind, pack))
+
+    # --- sealed small objects ---------------------------------------------------------------------------
+
+    def put_sealed(self, namespace: str, obj_type: int, plaintext: bytes) -> str:
+        """Seal and store a small object under its content name in ``namespace``; returns the name."""
+        sealed = self.codec.seal(os.urandom(32), obj_type, plaintext)
+        name = content_name(sealed)
+        self.store.store(f"{namespace}/{name}", sealed)
+        return name
+
+    def get_sealed(self, namespace: str, name: str, *, deleted: bool = False) -> bytes:
+        return self.codec.open(self.store.load(f"{namespace}/{name}", deleted=deleted))[2]
+
+    # --- index ------------------------------------------------------------------------------------------
+
+    def list_fragments(self) -> list[str]:
+        return [info.name for info in self._list(layout.INDEX)]
+
+    def write_fragment(self, plaintext: bytes) -> str:
+        return self.put_sealed(layout.INDEX, TYPE_INDEX, plaintext)
+
+    @property
+    def index(self) -> ChunkIndex:
+        if self._index is None:
+            self._index = self._load_index()
+        return self._index
+
+    def _load_index(self) -> ChunkIndex:
+        """Cached index + the fragments written since; a full rebuild when the epoch changed."""
+        from borghash import HashTableNT
+
+        epoch = self.epoch()
+        fragments = self.list_fragments()
+        present = set(fragments)
+        cache = self.cache
+        index = None
+        covered: list[str] = []
+        meta_raw = cache.read("index.meta")
+        if meta_raw is not None:
+            try:
+                meta = msgpack.unpackb(meta_raw)
+                if meta["epoch"] == epoch and set(meta["fragments"]) <= present:
+                    table = HashTableNT.read(str(cache.file("index.table")))
+                    index = ChunkIndex(table, PackTable.from_list(meta["packs"]))
+                    covered = meta["fragments"]
+            except Exception as exc:  # a damaged cache is rebuilt, never trusted
+                log.info("index cache unusable, rebuilding: %s", exc)
+                index = None
+        if index is None:
+            index = ChunkIndex(new_table(capacity=1000))
+            covered = []
+        missing = [name for name in fragments if name not in set(covered)]
+        for name in missing:
+            index.apply_fragment(self.get_sealed(layout.INDEX, name))
+        if missing or meta_raw is None:
+            self.save_index_cache(index, epoch, sorted(set(covered) | set(missing)))
+        return index
+
+    def save_index_cache(self, index: ChunkIndex, epoch: bytes, fragments: list[str]) -> None:
+        cache = self.cache
+        tmp = cache.temp_path("index.table")
+        index.table.write(str(tmp))
+        cache.remove("index.meta")  # never a meta that describes another table
+        cache.commit(tmp, "index.table")
+        cache.write(
+            "index.meta", msgpack.packb({"epoch": epoch, "fragments": fragments, "packs": index.packs.to_list()})
+        )
+
+    def invalidate_index_cache(self) -> None:
+        self.cache.remove("index.meta")
+        self._index = None
+
+    def reset_index(self, index: ChunkIndex | None = None) -> None:
+        self._index = index
+
+    # --- archives -----------------------------------------------------------------------------------------
+
+    def archive_entries(self, *, deleted: bool = False) -> list[ArchiveEntry]:
+        """All archive entries, oldest first.  Entries are immutable, so their plaintext is cached locally."""
+        cache = self.cache
+        entries = []
+        for info in self._list(layout.ARCHIVES, deleted=deleted):
+            cached = cache.read(f"archive-{info.name}")
+            if cached is None:
+                plaintext = self.get_sealed(layout.ARCHIVES, info.name, deleted=deleted)
+                cache.write(f"archive-{info.name}", plaintext)
+            else:
+                plaintext = cached
+            entries.append((info.name, ArchiveEntry.decode(plaintext)))
+        entries.sort(key=lambda pair: (pair[1].time, pair[1].name))
+        return [entry for _, entry in entries]
+
+    def entry_names(self, *, deleted: bool = False) -> dict[bytes, str]:
+        """archive id -> store key of its entry."""
+        result = {}
+        for info in self._list(layout.ARCHIVES, deleted=deleted):
+            plaintext = self.cache.read(f"archive-{info.name}") or self.get_sealed(
+                layout.ARCHIVES, info.name, deleted=deleted
+            )
+            result[ArchiveEntry.decode(plaintext).id] = info.name
+        return result
+
+    def find_archive(self, name: str) -> ArchiveEntry:
+        matches = [e for e in self.archive_entries() if e.name == name]
+        if not matches:
+            raise ArchiveNotFound(f"archive {name!r} not found")
+        return matches[-1]
+
+    def put_archive_entry(self, entry: ArchiveEntry) -> str:
+        return self.put_sealed(layout.ARCHIVES, TYPE_ARCHIVE_ENTRY, entry.encode())
+
+    def soft_delete_archive(self, entry: ArchiveEntry) -> None:
+        key = self.entry_names()[entry.id]
+        self.store.move(f"{layout.ARCHIVES}/{key}", delete=True)
+
+    def undelete_archive(self, entry: ArchiveEntry) -> None:
+        key = self.entry_names(deleted=True)[entry.id]
+        self.store.move(f"{layout.ARCHIVES}/{key}", undelete=True)
+
+    def purge_deleted_archives(self) -> int:
+        """Remove soft-deleted entries for good (compact)."""
+        count = 0
+        for info in list(self._list(layout.ARCHIVES, deleted=True)):
+            self.store.delete(f"{layout.ARCHIVES}/{info.name}", deleted=True)
+            self.cache.remove(f"archive-{info.name}")
+            count += 1
+        return count

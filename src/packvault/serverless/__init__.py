@@ -1,0 +1,1 @@
+"""Packvault serverless layer (see docs/architecture.md)."""

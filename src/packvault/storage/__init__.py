@@ -1,0 +1,1 @@
+"""Packvault storage layer (see docs/architecture.md)."""
