@@ -106,13 +106,12 @@ class ArchiveCreator:
             chunker = repo.chunker()
             stream = it.ItemStreamWriter(chunker, repo.chunk_id, writer.put_chunk)
             for entry in source:
-                if self.deadline is not None and self.deadline():
-                    # checkpoint what is stored, so the next run deduplicates against it and resumes
-                    writer.flush()
-                    if self.files_cache is not None:
-                        self.files_cache.save()
-                    raise DeadlineReached("stopped before the deadline; the next run resumes")
-                self._backup_entry(entry, writer, chunker, stream)
+                if self._deadline_due():
+                    self._stop_at_deadline(writer)
+                try:
+                    self._backup_entry(entry, writer, chunker, stream)
+                except _DeadlineInFile:
+                    self._stop_at_deadline(writer)
                 if self.progress:
                     self.progress(self.stats, entry.item["p"].decode("utf-8", "replace"))
             item_ids = stream.finish()
@@ -158,6 +157,16 @@ class ArchiveCreator:
             self.files_cache.save()
         return entry
 
+    def _deadline_due(self) -> bool:
+        return self.deadline is not None and self.deadline()
+
+    def _stop_at_deadline(self, writer: RepositoryWriter) -> None:
+        """Checkpoint what is stored, so the next run deduplicates against it and resumes, then stop."""
+        writer.flush()
+        if self.files_cache is not None:
+            self.files_cache.save()
+        raise DeadlineReached("stopped before the deadline; the next run resumes")
+
     def _backup_entry(self, entry: Entry, writer: RepositoryWriter, chunker, stream: it.ItemStreamWriter) -> None:
         item = entry.item
         kind = item["t"]
@@ -192,6 +201,8 @@ class ArchiveCreator:
                     chunk_id = self.repo.chunk_id(data)
                     writer.put_chunk(chunk_id, data)
                     chunks.append((chunk_id, len(data)))
+                    if self._deadline_due():
+                        raise _DeadlineInFile  # a large file must not outlive the deadline
                 after = _stat_after(f)
         except FileNotFoundError:
             self.warn(path_text, "vanished during backup")
@@ -204,8 +215,12 @@ class ArchiveCreator:
         size = sum(size for _, size in chunks)
         self.stats.files_read += 1
         self.stats.bytes_read += size
-        if entry.cache_key is not None and after is not None:
-            if (after.st_size, after.st_mtime_ns) != (entry.cache_key[1], entry.cache_key[2]) or size != after.st_size:
+        if entry.cache_key is not None:
+            # a stream without fstat (an S3 object read by ETag) is checked by the size it delivered
+            changed = size != entry.cache_key[1] or (
+                after is not None and (after.st_size, after.st_mtime_ns) != (entry.cache_key[1], entry.cache_key[2])
+            )
+            if changed:
                 self.warn(path_text, "changed while being backed up (stored as read)")
                 entry.item["s"] = size
                 return chunks  # not remembered: the next run reads it again
@@ -213,6 +228,10 @@ class ArchiveCreator:
                 cache.remember(entry.source_path, *entry.cache_key, chunks)
         entry.item["s"] = size
         return chunks
+
+
+class _DeadlineInFile(Exception):
+    """Internal: the deadline came in the middle of a file; the file's chunks so far are kept."""
 
 
 class DeadlineReached(PackvaultError):

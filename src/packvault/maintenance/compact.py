@@ -29,7 +29,7 @@ from ..archive.archive import iter_archive_items, load_archive
 from ..errors import IntegrityError, ObjectMissing
 from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entry, encode_index_fragments
 from ..repository.reader import ChunkReader
-from ..repository.repository import Repository
+from ..repository.repository import Repository, defrag_pack_name
 from ..storage import layout
 
 UNDERSIZED_SHARE = 0.25  # a kept pack below this share of the target pack size is merged with others
@@ -186,7 +186,8 @@ def _write_pack(repo, index: ChunkIndex, kind: int, namespace: str, batch, repor
         else:
             ranges.append([pack, entry.offset, entry.size])
     repo.check_lock()
-    new_name = repo.store.defrag([tuple(r) for r in ranges], namespace=namespace, algorithm="blake3")
+    target = defrag_pack_name((chunk_id, entry.size) for chunk_id, entry in batch)
+    new_name = repo.store.defrag([tuple(r) for r in ranges], namespace=namespace, target=target)
     new_no = index.packs.number(new_name, kind)
     offset = 0
     for chunk_id, entry in batch:

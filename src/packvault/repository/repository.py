@@ -27,6 +27,7 @@ from ..errors import (
     IntegrityError,
     RepositoryAlreadyExists,
     RepositoryNotFound,
+    StorageError,
     UsageError,
     WrongPassphrase,
 )
@@ -98,6 +99,32 @@ def content_name(data: bytes | memoryview) -> str:
     return blake3.blake3(data).hexdigest()
 
 
+def defrag_pack_name(objects) -> str:
+    """Name of a pack assembled by copy-forward from (object id, stored size) pairs, in pack order.
+
+    A server-side copy never sees the bytes, so the name cannot hash them; it hashes what the pack holds
+    instead.  Ids are MACs of the plaintext and every object authenticates its id, so the name is still
+    a function of the content, and a retried copy of the same objects converges on the same key.
+    """
+    h = blake3.blake3(b"packvault-defrag-v1")
+    for object_id, size in objects:
+        h.update(object_id)
+        h.update(size.to_bytes(8, "little"))
+    return h.hexdigest()
+
+
+def pack_name_matches(name: str, buf: bytes | memoryview) -> bool:
+    """True if ``name`` is the content name or the copy-forward name of the pack bytes ``buf``."""
+    if content_name(buf) == name:
+        return True
+    from .objects import iter_headers
+
+    try:
+        return defrag_pack_name((h.object_id, h.total_size) for _, h in iter_headers(buf)) == name
+    except IntegrityError:
+        return False
+
+
 class Repository:
     def __init__(self, location: str, *, s3_options: dict[str, str] | None = None):
         self.location = location
@@ -130,6 +157,8 @@ class Repository:
         CompressionSpec.parse(compression)
         try:
             self.store.create()
+        except StorageError:
+            raise  # e.g. BucketNotFound: its own message is clearer
         except BackendAlreadyExists:
             raise RepositoryAlreadyExists(f"{self.location} is not empty") from None
         except BackendDoesNotExist:
@@ -313,7 +342,11 @@ class Repository:
             return b""
 
     def bump_epoch(self) -> None:
-        """Invalidate every client's cached index (compact, repair) before changing the index."""
+        """Invalidate every client's cached index (compact, repair) before changing the index.
+
+        ``config/`` keys are replaced by compare-and-swap on S3: the backend needs to have seen the current
+        value, so it is read first; a concurrent bump then fails with ConflictError instead of being lost."""
+        self.epoch()
         self.store.store(EPOCH_NAME, os.urandom(16))
 
     def request_stats(self) -> dict[str, int]:
@@ -431,7 +464,12 @@ class Repository:
         for info in self._list(layout.ARCHIVES, deleted=deleted):
             cached = cache.read(f"archive-{info.name}")
             if cached is None:
-                plaintext = self.get_sealed(layout.ARCHIVES, info.name, deleted=deleted)
+                try:
+                    plaintext = self.get_sealed(layout.ARCHIVES, info.name, deleted=deleted)
+                except IntegrityError:
+                    if deleted:
+                        continue  # a damaged entry that repair soft-deleted: nothing to undelete
+                    raise
                 cache.write(f"archive-{info.name}", plaintext)
             else:
                 plaintext = cached

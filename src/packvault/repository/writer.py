@@ -2,9 +2,9 @@
 
 The pipeline, all bounded so memory stays flat whatever the size of the backup::
 
-    caller thread          seal pool (N threads)          upload pool (M threads)
-    put_chunk(id, data) -> compress, seal, append to  ->  store pack, then add its entries to the
-      (skips known ids)    the open pack of its kind      index and to the next checkpoint fragment
+    caller thread          seal pool (N threads)    caller thread, in put order    upload pool (M threads)
+    put_chunk(id, data) -> compress, seal       ->  append to the open pack   ->  store pack, then index its
+      (skips known ids)                             of its kind                   entries, checkpoint
 
 The order of durable writes is the DESIGN's: a pack is stored before any fragment names it, a fragment
 is written before any archive can reference its chunks (``flush`` waits for both).  Every few packs or
@@ -18,6 +18,7 @@ import contextlib
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from .index import KIND_DATA, KIND_META, encode_fragment
@@ -58,7 +59,8 @@ class RepositoryWriter:
         threads = seal_threads or max(2, os.cpu_count() or 2)
         self._seal_pool = ThreadPoolExecutor(threads, thread_name_prefix="pv-seal")
         self._upload_pool = ThreadPoolExecutor(upload_threads, thread_name_prefix="pv-upload")
-        self._chunk_slots = threading.BoundedSemaphore(max_chunks_in_flight)
+        self.max_chunks_in_flight = max_chunks_in_flight
+        self._sealing: deque[tuple[Future, bytes, int, int]] = deque()  # in put order
         # one pack being filled per kind + uploads in flight: bounded pack memory
         self._pack_slots = threading.BoundedSemaphore(upload_threads)
         self._lock = threading.Lock()  # guards index, pending, open packs, unsaved records
@@ -67,7 +69,6 @@ class RepositoryWriter:
         self._unsaved: list[tuple[bytes, str, int, int, int]] = []  # stored, not yet in a fragment
         self._packs_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
-        self._seals: set[Future] = set()
         self._uploads: set[Future] = set()
         self._error: BaseException | None = None
         self.fragments_written: list[str] = []
@@ -87,21 +88,16 @@ class RepositoryWriter:
                 return False
             self._pending.add(chunk_id)
         kind = KIND_DATA if obj_type == TYPE_DATA else KIND_META
-        self._chunk_slots.acquire()
-        try:
-            future = self._seal_pool.submit(self._seal_and_add, chunk_id, data, obj_type, kind)
-        except BaseException:
-            self._chunk_slots.release()
-            raise
-        with self._lock:
-            self._seals.add(future)
-        future.add_done_callback(self._seal_done)
+        future = self._seal_pool.submit(self.repo.codec.seal, chunk_id, obj_type, data)
+        self._sealing.append((future, chunk_id, kind, len(data)))
+        self._append_sealed(block=len(self._sealing) > self.max_chunks_in_flight)
         return True
 
     def flush(self) -> None:
         """Store every open pack, wait for all uploads and write the fragment: all data put so far is durable
         and indexed when this returns."""
-        self._wait(self._seals)
+        while self._sealing:
+            self._append_sealed(block=True)
         self._raise_pending_error()
         for kind in (KIND_DATA, KIND_META):
             with self._lock:
@@ -120,9 +116,16 @@ class RepositoryWriter:
 
     # --- pipeline stages --------------------------------------------------------------------------------
 
-    def _seal_and_add(self, chunk_id: bytes, data: bytes, obj_type: int, kind: int) -> None:
-        try:
-            sealed = self.repo.codec.seal(chunk_id, obj_type, data)
+    def _append_sealed(self, *, block: bool) -> None:
+        """Append sealed chunks to their packs in the order they were put.
+
+        Sealing runs in parallel, but appending in submission order keeps a file's chunks adjacent in its
+        pack, so restore reads them back with one ranged read per run instead of one per chunk.
+        """
+        while self._sealing and (block or self._sealing[0][0].done()):
+            future, chunk_id, kind, plain_size = self._sealing.popleft()
+            sealed = future.result()  # a sealing error propagates to the caller here
+            block = block and len(self._sealing) > self.max_chunks_in_flight
             full = None
             with self._lock:
                 pack = self._open[kind]
@@ -130,15 +133,13 @@ class RepositoryWriter:
                 pack.buffer += sealed
                 pack.records.append((chunk_id, offset, len(sealed)))
                 self.stats["chunks_new"] += 1
-                self.stats["bytes_new"] += len(data)
+                self.stats["bytes_new"] += plain_size
                 self.stats["bytes_stored"] += len(sealed)
                 if len(pack.buffer) >= self.pack_size:
                     full = pack
                     self._open[kind] = _OpenPack(kind)
             if full is not None:
                 self._submit_upload(full)
-        finally:
-            self._chunk_slots.release()
 
     def _submit_upload(self, pack: _OpenPack) -> None:
         self._pack_slots.acquire()
@@ -183,11 +184,6 @@ class RepositoryWriter:
         self._last_checkpoint = time.monotonic()
 
     # --- errors -----------------------------------------------------------------------------------------
-
-    def _seal_done(self, future: Future) -> None:
-        with self._lock:
-            self._seals.discard(future)
-        self._note_error(future)
 
     def _upload_done(self, future: Future) -> None:
         with self._lock:

@@ -1,0 +1,271 @@
+"""``check --repair``: act on what the checker found, in the DESIGN's write order, never deleting data.
+
+The caller holds the exclusive lock.  Steps, and why in this order:
+
+1. **Index.**  If the index disagrees with the packs (entries pointing at missing or damaged objects,
+   intact objects not indexed, lost or damaged fragments), it is rebuilt from what the pack scan proved
+   intact: entries whose object is bad are dropped, or repointed at another intact copy of the same chunk;
+   unindexed intact objects are added.  The epoch is bumped first (every client's cached index becomes
+   invalid before anything changes), the new fragments are written, and only then are the old ones
+   deleted, so a crash leaves either index, both of which ``check`` accepts.  Packs are never deleted or
+   rewritten: a damaged object stays where it is, the index just stops pointing at it (``compact``
+   reclaims the space later, copying the intact objects forward).
+2. **Archive entries.**  Archive metadata objects that no entry (live or soft-deleted) refers to get a new
+   ``archives/`` entry.  Entries that do not decrypt, and entries whose metadata object is lost, are
+   soft-deleted (reversible with ``undelete`` until ``compact``), after the re-created entries are stored.
+3. **Damaged files.**  An archive with files whose chunks are lost (or whose item-stream chunks are lost)
+   gets a new item stream: each lost chunk becomes a chunk of zeros of the same size, the item keeps its
+   original chunk list under ``ch`` and an error note under ``e``.  When a later backup brings a lost chunk
+   back, the next repair finds every ``ch`` chunk intact and restores the original list.  The new item
+   stream is stored, then the new archive metadata, then the new entry; the old entry is soft-deleted
+   only after that.  Everything else in the archive is kept as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import msgpack
+
+from ..archive import items as it
+from ..errors import PackvaultError
+from ..repository.index import ChunkIndex, Location, encode_index_fragments
+from ..repository.objects import TYPE_ARCHIVE
+from ..repository.repository import ArchiveEntry
+from ..repository.writer import RepositoryWriter
+from ..storage import layout
+from .check import FLAG_BAD, REQUIRED_META_KEYS, Checker, iter_items_robust
+
+
+def repair(checker: Checker, *, dry_run: bool) -> None:
+    if checker.index_changed:
+        rebuild_index(checker, dry_run=dry_run)
+    if checker.opts.repository_only or not checker.has_key:
+        return
+    recreate_entries(checker, dry_run=dry_run)
+    retire_entries(checker, dry_run=dry_run)
+    rewrite_archives(checker, dry_run=dry_run)
+
+
+# --- 1. the index -----------------------------------------------------------------------------------------------
+
+
+def rebuild_index(checker: Checker, *, dry_run: bool) -> None:
+    repo = checker.repo
+    index = checker.index
+    bad = bytearray()  # packed ids: the table cannot shrink while it is iterated
+    repointed = 0
+    for chunk_id, entry in index.entries():
+        if entry.flags & FLAG_BAD:
+            bad += chunk_id
+            if chunk_id in checker.alt:
+                repointed += 1
+    for pos in range(0, len(bad), 32):
+        del index.table[bytes(bad[pos : pos + 32])]
+    dropped = len(bad) // 32 - repointed
+    added = 0
+    alt_names, alt_kinds = checker.alt.packs.names, checker.alt.packs.kinds
+    for chunk_id, entry in checker.alt.entries():
+        if chunk_id not in index:
+            index.add(chunk_id, alt_names[entry.pack], alt_kinds[entry.pack], entry.offset, entry.size)
+            added += 1
+    added -= repointed
+    for chunk_id, entry in index.entries():
+        if entry.flags:
+            index.table[chunk_id] = entry._replace(flags=0)
+    checker.alt = ChunkIndex()  # everything intact is in the index now
+    checker.report.repairs.append(
+        f"rebuild the index from the packs: {dropped} entr(ies) dropped (no intact copy), {repointed} repointed "
+        f"to another intact copy, {added} intact object(s) added; {len(index)} entries in "
+        f"new fragments, then {len(checker.fragments)} old fragment(s) deleted"
+    )
+    if dry_run:
+        return
+    repo.epoch()  # read first: on S3 the epoch is replaced by compare-and-swap against the ETag read here
+    repo.bump_epoch()  # before any change: no client may trust its cached index from here on
+    repo.invalidate_index_cache()
+    new = [repo.write_fragment(fragment) for fragment in encode_index_fragments(index)]
+    for name in checker.fragments:
+        if name not in new:
+            repo.check_lock()
+            repo.store.delete(f"{layout.INDEX}/{name}")
+    checker.fragments = new
+    repo.save_index_cache(index, repo.epoch(), sorted(new))
+    repo.reset_index(index)
+
+
+# --- 2. archive entries ---------------------------------------------------------------------------------------------
+
+
+def recreate_entries(checker: Checker, *, dry_run: bool) -> None:
+    repo = checker.repo
+    names = {entry.name for _, entry in checker.entries}
+    for archive_id in checker.orphans:
+        loc, _ = checker.locate(archive_id)
+        try:
+            if loc is None:
+                raise PackvaultError("its object is gone")
+            meta = msgpack.unpackb(checker.read_object(archive_id, loc))
+            if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META_KEYS):
+                raise PackvaultError("its metadata is incomplete")
+        except (PackvaultError, ValueError, TypeError, msgpack.UnpackException) as exc:
+            checker.report.notes.append(f"archive metadata {archive_id.hex()} cannot be re-created: {exc}")
+            continue
+        name = meta["name"]
+        if name in names:
+            name = f"{name}.recovered-{archive_id.hex()[:8]}"
+        names.add(name)
+        entry = ArchiveEntry(
+            id=archive_id,
+            name=name,
+            time=meta["time"],
+            end=meta["end"],
+            host=meta["host"],
+            user=meta["user"],
+            comment=meta.get("comment", ""),
+            stats=meta.get("stats") or {},
+        )
+        checker.report.repairs.append(f"re-create the archives/ entry of archive {name!r} ({archive_id.hex()})")
+        key = f"(new entry for {archive_id.hex()})"
+        if not dry_run:
+            repo.check_lock()
+            key = repo.put_archive_entry(entry)
+        checker.entries.append((key, entry))
+        checker.metas[key] = meta
+        checker.findings[key] = checker.walk_archive(name, meta)
+
+
+def retire_entries(checker: Checker, *, dry_run: bool) -> None:
+    """Soft-delete entries that cannot be used: they do not open, or their archive metadata is lost."""
+    repo = checker.repo
+    doomed = [(key, "it does not decrypt") for key in checker.damaged_entries]
+    doomed += [
+        (key, f"the metadata of archive {entry.name!r} is lost")
+        for key, entry in checker.entries
+        if key not in checker.metas
+    ]
+    for key, why in doomed:
+        checker.report.repairs.append(f"soft-delete archives/ entry {key}: {why}")
+        if not dry_run:
+            repo.check_lock()
+            repo.store.move(f"{layout.ARCHIVES}/{key}", delete=True)
+    retired = {key for key, _ in doomed}
+    checker.entries = [(key, entry) for key, entry in checker.entries if key not in retired]
+
+
+# --- 3. damaged files ------------------------------------------------------------------------------------------------
+
+
+def rewrite_archives(checker: Checker, *, dry_run: bool) -> None:
+    todo = [
+        (key, entry)
+        for key, entry in checker.entries
+        if key in checker.findings and checker.findings[key].needs_rewrite
+    ]
+    if not todo:
+        return
+    repo = checker.repo
+    # Resolve item-chunk locations before the writer starts: its upload threads add to the index table,
+    # which must not be read concurrently.
+    plans = []
+    for key, entry in todo:
+        meta = checker.metas[key]
+        locations = [(item_id, checker.locate(item_id)[0]) for item_id in meta["items"]]
+        plans.append((key, entry, meta, locations))
+    writer = None
+    if not dry_run:
+        for chunk_id, entry in checker.index.entries():
+            if entry.flags:
+                checker.index.table[chunk_id] = entry._replace(flags=0)
+        repo.reset_index(checker.index)
+        writer = RepositoryWriter(repo)
+    try:
+        for key, entry, meta, locations in plans:
+            _rewrite_one(checker, key, entry, meta, locations, writer)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _rewrite_one(
+    checker: Checker,
+    key: str,
+    entry: ArchiveEntry,
+    meta: dict,
+    locations: list[tuple[bytes, Location | None]],
+    writer: RepositoryWriter | None,
+) -> None:
+    repo = checker.repo
+    findings = checker.findings[key]
+    zero_ids: dict[int, bytes] = {}
+
+    def put(chunk_id: bytes, data: bytes, obj_type: int | None = None) -> None:
+        if writer is not None:
+            if obj_type is None:
+                writer.put_chunk(chunk_id, data)
+            else:
+                writer.put_chunk(chunk_id, data, obj_type)
+
+    def zero_chunk(size: int) -> bytes:
+        chunk_id = zero_ids.get(size)
+        if chunk_id is None:
+            data = bytes(size)
+            chunk_id = zero_ids[size] = repo.chunk_id(data)
+            put(chunk_id, data)
+        return chunk_id
+
+    def chunks():
+        for item_id, loc in locations:
+            if loc is None:
+                yield None
+                continue
+            try:
+                yield checker.read_object(item_id, loc)
+            except PackvaultError:
+                yield None
+
+    stream = it.ItemStreamWriter(repo.chunker(), repo.chunk_id, put)
+    damaged = healed = 0
+    for item in iter_items_robust(chunks()):
+        if item.get("t") == it.FILE:
+            path = it.path_str(item)
+            if item["p"] in findings.healable_paths:
+                item["c"] = item.pop("ch")
+                item.pop("e", None)
+                healed += 1
+                checker.report.repairs.append(f"archive {entry.name!r}: file {path!r} healed, its chunks are back")
+            else:
+                chunk_list = item.get("c") or []
+                lost = sum(1 for cid, _ in chunk_list if cid in checker.lost_ids)
+                if lost:
+                    item.setdefault("ch", [list(pair) for pair in chunk_list])
+                    item["c"] = [
+                        [zero_chunk(size), size] if cid in checker.lost_ids else [cid, size] for cid, size in chunk_list
+                    ]
+                    item["e"] = f"damaged: {lost} chunk(s) lost, replaced by zeros (check --repair)"
+                    damaged += 1
+                    checker.report.repairs.append(
+                        f"archive {entry.name!r}: file {path!r} marked damaged, {lost} lost chunk(s) replaced by zeros"
+                    )
+        stream.add(item)
+    item_ids = stream.finish()
+    new_meta = dict(meta)
+    new_meta["items"] = item_ids
+    new_meta["nitems"] = stream.count
+    new_meta["repaired"] = datetime.now(UTC).isoformat()
+    plaintext = msgpack.packb(new_meta)
+    archive_id = repo.chunk_id(plaintext)
+    checker.report.repairs.append(
+        f"archive {entry.name!r}: new item stream ({stream.count} items, {damaged} damaged, {healed} healed, "
+        f"{findings.lost_item_chunks} lost item chunk(s) skipped), new metadata {archive_id.hex()}, new entry; "
+        f"old entry {key} soft-deleted after"
+    )
+    if writer is None:
+        return
+    writer.flush()  # zero chunks and item stream: packs, then their index fragment
+    put(archive_id, plaintext, TYPE_ARCHIVE)
+    writer.flush()
+    repo.check_lock()
+    repo.put_archive_entry(dataclasses.replace(entry, id=archive_id))  # the new entry first...
+    repo.store.move(f"{layout.ARCHIVES}/{key}", delete=True)  # ...then the old one goes (reversibly)

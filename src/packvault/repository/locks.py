@@ -1,0 +1,685 @@
+"""Repository locks: small sealed objects in ``locks/``, refreshed while held, broken when stale.
+
+An object store offers no atomic "create if no other lock exists", so the protocol works with what every
+store has -- create an object, list a namespace, delete an object -- and resolves races by listing again
+after writing (see docs/locks.md for the full protocol and its race analysis).  In short:
+
+- A lock object is a sealed msgpack record (host id, pid, process start, thread, exclusive flag, write
+  time, acquisition start, session).  Its key is the hex SHA-256 of the sealed bytes, so it is never
+  overwritten.  A refresh writes a new object and then deletes the one before the previous one: some
+  object of the holder exists at every instant, and a listing that reads names first and details later
+  (the file backend stats each name it read) cannot miss the holder unless it takes a whole refresh
+  interval.
+- Two locks *conflict* when at least one of them is exclusive.  A candidate that has written its lock and
+  then lists no live conflicting lock holds the lock.  Among conflicting candidates, the one with the
+  smallest ``(since, session)`` keeps its lock object and waits; the others delete theirs and back off.
+- A lock is *stale* when its holder is a dead process on this host, or when it is older than
+  ``stale_seconds`` both by its writer's clock and by the store's clock, so one badly set clock cannot make
+  a live lock look stale.  Stale locks found on the way are removed with a warning.
+- The holder refreshes its lock in a background thread.  When its lock vanished (someone broke it), or a
+  refresh could not be completed before the lock might have looked stale to others, the lock is *lost*:
+  ``check()`` raises ``LockLost`` and ``on_lost`` is called, so the operation stops instead of continuing
+  unprotected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+
+import msgpack
+from borgstore.backends.errors import ObjectNotFound
+from borgstore.store import Store
+
+from ..errors import LockError, LockLost, LockTimeout
+from ..storage.layout import LOCKS, name
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STALE_SECONDS = 15 * 60.0
+"""A lock not refreshed for this long (by both clocks) may be removed by anyone."""
+
+DEFAULT_REFRESH_DIVISOR = 6
+"""Default refresh interval = stale time / this: a holder gets several chances before its lock expires."""
+
+DEFAULT_LOCK_WAIT = 60.0
+"""How long ``acquire`` waits for conflicting holders before raising ``LockTimeout``."""
+
+STORE_MTIME_SLACK = 1.0
+"""Seconds added in the holder's favour to every age measured by the store clock: S3 ``LastModified`` is
+truncated to whole seconds, so an object can look up to this much older than it is."""
+
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 2.0
+
+RECORD_VERSION = 1
+
+
+class Verdict(enum.Enum):
+    """What a lock reader can conclude about a lock object."""
+
+    LIVE = "live"
+    STALE = "stale"
+    UNSURE = "unsure"  # expired by its writer's clock, but the store's clock is not known yet
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """One lock object as seen by ``list_locks``; holder fields are None when the record is unreadable."""
+
+    key: str
+    host: str | None
+    pid: int | None
+    thread: int | None
+    exclusive: bool
+    time: float | None  # the writer's clock when this object was written
+    since: float | None  # the writer's clock when the holder started acquiring
+    store_mtime: float | None  # the store's clock when this object was written
+    stale: bool
+    readable: bool
+
+
+@dataclass
+class _Entry:
+    """A listed lock object and its decoded record (None when it does not unseal/decode)."""
+
+    key: str
+    mtime: float | None
+    record: dict | None
+
+    @property
+    def is_probe(self) -> bool:
+        return self.record is not None and bool(self.record.get("probe"))
+
+    def order(self) -> tuple[float, str]:
+        """Precedence among conflicting candidates: smaller wins.  An unreadable lock always precedes."""
+        if self.record is None:
+            return (float("-inf"), self.key)
+        return (float(self.record["since"]), str(self.record["session"]))
+
+
+@dataclass
+class _Written:
+    """A lock object this manager wrote, with the local clocks around the write."""
+
+    key: str
+    mono_before: float  # time.monotonic() just before the store call
+    wall_after: float  # time.time() just after it returned
+
+
+# --- host identity and local process liveness --------------------------------------------------------
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def default_host_id() -> str:
+    """``hostname/digest``, where the digest names the scope in which this machine's pids are meaningful.
+
+    A pid can only be checked for liveness by a process that sees the same pid space: the same boot of the
+    same kernel, and the same pid namespace (containers on one host share the boot but not the pid space;
+    containers from one image often share /etc/machine-id).  So on Linux the digest covers the boot id and
+    the pid namespace's inode.  A lock left behind before a reboot thus counts as another host's and
+    expires by time, which is slower but never wrong.  Elsewhere, the MAC-derived node id stands in.
+    """
+    parts: list[str] = []
+    boot_id = _read_text("/proc/sys/kernel/random/boot_id")
+    if boot_id:
+        parts.append(boot_id)
+        with contextlib.suppress(OSError):
+            parts.append(f"pidns:{os.stat('/proc/self/ns/pid').st_ino}")
+    else:
+        parts.append(_read_text("/etc/machine-id") or f"node:{uuid.getnode():012x}")
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+    return f"{socket.gethostname()}/{digest}"
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks) of a process from /proc, or None where that is not available."""
+    text = _read_text(f"/proc/{pid}/stat")
+    if text is None:
+        return None
+    try:
+        fields = text[text.rindex(")") + 2 :].split()  # the command name may contain spaces and ")"
+        return fields[0], int(fields[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """An identity for the process ``pid`` beyond its number, so a reused pid is not taken for the holder."""
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def pid_alive(pid: int, start: int | None = None) -> bool:
+    """Whether ``pid`` (started at ``start``, if known) is a running process in our pid space.
+
+    Errs on the side of "alive": a wrongly live verdict only makes a dead holder's lock wait for expiry.
+    """
+    if pid <= 0:
+        return True  # not a real pid: os.kill would address a process group
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # e.g. EPERM: exists, but belongs to someone else
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True
+    state, started = stat
+    if state in ("Z", "X"):
+        return False  # exited; only its parent has not reaped it yet
+    return start is None or started == start
+
+
+# --- records -------------------------------------------------------------------------------------------
+
+_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "v": int,
+    "host": str,
+    "pid": int,
+    "thread": int,
+    "exclusive": bool,
+    "time": (int, float),
+    "since": (int, float),
+    "session": str,
+}
+
+
+def _decode_record(plain: bytes) -> dict | None:
+    try:
+        record = msgpack.unpackb(plain, raw=False)
+    except Exception:  # any malformed input: msgpack raises several unrelated types
+        return None
+    if not isinstance(record, dict):
+        return None
+    for field, kind in _RECORD_TYPES.items():
+        if not isinstance(record.get(field), kind):
+            return None
+    if record["v"] != RECORD_VERSION:
+        return None
+    start = record.get("pstart")
+    if start is not None and not isinstance(start, int):
+        return None
+    return record
+
+
+def _format_time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+# --- the manager -----------------------------------------------------------------------------------------
+
+
+class LockManager:
+    """Takes, keeps and gives back one lock (shared or exclusive) on a repository.
+
+    ``store`` must be open; it is shared with the background refresher (borgstore serializes calls).
+    ``seal``/``unseal`` are the repository key's authenticated encryption; ``unseal`` raises on tampered
+    input.  ``on_lost`` is called from the refresher thread when the lock is lost, so it should only signal
+    (set a flag, interrupt the main thread), not clean up.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        seal: Callable[[bytes], bytes],
+        unseal: Callable[[bytes], bytes],
+        stale_seconds: float = DEFAULT_STALE_SECONDS,
+        refresh_seconds: float | None = None,
+        host_id: str | None = None,
+        on_lost: Callable[[], None] | None = None,
+        exclusive: bool = False,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+    ):
+        if stale_seconds <= 0:
+            raise ValueError("stale_seconds must be positive")
+        if refresh_seconds is None:
+            refresh_seconds = stale_seconds / DEFAULT_REFRESH_DIVISOR
+        if not 0 < refresh_seconds <= stale_seconds / 2:
+            raise ValueError("refresh_seconds must be positive and at most half of stale_seconds")
+        self.store = store
+        self.stale_seconds = float(stale_seconds)
+        self.refresh_seconds = float(refresh_seconds)
+        self.host_id = host_id or default_host_id()
+        self.exclusive = exclusive  # used by the context manager protocol
+        self.lock_wait = lock_wait
+        self._seal = seal
+        self._unseal = unseal
+        self._on_lost = on_lost
+        self._random = random.SystemRandom()
+        self._pid = os.getpid()
+        self._pstart = process_start(self._pid)
+        # content-named objects never change, so a decoded record can be reused for as long as it is listed.
+        self._decoded: dict[str, dict | None] = {}
+        self._decoded_lock = threading.Lock()  # the refresher writes while the owner may be listing
+        self._store_offset: float | None = None  # store clock - local wall clock, measured at our last write
+        # state of the held lock, guarded by _mutex against the refresher
+        self._mutex = threading.RLock()
+        self._record: dict | None = None
+        self._current: _Written | None = None
+        self._previous: _Written | None = None  # kept until the next refresh, see the module docstring
+        self._lost_reason: str | None = None
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    # -- public API ------------------------------------------------------------------------------------
+
+    @property
+    def held(self) -> bool:
+        return self._current is not None and self._lost_reason is None
+
+    def acquire(self, *, exclusive: bool, wait: float = DEFAULT_LOCK_WAIT) -> None:
+        """Take the lock, waiting up to ``wait`` seconds for conflicting holders; start the refresher."""
+        if self._current is not None:
+            raise LockError("this lock manager already holds a lock; release it first")
+        self._lost_reason = None
+        record = {
+            "v": RECORD_VERSION,
+            "host": self.host_id,
+            "pid": self._pid,
+            "pstart": self._pstart,
+            "thread": threading.get_native_id(),
+            "exclusive": bool(exclusive),
+            "time": 0.0,
+            "since": time.time(),
+            "session": secrets.token_hex(8),
+        }
+        candidate, previous = self._acquire_loop(record, wait)
+        with self._mutex:
+            self._record = record
+            self._current = candidate
+            self._previous = previous
+            self._stop.clear()
+            self._refresher = threading.Thread(target=self._refresh_loop, name="packvault-lock-refresh", daemon=True)
+            self._refresher.start()
+        logger.debug("acquired %s lock %s", "exclusive" if exclusive else "shared", candidate.key)
+
+    def release(self) -> None:
+        """Stop refreshing and delete our lock object.  Safe to call when nothing (or a lost lock) is held."""
+        self._stop.set()
+        thread, self._refresher = self._refresher, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._mutex:
+            objects = [obj for obj in (self._current, self._previous) if obj is not None]
+            self._current = self._previous = self._record = None
+        for obj in objects:
+            self._delete_quietly(obj.key)  # also after a loss: an object that is still there is ours
+
+    def check(self, *, verify: bool = False) -> None:
+        """Raise ``LockLost`` if our lock was lost.  ``verify`` also asks the store whether it still exists."""
+        if self._lost_reason is not None:
+            raise LockLost(f"repository lock lost: {self._lost_reason}")
+        if self._current is None:
+            raise LockError("no repository lock is held")
+        if verify:
+            with self._mutex:
+                current = self._current
+                if current is not None and self._lost_reason is None and not self._exists(current.key):
+                    self._lose("the lock object was removed by someone else")
+            if self._lost_reason is not None:
+                raise LockLost(f"repository lock lost: {self._lost_reason}")
+
+    def __enter__(self) -> LockManager:
+        self.acquire(exclusive=self.exclusive, wait=self.lock_wait)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def list_locks(self) -> list[LockInfo]:
+        """The repository's locks (one per holder), oldest first, with a staleness verdict for each."""
+        entries, store_now = self._scan_with_clock()
+        # A holder briefly has two objects (see the module docstring): show only its newest one.
+        newest: dict[str, _Entry] = {}
+        for entry in entries:
+            if entry.is_probe:
+                continue
+            holder = entry.key if entry.record is None else f"session:{entry.record['session']}"
+            seen = newest.get(holder)
+            if seen is None or (seen.record is not None and entry.record["time"] > seen.record["time"]):
+                newest[holder] = entry
+        infos = []
+        for entry in newest.values():
+            rec = entry.record
+            infos.append(
+                LockInfo(
+                    key=entry.key,
+                    host=rec["host"] if rec else None,
+                    pid=rec["pid"] if rec else None,
+                    thread=rec["thread"] if rec else None,
+                    exclusive=rec["exclusive"] if rec else True,
+                    time=float(rec["time"]) if rec else None,
+                    since=float(rec["since"]) if rec else None,
+                    store_mtime=entry.mtime,
+                    stale=self._judge(entry, store_now) is Verdict.STALE,
+                    readable=rec is not None,
+                )
+            )
+        infos.sort(key=lambda info: (info.since if info.since is not None else float("-inf"), info.key))
+        return infos
+
+    def break_locks(self, *, force: bool = False) -> int:
+        """Remove stale lock objects (every lock object with ``force``); return how many were removed."""
+        entries, store_now = self._scan_with_clock()
+        removed = 0
+        for entry in entries:
+            if force or self._judge(entry, store_now) is Verdict.STALE:
+                logger.warning("removing %slock %s", "" if force else "stale ", self._describe(entry))
+                removed += self._delete_quietly(entry.key)
+        return removed
+
+    # -- acquisition -----------------------------------------------------------------------------------
+
+    def _acquire_loop(self, record: dict, wait: float) -> tuple[_Written, _Written | None]:
+        """Run the protocol until we hold the lock; return our current and previous lock objects."""
+        deadline = time.monotonic() + max(0.0, wait)
+        session = record["session"]
+        candidate: _Written | None = None
+        previous: _Written | None = None
+        attempt = 0
+        try:
+            while True:
+                entries = self._scan()
+                keys = {entry.key for entry in entries}
+                if candidate is not None and candidate.key not in keys:
+                    logger.warning("our lock candidate %s was removed by someone else", candidate.key)
+                    if previous is not None:
+                        self._delete_quietly(previous.key)
+                    candidate = previous = None
+                ours = {obj.key for obj in (candidate, previous) if obj is not None}
+                store_now = self._store_now(entries, candidate)
+                conflicts: list[tuple[_Entry, Verdict]] = []
+                for entry in entries:
+                    if entry.record is not None and entry.record.get("session") == session:
+                        if entry.key not in ours:
+                            self._delete_quietly(entry.key)  # our own leftover from an interrupted attempt
+                        continue
+                    verdict = self._judge(entry, store_now)
+                    if verdict is Verdict.STALE:
+                        logger.warning("removing stale lock %s", self._describe(entry))
+                        self._delete_quietly(entry.key)
+                    elif self._conflicts(record["exclusive"], entry):
+                        conflicts.append((entry, verdict))
+                ahead = self._ahead_of_us(record, conflicts)
+                if candidate is None:
+                    if not any(verdict is Verdict.LIVE for _, verdict in ahead):
+                        # Nobody certainly ahead of us: write our candidate, then decide on a fresh listing.
+                        candidate = self._write(record)
+                        continue
+                elif not conflicts:
+                    return candidate, previous
+                elif ahead:
+                    for obj in (candidate, previous):
+                        if obj is not None:
+                            self._delete_quietly(obj.key)
+                    candidate = previous = None
+                elif time.monotonic() - candidate.mono_before >= self.refresh_seconds:
+                    # We are first in line and keep waiting: keep our candidate from expiring meanwhile.
+                    if previous is not None:
+                        self._delete_quietly(previous.key)
+                    previous, candidate = candidate, self._write(record)
+                now = time.monotonic()
+                if now >= deadline:
+                    blocker = min((e for e, _ in conflicts), key=lambda e: e.order())
+                    raise LockTimeout(self._locked_by_message(blocker))
+                delay = min(BACKOFF_MAX, self.refresh_seconds, BACKOFF_FIRST * 2 ** min(attempt, 16))
+                time.sleep(min(delay * self._random.uniform(0.5, 1.0), deadline - now))
+                attempt += 1
+        except BaseException:
+            for obj in (candidate, previous):
+                if obj is not None:
+                    self._delete_quietly(obj.key)
+            raise
+
+    @staticmethod
+    def _ahead_of_us(record: dict, conflicts: list[tuple[_Entry, Verdict]]) -> list[tuple[_Entry, Verdict]]:
+        """The conflicting locks we must give way to (delete our candidate and back off for).
+
+        A shared candidate gives way to every exclusive lock, and an exclusive candidate to every exclusive
+        lock that precedes it in ``(since, session)`` order; an exclusive candidate keeps its lock object
+        while it waits for shared holders and later exclusive ones.  So nobody waits for a waiter (no
+        deadlock), new shared lockers queue behind a waiting exclusive one (no starvation of compaction by a
+        stream of overlapping backups), and exclusive lockers go in order of arrival.
+        """
+        if not record["exclusive"]:
+            return conflicts  # every lock that conflicts with a shared one is exclusive (or unreadable)
+        mine = (float(record["since"]), str(record["session"]))
+        return [
+            (entry, verdict)
+            for entry, verdict in conflicts
+            if (entry.record is None or entry.record["exclusive"]) and entry.order() < mine
+        ]
+
+    @staticmethod
+    def _conflicts(exclusive: bool, other: _Entry) -> bool:
+        if other.record is None:
+            return True  # unknown holder: assume the worst
+        if other.is_probe:
+            return False
+        return exclusive or bool(other.record["exclusive"])
+
+    def _locked_by_message(self, entry: _Entry) -> str:
+        rec = entry.record
+        if rec is None:
+            when = _format_time(entry.mtime) if entry.mtime else "an unknown time"
+            return f"repository is locked by an unknown holder (unreadable lock {entry.key[:16]}) since {when}"
+        kind = "exclusive" if rec["exclusive"] else "shared"
+        return (
+            f"repository is locked by {rec['host']} pid {rec['pid']} since {_format_time(rec['since'])} ({kind} lock)"
+        )
+
+    # -- staleness -------------------------------------------------------------------------------------
+
+    def _judge(self, entry: _Entry, store_now: float | None) -> Verdict:
+        rec = entry.record
+        if rec is not None and rec["host"] == self.host_id and not pid_alive(rec["pid"], rec.get("pstart")):
+            return Verdict.STALE
+        writer_expired = rec is None or time.time() - float(rec["time"]) >= self.stale_seconds
+        if not writer_expired:
+            return Verdict.LIVE
+        if store_now is None or not entry.mtime:
+            return Verdict.UNSURE
+        store_age = store_now - entry.mtime - STORE_MTIME_SLACK
+        return Verdict.STALE if store_age >= self.stale_seconds else Verdict.LIVE
+
+    def _store_now(self, entries: list[_Entry], reference: _Written | None) -> float | None:
+        """The store's clock now, estimated from the listed mtime of an object we wrote ourselves.
+
+        The estimate errs low: the store stamped the object before our write call returned, so
+        ``mtime - wall_after`` underestimates the offset, and an age measured against it is never too high.
+        """
+        if reference is not None:
+            for entry in entries:
+                if entry.key == reference.key and entry.mtime:
+                    self._store_offset = entry.mtime - reference.wall_after
+                    break
+        return None if self._store_offset is None else time.time() + self._store_offset
+
+    def _scan_with_clock(self) -> tuple[list[_Entry], float | None]:
+        """List the locks together with a store clock reading, writing a probe object when we hold nothing.
+
+        A probe is a readable record flagged as such; it conflicts with nobody and lives for one listing.
+        """
+        with self._mutex:
+            current = self._current if self._lost_reason is None else None
+        probe = None
+        if current is None:
+            probe_record = {
+                "v": RECORD_VERSION,
+                "host": self.host_id,
+                "pid": self._pid,
+                "pstart": self._pstart,
+                "thread": threading.get_native_id(),
+                "exclusive": False,
+                "time": 0.0,
+                "since": time.time(),
+                "session": secrets.token_hex(8),
+                "probe": True,
+            }
+            try:
+                probe = self._write(probe_record)
+            except Exception as exc:  # a read-only store, say: go on with what we know
+                logger.warning("cannot write a lock probe to read the store clock: %s", exc)
+        try:
+            entries = self._scan()
+            store_now = self._store_now(entries, probe or current)
+        finally:
+            if probe is not None:
+                self._delete_quietly(probe.key)
+        if probe is not None:
+            entries = [entry for entry in entries if entry.key != probe.key]
+        return entries, store_now
+
+    # -- refreshing ------------------------------------------------------------------------------------
+
+    def _refresh_loop(self) -> None:
+        while True:
+            with self._mutex:
+                current = self._current
+            if current is None or self._lost_reason is not None:
+                return
+            due = current.mono_before + self.refresh_seconds - time.monotonic()
+            if self._stop.wait(max(0.0, due)):
+                return
+            try:
+                self._refresh_once()
+            except Exception as exc:
+                logger.warning("could not refresh the repository lock (will retry): %s", exc)
+                with self._mutex:
+                    if self._current is not None and time.monotonic() - self._current.mono_before >= self.stale_seconds:
+                        self._lose(f"it could not be refreshed for {self.stale_seconds:.0f} s ({exc})")
+                if self._stop.wait(min(1.0, self.refresh_seconds / 4)):
+                    return
+
+    def _refresh_once(self) -> None:
+        with self._mutex:
+            old, previous, record = self._current, self._previous, self._record
+            if old is None or record is None or self._lost_reason is not None or self._stop.is_set():
+                return
+            if time.monotonic() - old.mono_before >= self.stale_seconds:
+                self._lose("it was not refreshed before it could look stale to others")
+                return
+            if not self._exists(old.key):
+                self._lose("the lock object was removed by someone else")
+                return
+            if previous is not None:
+                # Deleted before writing the new one, so we never have more than two objects.
+                self._delete_quietly(previous.key)  # may be gone already: removed as stale by someone
+                self._previous = None
+            new = self._write({**record, "time": time.time()})
+            # Others may take our old object for stale once stale_seconds have passed since it was written.
+            # The new object protects us only if it became visible before that moment.
+            if time.monotonic() - old.mono_before >= self.stale_seconds:
+                self._delete_quietly(new.key)
+                self._lose("a refresh took so long that the lock could have looked stale to others")
+                return
+            if not self._exists(old.key):  # broken while we were writing: do not carry on with the new one
+                self._delete_quietly(new.key)
+                self._lose("the lock object was removed by someone else")
+                return
+            self._previous, self._current = old, new
+
+    def _lose(self, reason: str) -> None:
+        """Mark the lock lost (caller holds ``_mutex``) and tell the owner."""
+        if self._lost_reason is not None:
+            return
+        self._lost_reason = reason
+        logger.error("repository lock lost: %s", reason)
+        if self._on_lost is not None:
+            try:
+                self._on_lost()
+            except Exception:
+                logger.exception("on_lost callback failed")
+
+    # -- store access ----------------------------------------------------------------------------------
+
+    def _write(self, record: dict) -> _Written:
+        record = {**record, "time": time.time()}
+        sealed = self._seal(msgpack.packb(record, use_bin_type=True))
+        key = hashlib.sha256(sealed).hexdigest()
+        mono_before = time.monotonic()
+        self.store.store(name(LOCKS, key), sealed)
+        wall_after = time.time()
+        with self._decoded_lock:
+            self._decoded[key] = record
+        return _Written(key=key, mono_before=mono_before, wall_after=wall_after)
+
+    def _delete_quietly(self, key: str) -> bool:
+        """Delete a lock object; False if it was already gone."""
+        try:
+            self.store.delete(name(LOCKS, key))
+        except ObjectNotFound:
+            return False
+        return True
+
+    def _exists(self, key: str) -> bool:
+        return bool(self.store.info(name(LOCKS, key)).exists)
+
+    def _scan(self) -> list[_Entry]:
+        """List ``locks/`` and decode every object (each content-named object is loaded only once)."""
+        try:
+            listed = [info for info in self.store.list(LOCKS) if not info.directory]
+        except ObjectNotFound:
+            listed = []
+        entries = []
+        for info in listed:
+            with self._decoded_lock:
+                known = info.name in self._decoded
+                record = self._decoded.get(info.name)
+            if not known:
+                try:
+                    sealed = self.store.load(name(LOCKS, info.name))
+                except ObjectNotFound:
+                    continue  # released between listing and loading
+                record = self._open(sealed)
+                with self._decoded_lock:
+                    self._decoded[info.name] = record
+            entries.append(_Entry(key=info.name, mtime=info.mtime or None, record=record))
+        listed_keys = {info.name for info in listed}
+        with self._decoded_lock:
+            for key in [key for key in self._decoded if key not in listed_keys]:
+                del self._decoded[key]
+        return entries
+
+    def _open(self, sealed: bytes) -> dict | None:
+        try:
+            plain = self._unseal(sealed)
+        except Exception as exc:  # unseal's failure type is the key's business; any failure means unreadable
+            logger.warning("unreadable lock object (%s); treating it as held by an unknown holder", exc)
+            return None
+        record = _decode_record(plain)
+        if record is None:
+            logger.warning("malformed lock record; treating it as held by an unknown holder")
+        return record
+
+    def _describe(self, entry: _Entry) -> str:
+        rec = entry.record
+        if rec is None:
+            return f"{entry.key[:16]} (unreadable)"
+        kind = "probe" if entry.is_probe else "exclusive" if rec["exclusive"] else "shared"
+        return f"{entry.key[:16]} ({kind}, {rec['host']} pid {rec['pid']} since {_format_time(rec['since'])})"

@@ -1,0 +1,155 @@
+"""Request accounting for any borgstore backend.
+
+The S3 backend counts real HTTP requests itself (botocore hooks see every attempt).  For every other
+backend (the ``file:`` default) this wrapper counts backend calls mapped onto the same request kinds, so
+the CLI and the benchmark can print one table whatever the location is.  The mapping models what the call
+would cost on an object store: ``move`` is a copy plus a delete there, ``list`` one request per call.
+
+The wrapper is a decorator in the restic ``backend/*`` sense: it adds one concern and delegates the rest,
+including the optional methods (``gather``, ``defrag``, ``hash``, ``quota``), so that an inner backend's
+own optimisations are kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from borgstore.backends._base import BackendBase, ItemInfo, StoreValue, validate_sources, validate_value
+
+REQUEST_KINDS = ("PUT", "GET", "HEAD", "LIST", "DELETE", "COPY")
+VOLUME_KINDS = ("bytes_up", "bytes_down")
+
+
+def empty_stats() -> dict[str, int]:
+    """A zeroed request table with every key the CLI and benchmark expect."""
+    return dict.fromkeys(REQUEST_KINDS + VOLUME_KINDS, 0)
+
+
+class RequestCounter:
+    """Thread-safe counters; shared by the wrapper below and by the S3 backend."""
+
+    def __init__(self, extra_keys: tuple[str, ...] = ()):
+        self._lock = threading.Lock()
+        self._extra = extra_keys
+        self._stats = self._zero()
+
+    def _zero(self) -> dict[str, int]:
+        stats = empty_stats()
+        stats.update(dict.fromkeys(self._extra, 0))
+        return stats
+
+    def add(self, key: str, amount: int = 1) -> None:
+        with self._lock:
+            self._stats[key] = self._stats.get(key, 0) + amount
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._stats)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._stats = self._zero()
+
+
+class CountingBackend(BackendBase):
+    """Wrap ``inner`` and count its calls as object-store requests (see module docstring)."""
+
+    def __init__(self, inner: BackendBase):
+        self.inner = inner
+        self.counter = RequestCounter()
+
+    # precreate_dirs is read by Store.create: answer with the inner backend's choice.
+    @property  # type: ignore[override]
+    def precreate_dirs(self) -> bool:
+        return getattr(self.inner, "precreate_dirs", False)
+
+    def __repr__(self) -> str:
+        return f"CountingBackend({self.inner!r})"
+
+    def __getattr__(self, attr: str):
+        # anything backend specific (base_path, opened, ...) stays reachable through the wrapper
+        if attr == "inner":
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def request_stats(self) -> dict[str, int]:
+        return self.counter.snapshot()
+
+    def reset_request_stats(self) -> None:
+        self.counter.reset()
+
+    # --- lifecycle: not requests in the accounting sense --------------------------------------------------
+
+    def create(self) -> None:
+        self.inner.create()
+
+    def destroy(self) -> None:
+        self.inner.destroy()
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def mkdir(self, name: str) -> None:
+        self.inner.mkdir(name)
+
+    def rmdir(self, name: str) -> None:
+        self.inner.rmdir(name)
+
+    def quota(self) -> dict:
+        return self.inner.quota()
+
+    # --- requests -------------------------------------------------------------------------------------------
+
+    def info(self, name: str) -> ItemInfo:
+        self.counter.add("HEAD")
+        return self.inner.info(name)
+
+    def load(self, name: str, *, size=None, offset=0) -> bytes:
+        self.counter.add("GET")
+        data = self.inner.load(name, size=size, offset=offset)
+        self.counter.add("bytes_down", len(data))
+        return data
+
+    def store(self, name: str, value: StoreValue) -> None:
+        self.counter.add("PUT")
+        self.inner.store(name, value)
+        self.counter.add("bytes_up", len(validate_value(value)))
+
+    def delete(self, name: str) -> None:
+        self.counter.add("DELETE")
+        self.inner.delete(name)
+
+    def move(self, curr_name: str, new_name: str) -> None:
+        self.counter.add("COPY")
+        self.counter.add("DELETE")
+        self.inner.move(curr_name, new_name)
+
+    def list(self, name: str) -> Iterator[ItemInfo]:
+        self.counter.add("LIST")
+        return self.inner.list(name)
+
+    def gather(self, sources) -> bytes:
+        sources = validate_sources(sources)
+        self.counter.add("GET", sum(1 for _, _, size in sources if size))
+        data = self.inner.gather(sources)
+        self.counter.add("bytes_down", len(data))
+        return data
+
+    def defrag(self, sources, *, target=None, algorithm=None, namespace=None, levels=0) -> str:
+        # the inner default defrag reads every range and writes one new item: count it that way.
+        sources = validate_sources(sources)
+        total = sum(size for _, _, size in sources)
+        result = self.inner.defrag(sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels)
+        self.counter.add("GET", sum(1 for _, _, size in sources if size))
+        self.counter.add("bytes_down", total)
+        self.counter.add("PUT")
+        self.counter.add("bytes_up", total)
+        return result
+
+    def hash(self, name: str, algorithm: str = "sha256") -> str:
+        self.counter.add("GET")
+        return self.inner.hash(name, algorithm=algorithm)

@@ -1,0 +1,65 @@
+"""One shared boto3 S3 client per backend, configured for our retry and integrity model, and counted.
+
+- botocore's own retry layer makes exactly one attempt: retries live in ``retry.py`` (tenacity), which
+  knows which writes are safe to repeat; two layers would multiply attempts and blow the time bound.
+- flexible checksums are only computed where S3 requires them: we send ``Content-MD5`` ourselves on
+  uploads (every S3 implementation understands it; AWS and LocalStack verify it) and verify downloads
+  against the MD5 we store in the object metadata.  That avoids aws-chunked encodings and double hashing.
+- every HTTP attempt is counted through botocore's ``before-send`` event, so the request table shows what a
+  provider would bill, retries included.
+"""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+
+from .accounting import RequestCounter
+from .s3_config import S3Settings
+
+# operation name -> request kind of the accounting table (billing classes of S3)
+_KIND_BY_OPERATION = {
+    "GetObject": "GET",
+    "HeadObject": "HEAD",
+    "HeadBucket": "HEAD",
+    "ListObjectsV2": "LIST",
+    "ListObjects": "LIST",
+    "ListMultipartUploads": "LIST",
+    "ListParts": "LIST",
+    "ListBuckets": "LIST",
+    "DeleteObject": "DELETE",
+    "DeleteObjects": "DELETE",
+    "AbortMultipartUpload": "DELETE",
+    "CopyObject": "COPY",
+    "UploadPartCopy": "COPY",
+}
+_UPLOADS = {"PutObject", "UploadPart"}
+
+
+def make_client(settings: S3Settings, counter: RequestCounter):
+    """A thread-safe boto3 client for ``settings`` whose HTTP attempts are counted in ``counter``."""
+    session = boto3.Session(profile_name=settings.profile) if settings.profile else boto3.Session()
+    region = settings.region or session.region_name or "us-east-1"
+    config = Config(
+        region_name=region,
+        retries={"total_max_attempts": 1, "mode": "standard"},  # exactly one attempt per call
+        connect_timeout=min(settings.connect_timeout, settings.retry.max_seconds),
+        read_timeout=settings.read_timeout,
+        max_pool_connections=max(10, settings.concurrency * 2 + 2),
+        s3={"addressing_style": settings.addressing_style()},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        tcp_keepalive=True,
+    )
+    client = session.client("s3", endpoint_url=settings.endpoint, config=config)
+
+    def count(request=None, event_name: str = "", **_kwargs) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        counter.add(_KIND_BY_OPERATION.get(operation, "PUT"))
+        if operation in _UPLOADS and request is not None:
+            length = request.headers.get("Content-Length")
+            if length is not None:
+                counter.add("bytes_up", int(length))
+
+    client.meta.events.register("before-send.s3", count)
+    return client

@@ -1,0 +1,152 @@
+"""One S3 multipart upload: parts in parallel, completed conditionally, aborted on any failure.
+
+Parts are either bytes we hold (UploadPart with Content-MD5) or a byte range of an object already in the
+bucket (UploadPartCopy).  A failure anywhere aborts the upload, so no invisible, billed, incomplete upload
+is left behind (the one exception: a lost response to CreateMultipartUpload, whose id we never learn; a
+bucket lifecycle rule for incomplete uploads covers that, see docs/s3-backend.md).
+
+Completion carries the write condition (``If-None-Match: *`` or ``If-Match``).  If the response to the
+completion is lost and the retry finds the upload gone (``NoSuchUpload``), the object may well be complete:
+the caller checks the object's ETag against ``expected_etag``, the multipart ETag S3 computes from the
+part ETags.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+
+from .s3_errors import error_code
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CopySource:
+    key: str
+    offset: int
+    size: int
+
+
+class UploadGone(Exception):
+    """The completion retry found no upload: it was probably completed by the attempt whose answer was lost."""
+
+
+def multipart_etag(part_etags: list[str]) -> str:
+    """The ETag S3 gives a multipart object: MD5 over the binary part MD5s, dash, number of parts."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(e.strip('"')) for e in part_etags)).hexdigest()
+    return f'"{digest}-{len(part_etags)}"'
+
+
+class MultipartUpload:
+    def __init__(self, client, request: Callable, bucket: str, key: str, pool: Executor):
+        self.client = client
+        self.request = request  # request(what, fn) -> result, with retries and error translation
+        self.bucket = bucket
+        self.key = key
+        self.pool = pool
+        self.upload_id: str | None = None
+        self._futures: list[tuple[int, Future]] = []
+
+    def start(self, *, storage_class: str | None = None, metadata: dict[str, str] | None = None) -> None:
+        kwargs: dict = {"Bucket": self.bucket, "Key": self.key}
+        if storage_class:
+            kwargs["StorageClass"] = storage_class
+        if metadata:
+            kwargs["Metadata"] = metadata
+        response = self.request(
+            f"CreateMultipartUpload {self.key}", lambda: self.client.create_multipart_upload(**kwargs)
+        )
+        self.upload_id = response["UploadId"]
+
+    def _number(self) -> int:
+        return len(self._futures) + 1
+
+    def add_bytes(self, data: bytes) -> None:
+        number = self._number()
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+
+        def upload():
+            return self.request(
+                f"UploadPart {number} of {self.key}",
+                lambda: self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ContentMD5=md5,
+                ),
+            )["ETag"]
+
+        self._futures.append((number, self.pool.submit(upload)))
+
+    def add_copy(self, source: CopySource) -> None:
+        number = self._number()
+        byte_range = f"bytes={source.offset}-{source.offset + source.size - 1}"
+
+        def copy():
+            return self.request(
+                f"UploadPartCopy {number} of {self.key} from {source.key}",
+                lambda: self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source.key},
+                    CopySourceRange=byte_range,
+                ),
+            )["CopyPartResult"]["ETag"]
+
+        self._futures.append((number, self.pool.submit(copy)))
+
+    def complete(self, condition: dict[str, str]) -> tuple[dict | None, str]:
+        """Wait for the parts and complete; return (response or None if the upload was gone, expected ETag)."""
+        parts = [{"PartNumber": number, "ETag": future.result()} for number, future in self._futures]
+        expected = multipart_etag([p["ETag"] for p in parts])
+        attempts = 0
+
+        def finish():
+            nonlocal attempts
+            attempts += 1
+            try:
+                return self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **condition,
+                )
+            except Exception as exc:
+                if attempts > 1 and error_code(exc) == "NoSuchUpload":
+                    raise UploadGone() from exc
+                raise
+
+        try:
+            return self.request(f"CompleteMultipartUpload {self.key}", finish), expected
+        except UploadGone:
+            return None, expected
+
+    def abort(self) -> None:
+        """Best effort: wait for running parts, then abort; never hides the original failure."""
+        for _, future in self._futures:
+            future.cancel()
+        for _, future in self._futures:
+            # a cancelled future raises here; the caller reports the first error
+            with contextlib.suppress(BaseException):
+                future.exception()
+        if self.upload_id is None:
+            return
+        try:
+            self.request(
+                f"AbortMultipartUpload {self.key}",
+                lambda: self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id),
+            )
+        except Exception as exc:
+            if error_code(exc) != "NoSuchUpload":
+                log.warning("could not abort multipart upload %s of %s: %s", self.upload_id, self.key, exc)

@@ -1,0 +1,45 @@
+"""Fixtures of the storage tests: an opened raw backend of each kind, and helpers to build S3 backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from borgstore.backends._base import BackendBase
+from borgstore.backends.posixfs import PosixFS
+
+from packvault.storage.accounting import CountingBackend
+from packvault.storage.s3 import S3Backend, open_s3_backend
+
+
+@pytest.fixture
+def open_s3(make_s3_url) -> Iterator[Callable[..., S3Backend]]:
+    """``open_s3(endpoint, url=None, create=True, **options)`` -> an opened S3Backend on a fresh bucket."""
+    opened: list[S3Backend] = []
+
+    def make(endpoint: str, url: str | None = None, create: bool = True, **options: str) -> S3Backend:
+        backend = open_s3_backend(url or make_s3_url(endpoint), {k: str(v) for k, v in options.items()})
+        if create:
+            backend.create()
+        backend.open()
+        opened.append(backend)
+        return backend
+
+    yield make
+    for backend in opened:
+        if backend.opened:
+            backend.close()
+
+
+@pytest.fixture(params=["file", "moto", pytest.param("localstack", marks=pytest.mark.localstack)])
+def backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[BackendBase]:
+    """An opened, empty backend of every kind: file (PosixFS, counted), moto, LocalStack."""
+    if request.param == "file":
+        be: BackendBase = CountingBackend(PosixFS(str(tmp_path / "repo")))
+        be.create()
+        be.open()
+        yield be
+        be.close()
+        return
+    endpoint = request.getfixturevalue(f"{request.param}_endpoint")
+    yield request.getfixturevalue("open_s3")(endpoint)

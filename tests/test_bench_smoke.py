@@ -1,0 +1,222 @@
+"""Fast checks of the benchmark harness (bench/): no backup tool, no S3 server, a few MiB of data.
+
+Why these exist: a benchmark whose dataset silently changes between runs, or whose report mangles a
+number, produces comparisons that look valid and are not.  So the generator's determinism, the day-2
+sync, the restore comparison and the table/JSON formatting are pinned here; the numbers themselves are
+bench/run.py's business, never a unit test's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import countingproxy  # noqa: E402
+import gen_dataset  # noqa: E402
+import run as bench_run  # noqa: E402
+
+SMALL = 3 * gen_dataset.MiB
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Everything about a tree that the benchmark relies on: names, types, bytes, link targets, mtimes and
+    which names share an inode."""
+    out: dict[str, tuple] = {}
+    first: dict[tuple[int, int], str] = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(dirpath) / name
+            rel = p.relative_to(root).as_posix()
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir",)
+            else:
+                key = (st.st_dev, st.st_ino)
+                linked_to = first.setdefault(key, rel)
+                out[rel] = ("file", hashlib.sha256(p.read_bytes()).hexdigest(), st.st_mtime_ns,
+                            linked_to if linked_to != rel else None)
+    return out
+
+
+def hardlink_groups(snap: dict[str, tuple]) -> set[frozenset[str]]:
+    groups: dict[str, set[str]] = {}
+    for rel, v in snap.items():
+        if v[0] == "file" and v[3]:
+            groups.setdefault(v[3], {v[3]}).add(rel)
+    return {frozenset(g) for g in groups.values()}
+
+
+def strip_links(snap: dict[str, tuple]) -> dict[str, tuple]:
+    return {k: (v[:3] if v[0] == "file" else v) for k, v in snap.items()}
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("bench")
+    day1, day2 = base / "day1", base / "day2"
+    day1.mkdir()
+    day2.mkdir()
+    gen_dataset.gen_day1(7, SMALL, day1, verbose=False)
+    gen_dataset.gen_day2(7, day1, day2, verbose=False)
+    return day1, day2
+
+
+def test_parse_size() -> None:
+    assert gen_dataset.parse_size("1GiB") == 1 << 30
+    assert gen_dataset.parse_size("100MiB") == 100 << 20
+    assert gen_dataset.parse_size("512M") == 512 << 20
+    assert gen_dataset.parse_size("4096") == 4096
+    with pytest.raises(ValueError):
+        gen_dataset.parse_size("lots")
+
+
+def test_day1_is_deterministic_for_a_seed(days: tuple[Path, Path], tmp_path: Path) -> None:
+    day1, _ = days
+    again, other = tmp_path / "again", tmp_path / "other"
+    again.mkdir()
+    other.mkdir()
+    gen_dataset.gen_day1(7, SMALL, again, verbose=False)
+    gen_dataset.gen_day1(8, SMALL, other, verbose=False)
+    a, b = snapshot(day1), snapshot(again)
+    assert strip_links(a) == strip_links(b)
+    assert hardlink_groups(a) == hardlink_groups(b)
+    assert strip_links(snapshot(other)) != strip_links(a)
+
+    kinds = [v[0] for v in a.values()]
+    assert kinds.count("link") >= 3 and kinds.count("dir") >= 8
+    assert hardlink_groups(a), "day 1 must contain hardlinks"
+    total = sum((day1 / k).stat().st_size for k, v in a.items() if v[0] == "file")
+    assert 0.9 * SMALL < total < 1.2 * SMALL
+
+
+def test_day2_is_deterministic_and_changes_some_files(days: tuple[Path, Path], tmp_path: Path) -> None:
+    day1, day2 = days
+    again = tmp_path / "day2"
+    again.mkdir()
+    gen_dataset.gen_day2(7, day1, again, verbose=False)
+    s1, s2 = snapshot(day1), snapshot(day2)
+    assert strip_links(s2) == strip_links(snapshot(again))
+    files1 = {k for k, v in s1.items() if v[0] == "file"}
+    files2 = {k for k, v in s2.items() if v[0] == "file"}
+    assert files1 - files2, "some files deleted"
+    assert files2 - files1, "some files added"
+    changed = {k for k in files1 & files2 if s1[k][1] != s2[k][1]}
+    assert changed, "some files modified"
+    # A fresh tree: no file of day 2 shares an inode with day 1.
+    inodes1 = {(day1 / k).stat().st_ino for k in files1}
+    assert not any((day2 / k).stat().st_ino in inodes1 for k in files2)
+
+
+def test_sync_tree_then_compare(days: tuple[Path, Path], tmp_path: Path) -> None:
+    day1, day2 = days
+    work = tmp_path / "src"
+    bench_run.copy_tree(day1, work)
+    unchanged = next(k for k, v in snapshot(day1).items() if v[0] == "file" and snapshot(day2).get(k) == v)
+    ino_before = (work / unchanged).stat().st_ino
+    counts = bench_run.sync_tree(day2, work)
+    assert counts["changed"] and counts["removed"] and counts["created"]
+    assert (work / unchanged).stat().st_ino == ino_before, "unchanged files must keep their inode"
+    result = bench_run.compare_trees(day2, work)
+    assert result["ok"], result
+    assert result["meta_mismatches"] == 0, result
+    assert strip_links(snapshot(work)) == strip_links(snapshot(day2))
+
+    victim = next(k for k, v in snapshot(work).items() if v[0] == "file" and (work / k).stat().st_size > 100)
+    with open(work / victim, "r+b") as f:
+        f.seek(50)
+        b = f.read(1)
+        f.seek(50)
+        f.write(bytes([b[0] ^ 1]))
+    bad = bench_run.compare_trees(day2, work)
+    assert not bad["ok"] and any(victim in p for p in bad["problems"])
+    assert bench_run.find_dataset_root(tmp_path) == work
+    assert bench_run.find_dataset_root(tmp_path / "nothing-here") is None
+
+
+def test_classify_requests() -> None:
+    c = countingproxy.classify
+    assert c("PUT", "/b/packs/ab", {})[0] == "PUT"
+    assert c("PUT", "/b/packs/ab?partNumber=2&uploadId=x", {"x-amz-copy-source": "/b/k"})[0] == "COPY"
+    assert c("GET", "/b?list-type=2&prefix=packs/", {}) == ("LIST", "LIST?v2")
+    assert c("GET", "/b?location", {})[0] == "GET"
+    assert c("GET", "/b/k", {"range": "bytes=0-9"}) == ("GET", "GET?range")
+    assert c("HEAD", "/b/k", {})[0] == "HEAD"
+    assert c("POST", "/b?delete", {}) == ("POST", "POST?delete")
+    assert c("DELETE", "/b/k", {})[0] == "DELETE"
+    before = {"PUT": 1, "detail": {"PUT": 1}}
+    after = {"PUT": 3, "detail": {"PUT": 3, "GET": 1}}
+    assert countingproxy.delta(after, before) == {"PUT": 2, "detail": {"PUT": 2, "GET": 1}}
+
+
+def test_run_measured(tmp_path: Path) -> None:
+    res = bench_run.run_measured([sys.executable, "-c", "print('{\"a\": 1}')"], dict(os.environ), tmp_path,
+                                 tmp_path / "logs", "t")
+    assert res.rc == 0 and res.wall > 0 and res.maxrss > 0
+    assert bench_run.last_json_object(res.stdout) == {"a": 1}
+    assert bench_run.last_json_object('progress\n{"x": 2}\n') == {"x": 2}
+    missing = bench_run.run_measured(["/nonexistent-bench-tool"], {}, tmp_path, tmp_path / "logs", "m")
+    assert missing.rc == 127
+
+
+def _result(
+    tool: str, step: str, target: str, run: int, wall: float, puts: int, status: str = "ok"
+) -> bench_run.StepResult:
+    r = bench_run.StepResult(step=step, tool=tool, target=target, run=run, status=status, wall=wall, cpu=wall / 2,
+                             maxrss=100 << 20, repo_size=50 << 20)
+    if target == "s3":
+        r.proxy = {"PUT": puts, "GET": 2, "HEAD": 1, "LIST": 3, "DELETE": 0, "POST": 0, "COPY": 0,
+                   "detail": {"PUT": puts}}
+        if tool == "packvault":
+            r.own = {"PUT": puts, "GET": 2, "HEAD": 0, "LIST": 3, "DELETE": 0, "COPY": 0}
+    return r
+
+
+def test_summary_table_and_json() -> None:
+    results = []
+    for run in (1, 2, 3):
+        for target in ("local", "s3"):
+            results.append(_result("restic", "backup-1", target, run, 2.0 * run, 10))
+            results.append(_result("packvault", "backup-1", target, run, 1.0 * run, 5))
+    results.append(_result("packvault", "check", "local", 1, 1.0, 0, status="failed"))
+    rows = bench_run.summarize(results)
+    by = {(r["target"], r["step"], r["tool"]): r for r in rows}
+    pv = by[("s3", "backup-1", "packvault")]
+    assert pv["wall"] == 2.0 and pv["proxy"]["PUT"] == 5
+    assert pv["ratio_vs_restic"]["wall"] == pytest.approx(0.5)
+    assert pv["ratio_vs_restic"]["requests"] == pytest.approx(11 / 16)
+    assert pv["own_minus_proxy"] == {"HEAD": -1}
+    assert by[("local", "check", "packvault")]["status"] == "failed"
+    assert rows[0]["target"] == "local"
+
+    table = bench_run.format_table(rows)
+    assert "== target: local ==" in table and "== target: s3 ==" in table
+    line = next(ln for ln in table.splitlines() if ln.startswith("backup-1") and "packvault" in ln
+                and "proxy" in ln)
+    assert "0.50" in line and "50.0 MiB" in line and "100.0 MiB" in line
+    assert "failed" in table
+
+    derived = bench_run.derive(rows, 2 * gen_dataset.GiB)
+    assert derived["put_per_gib_first_backup"]["s3"] == {"packvault": 2.5, "restic": 5.0}
+    assert "packvault 2.5" in bench_run.format_derived(derived)
+    assert "HEAD -1" in bench_run.format_discrepancies(rows)
+    json.loads(json.dumps({"summary": rows, "derived": derived}))
+
+
+def test_gen_dataset_cli(tmp_path: Path) -> None:
+    out = tmp_path / "d1"
+    cmd = [sys.executable, str(BENCH / "gen_dataset.py"), "--seed", "1", "--size", "1MiB", "--out", str(out), "-q"]
+    subprocess.run(cmd, check=True)
+    assert json.loads((out / gen_dataset.MARKER_NAME).read_text())["seed"] == 1
+    assert subprocess.run(cmd, capture_output=True).returncode != 0, "refuses a non-empty --out without --force"
