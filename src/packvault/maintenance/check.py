@@ -253,6 +253,7 @@ class Checker:
                 self.deleted_ids.add(ArchiveEntry.decode(self.repo.codec.open(raw)[2]).id)
             except Exception as exc:  # a damaged soft-deleted entry only matters for undelete
                 self.report.notes.append(f"soft-deleted archive entry {info.name} does not open: {exc}")
+        self.deleted_ids |= self.repo.tombstones()  # purged by compact: deleted on purpose
         self.entries.sort(key=lambda pair: (pair[1].time, pair[1].name))
         self.report.stats["archives"] = len(self.entries)
 

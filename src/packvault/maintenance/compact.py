@@ -154,7 +154,9 @@ def _live_objects_by_pack(index: ChunkIndex, packs: set[int]) -> dict[int, bytea
     return result
 
 
-def copy_forward(repo: Repository, index: ChunkIndex, kind: int, sources: list[_PackPlan], report: CompactReport):
+def copy_forward(
+    repo: Repository, index: ChunkIndex, kind: int, sources: list[_PackPlan], report: CompactReport, existing: set[str]
+):
     """Copy live objects of ``sources`` into new packs and repoint the index.  Returns new pack names."""
     numbers = sorted(index.packs.lookup(p.name) for p in sources if index.packs.lookup(p.name) is not None)
     by_pack = _live_objects_by_pack(index, set(numbers))
@@ -169,14 +171,16 @@ def copy_forward(repo: Repository, index: ChunkIndex, kind: int, sources: list[_
             batch.append((chunk_id, Entry(no, offset, size, flags)))
             batch_size += size
             if batch_size >= repo.config.pack_size:
-                created.append(_write_pack(repo, index, kind, namespace, batch, report))
+                created.append(_write_pack(repo, index, kind, namespace, batch, report, existing))
                 batch, batch_size = [], 0
     if batch:
-        created.append(_write_pack(repo, index, kind, namespace, batch, report))
+        created.append(_write_pack(repo, index, kind, namespace, batch, report, existing))
     return created
 
 
-def _write_pack(repo, index: ChunkIndex, kind: int, namespace: str, batch, report: CompactReport) -> str:
+def _write_pack(
+    repo, index: ChunkIndex, kind: int, namespace: str, batch, report: CompactReport, existing: set[str]
+) -> str:
     ranges: list[list] = []
     for _, entry in batch:
         pack = index.packs.names[entry.pack]
@@ -187,7 +191,13 @@ def _write_pack(repo, index: ChunkIndex, kind: int, namespace: str, batch, repor
             ranges.append([pack, entry.offset, entry.size])
     repo.check_lock()
     target = defrag_pack_name((chunk_id, entry.size) for chunk_id, entry in batch)
-    new_name = repo.store.defrag([tuple(r) for r in ranges], namespace=namespace, target=target)
+    if target in existing:
+        # A pack of that name is already there (a crashed compact made it, or another copy of the same chunks
+        # was): its bytes may differ from this copy, so name this one by its bytes instead (client-side copy).
+        new_name = repo.store.defrag([tuple(r) for r in ranges], namespace=namespace, algorithm="blake3")
+    else:
+        new_name = repo.store.defrag([tuple(r) for r in ranges], namespace=namespace, target=target)
+    existing.add(new_name)
     new_no = index.packs.number(new_name, kind)
     offset = 0
     for chunk_id, entry in batch:
@@ -234,10 +244,12 @@ def compact(
         report.bytes_after = report.bytes_before - report.bytes_freed
         report.duration = time.monotonic() - started
         return report
+    existing = {p.name for p in plans}
     for kind in (KIND_DATA, KIND_META):
         sources = [p for p in plans if p.kind == kind and p.action in ("rewrite", "merge")]
         if sources:
-            copy_forward(repo, index, kind, sources, report)
+            # a new pack can coincide with an old one (same content after a crashed run): keep it, then
+            removed -= set(copy_forward(repo, index, kind, sources, report, existing))
     # Entries that still point into removed packs are garbage (unused): drop them from the index.
     removed_numbers = {index.packs.lookup(name) for name in removed} - {None}
     dead_ids = bytearray()  # packed 32-byte ids: deleting while iterating the table is not allowed

@@ -137,6 +137,10 @@ class Repository:
         self._opened = False
         self.lock_manager = None
 
+    @property
+    def is_remote(self) -> bool:
+        return "://" in self.location and not self.location.startswith("file://")
+
     # --- lifecycle --------------------------------------------------------------------------------------
 
     def create(
@@ -504,10 +508,27 @@ class Repository:
         key = self.entry_names(deleted=True)[entry.id]
         self.store.move(f"{layout.ARCHIVES}/{key}", undelete=True)
 
+    def tombstones(self) -> set[bytes]:
+        """Ids of archives that compact purged for good."""
+        return {bytes.fromhex(info.name) for info in self._list(layout.TOMBSTONES)}
+
     def purge_deleted_archives(self) -> int:
-        """Remove soft-deleted entries for good (compact)."""
+        """Remove soft-deleted entries for good (compact).
+
+        A purged archive's metadata object can outlive its entry (in a pack compact keeps, or until a crashed
+        compact finishes), and would then look like an archive whose entry was lost.  A tombstone (its id,
+        sealed, no content) written before the entry is deleted tells ``check`` and ``repair`` it was deleted
+        on purpose and must not come back.
+        """
         count = 0
         for info in list(self._list(layout.ARCHIVES, deleted=True)):
+            try:
+                archive_id = ArchiveEntry.decode(self.get_sealed(layout.ARCHIVES, info.name, deleted=True)).id
+            except IntegrityError:
+                archive_id = None  # a damaged entry: nothing it could resurrect
+            if archive_id is not None:
+                sealed = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
+                self.store.store(f"{layout.TOMBSTONES}/{archive_id.hex()}", sealed)
             self.store.delete(f"{layout.ARCHIVES}/{info.name}", deleted=True)
             self.cache.remove(f"archive-{info.name}")
             count += 1

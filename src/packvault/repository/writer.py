@@ -42,7 +42,7 @@ class RepositoryWriter:
         repo: Repository,
         *,
         seal_threads: int | None = None,
-        upload_threads: int = 2,
+        upload_threads: int | None = None,
         max_chunks_in_flight: int = 16,
         checkpoint_packs: int | None = None,
         checkpoint_seconds: float | None = None,
@@ -57,6 +57,9 @@ class RepositoryWriter:
             os.environ.get("PACKVAULT_CHECKPOINT_SECONDS", DEFAULT_CHECKPOINT_SECONDS)
         )
         threads = seal_threads or max(2, os.cpu_count() or 2)
+        # A local store writes a pack in milliseconds: one upload at a time keeps two packs in memory at most.
+        # A remote store overlaps two uploads with filling the next pack.
+        upload_threads = upload_threads or (2 if repo.is_remote else 1)
         self._seal_pool = ThreadPoolExecutor(threads, thread_name_prefix="pv-seal")
         self._upload_pool = ThreadPoolExecutor(upload_threads, thread_name_prefix="pv-upload")
         self.max_chunks_in_flight = max_chunks_in_flight

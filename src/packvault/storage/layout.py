@@ -14,10 +14,11 @@ KEYS = "keys"
 LOCKS = "locks"
 ARCHIVES = "archives"
 INDEX = "index"
+TOMBSTONES = "tombstones"  # ids of archives that compact purged (see Repository.purge_deleted_archives)
 DATA_PACKS = "packs/data"
 META_PACKS = "packs/meta"
 
-NAMESPACES = (CONFIG, KEYS, LOCKS, ARCHIVES, INDEX, DATA_PACKS, META_PACKS)
+NAMESPACES = (CONFIG, KEYS, LOCKS, ARCHIVES, TOMBSTONES, INDEX, DATA_PACKS, META_PACKS)
 
 # borgstore Store(config=...) namespace configuration: namespace prefix -> nesting levels.
 STORE_CONFIG: dict[str, dict] = {
@@ -25,6 +26,7 @@ STORE_CONFIG: dict[str, dict] = {
     f"{KEYS}/": {"levels": [0]},
     f"{LOCKS}/": {"levels": [0]},
     f"{ARCHIVES}/": {"levels": [0]},
+    f"{TOMBSTONES}/": {"levels": [0]},
     f"{INDEX}/": {"levels": [0]},
     f"{DATA_PACKS}/": {"levels": [1]},
     f"{META_PACKS}/": {"levels": [0]},
