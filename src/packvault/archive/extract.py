@@ -90,7 +90,7 @@ class Extractor:
         current: dict | None = None
         out: _OutFile | None = None
         try:
-            for item, data in self.reader.iter_tagged(self._pairs(items)):
+            for item, data in self.reader.iter_tagged(it.chunk_pairs(items)):
                 if item is not current:
                     if out is not None:
                         self._finish_file(current, out)
@@ -116,16 +116,6 @@ class Extractor:
                 out.abort()
         self.stats.duration = time.monotonic() - self.stats.started
         return self.stats
-
-    @staticmethod
-    def _pairs(items: Iterator[dict]):
-        for item in items:
-            chunks = item.get("c")
-            if item["t"] == it.FILE and chunks:
-                for chunk_id, _ in chunks:
-                    yield item, chunk_id
-            else:
-                yield item, None
 
     def _dest(self, item: dict) -> bytes:
         rel = safe_relative(item["p"])

@@ -9,6 +9,7 @@ round trip.  Keys::
     c  chunks: [[id, size], ...] (files)              l  symlink target (bytes)
     h  hardlink target path (bytes)                   r  rdev (devices)
     x  xattrs {name: value}                           e  error note (file restored with placeholders)
+    ch original chunk list of a file repair patched   s3 {"etag": ...} for objects backed up from a bucket
 
 The stream of items is msgpack-concatenated and cut with the same content-defined chunker as file data,
 so an unchanged part of a tree gives identical metadata chunks from one archive to the next and they are
@@ -72,6 +73,18 @@ def iter_items(chunks: Iterable[bytes]) -> Iterator[dict]:
     for data in chunks:
         unpacker.feed(data)
         yield from unpacker
+
+
+def chunk_pairs(items: Iterable[dict]) -> Iterator[tuple[dict, bytes | None]]:
+    """(item, chunk id) for every chunk of every file, and (item, None) for items without data: the one
+    ordered stream a ChunkReader turns into (item, data) for restore."""
+    for item in items:
+        chunks = item.get("c")
+        if item["t"] == FILE and chunks:
+            for chunk_id, _ in chunks:
+                yield item, chunk_id
+        else:
+            yield item, None
 
 
 def path_str(item: dict) -> str:

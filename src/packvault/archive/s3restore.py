@@ -91,7 +91,7 @@ class S3Restorer:
         self.check_target()
         upload: _Upload | None = None
         try:
-            for item, data in self.reader.iter_tagged(self._pairs(items)):
+            for item, data in self.reader.iter_tagged(it.chunk_pairs(items)):
                 if upload is None or item is not upload.item:
                     if upload is not None:
                         self._finish(upload)
@@ -110,16 +110,6 @@ class S3Restorer:
                 upload.abort()
         self.stats.duration = time.monotonic() - self.stats.started
         return self.stats
-
-    @staticmethod
-    def _pairs(items: Iterator[dict]):
-        for item in items:
-            chunks = item.get("c")
-            if item["t"] == it.FILE and chunks:
-                for chunk_id, _ in chunks:
-                    yield item, chunk_id
-            else:
-                yield item, None
 
     def _start(self, item: dict) -> _Upload | None:
         path = it.path_str(item)
