@@ -118,8 +118,10 @@ def test_attempt_bound(moto_endpoint, open_s3, make_s3_url, fault_proxy):
     proxy.fault_rate = 1.0
     with pytest.raises(ServiceUnavailable):
         be.load("index/whatever")
-    assert proxy.faults["500"] == 3
+    # exactly three attempts; one of them may die on a pooled connection the proxy had dropped before it
+    # reaches the proxy (also a retryable failure), so the proxy sees two or three of them
     assert be.request_stats()["GET"] == 3 and be.request_stats()["retries"] == 2
+    assert proxy.faults["500"] in (2, 3), (proxy.faults, proxy.requests, be.request_stats())
 
 
 def test_closed_port_is_unreachable_within_bound(s3_env):
