@@ -19,6 +19,7 @@ from ..errors import IntegrityError, ObjectMissing, PackvaultError
 from .repository import Repository
 
 MAX_RUN_BYTES = 16 * 1024 * 1024
+MAX_GAP_BYTES = 2 * 1024 * 1024
 WINDOW_BYTES = 64 * 1024 * 1024
 T = TypeVar("T")
 
@@ -32,6 +33,7 @@ class _Run:
     ids: list[bytes]
     sizes: list[int]
     tags: list
+    starts: list[int]  # offset of each chunk in the run's buffer
 
 
 class ChunkReader:
@@ -105,17 +107,20 @@ class ChunkReader:
             if (
                 run is not None
                 and run.pack == loc.pack
-                and run.offset + run.size == loc.offset
-                and run.size + loc.size <= MAX_RUN_BYTES
+                and 0 <= loc.offset - (run.offset + run.size) <= MAX_GAP_BYTES
+                and loc.offset + loc.size - run.offset <= MAX_RUN_BYTES
             ):
-                run.size += loc.size
+                # adjacent, or a small gap ahead (objects another archive needs): reading the gap is cheaper
+                # than another request
+                run.starts.append(loc.offset - run.offset)
+                run.size = loc.offset + loc.size - run.offset
                 run.ids.append(chunk_id)
                 run.sizes.append(loc.size)
                 run.tags.append(tag)
                 continue
             if run is not None:
                 yield run
-            run = _Run(loc.kind, loc.pack, loc.offset, loc.size, [chunk_id], [loc.size], [tag])
+            run = _Run(loc.kind, loc.pack, loc.offset, loc.size, [chunk_id], [loc.size], [tag], [0])
         if run is not None:
             yield run
 
@@ -128,10 +133,8 @@ class ChunkReader:
         self.stats["bytes_read"] += len(buf)
         results: list[tuple] = []
         view = memoryview(buf)
-        pos = 0
-        for chunk_id, size, tag in zip(run.ids, run.sizes, run.tags, strict=True):
-            part = view[pos : pos + size]
-            pos += size
+        for chunk_id, size, tag, start in zip(run.ids, run.sizes, run.tags, run.starts, strict=True):
+            part = view[start : start + size]
             if len(part) < size:
                 results.append((tag, IntegrityError(f"chunk {chunk_id.hex()} is truncated in pack {run.pack}")))
                 continue
