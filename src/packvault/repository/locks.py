@@ -42,10 +42,10 @@ from types import TracebackType
 
 import msgpack
 from borgstore.backends.errors import ObjectNotFound
-from borgstore.store import Store
 
 from ..errors import LockError, LockLost, LockTimeout
 from ..storage.layout import LOCKS, name
+from ..storage.store import Store
 
 logger = logging.getLogger(__name__)
 

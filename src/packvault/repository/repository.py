@@ -16,7 +16,6 @@ from pathlib import Path
 import blake3
 import msgpack
 from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, ObjectNotFound
-from borgstore.store import Store
 
 from ..chunking.chunker import Chunker
 from ..chunking.compression import CompressionSpec, Compressor
@@ -32,6 +31,7 @@ from ..errors import (
     WrongPassphrase,
 )
 from ..storage import layout
+from ..storage.store import Store
 from ..storage.url import store_from_location
 from .cache import RepositoryCache, config_root
 from .config import CONFIG_NAME, DEFAULT_PACK_SIZE, EPOCH_NAME, MAX_PACK_SIZE, MIN_PACK_SIZE, RepoConfig

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
 from borgstore.backends._base import BackendBase
-from borgstore.store import Store
 
 from ..errors import InvalidRepositoryURL
 from .layout import STORE_CONFIG
+from .store import Store
 
 
 def is_s3_url(location: str) -> bool:
