@@ -4,6 +4,13 @@ Every chunk is authenticated and its id (a MAC of the plaintext) recomputed befo
 with a chunk that fails is reported and removed, never left behind as a silent wrong restore; the other
 files go on.  Chunks that are all zeros become holes, so sparse files stay sparse.  Directory metadata is
 applied when restore leaves the directory's subtree (its mtime would change while it is filled).
+
+Restore works in batches of items.  For each batch, in archive order, it creates directories, links and
+special files, and creates each regular file at its final size; then it asks the reader for all the
+batch's chunks at once.  The reader groups them by pack and reads each pack in a few large ranged reads,
+and every plaintext is written with ``pwrite`` at its file offset by the thread that decrypted it.  A file
+is finished (metadata applied) when its last chunk landed.  Batches bound the memory the plan needs, so
+an archive of any size restores in constant memory.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from . import fsmeta
 from . import items as it
 
 _ZEROS = bytes(16 * 1024 * 1024)
+# a batch's plan holds one small tuple per chunk: 16k chunks is a few MiB of plan and, with ~1 MiB chunks,
+# up to 16 GiB of data to group by pack
+BATCH_CHUNKS = 16384
+BATCH_ITEMS = 8192
 
 
 @dataclass
@@ -74,6 +85,7 @@ class Extractor:
         self.progress = progress
         self.stats = ExtractStats()
         self._dirs: list[tuple[bytes, dict]] = []  # directories whose metadata is applied on leaving them
+        self._left_dirs: list[tuple[bytes, dict]] = []  # left, metadata due at the end of the batch
 
     def error(self, path: str, message: str) -> None:
         self.stats.errors.append(f"{path}: {message}")
@@ -87,48 +99,72 @@ class Extractor:
     def run(self, items: Iterator[dict]) -> ExtractStats:
         if not self.dry_run:
             os.makedirs(self.target, exist_ok=True)
-        current: dict | None = None
-        out: _OutFile | None = None
         try:
-            for item, data in self.reader.iter_tagged(it.chunk_pairs(items)):
-                if item is not current:
-                    if out is not None:
-                        self._finish_file(current, out)
-                        out = None
-                    current = item
-                    out = self._start(item)
-                if data is None or out is None:
-                    continue
-                if isinstance(data, BaseException):
-                    out.failed = out.failed or str(data)
-                    continue
-                out.write(data, self.sparse)
-            if out is not None:
-                self._finish_file(current, out)
-                out = None
+            for batch in _batches(items):
+                self._restore_batch(batch)
             self._leave_dirs(b"")
+            self._apply_left_dirs()
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageFull(f"disk full while restoring into {os.fsdecode(self.target)}") from None
             raise
-        finally:
-            if out is not None:
-                out.abort()
         self.stats.duration = time.monotonic() - self.stats.started
         return self.stats
+
+    def _restore_batch(self, batch: list[dict]) -> None:
+        requests: list[tuple[tuple[_OutFile, int, int], bytes]] = []
+        pending: dict[bytes, _OutFile] = {}
+        try:
+            for item in batch:
+                out = self._start(item, pending)
+                if out is None:
+                    continue
+                offset = 0
+                for chunk_id, size in item.get("c") or ():
+                    requests.append(((out, offset, size), chunk_id))
+                    offset += size
+                out.remaining = len(item.get("c") or ())
+                if out.remaining:
+                    pending[out.path] = out
+                else:
+                    self._finish_file(out)
+            for (out, _offset, size), error in self.reader.scatter(requests, self._write_chunk):
+                if error is not None:
+                    out.failed = out.failed or str(error)
+                else:
+                    out.written += size
+                out.remaining -= 1
+                if out.remaining == 0:
+                    del pending[out.path]
+                    self._finish_file(out)
+        finally:
+            for out in pending.values():  # only after an error that stops the restore
+                out.abort()
+        self._apply_left_dirs()
+
+    def _write_chunk(self, target: tuple[_OutFile, int, int], data: bytes) -> None:
+        """Runs in a reader thread, right after the chunk was verified."""
+        out, offset, _ = target
+        out.write_at(offset, data, self.sparse)
 
     def _dest(self, item: dict) -> bytes:
         rel = safe_relative(item["p"])
         return os.path.join(self.target, rel) if rel else self.target
 
     def _leave_dirs(self, path: bytes) -> None:
-        """Apply metadata of directories that ``path`` is not inside of."""
+        """Note the directories that ``path`` is not inside of: their subtrees are complete once the batch's
+        files are written, and then their metadata is applied (innermost first)."""
         while self._dirs and not (path == self._dirs[-1][0] or path.startswith(self._dirs[-1][0] + b"/")):
-            dpath, item = self._dirs.pop()
-            if not self.dry_run:
-                fsmeta.apply_metadata(dpath, item, numeric_ids=self.numeric_ids, warn=self.warn)
+            self._left_dirs.append(self._dirs.pop())
 
-    def _start(self, item: dict) -> _OutFile | None:
+    def _apply_left_dirs(self) -> None:
+        left, self._left_dirs = self._left_dirs, []
+        if self.dry_run:
+            return
+        for dpath, item in left:
+            fsmeta.apply_metadata(dpath, item, numeric_ids=self.numeric_ids, warn=self.warn)
+
+    def _start(self, item: dict, pending: dict[bytes, _OutFile]) -> _OutFile | None:
         dest = self._dest(item)
         self._leave_dirs(dest)
         kind = item["t"]
@@ -158,6 +194,8 @@ class Extractor:
                 except FileNotFoundError:
                     self.warn(dest, "hardlink target was not restored; skipped")
                     return None
+                if source in pending:  # its data is still coming: if the target fails, the link goes too
+                    pending[source].links.append(dest)
                 return None  # shares the inode (and metadata) of its target
             elif kind == it.FIFO:
                 os.mkfifo(dest, stat.S_IMODE(item["m"]))
@@ -169,55 +207,77 @@ class Extractor:
         fsmeta.apply_metadata(dest, item, numeric_ids=self.numeric_ids, warn=self.warn)
         return None
 
-    def _finish_file(self, item: dict, out: _OutFile) -> None:
+    def _finish_file(self, out: _OutFile) -> None:
         if out.failed:
             out.abort()
-            self.error(it.path_str(item), f"not restored: {out.failed}")
+            self.error(it.path_str(out.item), f"not restored: {out.failed}")
             return
-        out.close(item["s"])
         self.stats.bytes_written += out.written
         if not self.dry_run:
-            fsmeta.apply_metadata(out.path, item, numeric_ids=self.numeric_ids, warn=self.warn)
+            fsmeta.apply_metadata(out.path, out.item, numeric_ids=self.numeric_ids, warn=self.warn)
+
+
+def _batches(items: Iterator[dict]) -> Iterator[list[dict]]:
+    """Consecutive items with at most BATCH_CHUNKS chunks and BATCH_ITEMS items between them (one file
+    with more chunks is a batch of its own)."""
+    batch: list[dict] = []
+    nchunks = 0
+    for item in items:
+        n = len(item.get("c") or ())
+        if batch and (nchunks + n > BATCH_CHUNKS or len(batch) >= BATCH_ITEMS):
+            yield batch
+            batch, nchunks = [], 0
+        batch.append(item)
+        nchunks += n
+    if batch:
+        yield batch
 
 
 class _OutFile:
+    """A regular file being restored: created at its final size up front, so chunks can land in any order
+    (holes where all-zero chunks are skipped), and written with ``pwrite`` from reader threads."""
+
     def __init__(self, path: bytes, item: dict, *, dry_run: bool):
         self.path = path
+        self.item = item
         self.failed: str | None = None
         self.written = 0
+        self.remaining = 0
+        self.links: list[bytes] = []  # hardlinks made to this file before its data arrived
         self.dry_run = dry_run
-        self.fd = -1
         if dry_run:
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _remove_existing(path)
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            os.ftruncate(fd, item.get("s", 0))
+        finally:
+            os.close(fd)
 
-    def write(self, data: bytes, sparse: bool) -> None:
+    def write_at(self, offset: int, data: bytes, sparse: bool) -> None:
+        if self.dry_run:
+            return
         n = len(data)
-        self.written += n
-        if self.dry_run or self.failed:
-            return
         if sparse and n <= len(_ZEROS) and memoryview(data) == memoryview(_ZEROS)[:n]:
-            os.lseek(self.fd, n, os.SEEK_CUR)
-            return
-        view = memoryview(data)
-        while view:
-            done = os.write(self.fd, view)
-            view = view[done:]
-
-    def close(self, size: int) -> None:
-        if self.fd >= 0:
-            os.ftruncate(self.fd, size)  # trailing holes
-            os.close(self.fd)
-            self.fd = -1
+            return  # the file was created at full size: this stays a hole
+        # opened per chunk rather than held: a batch may have thousands of files in progress
+        fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            view = memoryview(data)
+            while view:
+                done = os.pwrite(fd, view, offset)
+                view = view[done:]
+                offset += done
+        finally:
+            os.close(fd)
 
     def abort(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self.dry_run:
+            return
+        for path in (*self.links, self.path):
             with contextlib.suppress(OSError):
-                os.unlink(self.path)
+                os.unlink(path)
 
 
 def _remove_existing(path: bytes) -> None:

@@ -1,16 +1,26 @@
-"""Reading chunks in order, fast: coalesced ranged reads, decrypted in parallel, bounded look-ahead.
+"""Reading chunks fast: coalesced ranged reads, decrypted in parallel, bounded bytes in flight.
 
-Backup writes a file's chunks one after another into the same pack, so restore usually finds runs of
-adjacent objects.  Each run becomes one ranged read (one GET on S3) instead of one per chunk.  Reads and
-decryption run in a thread pool with a bounded window of bytes in flight, and results come back in the
-caller's order.  A chunk that fails verification comes back as an exception object in its place, so the
-caller can fail just the file it belongs to and go on with the others.
+Two ways to read, for two kinds of caller:
+
+- ``iter_tagged`` returns plaintext in the caller's order.  Backup writes a file's chunks one after another
+  into the same pack, so an ordered stream usually finds runs of adjacent objects, and each run becomes one
+  ranged read (one GET on S3).  Archive metadata, diff and restore into a bucket (which streams each
+  object in order) read this way.
+- ``scatter`` takes a batch of (target, chunk id) requests, groups them by pack, sorts them by offset and
+  reads each pack's wanted objects in a few large ranged reads, whatever order the caller listed them in.
+  A day-2 archive interleaves unchanged chunks from old packs with new ones, and an ordered stream then
+  pays one GET per switch between packs; grouped by pack it pays about one GET per 8 MiB wanted.  Each
+  plaintext is handed to a ``sink`` in the worker thread that decrypted it, so restore writes it with
+  ``pwrite`` right there and plaintext never piles up in memory.
+
+Either way a chunk that fails verification comes back as an exception object in its place, so the caller
+can fail just the file it belongs to and go on with the others.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -21,6 +31,10 @@ from .repository import Repository
 MAX_RUN_BYTES = 16 * 1024 * 1024
 MAX_GAP_BYTES = 2 * 1024 * 1024
 WINDOW_BYTES = 64 * 1024 * 1024
+# scatter reads hand plaintext off in the worker, so only ciphertext runs are in flight: smaller runs and
+# window keep restore's memory near restic's while a 32 MiB pack still costs only four GETs.
+SCATTER_RUN_BYTES = 8 * 1024 * 1024
+SCATTER_WINDOW_BYTES = 24 * 1024 * 1024
 T = TypeVar("T")
 
 
@@ -91,6 +105,51 @@ class ChunkReader:
         else:
             yield from item
 
+    def scatter(
+        self, requests: Iterable[tuple[T, bytes]], sink: Callable[[T, bytes], None]
+    ) -> Iterator[tuple[T, PackvaultError | None]]:
+        """Read every requested chunk once per run, pack by pack, and call ``sink(target, plaintext)`` for
+        each request in a worker thread; yield (target, None) once the sink returned, or (target, error)
+        when the chunk could not be read or verified.  Results come in pack order, not request order.
+
+        The same chunk may be requested for several targets (deduplicated data): it is read and decrypted
+        once.  An exception raised by ``sink`` (a full disk) is not per-chunk: it propagates to the caller.
+        """
+        by_pack: dict[tuple[int, str], list[tuple[int, int, bytes, T]]] = {}
+        for target, chunk_id in requests:
+            loc = self.index.get(chunk_id)
+            if loc is None:
+                yield target, ObjectMissing(f"chunk {chunk_id.hex()} is not in the index")
+                continue
+            by_pack.setdefault((loc.kind, loc.pack), []).append((loc.offset, loc.size, chunk_id, target))
+        queue: deque[tuple[Future, int]] = deque()
+        in_flight = 0
+        try:
+            for (kind, pack), wanted in by_pack.items():  # packs in order of first request
+                wanted.sort(key=lambda entry: entry[0])
+                for run in _scatter_runs(kind, pack, wanted):
+                    queue.append((self._pool.submit(self._fetch_into, run, sink), run.size))
+                    in_flight += run.size
+                    while queue and in_flight > SCATTER_WINDOW_BYTES:
+                        future, size = queue.popleft()
+                        in_flight -= size
+                        yield from future.result()
+            while queue:
+                future, _ = queue.popleft()
+                yield from future.result()
+        finally:
+            for future, _ in queue:
+                future.cancel()
+
+    def _fetch_into(self, run: _Run, sink: Callable) -> list[tuple]:
+        results: list[tuple] = []
+        for target, data in self._open_run(run):
+            if not isinstance(data, BaseException):
+                sink(target, data)
+                data = None
+            results.append((target, data))
+        return results
+
     def _runs(self, pairs: Iterable[tuple[T, bytes | None]]) -> Iterator[_Run | tuple]:
         run: _Run | None = None
         for tag, chunk_id in pairs:
@@ -125,25 +184,60 @@ class ChunkReader:
             yield run
 
     def _fetch(self, run: _Run) -> list[tuple]:
+        return list(self._open_run(run))
+
+    def _open_run(self, run: _Run) -> Iterator[tuple]:
+        """Read a run with one ranged read and yield (tag, plaintext or error) per requested object, one at a
+        time.  Consecutive requests for the same object share one decryption."""
         try:
             buf = self.repo.load_pack_range(run.kind, run.pack, run.offset, run.size)
         except PackvaultError as exc:
-            return [(tag, exc) for tag in run.tags]
+            for tag in run.tags:
+                yield tag, exc
+            return
         self.stats["reads"] += 1
         self.stats["bytes_read"] += len(buf)
-        results: list[tuple] = []
         view = memoryview(buf)
+        previous: tuple[int, bytes | PackvaultError] | None = None
         for chunk_id, size, tag, start in zip(run.ids, run.sizes, run.tags, run.starts, strict=True):
-            part = view[start : start + size]
-            if len(part) < size:
-                results.append((tag, IntegrityError(f"chunk {chunk_id.hex()} is truncated in pack {run.pack}")))
+            if previous is not None and previous[0] == start:
+                yield tag, previous[1]
                 continue
-            try:
-                data = self.repo.codec.open(part, expected_id=chunk_id)[2]
-                if self.repo.chunk_id(data) != chunk_id:
-                    raise IntegrityError("plaintext does not match its id (MAC)")
-                results.append((tag, data))
-            except IntegrityError as exc:
-                results.append((tag, IntegrityError(f"chunk {chunk_id.hex()} in pack {run.pack}: {exc}")))
-        self.stats["chunks"] += len(run.ids)
-        return results
+            result = self._open_object(run.pack, chunk_id, view[start : start + size], size)
+            previous = (start, result)
+            self.stats["chunks"] += 1
+            yield tag, result
+
+    def _open_object(self, pack: str, chunk_id: bytes, part: memoryview, size: int) -> bytes | PackvaultError:
+        if len(part) < size:
+            return IntegrityError(f"chunk {chunk_id.hex()} is truncated in pack {pack}")
+        try:
+            data = self.repo.codec.open(part, expected_id=chunk_id)[2]
+            if self.repo.chunk_id(data) != chunk_id:
+                raise IntegrityError("plaintext does not match its id (MAC)")
+            return data
+        except IntegrityError as exc:
+            return IntegrityError(f"chunk {chunk_id.hex()} in pack {pack}: {exc}")
+
+
+def _scatter_runs(kind: int, pack: str, wanted: list[tuple[int, int, bytes, T]]) -> Iterator[_Run]:
+    """Runs over one pack's wanted objects (sorted by offset): neighbours and small gaps share a read."""
+    run: _Run | None = None
+    for offset, size, chunk_id, target in wanted:
+        # sorted by offset, so a gap is never negative except for a repeat of the previous object
+        if (
+            run is not None
+            and offset - (run.offset + run.size) <= MAX_GAP_BYTES
+            and offset + size - run.offset <= SCATTER_RUN_BYTES
+        ):
+            run.starts.append(offset - run.offset)
+            run.size = max(run.size, offset + size - run.offset)
+            run.ids.append(chunk_id)
+            run.sizes.append(size)
+            run.tags.append(target)
+            continue
+        if run is not None:
+            yield run
+        run = _Run(kind, pack, offset, size, [chunk_id], [size], [target], [0])
+    if run is not None:
+        yield run
