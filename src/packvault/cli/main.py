@@ -15,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, PackvaultError
-from . import commands
+from . import early_unlock
 
 
 def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-size", default="32M", help="target pack size (default 32M)")
     p.add_argument("--compression", default="auto,zstd,3", help="auto | zstd[,N] | auto,zstd,N | none")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_init)
+    p.set_defaults(func="cmd_init")
 
     p = sub.add_parser("create", help="back up paths into a new archive")
     p.add_argument("location", metavar="REPO::ARCHIVE")
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true")
     p.add_argument("--stats", action="store_true", help="also print request counts")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_create)
+    p.set_defaults(func="cmd_create")
 
     p = sub.add_parser("list", help="list archives, or the contents of one")
     p.add_argument("location", nargs="?", metavar="REPO[::ARCHIVE]")
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-lines", action="store_true", help="one JSON object per item")
     p.add_argument("--deleted", action="store_true", help="list soft-deleted archives (see undelete)")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_list)
+    p.set_defaults(func="cmd_list")
 
     p = sub.add_parser("extract", help="restore an archive")
     p.add_argument("location", metavar="REPO::ARCHIVE")
@@ -79,30 +79,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--numeric-ids", action="store_true")
     p.add_argument("--progress", action="store_true")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_extract)
+    p.set_defaults(func="cmd_extract")
 
     p = sub.add_parser("info", help="show repository or archive details")
     p.add_argument("location", nargs="?", metavar="REPO[::ARCHIVE]")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_info)
+    p.set_defaults(func="cmd_info")
 
     p = sub.add_parser("diff", help="compare two archives")
     p.add_argument("location", metavar="REPO::ARCHIVE1")
     p.add_argument("other", metavar="ARCHIVE2")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_diff)
+    p.set_defaults(func="cmd_diff")
 
     p = sub.add_parser("delete", help="soft-delete archives (space is reclaimed by compact)")
     p.add_argument("location", metavar="REPO::ARCHIVE")
     p.add_argument("more", nargs="*", metavar="ARCHIVE")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_delete)
+    p.set_defaults(func="cmd_delete")
 
     p = sub.add_parser("undelete", help="restore soft-deleted archives (until compact runs)")
     p.add_argument("location", metavar="REPO::ARCHIVE")
     p.add_argument("more", nargs="*", metavar="ARCHIVE")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_undelete)
+    p.set_defaults(func="cmd_undelete")
 
     p = sub.add_parser("prune", help="soft-delete archives by a retention policy")
     p.add_argument("repo", nargs="?", metavar="REPO")
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--list", action="store_true", help="show each archive's decision and rule")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_prune)
+    p.set_defaults(func="cmd_prune")
 
     p = sub.add_parser("compact", help="reclaim space: garbage-collect and copy live data forward")
     p.add_argument("repo", nargs="?", metavar="REPO")
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-age", default="2h", metavar="DURATION", help="never touch packs younger than this")
     p.add_argument("--dry-run", action="store_true")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_compact)
+    p.set_defaults(func="cmd_compact")
 
     p = sub.add_parser("check", help="verify the repository and archives")
     p.add_argument("repo", nargs="?", metavar="REPO")
@@ -135,13 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="with --repair: show what would change")
     p.add_argument("--progress", action="store_true")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_check)
+    p.set_defaults(func="cmd_check")
 
     p = sub.add_parser("break-lock", help="remove stale locks (all locks with --force)")
     p.add_argument("repo", nargs="?", metavar="REPO")
     p.add_argument("--force", action="store_true")
     _add_common(p)
-    p.set_defaults(func=commands.cmd_break_lock)
+    p.set_defaults(func="cmd_break_lock")
 
     key = sub.add_parser("key", help="export, import or re-protect the repository key")
     key_sub = key.add_subparsers(dest="key_command", metavar="KEYCOMMAND")
@@ -149,16 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo", nargs="?", metavar="REPO")
     p.add_argument("file", nargs="?", metavar="FILE")
     _add_common(p, json_flag=False)
-    p.set_defaults(func=commands.cmd_key_export)
+    p.set_defaults(func="cmd_key_export")
     p = key_sub.add_parser("import", help="restore the sealed key from FILE")
     p.add_argument("repo", nargs="?", metavar="REPO")
     p.add_argument("file", metavar="FILE")
     _add_common(p, json_flag=False)
-    p.set_defaults(func=commands.cmd_key_import)
+    p.set_defaults(func="cmd_key_import")
     p = key_sub.add_parser("change-passphrase", help="seal the key under a new passphrase")
     p.add_argument("repo", nargs="?", metavar="REPO")
     _add_common(p, json_flag=False)
-    p.set_defaults(func=commands.cmd_key_change_passphrase)
+    p.set_defaults(func="cmd_key_change_passphrase")
     return parser
 
 
@@ -171,8 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="packvault: %(levelname)s: %(message)s"
     )
+    location = early_unlock.repository_location(getattr(args, "location", None) or getattr(args, "repo", None))
+    mark = early_unlock.mark()
+    if args.command != "init":
+        early_unlock.derive_early(location)  # before the commands (and boto3) are imported: see its docstring
+    from . import commands
+
     try:
-        return int(args.func(args) or 0)
+        return int(getattr(commands, args.func)(args) or 0)
     except PackvaultError as exc:
         if os.environ.get("PACKVAULT_DEBUG"):
             raise
@@ -183,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_ERROR
+    finally:
+        early_unlock.remember(location, mark)
 
 
 def entry_point() -> None:

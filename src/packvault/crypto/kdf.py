@@ -7,6 +7,7 @@ to keep hundreds of ``init`` calls fast; it never weakens an existing key.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -39,7 +40,47 @@ class KdfParams:
         return cls(salt=d["salt"], memory_kib=d["m"], iterations=d["t"], lanes=d["p"])
 
 
+# Keys derived in this process, by (salt, cost parameters, passphrase digest).  The CLI derives the key of
+# the repository it is about to open before it loads the rest of the program (see cli/early_unlock.py), so
+# the KDF's 32 MiB and the S3 client's memory are never resident at the same time; the derivation that
+# opening the repository asks for later is then answered from here.
+_derived: dict[tuple, bytes] = {}
+_used: list[tuple] = []  # memo keys in the order derive_key was asked for them
+
+
+def _memo_key(passphrase: str, params: KdfParams) -> tuple:
+    digest = hashlib.blake2b(passphrase.encode("utf-8"), digest_size=32).digest()
+    return (params.salt, params.memory_kib, params.iterations, params.lanes, digest)
+
+
+def usage_mark() -> int:
+    """A mark for ``used_params``: call it before a command to learn afterwards which keys it used."""
+    return len(_used)
+
+
+def used_params(since: int = 0) -> list[KdfParams]:
+    """The distinct parameters derive_key was asked for since ``since``, first use first."""
+    distinct = list(dict.fromkeys(_used[since:]))
+    return [KdfParams(salt=k[0], memory_kib=k[1], iterations=k[2], lanes=k[3]) for k in distinct]
+
+
 def derive_key(passphrase: str, params: KdfParams) -> bytes:
+    key = _memo_key(passphrase, params)
+    _used.append(key)
+    kek = _derived.get(key)
+    if kek is None:
+        kek = _derived[key] = _argon2id(passphrase, params)
+    return kek
+
+
+def prederive(passphrase: str, params: KdfParams) -> None:
+    """Derive a key that is probably about to be asked for; not a use (see ``used_params``)."""
+    key = _memo_key(passphrase, params)
+    if key not in _derived:
+        _derived[key] = _argon2id(passphrase, params)
+
+
+def _argon2id(passphrase: str, params: KdfParams) -> bytes:
     kdf = Argon2id(
         salt=params.salt,
         length=32,

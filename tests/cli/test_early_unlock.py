@@ -1,0 +1,78 @@
+"""The key is derived before the rest of Packvault is loaded, once, and a stale hint never breaks a run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from packvault.cli import early_unlock
+
+PROBE = textwrap.dedent(
+    """
+    import sys
+    from packvault.cli import early_unlock, main
+    from packvault.crypto import kdf
+
+    # each Argon2id run notes which of the big modules were loaded when it ran
+    calls = []
+    real = kdf._argon2id
+    heavy = ("boto3", "packvault.repository.repository", "zstandard")
+    kdf._argon2id = lambda *a: calls.append(sum(m in sys.modules for m in heavy)) or real(*a)
+    rc = main.main(["list", sys.argv[1]])
+    print(calls, rc)
+    """
+)
+
+
+def _probe(env: dict[str, str], repo: Path) -> str:
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(repo)], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_key_is_derived_early_and_only_once(pv, pv_env, tmp_path):
+    repo = tmp_path / "repo"
+    pv("init", repo)
+    assert early_unlock._hint_path(str(repo)).exists()
+    # fresh process: the derivation happens before the heavy modules are imported, and opening the
+    # repository reuses it instead of running Argon2id a second time
+    assert _probe(pv_env, repo) == "[0] 0"
+
+
+def test_without_a_hint_the_key_is_derived_on_open(pv, pv_env, tmp_path):
+    repo = tmp_path / "repo"
+    pv("init", repo)
+    early_unlock._hint_path(str(repo)).unlink()
+    assert _probe(pv_env, repo) == "[2] 0"  # derived when opening the repository, after the imports
+    assert early_unlock._hint_path(str(repo)).exists()  # remembered for the next run
+
+
+def test_damaged_or_stale_hint_is_harmless(pv, pv_env, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    pv("init", repo)
+    hint = early_unlock._hint_path(str(repo))
+    hint.write_bytes(b"\x00 not msgpack")
+    pv("list", repo)
+    before = hint.read_bytes()
+    monkeypatch.setenv("PACKVAULT_NEW_PASSPHRASE", "another secret")
+    pv("key", "change-passphrase", repo)
+    monkeypatch.setenv("PACKVAULT_PASSPHRASE", "another secret")
+    pv_env["PACKVAULT_PASSPHRASE"] = "another secret"
+    # the hint still names the old key's salt: one wasted derivation, then the right one, then a new hint
+    assert _probe(pv_env, repo) == "[0, 2] 0"
+    assert hint.read_bytes() != before
+    assert _probe(pv_env, repo) == "[0] 0"
+
+
+def test_wrong_passphrase_with_a_hint_is_still_one_clear_line(pv, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    pv("init", repo)
+    monkeypatch.setenv("PACKVAULT_PASSPHRASE", "wrong")
+    result = pv("list", repo, expect=2)
+    assert "wrong passphrase" in result.err and "Traceback" not in result.err
