@@ -31,6 +31,7 @@ from ..errors import (
     WrongPassphrase,
 )
 from ..storage import layout
+from ..storage.spool import SpoolFile
 from ..storage.store import Store
 from ..storage.url import store_from_location
 from .cache import RepositoryCache, config_root
@@ -367,6 +368,29 @@ class Repository:
         """Store a finished pack under its content name, from any thread; returns the pack name."""
         pack = content_name(data)
         self.store.backend.store(self.store.find(self.pack_name(kind, pack)), data)
+        return pack
+
+    @staticmethod
+    def new_pack_spool(directory: str | os.PathLike | None = None) -> SpoolFile:
+        """An empty spool file for a pack; it hashes its content for the pack name while it is written."""
+        return SpoolFile(directory, content_hash=blake3.blake3())
+
+    def store_pack_spool(self, kind: int, spool: SpoolFile) -> str:
+        """Store a finished pack from its spool file (``new_pack_spool``), from any thread; returns its name.
+
+        The name is the same ``content_name`` ``store_pack`` would give these bytes (computed while they were
+        spooled).  A backend that can upload from a file (``store_payload``: S3) reads the spool in small
+        blocks; any other backend gets the bytes in memory, as from ``store_pack``.  The caller closes the
+        spool file afterwards, whatever happened.
+        """
+        pack = spool.content_digest()
+        name = self.store.find(self.pack_name(kind, pack))
+        backend = self.store.backend
+        store_payload = getattr(backend, "store_payload", None)
+        if store_payload is not None:
+            store_payload(name, spool.payload())
+        else:
+            backend.store(name, spool.read_all())
         return pack
 
     def load_pack_range(self, kind: int, pack: str, offset: int = 0, size: int | None = None) -> bytes:

@@ -6,6 +6,10 @@ The pipeline, all bounded so memory stays flat whatever the size of the backup::
     put_chunk(id, data) -> compress, seal       ->  append to the open pack   ->  store pack, then index its
       (skips known ids)                             of its kind                   entries, checkpoint
 
+An open pack is a ``bytearray`` for a local repository and an anonymous spool file for a remote one
+(``_SpooledPack``): remote uploads are slow and two run at once, so in-memory packs would dominate the
+peak memory, and spooled packs cost disk and reclaimable page cache instead.
+
 The order of durable writes is the DESIGN's: a pack is stored before any fragment names it, a fragment
 is written before any archive can reference its chunks (``flush`` waits for both).  Every few packs or
 minutes a checkpoint fragment is written, so an interrupted backup re-uploads at most one checkpoint's
@@ -20,7 +24,10 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
+from ..storage.spool import SpoolFile
+from .cache import cache_root
 from .index import KIND_DATA, KIND_META, encode_fragment
 from .objects import TYPE_DATA
 from .repository import Repository
@@ -30,10 +37,63 @@ DEFAULT_CHECKPOINT_SECONDS = 300.0
 
 
 class _OpenPack:
+    """A pack being filled in memory (local repositories: a store there takes milliseconds)."""
+
     def __init__(self, kind: int):
         self.kind = kind
         self.buffer = bytearray()
         self.records: list[tuple[bytes, int, int]] = []  # (id, offset, size)
+
+    @property
+    def size(self) -> int:
+        return len(self.buffer)
+
+    def append(self, sealed: bytes) -> int:
+        offset = len(self.buffer)
+        self.buffer += sealed
+        return offset
+
+    def store(self, repo: Repository) -> str:
+        return repo.store_pack(self.kind, memoryview(self.buffer))
+
+    def discard(self) -> None:
+        self.buffer = bytearray()
+
+
+class _SpooledPack(_OpenPack):
+    """A pack being filled in an anonymous temporary file (remote repositories), see ``storage/spool.py``.
+
+    Why: with two uploads in flight and one pack filling per kind, in-memory packs were the bulk of a
+    remote backup's peak memory.  Spooled, every byte is written once to the page cache as it is sealed,
+    hashed on the way (MD5 for Content-MD5, BLAKE3 for the pack name), and read back in small blocks by
+    the upload; the process holds no pack at all.  The file is created with the first chunk.
+    """
+
+    def __init__(self, kind: int, repo: Repository, directory: Path | None, live: set[_SpooledPack]):
+        super().__init__(kind)
+        self._repo = repo
+        self._directory = directory
+        self._live = live  # the writer's spooled packs not yet discarded (closed by RepositoryWriter.close)
+        self.spool: SpoolFile | None = None
+
+    @property
+    def size(self) -> int:
+        return self.spool.size if self.spool is not None else 0
+
+    def append(self, sealed: bytes) -> int:
+        if self.spool is None:
+            self.spool = self._repo.new_pack_spool(self._directory)
+            self._live.add(self)
+        return self.spool.write(sealed)
+
+    def store(self, repo: Repository) -> str:
+        assert self.spool is not None
+        return repo.store_pack_spool(self.kind, self.spool)
+
+    def discard(self) -> None:
+        if self.spool is not None:
+            self.spool.close()  # removes the file
+        self._live.discard(self)
 
 
 class RepositoryWriter:
@@ -46,7 +106,11 @@ class RepositoryWriter:
         max_chunks_in_flight: int = 16,
         checkpoint_packs: int | None = None,
         checkpoint_seconds: float | None = None,
+        spool: bool | None = None,
+        spool_dir: str | os.PathLike | None = None,
     ):
+        """``spool``: fill packs in temporary files instead of memory; default: for remote repositories.
+        ``spool_dir``: where (default: ``spool/`` in the Packvault cache directory)."""
         self.repo = repo
         self.index = repo.index
         self.pack_size = repo.config.pack_size
@@ -58,17 +122,22 @@ class RepositoryWriter:
         )
         threads = seal_threads or max(2, os.cpu_count() or 2)
         # A local store writes a pack in milliseconds: one upload at a time keeps two packs in memory at most.
-        # A remote store overlaps two uploads with filling the next pack.
+        # A remote store overlaps two uploads with filling the next pack (spooled: on disk, not in memory).
         upload_threads = upload_threads or (2 if repo.is_remote else 1)
         self._seal_pool = ThreadPoolExecutor(threads, thread_name_prefix="pv-seal")
         self._upload_pool = ThreadPoolExecutor(upload_threads, thread_name_prefix="pv-upload")
         self.max_chunks_in_flight = max_chunks_in_flight
         self._sealing: deque[tuple[Future, bytes, int, int]] = deque()  # in put order
-        # one pack being filled per kind + uploads in flight: bounded pack memory
+        # one pack being filled per kind + uploads in flight: bounded pack memory (or spool disk space)
         self._pack_slots = threading.BoundedSemaphore(upload_threads)
         self._lock = threading.Lock()  # guards index, pending, open packs, unsaved records
         self._pending: set[bytes] = set()  # ids accepted but not yet in the index (bounded by the pipeline)
-        self._open = {KIND_DATA: _OpenPack(KIND_DATA), KIND_META: _OpenPack(KIND_META)}
+        # Remote: packs are spooled to files, so memory holds no pack, however slow the uploads.  Local: a
+        # pack is stored in milliseconds, so an in-memory pack is cheaper than writing it twice.
+        self.spool = repo.is_remote if spool is None else spool
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else cache_root() / "spool"
+        self._spooled: set[_SpooledPack] = set()  # spool files not yet removed (closed by close())
+        self._open = {KIND_DATA: self._new_pack(KIND_DATA), KIND_META: self._new_pack(KIND_META)}
         self._unsaved: list[tuple[bytes, str, int, int, int]] = []  # stored, not yet in a fragment
         self._packs_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
@@ -105,7 +174,7 @@ class RepositoryWriter:
         for kind in (KIND_DATA, KIND_META):
             with self._lock:
                 pack = self._open[kind]
-                self._open[kind] = _OpenPack(kind)
+                self._open[kind] = self._new_pack(kind)
             if pack.records:
                 self._submit_upload(pack)
         self._wait(self._uploads)
@@ -116,6 +185,14 @@ class RepositoryWriter:
     def close(self) -> None:
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
         self._upload_pool.shutdown(wait=True, cancel_futures=True)
+        # after an error: open packs and packs whose upload was cancelled still have their spool files
+        for pack in list(self._spooled):
+            pack.discard()
+
+    def _new_pack(self, kind: int) -> _OpenPack:
+        if self.spool:
+            return _SpooledPack(kind, self.repo, self.spool_dir, self._spooled)
+        return _OpenPack(kind)
 
     # --- pipeline stages --------------------------------------------------------------------------------
 
@@ -129,20 +206,19 @@ class RepositoryWriter:
             future, chunk_id, kind, plain_size = self._sealing.popleft()
             sealed = future.result()  # a sealing error propagates to the caller here
             block = block and len(self._sealing) > self.max_chunks_in_flight
-            full = None
+            # open packs belong to this (the caller's) thread: the copy or file write needs no lock
+            pack = self._open[kind]
+            offset = pack.append(sealed)
+            pack.records.append((chunk_id, offset, len(sealed)))
+            full = pack.size >= self.pack_size
             with self._lock:
-                pack = self._open[kind]
-                offset = len(pack.buffer)
-                pack.buffer += sealed
-                pack.records.append((chunk_id, offset, len(sealed)))
                 self.stats["chunks_new"] += 1
                 self.stats["bytes_new"] += plain_size
                 self.stats["bytes_stored"] += len(sealed)
-                if len(pack.buffer) >= self.pack_size:
-                    full = pack
-                    self._open[kind] = _OpenPack(kind)
-            if full is not None:
-                self._submit_upload(full)
+                if full:
+                    self._open[kind] = self._new_pack(kind)
+            if full:
+                self._submit_upload(pack)
 
     def _submit_upload(self, pack: _OpenPack) -> None:
         self._pack_slots.acquire()
@@ -158,7 +234,7 @@ class RepositoryWriter:
     def _upload(self, pack: _OpenPack) -> None:
         try:
             self.repo.check_lock()
-            name = self.repo.store_pack(pack.kind, memoryview(pack.buffer))
+            name = pack.store(self.repo)
             with self._lock:
                 for chunk_id, offset, size in pack.records:
                     self.index.add(chunk_id, name, pack.kind, offset, size)
@@ -173,7 +249,7 @@ class RepositoryWriter:
                 if due:
                     self._write_checkpoint_locked()
         finally:
-            pack.buffer = bytearray()
+            pack.discard()  # frees the buffer / removes the spool file, also when the upload failed
             self._pack_slots.release()
 
     def _write_checkpoint_locked(self) -> None:

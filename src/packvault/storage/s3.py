@@ -16,6 +16,9 @@ sub-directories.  The decisions this module stands on (docs/s3-backend.md has th
   HEAD-then-PUT fallback.
 - **Integrity.**  Uploads carry ``Content-MD5`` (verified by the service) and the MD5 of the whole content
   as ``x-amz-meta-pv-md5``, which full downloads are verified against and 412 comparisons use.
+- **No whole-object copies.**  Upload bodies are fresh file-like readers over a ``Payload`` (memory we hold,
+  or a spooled pack via ``store_payload``), one per attempt, so each retry starts at offset 0
+  (``payload.py``).
 - **Retries** of single requests with tenacity (``retry.py``), bounded in attempts and time; botocore makes
   one attempt each.  Every HTTP attempt is counted for ``request_stats()``.
 - **Parallelism lives here**, because ``Store`` serializes calls: multipart parts, gather ranges and defrag
@@ -38,7 +41,6 @@ from borgstore.backends._base import (
     BackendBase,
     ItemInfo,
     StoreValue,
-    to_bytes,
     validate_name,
     validate_sources,
     validate_value,
@@ -55,6 +57,7 @@ from ..errors import (
     StorageError,
 )
 from .accounting import RequestCounter
+from .payload import BufferPayload, Payload
 from .s3_client import make_client
 from .s3_config import MIN_PART_SIZE, S3Settings, parse_s3_url
 from .s3_errors import (
@@ -438,49 +441,61 @@ class S3Backend(BackendBase):
     def store(self, name: str, value: StoreValue) -> None:
         self._check_open()
         validate_name(name)
-        view = memoryview(validate_value(value)).cast("B")
-        md5 = hashlib.md5(view).digest()
+        self._store_payload(name, BufferPayload(validate_value(value)))
+
+    def store_payload(self, name: str, payload: Payload) -> None:
+        """``store`` for content that need not be in memory, e.g. a pack spooled to a file (``FilePayload``).
+
+        Same write rules as ``store`` (create-only, compare-and-swap, convergent retries); the payload's
+        ``md5`` is trusted as the MD5 of its bytes (the spool computed it while writing them), and the
+        bytes are read in small blocks, once per attempt.  The payload must stay readable until this returns.
+        """
+        self._check_open()
+        validate_name(name)
+        self._store_payload(name, payload)
+
+    def _store_payload(self, name: str, payload: Payload) -> None:
         if name.startswith(CAS_NAMESPACES):
-            self._store_cas(name, view, md5)
+            self._store_cas(name, payload)
         elif name.startswith(CREATE_ONLY_NAMESPACES):
-            self._store_create_only(name, view, md5)
+            self._store_create_only(name, payload)
         else:
-            self._upload(name, view, md5, {})
+            self._upload(name, payload, {})
 
     def _condition_for_cas(self, name: str) -> dict[str, str]:
         with self._lock:
             etag = self._etags.get(name)
         return {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
 
-    def _store_create_only(self, name: str, view: memoryview, md5: bytes) -> None:
+    def _store_create_only(self, name: str, payload: Payload) -> None:
         if not self._conditional:
             if self._head(name) is not None:
-                self._converge(name, view, md5)
+                self._converge(name, payload)
                 return
-            self._upload(name, view, md5, {})
+            self._upload(name, payload, {})
             return
         try:
-            self._upload(name, view, md5, {"IfNoneMatch": "*"})
+            self._upload(name, payload, {"IfNoneMatch": "*"})
         except bex.ClientError as exc:
             if is_precondition_failed(exc):
-                self._converge(name, view, md5)
+                self._converge(name, payload)
             elif is_not_implemented(exc):
                 self._warn_no_conditional_writes(exc)
-                self._store_create_only(name, view, md5)
+                self._store_create_only(name, payload)
             else:
                 raise
 
-    def _store_cas(self, name: str, view: memoryview, md5: bytes) -> None:
+    def _store_cas(self, name: str, payload: Payload) -> None:
         condition = self._condition_for_cas(name) if self._conditional else {}
         try:
-            etag = self._upload(name, view, md5, condition)
+            etag = self._upload(name, payload, condition)
         except bex.ClientError as exc:
             if is_not_implemented(exc) and condition:
                 self._warn_no_conditional_writes(exc)
-                etag = self._upload(name, view, md5, {})
+                etag = self._upload(name, payload, {})
             elif is_precondition_failed(exc):
                 head = self._head(name)
-                if head is None or not self._same_content(head, len(view), md5):
+                if head is None or not self._same_content(head, payload.size, payload.md5):
                     raise ConflictError(f"{name} was changed by another client since this one read it") from None
                 # our own earlier attempt landed and its answer was lost
                 self.counter.add("converged")
@@ -489,32 +504,35 @@ class S3Backend(BackendBase):
                 raise
         self._remember_etag(name, etag)
 
-    def _upload(self, name: str, view: memoryview, md5: bytes, condition: dict[str, str]) -> str | None:
-        """PUT or multipart upload with ``condition``; return the new ETag."""
-        if len(view) > self.settings.multipart_threshold:
-            return self._upload_multipart(name, view, md5, condition)
+    def _upload(self, name: str, payload: Payload, condition: dict[str, str]) -> str | None:
+        """PUT or multipart upload with ``condition``; return the new ETag.
+
+        The body is never a copy of the whole object: each attempt gets a fresh reader over the payload
+        (``payload.reader()``), so a retry starts from offset 0 whatever the failed attempt had sent.
+        """
+        if payload.size > self.settings.multipart_threshold:
+            return self._upload_multipart(name, payload, condition)
         key = self._key(name)
         kwargs = {
             "Bucket": self.bucket,
             "Key": key,
-            "Body": to_bytes(view),  # botocore refuses memoryviews
-            "ContentMD5": base64.b64encode(md5).decode(),
-            "Metadata": {MD5_META: md5.hex()},
+            "ContentMD5": base64.b64encode(payload.md5).decode(),
+            "Metadata": {MD5_META: payload.md5.hex()},
             **condition,
         }
         storage_class = self._storage_class(name)
         if storage_class:
             kwargs["StorageClass"] = storage_class
-        return self._request(f"PUT {key}", lambda: self.client.put_object(**kwargs)).get("ETag")
+        return self._request(f"PUT {key}", lambda: self.client.put_object(Body=payload.reader(), **kwargs)).get("ETag")
 
-    def _upload_multipart(self, name: str, view: memoryview, md5: bytes, condition: dict[str, str]) -> str | None:
+    def _upload_multipart(self, name: str, payload: Payload, condition: dict[str, str]) -> str | None:
         key = self._key(name)
         upload = MultipartUpload(self.client, self._request, self.bucket, key, self.pool)
         try:
-            upload.start(storage_class=self._storage_class(name), metadata={MD5_META: md5.hex()})
+            upload.start(storage_class=self._storage_class(name), metadata={MD5_META: payload.md5.hex()})
             part_size = max(self.settings.part_size, MIN_PART_SIZE)
-            for start in range(0, len(view), part_size):
-                upload.add_bytes(bytes(view[start : start + part_size]))
+            for start in range(0, payload.size, part_size):
+                upload.add_part(payload, start, min(part_size, payload.size - start))
             response, expected = upload.complete(condition)
         except BaseException:
             upload.abort()
@@ -538,16 +556,16 @@ class S3Backend(BackendBase):
             return etag == md5.hex()
         return None
 
-    def _converge(self, name: str, view: memoryview, md5: bytes) -> None:
+    def _converge(self, name: str, payload: Payload) -> None:
         """The create-only key exists: succeed if it holds our bytes, never overwrite it otherwise."""
         head = self._head(name)
         if head is None:  # deleted in between: write it again
-            self._store_create_only(name, view, md5)
+            self._store_create_only(name, payload)
             return
-        same = self._same_content(head, len(view), md5)
+        same = self._same_content(head, payload.size, payload.md5)
         if same is None:
             data, _ = self._get(name, None, verify=True)
-            same = data == view
+            same = payload.same_bytes(data)
         if not same:
             raise IntegrityError(f"{name} already exists with different content; refusing to overwrite it")
         self.counter.add("converged")

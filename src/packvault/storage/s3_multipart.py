@@ -1,9 +1,11 @@
 """One S3 multipart upload: parts in parallel, completed conditionally, aborted on any failure.
 
-Parts are either bytes we hold (UploadPart with Content-MD5) or a byte range of an object already in the
-bucket (UploadPartCopy).  A failure anywhere aborts the upload, so no invisible, billed, incomplete upload
-is left behind (the one exception: a lost response to CreateMultipartUpload, whose id we never learn; a
-bucket lifecycle rule for incomplete uploads covers that, see docs/s3-backend.md).
+Parts are either a range of a payload we hold in memory or in a spool file (UploadPart with Content-MD5,
+read through a small file-like reader, never copied whole, see ``payload.py``) or a byte range of an
+object already in the bucket (UploadPartCopy).  A failure anywhere aborts the upload, so no invisible,
+billed, incomplete upload is left behind (the one exception: a lost response to CreateMultipartUpload,
+whose id we never learn; a bucket lifecycle rule for incomplete uploads covers that, see
+docs/s3-backend.md).
 
 Completion carries the write condition (``If-None-Match: *`` or ``If-Match``).  If the response to the
 completion is lost and the retry finds the upload gone (``NoSuchUpload``), the object may well be complete:
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
+from .payload import BufferPayload, Payload
 from .s3_errors import error_code
 
 log = logging.getLogger(__name__)
@@ -67,11 +70,19 @@ class MultipartUpload:
     def _number(self) -> int:
         return len(self._futures) + 1
 
-    def add_bytes(self, data: bytes) -> None:
+    def add_bytes(self, data: bytes | memoryview) -> None:
+        self.add_part(BufferPayload(data), 0, len(data))
+
+    def add_part(self, payload: Payload, start: int, size: int) -> None:
+        """Upload ``[start, start + size)`` of ``payload`` as the next part, without copying the part.
+
+        The part's MD5 is computed once, in the pool thread; every attempt reads the range through a fresh
+        reader (``payload.reader``), so a retried part starts again from its first byte.
+        """
         number = self._number()
-        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
 
         def upload():
+            md5 = base64.b64encode(payload.range_md5(start, size)).decode()
             return self.request(
                 f"UploadPart {number} of {self.key}",
                 lambda: self.client.upload_part(
@@ -79,7 +90,7 @@ class MultipartUpload:
                     Key=self.key,
                     UploadId=self.upload_id,
                     PartNumber=number,
-                    Body=data,
+                    Body=payload.reader(start, size),
                     ContentMD5=md5,
                 ),
             )["ETag"]

@@ -1,0 +1,53 @@
+"""Spool files: hashes computed while writing, anonymous files, gone when closed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import blake3
+import pytest
+
+from packvault.storage.spool import SpoolFile
+
+
+def test_hashes_and_offsets_are_those_of_the_written_bytes(tmp_path):
+    pieces = [os.urandom(n) for n in (0, 1, 4096, 1_000_003, 17)]
+    whole = b"".join(pieces)
+    with SpoolFile(tmp_path / "spool", content_hash=blake3.blake3()) as spool:
+        offsets = [spool.write(piece) for piece in pieces]
+        assert offsets == [sum(map(len, pieces[:i])) for i in range(len(pieces))]
+        assert spool.size == len(whole)
+        assert spool.md5 == hashlib.md5(whole).digest()
+        assert spool.content_digest() == blake3.blake3(whole).hexdigest()
+        payload = spool.payload()
+        assert payload.size == len(whole) and payload.md5 == hashlib.md5(whole).digest()
+        assert payload.read_at(4097, 10) == whole[4097:4107]
+        assert payload.reader().read() == whole
+        assert spool.read_all() == whole
+        spool.write(b"more")  # payload() flushes: later writes are visible to a new payload
+        assert spool.payload().read_at(len(whole), 10) == b"more"
+
+
+def test_spool_file_is_anonymous_and_gone_when_closed(tmp_path):
+    directory = tmp_path / "spool"
+    spool = SpoolFile(directory)
+    spool.write(os.urandom(100_000))
+    fd = spool.payload().fd
+    assert os.fstat(fd).st_nlink == 0  # no name anywhere: nothing to leak if the process dies
+    assert os.fstat(fd).st_size == 100_000
+    assert list(directory.iterdir()) == []
+    spool.close()
+    spool.close()  # twice is fine
+    assert spool.closed
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the descriptor is closed, so the file is gone
+    with SpoolFile(directory) as other:
+        other.write(b"x")
+    assert other.closed
+    assert list(directory.iterdir()) == []
+
+
+def test_content_digest_needs_a_content_hash(tmp_path):
+    with SpoolFile(tmp_path) as spool, pytest.raises(ValueError):
+        spool.content_digest()
