@@ -635,6 +635,9 @@ def run_session(tool: Tool, s: Session, day1: Path, day2: Path, log: Callable[[s
         plan = tool.plan(step, s, restore_dir)
         before = s.proxy.snapshot() if s.proxy else None
         for i, argv in enumerate(plan.cmds):
+            # write back what earlier steps (the source copy, the day-2 sync, a removed restore tree, another
+            # tool's session) left dirty, so that writeback is not billed to this command's wall time
+            os.sync()
             res = run_measured(argv, s.env, plan.cwd or s.dir, s.logdir, f"{step}-{i}")
             r.wall += res.wall
             r.user += res.user

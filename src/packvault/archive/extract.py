@@ -9,7 +9,7 @@ Restore works in batches of items.  For each batch, in archive order, it creates
 special files, and creates each regular file at its final size; then it asks the reader for all the
 batch's chunks at once.  The reader groups them by pack and reads each pack in a few large ranged reads,
 and every plaintext is written with ``pwrite`` at its file offset by the thread that decrypted it.  A file
-is finished (metadata applied) when its last chunk landed.  Batches bound the memory the plan needs, so
+is finished (metadata applied) by the thread that wrote its last chunk.  Batches bound the memory the plan needs, so
 an archive of any size restores in constant memory.
 """
 
@@ -20,6 +20,7 @@ import errno
 import os
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class Extractor:
         self.stats = ExtractStats()
         self._dirs: list[tuple[bytes, dict]] = []  # directories whose metadata is applied on leaving them
         self._left_dirs: list[tuple[bytes, dict]] = []  # left, metadata due at the end of the batch
+        self._lock = threading.Lock()  # per-file chunk counts and totals, updated from reader threads
 
     def error(self, path: str, message: str) -> None:
         self.stats.errors.append(f"{path}: {message}")
@@ -128,24 +130,28 @@ class Extractor:
                     pending[out.path] = out
                 else:
                     self._finish_file(out)
-            for (out, _offset, size), error in self.reader.scatter(requests, self._write_chunk):
-                if error is not None:
-                    out.failed = out.failed or str(error)
-                else:
-                    out.written += size
-                out.remaining -= 1
-                if out.remaining == 0:
-                    del pending[out.path]
-                    self._finish_file(out)
+            self.reader.scatter(requests, self._on_chunk)
         finally:
-            for out in pending.values():  # only after an error that stops the restore
-                out.abort()
+            for out in pending.values():
+                if out.remaining:  # only after an error that stopped the restore
+                    out.abort()
         self._apply_left_dirs()
 
-    def _write_chunk(self, target: tuple[_OutFile, int, int], data: bytes) -> None:
-        """Runs in a reader thread, right after the chunk was verified."""
-        out, offset, _ = target
-        out.write_at(offset, data, self.sparse)
+    def _on_chunk(self, target: tuple[_OutFile, int, int], data: bytes | PackvaultError) -> None:
+        """Runs in a reader thread, right after the chunk was verified (or failed): writes it, and finishes
+        the file when it was the last one, so the planning thread never waits on a file."""
+        out, offset, size = target
+        if isinstance(data, PackvaultError):
+            out.failed = out.failed or str(data)
+        else:
+            out.write_at(offset, data, self.sparse)
+        with self._lock:
+            out.remaining -= 1
+            if out.failed is None:
+                out.written += size
+            last = out.remaining == 0
+        if last:
+            self._finish_file(out)
 
     def _dest(self, item: dict) -> bytes:
         rel = safe_relative(item["p"])
@@ -212,7 +218,8 @@ class Extractor:
             out.abort()
             self.error(it.path_str(out.item), f"not restored: {out.failed}")
             return
-        self.stats.bytes_written += out.written
+        with self._lock:
+            self.stats.bytes_written += out.written
         if not self.dry_run:
             fsmeta.apply_metadata(out.path, out.item, numeric_ids=self.numeric_ids, warn=self.warn)
 

@@ -319,8 +319,10 @@ def cmd_extract(args) -> int:
     from ..archive.archive import iter_archive_items, load_archive, path_filter
     from ..archive.extract import Extractor
     from ..repository.reader import ChunkReader
+    from .allocator import tune_for_chunk_reads
 
     location, archive = split_location(args.location, need_archive=True)
+    tune_for_chunk_reads()
     progress = Progress(args.progress)
     with open_repository(args, location) as repo, ChunkReader(repo) as reader:
         meta = load_archive(reader, repo.find_archive(archive))

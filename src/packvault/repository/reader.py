@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -53,8 +53,16 @@ class _Run:
 
 
 class ChunkReader:
-    def __init__(self, repo: Repository, *, threads: int = 4, window_bytes: int = WINDOW_BYTES):
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        threads: int = 4,
+        window_bytes: int = WINDOW_BYTES,
+        scatter_window: int = SCATTER_WINDOW_BYTES,
+    ):
         self.repo = repo
+        self.scatter_window = scatter_window
         self.index = repo.index
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pv-read")
         self.window_bytes = window_bytes
@@ -108,49 +116,57 @@ class ChunkReader:
             yield from item
 
     def scatter(
-        self, requests: Iterable[tuple[T, bytes]], sink: Callable[[T, bytes], None]
-    ) -> Iterator[tuple[T, PackvaultError | None]]:
-        """Read every requested chunk once per run, pack by pack, and call ``sink(target, plaintext)`` for
-        each request in a worker thread; yield (target, None) once the sink returned, or (target, error)
-        when the chunk could not be read or verified.  Results come in pack order, not request order.
+        self, requests: Iterable[tuple[T, bytes]], sink: Callable[[T, bytes | PackvaultError], None]
+    ) -> None:
+        """Read every requested chunk, pack by pack, and call ``sink(target, plaintext)`` for each request, or
+        ``sink(target, error)`` when the chunk could not be read or verified.  Returns when every request
+        has been handed to the sink.
 
-        The same chunk may be requested for several targets (deduplicated data): it is read and decrypted
-        once.  An exception raised by ``sink`` (a full disk) is not per-chunk: it propagates to the caller.
+        The sink runs in the worker thread that decrypted the chunk (or, for a chunk missing from the
+        index, in the caller's thread), in no particular order, so it must be thread-safe.  The same chunk
+        may be requested for several targets (deduplicated data): it is read and decrypted once.  An
+        exception raised by the sink (a full disk) is not per-chunk: it stops the reading and propagates.
+
+        Runs are submitted as workers free up, in completion order rather than in request order: one slow
+        read then holds back only itself, and the caller's thread (which only plans and submits) never
+        waits on a particular read while workers sit idle.
         """
         by_pack: dict[tuple[int, str], list[tuple[int, int, bytes, T]]] = {}
         for target, chunk_id in requests:
             loc = self.index.get(chunk_id)
             if loc is None:
-                yield target, ObjectMissing(f"chunk {chunk_id.hex()} is not in the index")
+                sink(target, ObjectMissing(f"chunk {chunk_id.hex()} is not in the index"))
                 continue
             by_pack.setdefault((loc.kind, loc.pack), []).append((loc.offset, loc.size, chunk_id, target))
-        queue: deque[tuple[Future, int]] = deque()
+        running: dict[Future, int] = {}
         in_flight = 0
         try:
             for (kind, pack), wanted in by_pack.items():  # packs in order of first request
                 wanted.sort(key=lambda entry: entry[0])
                 for run in _scatter_runs(kind, pack, wanted):
-                    queue.append((self._pool.submit(self._fetch_into, run, sink), run.size))
+                    while running and in_flight + run.size > self.scatter_window:
+                        in_flight -= self._reap(running, FIRST_COMPLETED)
+                    running[self._pool.submit(self._fetch_into, run, sink)] = run.size
                     in_flight += run.size
-                    while queue and in_flight > SCATTER_WINDOW_BYTES:
-                        future, size = queue.popleft()
-                        in_flight -= size
-                        yield from future.result()
-            while queue:
-                future, _ = queue.popleft()
-                yield from future.result()
+            self._reap(running, ALL_COMPLETED)
         finally:
-            for future, _ in queue:
+            for future in running:
                 future.cancel()
+            wait(running)  # a sink must not run after the caller was told the reading is over
 
-    def _fetch_into(self, run: _Run, sink: Callable) -> list[tuple]:
-        results: list[tuple] = []
+    @staticmethod
+    def _reap(running: dict[Future, int], return_when: str) -> int:
+        """Wait for some (or all) running reads; re-raise a sink's exception; return the bytes released."""
+        done, _ = wait(running, return_when=return_when)
+        released = 0
+        for future in done:
+            released += running.pop(future)
+            future.result()
+        return released
+
+    def _fetch_into(self, run: _Run, sink: Callable) -> None:
         for target, data in self._open_run(run):
-            if not isinstance(data, BaseException):
-                sink(target, data)
-                data = None
-            results.append((target, data))
-        return results
+            sink(target, data)
 
     def _runs(self, pairs: Iterable[tuple[T, bytes | None]]) -> Iterator[_Run | tuple]:
         run: _Run | None = None

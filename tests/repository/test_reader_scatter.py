@@ -1,0 +1,97 @@
+"""``ChunkReader.scatter``: every request reaches the sink exactly once (data or error), a failing sink stops
+the reading and surfaces, and no sink call happens after ``scatter`` returned or raised."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from packvault.errors import ObjectMissing, PackvaultError
+from packvault.repository.objects import TYPE_DATA
+from packvault.repository.reader import ChunkReader
+from packvault.repository.repository import Repository
+from packvault.repository.writer import RepositoryWriter
+
+KiB = 1024
+PASSPHRASE = "scatter"
+
+
+@pytest.fixture
+def filled_repo(pv_env, tmp_path):
+    """A local repository with 300 random chunks spread over many small packs; yields (repo, {id: data})."""
+    repo = Repository(f"file://{tmp_path / 'repo'}")
+    repo.create(PASSPHRASE, pack_size=256 * KiB)
+    rnd = random.Random(7)
+    chunks = {}
+    writer = RepositoryWriter(repo)
+    try:
+        for _ in range(300):
+            data = rnd.randbytes(rnd.randint(1, 40 * KiB))
+            chunk_id = repo.chunk_id(data)
+            writer.put_chunk(chunk_id, data, TYPE_DATA)
+            chunks[chunk_id] = data
+        writer.flush()
+    finally:
+        writer.close()
+    yield repo, chunks
+    repo.close()
+
+
+def test_every_request_reaches_the_sink_once(filled_repo):
+    repo, chunks = filled_repo
+    ids = list(chunks)
+    random.Random(1).shuffle(ids)
+    missing = b"\x01" * 32
+    requests = [(n, chunk_id) for n, chunk_id in enumerate(ids)]
+    requests += [(len(ids), missing), (len(ids) + 1, ids[0])]  # a chunk not in the index, and a repeat
+    seen: dict[int, bytes | PackvaultError] = {}
+    lock = threading.Lock()
+
+    def sink(target: int, data) -> None:
+        with lock:
+            assert target not in seen
+            seen[target] = data
+
+    # a small window forces many rounds of submit-as-workers-free-up
+    with ChunkReader(repo, scatter_window=64 * KiB) as reader:
+        reader.scatter(requests, sink)
+    assert len(seen) == len(requests)
+    for target, chunk_id in requests:
+        if chunk_id == missing:
+            assert isinstance(seen[target], ObjectMissing)
+        else:
+            assert seen[target] == chunks[chunk_id]
+
+
+def test_a_failing_sink_stops_the_reading_and_nothing_runs_after(filled_repo):
+    repo, chunks = filled_repo
+    calls = []
+    lock = threading.Lock()
+
+    def sink(target: int, data) -> None:
+        time.sleep(0.005)  # a slow disk: the other workers are mid-run when one fails
+        with lock:
+            calls.append(target)
+            if len(calls) == 20:
+                raise OSError(28, "No space left on device")
+
+    with ChunkReader(repo, scatter_window=1024 * KiB) as reader:
+        with pytest.raises(OSError, match="No space"):
+            reader.scatter(list(enumerate(chunks)), sink)
+        count_at_return = len(calls)
+        time.sleep(0.2)
+        assert len(calls) == count_at_return  # no worker still writing after the caller was told
+    assert count_at_return < len(chunks)  # it stopped early
+
+
+def test_the_read_path_allocator_tuning_applies_on_linux():
+    """glibc accepts the settings (they are ignored elsewhere); run in a child so this process is untouched."""
+    code = "from packvault.cli.allocator import tune_for_chunk_reads as t; print(t())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    expected = sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver())
+    assert out == str(bool(expected))
