@@ -115,9 +115,7 @@ class ChunkReader:
         else:
             yield from item
 
-    def scatter(
-        self, requests: Iterable[tuple[T, bytes]], sink: Callable[[T, bytes | PackvaultError], None]
-    ) -> None:
+    def scatter(self, requests: Iterable[tuple[T, bytes]], sink: Callable[[T, bytes | PackvaultError], None]) -> None:
         """Read every requested chunk, pack by pack, and call ``sink(target, plaintext)`` for each request, or
         ``sink(target, error)`` when the chunk could not be read or verified.  Returns when every request
         has been handed to the sink.
