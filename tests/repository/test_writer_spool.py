@@ -120,31 +120,54 @@ def test_failed_uploads_remove_their_spool_files(new_repo, moto_endpoint, make_s
     assert list(spool_dir.iterdir()) == []
 
 
-def test_local_repository_keeps_packs_in_memory(new_repo, tmp_path):
+def test_local_repository_links_spooled_packs_in_place(new_repo, tmp_path, monkeypatch):
+    """A local directory repository spools each pack inside itself and links the file in: the backend's
+    ``store`` (which would write a second copy from memory) is never called for a pack."""
     repo = new_repo(f"file://{tmp_path / 'repo'}")
+    assert repo.links_pack_spools
     spool_dir = tmp_path / "spool"
+    stored_names: list[str] = []
+    inner = repo.store.backend.inner
+    real_store = inner.store
+
+    def store(name, value):
+        stored_names.append(name)
+        real_store(name, value)
+
+    monkeypatch.setattr(inner, "store", store)
+    spools = record_spools(repo)
     writer = RepositoryWriter(repo, spool_dir=spool_dir)
-    assert not writer.spool
+    assert writer.spool
     try:
-        chunks = put_chunks(writer, repo, 20, seed=3)
+        chunks = put_chunks(writer, repo, 40, seed=3)
         writer.flush()
     finally:
         writer.close()
-    assert not spool_dir.exists()
+    assert writer.stats["packs"] == len(spools) >= 5
+    assert not [name for name in stored_names if name.startswith("packs/")]
+    assert repo.store.backend.request_stats()["PUT"] >= len(spools)  # a link counts as the store it replaces
+    assert not spool_dir.exists()  # the writer's spool directory is for remote repositories only
+    leftovers = [p for p in (tmp_path / "repo").rglob("*") if p.name.endswith(".tmp") or "pv-spool" in p.name]
+    assert leftovers == []
     assert_round_trip(repo, chunks)
 
 
 def test_spooling_to_a_backend_without_file_uploads(new_repo, tmp_path):
-    """A backend without ``store_payload`` (the file: backend) gets the spooled bytes in memory."""
+    """A local store that checks every write (a quota here) can't take a linked file: it gets the spooled
+    bytes in memory, and the spool files still go to the writer's spool directory."""
     repo = new_repo(f"file://{tmp_path / 'repo'}")
+    repo.store.backend.inner.quota_limit = 1 << 40
+    assert not repo.links_pack_spools
     spool_dir: Path = tmp_path / "spool"
     spools = record_spools(repo)
     writer = RepositoryWriter(repo, spool=True, spool_dir=spool_dir)
     try:
         chunks = put_chunks(writer, repo, 40, seed=4)
+        assert spool_dir.is_dir()
         writer.flush()
     finally:
         writer.close()
     assert writer.stats["packs"] == len(spools) >= 5
     assert all(spool.closed for spool in spools)
+    assert list(spool_dir.iterdir()) == []
     assert_round_trip(repo, chunks)

@@ -51,3 +51,35 @@ def test_spool_file_is_anonymous_and_gone_when_closed(tmp_path):
 def test_content_digest_needs_a_content_hash(tmp_path):
     with SpoolFile(tmp_path) as spool, pytest.raises(ValueError):
         spool.content_digest()
+
+
+def test_linkable_spool_becomes_a_named_file_atomically(tmp_path):
+    data = os.urandom(300_000)
+    target = tmp_path / "repo" / "packs" / "data" / "ab" / "abcd"  # parent directories are made as needed
+    (tmp_path / "repo" / "packs").mkdir(parents=True)
+    with SpoolFile(tmp_path / "repo" / "packs", md5=False, linkable=True) as spool:
+        spool.write(data)
+        assert list((tmp_path / "repo" / "packs").iterdir()) == []  # anonymous while it is filled
+        assert spool.link_as(target, fsync=True)
+    assert target.read_bytes() == data  # still there after close: it has a name now
+    assert sorted(p.name for p in target.parent.iterdir()) == ["abcd"]  # no temporary name left behind
+    with SpoolFile(tmp_path, md5=False) as spool, pytest.raises(ValueError, match="no MD5"):
+        spool.payload()  # an upload needs the MD5 this spool was told not to keep
+
+
+def test_linking_replaces_an_existing_object(tmp_path):
+    target = tmp_path / "obj"
+    target.write_bytes(b"damaged")
+    with SpoolFile(tmp_path, md5=False, linkable=True) as spool:
+        spool.write(b"good content")
+        assert spool.link_as(target, fsync=False)
+    assert target.read_bytes() == b"good content"
+
+
+def test_a_spool_that_cannot_be_linked_says_so(tmp_path):
+    """Python's own TemporaryFile (O_EXCL, or created and unlinked) can't be named: the caller stores a copy."""
+    with SpoolFile(tmp_path) as spool:
+        spool.write(b"x" * 100)
+        assert not spool.link_as(tmp_path / "obj", fsync=False)
+    assert not (tmp_path / "obj").exists()
+    assert list(tmp_path.iterdir()) == []

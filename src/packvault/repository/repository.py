@@ -30,7 +30,7 @@ from ..errors import (
     UsageError,
     WrongPassphrase,
 )
-from ..storage import layout
+from ..storage import layout, localfs
 from ..storage.spool import SpoolFile
 from ..storage.store import Store
 from ..storage.url import store_from_location
@@ -370,22 +370,35 @@ class Repository:
         self.store.backend.store(self.store.find(self.pack_name(kind, pack)), data)
         return pack
 
-    @staticmethod
-    def new_pack_spool(directory: str | os.PathLike | None = None) -> SpoolFile:
-        """An empty spool file for a pack; it hashes its content for the pack name while it is written."""
+    @property
+    def links_pack_spools(self) -> bool:
+        """True for a local directory repository whose packs are spooled in place and linked in."""
+        return localfs.spool_directory(self.store.backend) is not None
+
+    def new_pack_spool(self, directory: str | os.PathLike | None = None) -> SpoolFile:
+        """An empty spool file for a pack; it hashes its content for the pack name while it is written.
+
+        A local directory repository creates it inside itself (``directory`` is ignored) so that storing it
+        is a link (``storage/localfs.py``); for others it goes to ``directory``, with the MD5 uploads send.
+        """
+        local = localfs.spool_directory(self.store.backend)
+        if local is not None:
+            return SpoolFile(local, content_hash=blake3.blake3(), md5=False, linkable=True)
         return SpoolFile(directory, content_hash=blake3.blake3())
 
     def store_pack_spool(self, kind: int, spool: SpoolFile) -> str:
         """Store a finished pack from its spool file (``new_pack_spool``), from any thread; returns its name.
 
         The name is the same ``content_name`` ``store_pack`` would give these bytes (computed while they were
-        spooled).  A backend that can upload from a file (``store_payload``: S3) reads the spool in small
-        blocks; any other backend gets the bytes in memory, as from ``store_pack``.  The caller closes the
-        spool file afterwards, whatever happened.
+        spooled).  A local directory repository links the spool file in; a backend that can upload from a
+        file (``store_payload``: S3) reads it in small blocks; any other backend gets the bytes in memory, as
+        from ``store_pack``.  The caller closes the spool file afterwards, whatever happened.
         """
         pack = spool.content_digest()
         name = self.store.find(self.pack_name(kind, pack))
         backend = self.store.backend
+        if localfs.link_spool(backend, name, spool):
+            return pack
         store_payload = getattr(backend, "store_payload", None)
         if store_payload is not None:
             store_payload(name, spool.payload())

@@ -6,9 +6,10 @@ The pipeline, all bounded so memory stays flat whatever the size of the backup::
     put_chunk(id, data) -> compress, seal       ->  append to the open pack   ->  store pack, then index its
       (skips known ids)                             of its kind                   entries, checkpoint
 
-An open pack is a ``bytearray`` for a local repository and an anonymous spool file for a remote one
-(``_SpooledPack``): remote uploads are slow and two run at once, so in-memory packs would dominate the
-peak memory, and spooled packs cost disk and reclaimable page cache instead.
+An open pack is an anonymous spool file (``_SpooledPack``): for a remote repository in the cache directory,
+uploaded from there (uploads are slow and two run at once, so in-memory packs would dominate the peak
+memory); for a local directory inside the repository, linked in when complete (``storage/localfs.py``).
+Only a store that can do neither fills a ``bytearray``.
 
 The order of durable writes is the DESIGN's: a pack is stored before any fragment names it, a fragment
 is written before any archive can reference its chunks (``flush`` waits for both).  Every few packs or
@@ -110,7 +111,8 @@ class RepositoryWriter:
         spool_dir: str | os.PathLike | None = None,
     ):
         """``spool``: fill packs in temporary files instead of memory; default: for remote repositories.
-        ``spool_dir``: where (default: ``spool/`` in the Packvault cache directory)."""
+        ``spool_dir``: where, for a remote repository (default: ``spool/`` in the Packvault cache directory);
+        a local directory repository spools inside itself."""
         self.repo = repo
         self.index = repo.index
         self.pack_size = repo.config.pack_size
@@ -132,9 +134,10 @@ class RepositoryWriter:
         self._pack_slots = threading.BoundedSemaphore(upload_threads)
         self._lock = threading.Lock()  # guards index, pending, open packs, unsaved records
         self._pending: set[bytes] = set()  # ids accepted but not yet in the index (bounded by the pipeline)
-        # Remote: packs are spooled to files, so memory holds no pack, however slow the uploads.  Local: a
-        # pack is stored in milliseconds, so an in-memory pack is cheaper than writing it twice.
-        self.spool = repo.is_remote if spool is None else spool
+        # Remote: packs are spooled to files, so memory holds no pack, however slow the uploads.  Local
+        # directory: spooled inside the repository and linked in, so the bytes are written once.  Otherwise
+        # (a local store that can't link) a pack in memory is cheaper than writing it twice.
+        self.spool = (repo.is_remote or repo.links_pack_spools) if spool is None else spool
         self.spool_dir = Path(spool_dir) if spool_dir is not None else cache_root() / "spool"
         self._spooled: set[_SpooledPack] = set()  # spool files not yet removed (closed by close())
         self._open = {KIND_DATA: self._new_pack(KIND_DATA), KIND_META: self._new_pack(KIND_META)}

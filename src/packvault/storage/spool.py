@@ -10,15 +10,24 @@ upload reads it back in small blocks (``payload.FilePayload``).
   files to clean up, and no name another process could open.
 - The MD5 (for ``Content-MD5``) and, when given, the content hash that names the pack are computed while
   the bytes are written, so nothing is read back just to hash it.
-- Nothing is fsynced: a spool file is never the durable copy; the pack is durable once the store has it.
+- Nothing is fsynced on the way: a spool file is never the durable copy; the pack is durable once the
+  store has it.
+- A local directory repository takes the spool file itself (``link_as``): the file was created in the
+  repository's file system, so storing the pack is a link and a rename, and its bytes are written once.
+  No MD5 is computed for it (only S3 uploads send ``Content-MD5``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import tempfile
+import uuid
 from pathlib import Path
+
+from borgstore.constants import TMP_SUFFIX
 
 from .payload import FilePayload
 
@@ -26,12 +35,23 @@ from .payload import FilePayload
 class SpoolFile:
     """Append-only temporary file with running hashes; ``payload()`` is the upload view of what was written."""
 
-    def __init__(self, directory: str | os.PathLike | None = None, *, content_hash=None):
-        """``content_hash``: an extra hash object (``update``/``hexdigest``) fed with every byte."""
+    def __init__(
+        self,
+        directory: str | os.PathLike | None = None,
+        *,
+        content_hash=None,
+        md5: bool = True,
+        linkable: bool = False,
+    ):
+        """``content_hash``: an extra hash object (``update``/``hexdigest``) fed with every byte.
+        ``md5``: keep the MD5 an S3 upload sends (off for packs that stay on a local disk).
+        ``linkable``: create it so that ``link_as`` can give it a name (where the file system allows)."""
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
-        self._file = tempfile.TemporaryFile(dir=directory, prefix="pv-spool-")  # noqa: SIM115 - closed by close()
-        self._md5 = hashlib.md5()
+        self._file = _linkable_temp_file(directory) if linkable else None
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=directory, prefix="pv-spool-")  # noqa: SIM115 - closed by close()
+        self._md5 = hashlib.md5() if md5 else None
         self._content_hash = content_hash
         self.size = 0
 
@@ -43,7 +63,8 @@ class SpoolFile:
         """Append ``data``; return the offset it starts at."""
         offset = self.size
         self._file.write(data)
-        self._md5.update(data)
+        if self._md5 is not None:
+            self._md5.update(data)
         if self._content_hash is not None:
             self._content_hash.update(data)
         self.size += len(data)
@@ -51,6 +72,8 @@ class SpoolFile:
 
     @property
     def md5(self) -> bytes:
+        if self._md5 is None:
+            raise ValueError("this spool file keeps no MD5")
         return self._md5.digest()
 
     def content_digest(self) -> str:
@@ -65,8 +88,50 @@ class SpoolFile:
 
     def read_all(self) -> bytes:
         """The whole content in memory: only for backends that cannot upload from a file."""
-        payload = self.payload()
-        return payload.read_at(0, payload.size)
+        self._file.flush()
+        return os.pread(self._file.fileno(), self.size, 0) if self.size else b""
+
+    def link_as(self, path: Path, *, fsync: bool) -> bool:
+        """Give the spool file the name ``path`` (same file system), replacing what is there; False when this
+        file cannot be linked (no ``O_TMPFILE`` here, or another file system): then store a copy instead.
+
+        Linked under a temporary name first and renamed over ``path``, so the name appears atomically with
+        the complete content, as a store's temp-file-and-rename would.  The spool file stays open and is
+        closed by the caller as usual; closing no longer removes the data once it has a name.
+        """
+        self._file.flush()
+        fd = self._file.fileno()
+        if fsync:
+            os.fsync(fd)
+        temp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
+        try:
+            proc_fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return False  # no /proc: no way to name an anonymous file
+        try:
+            for attempt in (1, 2):
+                try:
+                    # linkat(.., AT_SYMLINK_FOLLOW) on the /proc entry names the open file itself; os.link only
+                    # uses linkat (rather than link, which would link the magic symlink) with a src_dir_fd
+                    os.link(str(fd), temp, src_dir_fd=proc_fds, follow_symlinks=True)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2 or path.parent.exists():
+                        return False  # the file has no inode to link (it was created and unlinked)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    if exc.errno in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EACCES):
+                        return False
+                    raise
+        finally:
+            os.close(proc_fds)
+        try:
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        return True
 
     def close(self) -> None:
         """Close and so remove the file; closing twice is fine."""
@@ -77,3 +142,16 @@ class SpoolFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _linkable_temp_file(directory: str | os.PathLike | None):
+    """An anonymous file that ``linkat`` can name later: ``O_TMPFILE`` without ``O_EXCL`` (Python's
+    ``TemporaryFile`` adds ``O_EXCL``, which forbids exactly that).  None where unsupported."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return None
+    try:
+        fd = os.open(directory or tempfile.gettempdir(), flag | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:  # EISDIR/EOPNOTSUPP: kernel or file system without O_TMPFILE
+        return None
+    return open(fd, "w+b")  # noqa: SIM115 - closed by SpoolFile.close()
