@@ -96,3 +96,31 @@ def test_hardlink_to_a_damaged_file_goes_with_it(pv, tmp_path):
     assert not (out / "a.bin").exists()
     assert not (out / "link-to-a").exists()
     assert (out / "b.bin").read_bytes() == (src / "b.bin").read_bytes()
+
+
+def test_restore_from_s3_streams_whole_packs_through_broken_downloads(
+    pv, tmp_path, moto_endpoint, make_s3_url, fault_proxy
+):
+    """From S3 each pack's wanted objects come from one streamed GET, however large; downloads cut mid-way
+    are resumed, and the restored tree is exact."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"f{i:02}").write_bytes(os.urandom(700 * KiB))
+    url = make_s3_url(moto_endpoint)
+    pv("init", url, "--pack-size", "16M")
+    pv("create", f"{url}::a", src)
+    data_packs = 1  # 8.4 MiB of incompressible data: read whole-range it took three 4 MiB GETs
+    # the same restore with a path filter that matches nothing reads everything but the data (run twice:
+    # the first fills the local index cache, which the real restore then uses too)
+    _gets(pv, "extract", f"{url}::a", "no/such/path", "--target", tmp_path / "none")
+    metadata_gets = _gets(pv, "extract", f"{url}::a", "no/such/path", "--target", tmp_path / "none")
+    gets = _gets(pv, "extract", f"{url}::a", "--target", tmp_path / "out1")
+    assert gets - metadata_gets <= data_packs, (gets, metadata_gets)  # not one per 4 MiB range or per file
+    assert tree_snapshot(tmp_path / "out1" / str(src).lstrip("/")) == tree_snapshot(src)
+
+    proxy = fault_proxy(moto_endpoint, fault_rate=1.0, kinds=["cut_body"], path_contains="packs/data", max_faults=2)
+    proxied = url.replace(moto_endpoint, proxy.endpoint)
+    pv("extract", f"{proxied}::a", "--target", tmp_path / "out2")
+    assert proxy.faults["cut_body"] == 2
+    assert tree_snapshot(tmp_path / "out2" / str(src).lstrip("/")) == tree_snapshot(src)

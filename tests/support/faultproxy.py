@@ -10,6 +10,8 @@ share of the requests, misbehaves the way networks and busy services do:
 - ``403`` (only when asked for): answer ``403 AccessDenied``, as a service does for wrong credentials;
 - ``lost_response``: forward the request (the server executes it!), read the answer, then close the
   connection without passing it on.  This is the case that makes retried writes dangerous.
+- ``cut_body`` (only when asked for): pass on the status, headers and about half of the body, then close
+  the connection: a download that breaks mid-stream.
 
 Bodies are streamed in both directions; request bodies with ``Content-Length`` and ``Transfer-Encoding:
 chunked`` (incl. aws-chunked payloads inside) are forwarded unchanged; client connections stay alive across
@@ -30,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 FAULT_KINDS = ("503", "500", "drop", "delay", "lost_response")
-EXTRA_KINDS = ("403",)  # only on request: answer "403 AccessDenied" (as for wrong credentials)
+EXTRA_KINDS = ("403", "cut_body")  # only on request: "403 AccessDenied" (wrong credentials), broken downloads
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -228,7 +230,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 return
             if kind == "delay":
                 time.sleep(self.proxy.delay_seconds)
-            self._forward(lose_response=kind == "lost_response")
+            self._forward(lose_response=kind == "lost_response", cut_body=kind == "cut_body")
         except (ConnectionError, OSError, http.client.HTTPException):
             self.close_connection = True
 
@@ -251,7 +253,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _forward(self, *, lose_response: bool) -> None:
+    def _forward(self, *, lose_response: bool, cut_body: bool = False) -> None:
         upstream = http.client.HTTPConnection(self.proxy.upstream_host, self.proxy.upstream_port, timeout=120)
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -268,11 +270,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 response.read()  # the server has done its work; the client never learns about it
                 self._close_silently()
                 return
-            self._relay(response)
+            self._relay(response, cut_body=cut_body)
         finally:
             upstream.close()
 
-    def _relay(self, response: http.client.HTTPResponse) -> None:
+    def _relay(self, response: http.client.HTTPResponse, *, cut_body: bool = False) -> None:
         out = [f"HTTP/1.1 {response.status} {response.reason}\r\n".encode("latin-1")]
         has_body = self.command != "HEAD" and response.status not in (204, 304)
         # a close-delimited upstream body is re-framed too: the client connection stays alive
@@ -286,6 +288,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             out.append(b"Transfer-Encoding: chunked\r\n")
         out.append(b"\r\n")
         self.wfile.write(b"".join(out))
+        if has_body and cut_body:
+            length = int(response.getheader("Content-Length") or 2 * BLOCK)
+            self.wfile.write(response.read(max(1, length // 2)))
+            self.wfile.flush()
+            self._close_silently()
+            return
         if has_body:
             while True:
                 block = response.read(BLOCK)

@@ -37,6 +37,10 @@ WINDOW_BYTES = 64 * 1024 * 1024
 # Packvault runs (small VMs, functions); a GET costs a fraction of a cent per thousand.
 SCATTER_RUN_BYTES = 4 * 1024 * 1024
 SCATTER_WINDOW_BYTES = 16 * 1024 * 1024
+# A remote store streams each run (one object in memory at a time, ``storage/s3_stream.py``), so a run
+# may cover a whole pack: one GET per pack instead of eight, for the same memory.  The window then counts
+# a streamed run as SCATTER_RUN_BYTES, which keeps four streams open.
+STREAM_RUN_BYTES = 64 * 1024 * 1024
 T = TypeVar("T")
 
 
@@ -65,6 +69,7 @@ class ChunkReader:
         self.scatter_window = scatter_window
         self.index = repo.index
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pv-read")
+        self.streaming = repo.streams_packs
         self.window_bytes = window_bytes
         self.stats = {"reads": 0, "bytes_read": 0, "chunks": 0}
 
@@ -138,14 +143,16 @@ class ChunkReader:
             by_pack.setdefault((loc.kind, loc.pack), []).append((loc.offset, loc.size, chunk_id, target))
         running: dict[Future, int] = {}
         in_flight = 0
+        max_run = STREAM_RUN_BYTES if self.streaming else SCATTER_RUN_BYTES
         try:
             for (kind, pack), wanted in by_pack.items():  # packs in order of first request
                 wanted.sort(key=lambda entry: entry[0])
-                for run in _scatter_runs(kind, pack, wanted):
-                    while running and in_flight + run.size > self.scatter_window:
+                for run in _scatter_runs(kind, pack, wanted, max_run):
+                    cost = min(run.size, SCATTER_RUN_BYTES) if self.streaming else run.size  # bytes held
+                    while running and in_flight + cost > self.scatter_window:
                         in_flight -= self._reap(running, FIRST_COMPLETED)
-                    running[self._pool.submit(self._fetch_into, run, sink)] = run.size
-                    in_flight += run.size
+                    running[self._pool.submit(self._fetch_into, run, sink)] = cost
+                    in_flight += cost
             self._reap(running, ALL_COMPLETED)
         finally:
             for future in running:
@@ -163,7 +170,8 @@ class ChunkReader:
         return released
 
     def _fetch_into(self, run: _Run, sink: Callable) -> None:
-        for target, data in self._open_run(run):
+        results = self._open_streamed(run) if self.streaming else self._open_run(run)
+        for target, data in results:
             sink(target, data)
 
     def _runs(self, pairs: Iterable[tuple[T, bytes | None]]) -> Iterator[_Run | tuple]:
@@ -224,6 +232,37 @@ class ChunkReader:
             self.stats["chunks"] += 1
             yield tag, result
 
+    def _open_streamed(self, run: _Run) -> Iterator[tuple]:
+        """Like ``_open_run``, reading the run as a stream: only the object being opened is in memory.  A
+        read that fails (after the store's retries) fails the rest of the run."""
+        stream = self.repo.open_pack_stream(run.kind, run.pack, run.offset, run.size)
+        self.stats["reads"] += 1
+        position = 0  # in the run
+        previous: tuple[int, bytes | PackvaultError] | None = None
+        failed: PackvaultError | None = None
+        try:
+            for chunk_id, size, tag, start in zip(run.ids, run.sizes, run.tags, run.starts, strict=True):
+                if previous is not None and previous[0] == start:
+                    yield tag, previous[1]
+                    continue
+                if failed is None:
+                    try:
+                        stream.skip(start - position)
+                        part = stream.read(size)
+                        self.stats["bytes_read"] += start - position + len(part)
+                        position = start + len(part)
+                    except PackvaultError as exc:
+                        failed = exc
+                if failed is not None:
+                    yield tag, failed
+                    continue
+                result = self._open_object(run.pack, chunk_id, memoryview(part), size)
+                previous = (start, result)
+                self.stats["chunks"] += 1
+                yield tag, result
+        finally:
+            stream.close()
+
     def _open_object(self, pack: str, chunk_id: bytes, part: memoryview, size: int) -> bytes | PackvaultError:
         if len(part) < size:
             return IntegrityError(f"chunk {chunk_id.hex()} is truncated in pack {pack}")
@@ -236,7 +275,7 @@ class ChunkReader:
             return IntegrityError(f"chunk {chunk_id.hex()} in pack {pack}: {exc}")
 
 
-def _scatter_runs(kind: int, pack: str, wanted: list[tuple[int, int, bytes, T]]) -> Iterator[_Run]:
+def _scatter_runs(kind: int, pack: str, wanted: list[tuple[int, int, bytes, T]], max_run: int) -> Iterator[_Run]:
     """Runs over one pack's wanted objects (sorted by offset): neighbours and small gaps share a read."""
     run: _Run | None = None
     for offset, size, chunk_id, target in wanted:
@@ -244,7 +283,7 @@ def _scatter_runs(kind: int, pack: str, wanted: list[tuple[int, int, bytes, T]])
         if (
             run is not None
             and offset - (run.offset + run.size) <= MAX_GAP_BYTES
-            and offset + size - run.offset <= SCATTER_RUN_BYTES
+            and offset + size - run.offset <= max_run
         ):
             run.starts.append(offset - run.offset)
             run.size = max(run.size, offset + size - run.offset)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import blake3
 import msgpack
-from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, ObjectNotFound
+from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, ObjectNotFound, ReadRangeError
 
 from ..chunking.chunker import Chunker
 from ..chunking.compression import CompressionSpec, Compressor
@@ -414,6 +414,17 @@ class Repository:
 
             raise ObjectMissing(f"pack {pack} is missing from the repository") from None
 
+    @property
+    def streams_packs(self) -> bool:
+        """True if pack ranges can be read as streams (``open_pack_stream``): remote stores."""
+        return hasattr(self.store.backend, "open_range")
+
+    def open_pack_stream(self, kind: int, pack: str, offset: int, size: int) -> PackStream:
+        """Bytes [offset, offset + size) of a pack, read sequentially from one request (see
+        ``storage/s3_stream.py``); only where ``streams_packs``."""
+        name = self.store.find(self.pack_name(kind, pack))
+        return PackStream(self.store.backend.open_range(name, offset, size), pack)
+
     def list_packs(self, kind: int):
         """ItemInfos of the packs of one kind (name, size, mtime), sorted by name."""
         namespace = layout.META_PACKS if kind else layout.DATA_PACKS
@@ -570,3 +581,30 @@ class Repository:
             self.cache.remove(f"archive-{info.name}")
             count += 1
         return count
+
+
+class PackStream:
+    """A backend's range stream with its errors in Packvault's terms (a missing or short pack)."""
+
+    def __init__(self, stream, pack: str):
+        self._stream = stream
+        self._pack = pack
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self._stream.read(n)
+        except ObjectNotFound:
+            from ..errors import ObjectMissing
+
+            raise ObjectMissing(f"pack {self._pack} is missing from the repository") from None
+        except ReadRangeError as exc:
+            raise IntegrityError(f"pack {self._pack} is truncated: {exc}") from None
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            step = min(n, 1024 * 1024)
+            self.read(step)
+            n -= step
+
+    def close(self) -> None:
+        self._stream.close()

@@ -72,6 +72,7 @@ from .s3_errors import (
 )
 from .s3_multipart import CopySource, MultipartUpload
 from .s3_plan import CopyPart, DataPart, coalesce_reads, merge_runs, plan_copy_parts
+from .s3_stream import RangeStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -354,6 +355,27 @@ class S3Backend(BackendBase):
         if response:
             self._remember_etag(name, response.get("ETag"))
         return data[:truncate] if truncate is not None else data
+
+    def open_range(self, name: str, offset: int, size: int) -> RangeStream:
+        """Bytes [offset, offset + size) of ``name`` as a stream (one GET, resumed if it breaks)."""
+        self._check_open()
+        validate_name(name)
+        key = self._key(name)
+
+        def open_body(first: int, last: int):
+            return self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={first}-{last}")["Body"]
+
+        def call(fn):
+            try:
+                return self._request(f"GET {key} bytes={offset}-{offset + size - 1}", fn)
+            except bex.ClientError as exc:
+                if is_not_found(exc):
+                    raise ObjectNotFound(name) from None
+                if error_code(exc) == "InvalidRange":
+                    raise ReadRangeError(f"{name} ends before byte {offset + size}") from None
+                raise
+
+        return RangeStream(open_body, call, offset, size, lambda n: self.counter.add("bytes_down", n))
 
     def gather(self, sources) -> bytes:
         """All ranges, concatenated in order; neighbouring ranges share a GET, GETs run in parallel."""
