@@ -644,3 +644,20 @@ def test_host_id_is_stable_across_processes():
         check=True,
     ).stdout.strip()
     assert there == here
+
+
+def test_release_removes_our_lock_object_in_one_request(request: pytest.FixtureRequest, lock_key: bytes):
+    """Releasing needs no existence check: on S3 it is a single DELETE (a HEAD first would double it)."""
+    store = open_store(_s3_location(request))
+    try:
+        lm = manager(store, lock_key)
+        lm.acquire(exclusive=True, wait=0)
+        before = store.backend.request_stats()
+        lm.release()
+        after = store.backend.request_stats()
+        assert after["DELETE"] - before["DELETE"] == 1
+        assert after["HEAD"] == before["HEAD"]
+        assert [info for info in store.list("locks") if not info.directory] == []
+        lm.release()  # a second release (nothing held) is harmless
+    finally:
+        store.close()

@@ -151,6 +151,7 @@ class ArchiveCreator:
             )
             repo.check_lock()
             repo.put_archive_entry(entry)  # last: the archive exists from here on
+            repo.remember_written_fragments(writer.fragments_written)
         finally:
             writer.close()
         if self.files_cache is not None:
@@ -163,6 +164,7 @@ class ArchiveCreator:
     def _stop_at_deadline(self, writer: RepositoryWriter) -> None:
         """Checkpoint what is stored, so the next run deduplicates against it and resumes, then stop."""
         writer.flush()
+        self.repo.remember_written_fragments(writer.fragments_written)
         if self.files_cache is not None:
             self.files_cache.save()
         raise DeadlineReached("stopped before the deadline; the next run resumes")

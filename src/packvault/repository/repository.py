@@ -135,6 +135,8 @@ class Repository:
         self.key: KeyMaterial | None = None
         self.codec: ObjectCodec | None = None
         self._index: ChunkIndex | None = None
+        self._index_epoch = b""
+        self._index_fragments: list[str] | None = None  # the fragments the loaded index is made of
         self._opened = False
         self.lock_manager = None
 
@@ -486,9 +488,20 @@ class Repository:
         missing = [name for name in fragments if name not in set(covered)]
         for name in missing:
             index.apply_fragment(self.get_sealed(layout.INDEX, name))
+        self._index_epoch, self._index_fragments = epoch, sorted(set(covered) | set(missing))
         if missing or meta_raw is None:
-            self.save_index_cache(index, epoch, sorted(set(covered) | set(missing)))
+            self.save_index_cache(index, epoch, self._index_fragments)
         return index
+
+    def remember_written_fragments(self, names: list[str]) -> None:
+        """Add the fragments this process wrote (and whose entries the in-memory index already holds) to the
+        local index cache, so the next run on this machine doesn't GET back what it wrote itself: after
+        a 1 GiB first backup that was five GETs per following run.  Call only once every entry added to the
+        index is in a written fragment (after the writer's final flush)."""
+        if self._index is None or self._index_fragments is None or not names:
+            return  # no index loaded here, or one set by maintenance (which saves its own cache)
+        self._index_fragments = sorted(set(self._index_fragments) | set(names))
+        self.save_index_cache(self._index, self._index_epoch, self._index_fragments)
 
     def save_index_cache(self, index: ChunkIndex, epoch: bytes, fragments: list[str]) -> None:
         cache = self.cache
@@ -503,9 +516,11 @@ class Repository:
     def invalidate_index_cache(self) -> None:
         self.cache.remove("index.meta")
         self._index = None
+        self._index_fragments = None
 
     def reset_index(self, index: ChunkIndex | None = None) -> None:
         self._index = index
+        self._index_fragments = None
 
     # --- archives -----------------------------------------------------------------------------------------
 

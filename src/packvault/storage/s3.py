@@ -603,6 +603,15 @@ class S3Backend(BackendBase):
         self._request(f"DELETE {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
         self._remember_etag(name, None)
 
+    def discard(self, name: str) -> None:
+        """DELETE without asking first whether the object exists (one request, not two), for callers that
+        don't care: releasing a lock, whose object is ours and gone either way afterwards."""
+        self._check_open()
+        validate_name(name)
+        key = self._key(name)
+        self._request(f"DELETE {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
+        self._remember_etag(name, None)
+
     def move(self, curr_name: str, new_name: str) -> None:
         """Server-side copy, then delete the source (overwrites the target, as borgstore demands)."""
         self._check_open()
