@@ -286,6 +286,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             out.append(f"{name}: {value}\r\n".encode("latin-1"))
         if rechunk:
             out.append(b"Transfer-Encoding: chunked\r\n")
+        # the upstream closes after this answer, and so will we: say so, or the client may send its next
+        # request on a connection that is about to close (a spurious, uncounted-for retry in the tests)
+        closing = response.getheader("Connection", "").lower() == "close"
+        if closing:
+            out.append(b"Connection: close\r\n")
         out.append(b"\r\n")
         self.wfile.write(b"".join(out))
         if has_body and cut_body:
@@ -303,5 +308,5 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if rechunk:
                 self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        if response.getheader("Connection", "").lower() == "close":
+        if closing:
             self.close_connection = True

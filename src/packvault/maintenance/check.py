@@ -849,10 +849,7 @@ def options_from_args(args) -> Options:
 
 
 def _list(repo: Repository, namespace: str, *, deleted: bool = False):
-    try:
-        yield from repo.store.list(namespace, deleted=deleted)
-    except ObjectNotFound:
-        return
+    return repo.list_namespace(namespace, deleted=deleted)
 
 
 # --- the command ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 import blake3
 import msgpack
 from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, ObjectNotFound, ReadRangeError
+from borgstore.constants import DEL_SUFFIX
 
 from ..chunking.chunker import Chunker
 from ..chunking.compression import CompressionSpec, Compressor
@@ -320,12 +321,25 @@ class Repository:
         assert self.key is not None
         self.store_key_blob(seal_key(self.key, new_passphrase))
 
-    def _list(self, namespace: str, *, deleted: bool = False):
-        """List a namespace; a namespace nothing was written to yet is empty (not an error)."""
-        try:
-            yield from self.store.list(namespace, deleted=deleted)
-        except ObjectNotFound:
+    def list_namespace(self, namespace: str, *, deleted: bool = False):
+        """List a namespace (soft-deleted names only, with ``deleted``); a namespace nothing was written to
+        yet is empty (not an error).  A store that can list a whole tree at once (S3: ``list_tree``) is
+        asked once, not once per nesting directory."""
+        list_tree = getattr(self.store.backend, "list_tree", None)
+        if list_tree is None:
+            try:
+                yield from self.store.list(namespace, deleted=deleted)
+            except ObjectNotFound:
+                return
             return
+        for info in list_tree(namespace):
+            soft_deleted = info.name.endswith(DEL_SUFFIX)
+            if deleted and soft_deleted:
+                yield info._replace(name=info.name.removesuffix(DEL_SUFFIX))
+            elif not deleted and not soft_deleted:
+                yield info
+
+    _list = list_namespace
 
     # --- helpers for the layers above ---------------------------------------------------------------------
 
@@ -433,7 +447,13 @@ class Repository:
         return self._list(namespace)
 
     def delete_pack(self, kind: int, pack: str) -> None:
-        self.store.delete(self.pack_name(kind, pack))
+        """Delete a pack that compact proved unreferenced.  Where the store can delete without asking first
+        whether the object exists (S3: ``discard``), one request instead of a HEAD and a DELETE."""
+        discard = getattr(self.store.backend, "discard", None)
+        if discard is None:
+            self.store.delete(self.pack_name(kind, pack))
+        else:
+            discard(self.store.find(self.pack_name(kind, pack)))
 
     # --- sealed small objects ---------------------------------------------------------------------------
 
