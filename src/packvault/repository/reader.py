@@ -9,7 +9,8 @@ Two ways to read, for two kinds of caller:
 - ``scatter`` takes a batch of (target, chunk id) requests, groups them by pack, sorts them by offset and
   reads each pack's wanted objects in a few large ranged reads, whatever order the caller listed them in.
   A day-2 archive interleaves unchanged chunks from old packs with new ones, and an ordered stream then
-  pays one GET per switch between packs; grouped by pack it pays about one GET per 4 MiB wanted.  Each
+  pays one GET per switch between packs; grouped by pack it pays about one GET per 4 MiB wanted (from S3,
+  where each run is streamed object by object, about one GET per pack).  Each
   plaintext is handed to a ``sink`` in the worker thread that decrypted it, so restore writes it with
   ``pwrite`` right there and plaintext never piles up in memory.
 
@@ -19,6 +20,7 @@ can fail just the file it belongs to and go on with the others.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -144,6 +146,7 @@ class ChunkReader:
         running: dict[Future, int] = {}
         in_flight = 0
         max_run = STREAM_RUN_BYTES if self.streaming else SCATTER_RUN_BYTES
+        stop = threading.Event()  # set when this call ends early: workers stop at the next object
         try:
             for (kind, pack), wanted in by_pack.items():  # packs in order of first request
                 wanted.sort(key=lambda entry: entry[0])
@@ -151,10 +154,11 @@ class ChunkReader:
                     cost = min(run.size, SCATTER_RUN_BYTES) if self.streaming else run.size  # bytes held
                     while running and in_flight + cost > self.scatter_window:
                         in_flight -= self._reap(running, FIRST_COMPLETED)
-                    running[self._pool.submit(self._fetch_into, run, sink)] = cost
+                    running[self._pool.submit(self._fetch_into, run, sink, stop)] = cost
                     in_flight += cost
             self._reap(running, ALL_COMPLETED)
         finally:
+            stop.set()  # after a failing sink or an interrupt, a long streamed run is not read to its end
             for future in running:
                 future.cancel()
             wait(running)  # a sink must not run after the caller was told the reading is over
@@ -169,10 +173,15 @@ class ChunkReader:
             future.result()
         return released
 
-    def _fetch_into(self, run: _Run, sink: Callable) -> None:
+    def _fetch_into(self, run: _Run, sink: Callable, stop: threading.Event) -> None:
         results = self._open_streamed(run) if self.streaming else self._open_run(run)
-        for target, data in results:
-            sink(target, data)
+        try:
+            for target, data in results:
+                if stop.is_set():
+                    return
+                sink(target, data)
+        finally:
+            results.close()  # a stream given up early releases its connection now
 
     def _runs(self, pairs: Iterable[tuple[T, bytes | None]]) -> Iterator[_Run | tuple]:
         run: _Run | None = None
