@@ -182,7 +182,7 @@ class Checker:
         """Structure of the key blob(s); with the key opened this already passed."""
         if self.has_key or self.repo.config.encryption != "repokey":
             return
-        for info in _list(self.repo, layout.KEYS):
+        for info in self.repo.list_namespace(layout.KEYS):
             blob = self.repo.store.load(f"{layout.KEYS}/{info.name}")
             try:
                 key_blob_repository_id(blob)
@@ -209,11 +209,11 @@ class Checker:
         return raw
 
     def check_small_objects(self, namespace: str) -> None:
-        for info in _list(self.repo, namespace):
+        for info in self.repo.list_namespace(namespace):
             self._load_small(namespace, info.name)
 
     def load_index(self) -> None:
-        self.fragments = [info.name for info in _list(self.repo, layout.INDEX)]
+        self.fragments = [info.name for info in self.repo.list_namespace(layout.INDEX)]
         self.report.stats["index_fragments"] = len(self.fragments)
         for name in self.fragments:
             raw = self._load_small(layout.INDEX, name)
@@ -234,7 +234,7 @@ class Checker:
         self.report.stats["index_entries"] = len(self.index)
 
     def read_archive_entries(self) -> None:
-        for info in _list(self.repo, layout.ARCHIVES):
+        for info in self.repo.list_namespace(layout.ARCHIVES):
             raw = self._load_small(layout.ARCHIVES, info.name)
             try:
                 if raw is None:
@@ -247,7 +247,7 @@ class Checker:
                     self.report.add("archives", "entry-damaged", message, object=info.name)
                 continue
             self.entries.append((info.name, entry))
-        for info in _list(self.repo, layout.ARCHIVES, deleted=True):
+        for info in self.repo.list_namespace(layout.ARCHIVES, deleted=True):
             try:
                 raw = self.repo.store.load(f"{layout.ARCHIVES}/{info.name}", deleted=True)
                 self.deleted_ids.add(ArchiveEntry.decode(self.repo.codec.open(raw)[2]).id)
@@ -846,10 +846,6 @@ def options_from_args(args) -> Options:
     if opts.max_duration is not None and opts.max_duration <= 0:
         raise UsageError("--max-duration must be positive")
     return opts
-
-
-def _list(repo: Repository, namespace: str, *, deleted: bool = False):
-    return repo.list_namespace(namespace, deleted=deleted)
 
 
 # --- the command ---------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import LockError, LockLost, LockTimeout
 from ..storage.layout import LOCKS, name
-from ..storage.store import Store
+from ..storage.store import Store, discard
 
 logger = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ class LockManager:
             objects = [obj for obj in (self._current, self._previous) if obj is not None]
             self._current = self._previous = self._record = None
         for obj in objects:
-            self._discard(obj.key)  # also after a loss: an object that is still there is ours
+            discard(self.store, name(LOCKS, obj.key))  # also after a loss: still there means ours
 
     def check(self, *, verify: bool = False) -> None:
         """Raise ``LockLost`` if our lock was lost.  ``verify`` also asks the store whether it still exists."""
@@ -636,14 +636,6 @@ class LockManager:
         except ObjectNotFound:
             return False
         return True
-
-    def _discard(self, key: str) -> None:
-        """Delete one of our own lock objects, gone or not: one request where the backend allows."""
-        discard = getattr(self.store.backend, "discard", None)
-        if discard is None:
-            self._delete_quietly(key)
-        else:
-            discard(self.store.find(name(LOCKS, key)))
 
     def _exists(self, key: str) -> bool:
         return bool(self.store.info(name(LOCKS, key)).exists)

@@ -25,6 +25,7 @@ from ..crypto.keys import KeyMaterial, key_blob_repository_id, new_key_material,
 from ..errors import (
     ArchiveNotFound,
     IntegrityError,
+    ObjectMissing,
     RepositoryAlreadyExists,
     RepositoryNotFound,
     StorageError,
@@ -33,7 +34,7 @@ from ..errors import (
 )
 from ..storage import layout, localfs
 from ..storage.spool import SpoolFile
-from ..storage.store import Store
+from ..storage.store import Store, discard
 from ..storage.url import store_from_location
 from .cache import RepositoryCache, config_root
 from .config import CONFIG_NAME, DEFAULT_PACK_SIZE, EPOCH_NAME, MAX_PACK_SIZE, MIN_PACK_SIZE, RepoConfig
@@ -267,7 +268,7 @@ class Repository:
         a repository without a usable key)."""
         assert self.config is not None
         if self.config.encryption == "repokey":
-            blobs = [self.store.load(f"{layout.KEYS}/{info.name}") for info in self._list(layout.KEYS)]
+            blobs = [self.store.load(f"{layout.KEYS}/{info.name}") for info in self.list_namespace(layout.KEYS)]
             if not blobs:
                 raise IntegrityError("the repository key is missing", hint="restore it with 'packvault key import'")
             return blobs
@@ -302,7 +303,7 @@ class Repository:
         if key_blob_repository_id(blob) != self.config.repository_id:
             raise UsageError("this key belongs to another repository")
         if self.config.encryption == "repokey":
-            old = [info.name for info in self._list(layout.KEYS)]
+            old = [info.name for info in self.list_namespace(layout.KEYS)]
             new = content_name(blob)
             if new not in old:
                 self.store.store(f"{layout.KEYS}/{new}", blob)
@@ -338,8 +339,6 @@ class Repository:
                 yield info._replace(name=info.name.removesuffix(DEL_SUFFIX))
             elif not deleted and not soft_deleted:
                 yield info
-
-    _list = list_namespace
 
     # --- helpers for the layers above ---------------------------------------------------------------------
 
@@ -392,7 +391,7 @@ class Repository:
         return localfs.spool_directory(self.store.backend) is not None
 
     def new_pack_spool(self, directory: str | os.PathLike | None = None) -> SpoolFile:
-        """An empty spool file for a pack; it hashes its content for the pack name while it is written.
+        """An empty spool file for a pack; it hashes its content for the pack name when that is asked for.
 
         A local directory repository creates it inside itself (``directory`` is ignored) so that storing it
         is a link (``storage/localfs.py``); for others it goes to ``directory``, with the MD5 uploads send.
@@ -405,10 +404,11 @@ class Repository:
     def store_pack_spool(self, kind: int, spool: SpoolFile) -> str:
         """Store a finished pack from its spool file (``new_pack_spool``), from any thread; returns its name.
 
-        The name is the same ``content_name`` ``store_pack`` would give these bytes (computed while they were
-        spooled).  A local directory repository links the spool file in; a backend that can upload from a
-        file (``store_payload``: S3) reads it in small blocks; any other backend gets the bytes in memory, as
-        from ``store_pack``.  The caller closes the spool file afterwards, whatever happened.
+        The name is the same ``content_name`` ``store_pack`` would give these bytes (hashed from the spool
+        file here, in the storing thread).  A local directory repository links the spool file in; a backend
+        that can upload from a file (``store_payload``: S3) reads it in small blocks; any other backend gets
+        the bytes in memory, as from ``store_pack``.  The caller closes the spool file afterwards, whatever
+        happened.
         """
         pack = spool.content_digest()
         name = self.store.find(self.pack_name(kind, pack))
@@ -426,9 +426,7 @@ class Repository:
         try:
             return self.store.backend.load(self.store.find(self.pack_name(kind, pack)), offset=offset, size=size)
         except ObjectNotFound:
-            from ..errors import ObjectMissing
-
-            raise ObjectMissing(f"pack {pack} is missing from the repository") from None
+            raise pack_missing(pack) from None
 
     @property
     def streams_packs(self) -> bool:
@@ -444,16 +442,12 @@ class Repository:
     def list_packs(self, kind: int):
         """ItemInfos of the packs of one kind (name, size, mtime), sorted by name."""
         namespace = layout.META_PACKS if kind else layout.DATA_PACKS
-        return self._list(namespace)
+        return self.list_namespace(namespace)
 
     def delete_pack(self, kind: int, pack: str) -> None:
         """Delete a pack that compact proved unreferenced.  Where the store can delete without asking first
-        whether the object exists (S3: ``discard``), one request instead of a HEAD and a DELETE."""
-        discard = getattr(self.store.backend, "discard", None)
-        if discard is None:
-            self.store.delete(self.pack_name(kind, pack))
-        else:
-            discard(self.store.find(self.pack_name(kind, pack)))
+        whether the object exists (S3), one request instead of a HEAD and a DELETE."""
+        discard(self.store, self.pack_name(kind, pack))
 
     # --- sealed small objects ---------------------------------------------------------------------------
 
@@ -470,7 +464,7 @@ class Repository:
     # --- index ------------------------------------------------------------------------------------------
 
     def list_fragments(self) -> list[str]:
-        return [info.name for info in self._list(layout.INDEX)]
+        return [info.name for info in self.list_namespace(layout.INDEX)]
 
     def write_fragment(self, plaintext: bytes) -> str:
         return self.put_sealed(layout.INDEX, TYPE_INDEX, plaintext)
@@ -548,7 +542,7 @@ class Repository:
         """All archive entries, oldest first.  Entries are immutable, so their plaintext is cached locally."""
         cache = self.cache
         entries = []
-        for info in self._list(layout.ARCHIVES, deleted=deleted):
+        for info in self.list_namespace(layout.ARCHIVES, deleted=deleted):
             cached = cache.read(f"archive-{info.name}")
             if cached is None:
                 try:
@@ -567,7 +561,7 @@ class Repository:
     def entry_names(self, *, deleted: bool = False) -> dict[bytes, str]:
         """archive id -> store key of its entry."""
         result = {}
-        for info in self._list(layout.ARCHIVES, deleted=deleted):
+        for info in self.list_namespace(layout.ARCHIVES, deleted=deleted):
             plaintext = self.cache.read(f"archive-{info.name}") or self.get_sealed(
                 layout.ARCHIVES, info.name, deleted=deleted
             )
@@ -593,7 +587,7 @@ class Repository:
 
     def tombstones(self) -> set[bytes]:
         """Ids of archives that compact purged for good."""
-        return {bytes.fromhex(info.name) for info in self._list(layout.TOMBSTONES)}
+        return {bytes.fromhex(info.name) for info in self.list_namespace(layout.TOMBSTONES)}
 
     def purge_deleted_archives(self) -> int:
         """Remove soft-deleted entries for good (compact).
@@ -604,7 +598,7 @@ class Repository:
         on purpose and must not come back.
         """
         count = 0
-        for info in list(self._list(layout.ARCHIVES, deleted=True)):
+        for info in list(self.list_namespace(layout.ARCHIVES, deleted=True)):
             try:
                 archive_id = ArchiveEntry.decode(self.get_sealed(layout.ARCHIVES, info.name, deleted=True)).id
             except IntegrityError:
@@ -618,6 +612,10 @@ class Repository:
         return count
 
 
+def pack_missing(pack: str) -> ObjectMissing:
+    return ObjectMissing(f"pack {pack} is missing from the repository")
+
+
 class PackStream:
     """A backend's range stream with its errors in Packvault's terms (a missing or short pack)."""
 
@@ -629,9 +627,7 @@ class PackStream:
         try:
             return self._stream.read(n)
         except ObjectNotFound:
-            from ..errors import ObjectMissing
-
-            raise ObjectMissing(f"pack {self._pack} is missing from the repository") from None
+            raise pack_missing(self._pack) from None
         except ReadRangeError as exc:
             raise IntegrityError(f"pack {self._pack} is truncated: {exc}") from None
 

@@ -76,9 +76,3 @@ class RangeStream:
                 body.close()
         except Exception:  # noqa: BLE001 - closing a broken stream may fail too; it is dropped either way
             pass
-
-    def __enter__(self) -> RangeStream:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

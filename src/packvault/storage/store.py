@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from borgstore.backends.errors import ObjectNotFound  # a leaf module: imports no backend
+
 _UNUSED_BACKEND_CLIENTS = ("boto3", "requests", "paramiko")
 
 
@@ -39,4 +41,20 @@ else:
     with _unused_backend_clients_hidden():
         from borgstore.store import Store
 
-__all__ = ["Store"]
+
+def discard(store: Store, name: str) -> bool:
+    """Delete ``name`` when the caller doesn't need to know whether it still existed (our own lock object,
+    a pack compact proved unreferenced).  A backend that can delete without asking first (S3: ``discard``)
+    does it in one request instead of a HEAD and a DELETE; True if the object was there or may have been."""
+    backend_discard = getattr(store.backend, "discard", None)
+    if backend_discard is not None:
+        backend_discard(store.find(name))
+        return True
+    try:
+        store.delete(name)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+__all__ = ["Store", "discard"]
