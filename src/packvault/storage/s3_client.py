@@ -18,6 +18,7 @@ from botocore.config import Config
 
 from .accounting import RequestCounter
 from .s3_config import S3Settings
+from .s3_loader import shared_loader
 
 # operation name -> request kind of the accounting table (billing classes of S3)
 _KIND_BY_OPERATION = {
@@ -41,6 +42,8 @@ _UPLOADS = {"PutObject", "UploadPart"}
 def make_client(settings: S3Settings, counter: RequestCounter):
     """A thread-safe S3 client for ``settings`` whose HTTP attempts are counted in ``counter``."""
     session = botocore.session.Session(profile=settings.profile)
+    if not session.get_config_variable("data_path"):  # AWS_DATA_PATH or data_path: botocore's own loader
+        session.register_component("data_loader", shared_loader())  # S3 only, maybe warm: see s3_loader
     region = settings.region or session.get_config_variable("region") or "us-east-1"
     config = Config(
         region_name=region,
