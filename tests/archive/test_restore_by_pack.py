@@ -124,3 +124,33 @@ def test_restore_from_s3_streams_whole_packs_through_broken_downloads(
     pv("extract", f"{proxied}::a", "--target", tmp_path / "out2")
     assert proxy.faults["cut_body"] == 2
     assert tree_snapshot(tmp_path / "out2" / str(src).lstrip("/")) == tree_snapshot(src)
+
+
+def test_restoring_over_existing_paths_replaces_them_without_following(pv, tmp_path):
+    """A fresh path is created in one call (O_EXCL); anything already at a path is replaced, never written
+    through: a symlink there must not redirect the data, and another hardlink of an old file keeps its bytes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small").write_bytes(b"archived small")
+    (src / "large").write_bytes(os.urandom(5 * MiB))  # several chunks: finished by whichever write is last
+    (src / "empty").write_bytes(b"")
+    os.chmod(src / "small", 0o640)
+    os.utime(src / "large", ns=(1_500_000_000_000_000_000, 1_500_000_000_123_456_789))
+    repo = tmp_path / "repo"
+    pv("init", repo)
+    pv("create", f"{repo}::a", src)
+
+    restored = tmp_path / "out" / str(src).lstrip("/")
+    restored.mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"must stay")
+    (restored / "small").symlink_to(outside)
+    (restored / "large").write_bytes(b"old content")
+    os.link(restored / "large", tmp_path / "other-link")
+    (restored / "empty").write_bytes(b"not empty")
+
+    pv("extract", f"{repo}::a", "--target", tmp_path / "out")
+    assert outside.read_bytes() == b"must stay"
+    assert (tmp_path / "other-link").read_bytes() == b"old content"
+    assert not (restored / "small").is_symlink()
+    assert tree_snapshot(restored) == tree_snapshot(src)  # content, mode and mtime of every file

@@ -88,6 +88,7 @@ class Extractor:
         self._dirs: list[tuple[bytes, dict]] = []  # directories whose metadata is applied on leaving them
         self._left_dirs: list[tuple[bytes, dict]] = []  # left, metadata due at the end of the batch
         self._lock = threading.Lock()  # per-file chunk counts and totals, updated from reader threads
+        self._last_parent: bytes | None = None  # see _ensure_parent
 
     def error(self, path: str, message: str) -> None:
         self.stats.errors.append(f"{path}: {message}")
@@ -139,19 +140,25 @@ class Extractor:
 
     def _on_chunk(self, target: tuple[_OutFile, int, int], data: bytes | PackvaultError) -> None:
         """Runs in a reader thread, right after the chunk was verified (or failed): writes it, and finishes
-        the file when it was the last one, so the planning thread never waits on a file."""
+        the file when it was the last one (through the descriptor it wrote with), so the planning thread
+        never waits on a file."""
         out, offset, size = target
-        if isinstance(data, PackvaultError):
-            out.failed = out.failed or str(data)
-        else:
-            out.write_at(offset, data, self.sparse)
-        with self._lock:
-            out.remaining -= 1
-            if out.failed is None:
-                out.written += size
-            last = out.remaining == 0
-        if last:
-            self._finish_file(out)
+        fd = None
+        try:
+            if isinstance(data, PackvaultError):
+                out.failed = out.failed or str(data)
+            else:
+                fd = out.write_at(offset, data, self.sparse)
+            with self._lock:
+                out.remaining -= 1
+                if out.failed is None:
+                    out.written += size
+                last = out.remaining == 0
+            if last:
+                self._finish_file(out, fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _dest(self, item: dict) -> bytes:
         rel = safe_relative(item["p"])
@@ -178,17 +185,20 @@ class Extractor:
             self.progress(self.stats, it.path_str(item))
         if kind == it.FILE:
             self.stats.nfiles += 1
+            if not self.dry_run:
+                self._ensure_parent(dest)
             return _OutFile(dest, item, dry_run=self.dry_run)
         if kind == it.DIR:
             self.stats.ndirs += 1
             if not self.dry_run:
                 os.makedirs(dest, exist_ok=True)
+                self._last_parent = dest  # its entries follow
             self._dirs.append((dest, item))
             return None
         self.stats.nother += 1
         if self.dry_run:
             return None
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        self._ensure_parent(dest)
         _remove_existing(dest)
         try:
             if kind == it.SYMLINK:
@@ -213,7 +223,7 @@ class Extractor:
         fsmeta.apply_metadata(dest, item, numeric_ids=self.numeric_ids, warn=self.warn)
         return None
 
-    def _finish_file(self, out: _OutFile) -> None:
+    def _finish_file(self, out: _OutFile, fd: int | None = None) -> None:
         if out.failed:
             out.abort()
             self.error(it.path_str(out.item), f"not restored: {out.failed}")
@@ -221,7 +231,15 @@ class Extractor:
         with self._lock:
             self.stats.bytes_written += out.written
         if not self.dry_run:
-            fsmeta.apply_metadata(out.path, out.item, numeric_ids=self.numeric_ids, warn=self.warn)
+            fsmeta.apply_metadata(out.path, out.item, numeric_ids=self.numeric_ids, warn=self.warn, fd=fd)
+
+    def _ensure_parent(self, path: bytes) -> None:
+        """Create the directory ``path`` goes into.  Entries of one directory come one after another in an
+        archive, so remembering the last parent spares a mkdir (and its EEXIST) per file."""
+        parent = os.path.dirname(path)
+        if parent != self._last_parent:
+            os.makedirs(parent, exist_ok=True)
+            self._last_parent = parent
 
 
 def _batches(items: Iterator[dict]) -> Iterator[list[dict]]:
@@ -254,20 +272,26 @@ class _OutFile:
         self.dry_run = dry_run
         if dry_run:
             return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        _remove_existing(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:  # the usual case, a path where nothing is yet: one call, and nothing can be followed
+            fd = os.open(path, flags | os.O_EXCL, 0o600)
+        except FileExistsError:  # restoring over something: never write through what is there
+            _remove_existing(path)
+            fd = os.open(path, flags | os.O_TRUNC, 0o600)
         try:
-            os.ftruncate(fd, item.get("s", 0))
+            if item.get("s"):
+                os.ftruncate(fd, item["s"])
         finally:
             os.close(fd)
 
-    def write_at(self, offset: int, data: bytes, sparse: bool) -> None:
+    def write_at(self, offset: int, data: bytes, sparse: bool) -> int | None:
+        """Write one chunk; returns the open descriptor (the caller closes it), or None if nothing was
+        written (a dry run, or an all-zero chunk left as a hole)."""
         if self.dry_run:
-            return
+            return None
         n = len(data)
         if sparse and n <= len(_ZEROS) and memoryview(data) == memoryview(_ZEROS)[:n]:
-            return  # the file was created at full size: this stays a hole
+            return None  # the file was created at full size: this stays a hole
         # opened per chunk rather than held: a batch may have thousands of files in progress
         fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
         try:
@@ -276,8 +300,10 @@ class _OutFile:
                 done = os.pwrite(fd, view, offset)
                 view = view[done:]
                 offset += done
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd
 
     def abort(self) -> None:
         if self.dry_run:
