@@ -76,3 +76,19 @@ def test_wrong_passphrase_with_a_hint_is_still_one_clear_line(pv, tmp_path, monk
     monkeypatch.setenv("PACKVAULT_PASSPHRASE", "wrong")
     result = pv("list", repo, expect=2)
     assert "wrong passphrase" in result.err and "Traceback" not in result.err
+
+
+def test_objects_alive_once_the_repository_is_open_are_frozen(pv, pv_env, tmp_path):
+    """The CLI takes start-up objects out of the cycle collector's reach (cli/gc_policy.py)."""
+    import os
+
+    repo = tmp_path / "repo"
+    pv("init", repo)
+    probe = "import gc, sys\nfrom packvault.cli import main\nrc = main.main(['list', sys.argv[1]])\n"
+    probe += "print(gc.get_freeze_count(), rc)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(repo)], env={**os.environ, **pv_env}, capture_output=True, text=True
+    )
+    frozen, rc = result.stdout.split()
+    assert rc == "0", result.stderr
+    assert int(frozen) > 10_000

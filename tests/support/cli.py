@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 import subprocess
@@ -44,7 +45,10 @@ def pv(pv_env, capsys):
 
     def run(*args: str, expect: int | None = 0) -> Result:
         capsys.readouterr()
-        rc = main([str(a) for a in args])
+        try:
+            rc = main([str(a) for a in args])
+        finally:
+            gc.unfreeze()  # the CLI freezes what lives as long as a command; this process lives on
         captured = capsys.readouterr()
         result = Result(rc, captured.out, captured.err)
         if expect is not None:

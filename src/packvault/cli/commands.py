@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.config import parse_size
 from ..repository.repository import Repository
+from .gc_policy import freeze_long_lived_objects
 from .output import Progress, fmt_duration, fmt_size, print_json, print_json_line, print_table
 
 # --- locations and opening -----------------------------------------------------------------------------
@@ -56,6 +57,7 @@ def open_repository(args, location: str, *, lock: str | None = "shared", key: bo
         repo.open(passphrase_provider() if key else None, lock=None)
         if key and lock:
             repo.acquire_lock(exclusive=(lock == "exclusive"), wait=args.lock_wait)
+        freeze_long_lived_objects()  # the S3 client and the key live as long as the command
         yield repo
     finally:
         repo.close()
