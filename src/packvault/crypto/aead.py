@@ -65,7 +65,9 @@ class SessionSealer:
     def seal(self, counter: int, part: int, plaintext: bytes | memoryview, aad: bytes) -> bytes:
         return self._sealer.encrypt(_NONCE.pack(part, counter), plaintext, aad)
 
-    def open(self, cipher: int, session_id: bytes, counter: int, part: int, sealed: bytes, aad: bytes) -> bytes:
+    def open(
+        self, cipher: int, session_id: bytes, counter: int, part: int, sealed: bytes | memoryview, aad: bytes
+    ) -> bytes:
         key = (cipher, session_id)
         opener = self._openers.get(key)
         if opener is None:
