@@ -86,30 +86,29 @@ class CmdResult:
 
 
 def run_measured(argv: list[str], env: dict[str, str], cwd: Path, logdir: Path, tag: str) -> CmdResult:
-    """Run ``argv`` and measure it with ``os.wait4``.
+    """Run ``argv`` through ``measure_child.py``, which measures it alone (see there: why not ``wait4`` here).
 
-    Output goes to files rather than pipes so that no reader thread in this process has to wait on the
-    child (``communicate`` would also reap the child itself, hiding its rusage); the files double as a
-    log of every command for post-mortems.
+    Output goes to files rather than pipes, so that nothing in this process has to read while the child
+    runs; the files double as a log of every command for post-mortems.
     """
     logdir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = logdir / f"{tag}.out", logdir / f"{tag}.err"
+    usage_path = logdir / f"{tag}.usage.json"
+    usage_path.unlink(missing_ok=True)
+    launcher = [sys.executable, "-I", "-S", str(BENCH_DIR / "measure_child.py"), str(usage_path), "--"]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
-        except OSError as exc:
-            return CmdResult(argv, 127, 0.0, 0.0, 0.0, 0, "", f"cannot start: {exc}")
-        _pid, status, ru = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        rc = subprocess.call([*launcher, *argv], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+    try:
+        usage = json.loads(usage_path.read_text())
+    except (OSError, ValueError):
+        usage = {"rc": rc if rc else 127, "wall": 0.0, "user": 0.0, "sys": 0.0, "maxrss": 0}
     return CmdResult(
         argv=argv,
-        rc=proc.returncode,
-        wall=wall,
-        user=ru.ru_utime,
-        sys=ru.ru_stime,
-        maxrss=ru.ru_maxrss * 1024,  # Linux reports KiB
+        rc=usage["rc"],
+        wall=usage["wall"],
+        user=usage["user"],
+        sys=usage["sys"],
+        maxrss=usage["maxrss"],
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
     )

@@ -170,6 +170,18 @@ def test_run_measured(tmp_path: Path) -> None:
     assert missing.rc == 127
 
 
+def test_peak_rss_is_the_commands_own_not_the_harness(tmp_path: Path) -> None:
+    """A child's ru_maxrss starts from its spawner's memory: a big harness must not inflate a small tool."""
+    ballast = bytearray(150 << 20)  # the harness holding 150 MiB, touched
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    small = bench_run.run_measured([sys.executable, "-c", "pass"], dict(os.environ), tmp_path, tmp_path / "l", "s")
+    big = bench_run.run_measured([sys.executable, "-c", "b = bytearray(200 << 20); b[::4096] = b'x' * len(b[::4096])"],
+                                 dict(os.environ), tmp_path, tmp_path / "l", "b")
+    del ballast
+    assert small.maxrss < 60 << 20, small.maxrss
+    assert big.maxrss > 200 << 20, big.maxrss
+
+
 def _result(
     tool: str, step: str, target: str, run: int, wall: float, puts: int, status: str = "ok"
 ) -> bench_run.StepResult:

@@ -51,3 +51,19 @@ def test_backup_leaves_its_own_fragments_in_the_cache(pv, pv_env, tmp_path, moto
     shutil.rmtree(cache_dir)
     cold = _gets(pv, "create", f"{url}::three", src)
     assert warm + len(present) <= cold, (warm, cold, len(present))
+
+
+def test_listing_archives_after_a_backup_reads_no_entry_back(pv, tmp_path, moto_endpoint, make_s3_url, monkeypatch):
+    """The entry a backup wrote is cached as it is written; an entry written elsewhere is still fetched."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(10 * KiB))
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    pv("create", f"{url}::one", src)
+    pv("create", f"{url}::two", src)
+    here = _gets(pv, "list", url)
+    monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(tmp_path / "another-machine"))
+    elsewhere = _gets(pv, "list", url)
+    assert elsewhere == here + 2, (here, elsewhere)  # both entries, fetched only where they were not written
+    assert _gets(pv, "list", url) == here  # and cached there from now on

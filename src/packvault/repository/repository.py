@@ -7,6 +7,7 @@ worker threads; everything else goes through ``Store``, which serializes its cal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -575,7 +576,13 @@ class Repository:
         return matches[-1]
 
     def put_archive_entry(self, entry: ArchiveEntry) -> str:
-        return self.put_sealed(layout.ARCHIVES, TYPE_ARCHIVE_ENTRY, entry.encode())
+        """Store the entry, and keep its plaintext in the local cache: the next command that lists archives
+        on this machine (a scheduled re-run) need not GET what it wrote itself."""
+        plaintext = entry.encode()
+        name = self.put_sealed(layout.ARCHIVES, TYPE_ARCHIVE_ENTRY, plaintext)
+        with contextlib.suppress(OSError):  # the entry is stored: a cache that can't be written costs a GET
+            self.cache.write(f"archive-{name}", plaintext)
+        return name
 
     def soft_delete_archive(self, entry: ArchiveEntry) -> None:
         key = self.entry_names()[entry.id]
