@@ -198,7 +198,7 @@ class ArchiveCreator:
         chunks: list[tuple[bytes, int]] = []
         try:
             with entry.opener() as f:
-                for view in chunker.chunks_of_stream(f):
+                for view in chunker.chunks_of_file(f, entry.item.get("s", 0)):
                     data = bytes(view)
                     chunk_id = self.repo.chunk_id(data)
                     writer.put_chunk(chunk_id, data)
