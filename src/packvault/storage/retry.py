@@ -68,25 +68,40 @@ class RetryPolicy:
         ``give_up(last_error, attempts, elapsed)`` builds the exception raised when the bounds are reached.
         """
         started = time.monotonic()
+        try:  # the common case, one attempt that works, without building the retry machinery
+            return fn()
+        except BaseException as exc:
+            if not is_transient(exc):
+                raise
+            first_error = exc
 
         def stop(state: RetryCallState) -> bool:
-            return state.attempt_number >= self.attempts or time.monotonic() - started >= self.max_seconds
+            attempt = state.attempt_number + 1  # tenacity counts from the second attempt
+            return attempt >= self.attempts or time.monotonic() - started >= self.max_seconds
 
-        def wait(state: RetryCallState) -> float:
+        def backoff(attempt: int) -> float:
             # "full jitter" exponential backoff, never sleeping past the time bound
-            ceiling = min(self.max_wait, self.initial_wait * 2 ** (state.attempt_number - 1))
+            ceiling = min(self.max_wait, self.initial_wait * 2 ** (attempt - 1))
             remaining = self.max_seconds - (time.monotonic() - started)
             return max(0.0, min(random.uniform(ceiling / 2, ceiling), remaining))
 
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            log.debug("retrying after %r (attempt %d)", exc, state.attempt_number)
-            if on_retry is not None and exc is not None:
+        def note_retry(exc: BaseException, attempt: int) -> None:
+            log.debug("retrying after %r (attempt %d)", exc, attempt)
+            if on_retry is not None:
                 on_retry(exc)
 
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is not None:
+                note_retry(exc, state.attempt_number + 1)
+
+        if self.attempts <= 1 or time.monotonic() - started >= self.max_seconds:
+            raise give_up(first_error, 1, time.monotonic() - started) from first_error
+        note_retry(first_error, 1)
+        time.sleep(backoff(1))
         retrying = Retrying(
             stop=stop,
-            wait=wait,
+            wait=lambda state: backoff(state.attempt_number + 1),
             retry=retry_if_exception(is_transient),
             before_sleep=before_sleep,
             reraise=True,
@@ -96,5 +111,5 @@ class RetryPolicy:
         except BaseException as exc:
             if not is_transient(exc):
                 raise
-            attempts = retrying.statistics.get("attempt_number", self.attempts)
+            attempts = retrying.statistics.get("attempt_number", self.attempts - 1) + 1
             raise give_up(exc, attempts, time.monotonic() - started) from exc
