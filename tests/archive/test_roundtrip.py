@@ -57,7 +57,7 @@ def build(root: Path, entries) -> None:
         parent = os.path.dirname(path)
         try:
             os.makedirs(parent, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
+        except (FileExistsError, NotADirectoryError, FileNotFoundError):  # a file or a dangling symlink is there
             continue
         if os.path.lexists(path):
             continue

@@ -95,7 +95,7 @@ class Extractor:
         print(f"error: {path}: {message}", file=sys.stderr)
 
     def warn(self, path, message: str) -> None:
-        text = os.fsdecode(path) if isinstance(path, bytes) else path
+        text = path.decode("utf-8", "backslashreplace") if isinstance(path, bytes) else path  # printable
         self.stats.warnings.append(f"{text}: {message}")
         print(f"warning: {text}: {message}", file=sys.stderr)
 
@@ -128,6 +128,8 @@ class Extractor:
                     offset += size
                 out.remaining = len(item.get("c") or ())
                 if out.remaining:
+                    if out.path in pending:  # the same path twice in one archive: the last one wins
+                        pending[out.path].superseded = True
                     pending[out.path] = out
                 else:
                     self._finish_file(out)
@@ -205,6 +207,8 @@ class Extractor:
                 os.symlink(item["l"], dest)
             elif kind == it.HARDLINK:
                 source = os.path.join(self.target, safe_relative(item["h"]))
+                if source in pending:  # a reader thread creates it on its first chunk: not yet, so now
+                    pending[source].create_now()
                 try:
                     os.link(source, dest)
                 except FileNotFoundError:
@@ -230,8 +234,16 @@ class Extractor:
             return
         with self._lock:
             self.stats.bytes_written += out.written
-        if not self.dry_run:
-            fsmeta.apply_metadata(out.path, out.item, numeric_ids=self.numeric_ids, warn=self.warn, fd=fd)
+        if self.dry_run or out.superseded:
+            return
+        own_fd = out.create_if_unwritten() if fd is None else None  # empty, or holes only
+        try:
+            fsmeta.apply_metadata(
+                out.path, out.item, numeric_ids=self.numeric_ids, warn=self.warn, fd=fd if fd is not None else own_fd
+            )
+        finally:
+            if own_fd is not None:
+                os.close(own_fd)
 
     def _ensure_parent(self, path: bytes) -> None:
         """Create the directory ``path`` goes into.  Entries of one directory come one after another in an
@@ -259,8 +271,13 @@ def _batches(items: Iterator[dict]) -> Iterator[list[dict]]:
 
 
 class _OutFile:
-    """A regular file being restored: created at its final size up front, so chunks can land in any order
-    (holes where all-zero chunks are skipped), and written with ``pwrite`` from reader threads."""
+    """A regular file being restored, written with ``pwrite`` from reader threads.
+
+    The file is created by whichever reader thread writes its first chunk (at its final size, so chunks can
+    land in any order and all-zero chunks stay holes), not by the planning thread.  Creating 5,000 files
+    took ~1.1 s on this benchmark's ext4, and the planning thread did it before the first byte was read;
+    in the readers it overlaps the downloads, as restic does it.
+    """
 
     def __init__(self, path: bytes, item: dict, *, dry_run: bool):
         self.path = path
@@ -270,30 +287,56 @@ class _OutFile:
         self.remaining = 0
         self.links: list[bytes] = []  # hardlinks made to this file before its data arrived
         self.dry_run = dry_run
-        if dry_run:
-            return
+        self.superseded = False  # a later entry of the archive has the same path
+        self.created = False
+        self._create_lock = threading.Lock()
+
+    def _create(self) -> int:
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         try:  # the usual case, a path where nothing is yet: one call, and nothing can be followed
-            fd = os.open(path, flags | os.O_EXCL, 0o600)
+            fd = os.open(self.path, flags | os.O_EXCL, 0o600)
         except FileExistsError:  # restoring over something: never write through what is there
-            _remove_existing(path)
-            fd = os.open(path, flags | os.O_TRUNC, 0o600)
+            _remove_existing(self.path)
+            fd = os.open(self.path, flags | os.O_TRUNC, 0o600)
         try:
-            if item.get("s"):
-                os.ftruncate(fd, item["s"])
-        finally:
+            if self.item.get("s"):
+                os.ftruncate(fd, self.item["s"])
+        except BaseException:
             os.close(fd)
+            raise
+        return fd
+
+    def _open(self) -> int:
+        """A descriptor for writing; the first one creates the file."""
+        if not self.created:
+            with self._create_lock:
+                if not self.created:
+                    fd = self._create()
+                    self.created = True
+                    return fd
+        return os.open(self.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+
+    def create_now(self) -> None:
+        """Create the file before its data arrives (a hardlink to it is about to be made)."""
+        if not self.dry_run and not self.superseded:
+            os.close(self._open())
+
+    def create_if_unwritten(self) -> int | None:
+        """At the end of a file that got no write (empty, or holes only): create it; returns its descriptor."""
+        if self.dry_run or self.superseded or self.created:
+            return None
+        return self._open()
 
     def write_at(self, offset: int, data: bytes, sparse: bool) -> int | None:
         """Write one chunk; returns the open descriptor (the caller closes it), or None if nothing was
-        written (a dry run, or an all-zero chunk left as a hole)."""
-        if self.dry_run:
+        written (a dry run, a superseded entry, or an all-zero chunk left as a hole)."""
+        if self.dry_run or self.superseded:
             return None
         n = len(data)
         if sparse and n <= len(_ZEROS) and memoryview(data) == memoryview(_ZEROS)[:n]:
-            return None  # the file was created at full size: this stays a hole
+            return None  # the file is created at full size: this stays a hole
         # opened per chunk rather than held: a batch may have thousands of files in progress
-        fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = self._open()
         try:
             view = memoryview(data)
             while view:
@@ -306,9 +349,11 @@ class _OutFile:
         return fd
 
     def abort(self) -> None:
+        """Remove what this restore made: the file (only if it was created: whatever was at its path before
+        stays) and the hardlinks made to it."""
         if self.dry_run:
             return
-        for path in (*self.links, self.path):
+        for path in (*self.links, *((self.path,) if self.created else ())):
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
