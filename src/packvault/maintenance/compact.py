@@ -31,6 +31,7 @@ from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entr
 from ..repository.reader import ChunkReader
 from ..repository.repository import Repository, defrag_pack_name
 from ..storage import layout
+from ..storage.store import discard
 
 UNDERSIZED_SHARE = 0.25  # a kept pack below this share of the target pack size is merged with others
 
@@ -265,8 +266,8 @@ def compact(
     # New index first, then the old fragments, then the old packs.
     new_fragments = [repo.write_fragment(fragment) for fragment in encode_index_fragments(index)]
     for name in old_fragments:
-        if name not in new_fragments:
-            repo.store.delete(f"{layout.INDEX}/{name}")
+        if name not in new_fragments:  # listed above, under the exclusive lock: no existence check needed
+            discard(repo.store, f"{layout.INDEX}/{name}")
     for p in plans:
         if p.name in removed:
             repo.check_lock()
