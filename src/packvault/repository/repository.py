@@ -613,7 +613,7 @@ class Repository:
             if archive_id is not None:
                 sealed = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
                 self.store.store(f"{layout.TOMBSTONES}/{archive_id.hex()}", sealed)
-            self.store.delete(f"{layout.ARCHIVES}/{info.name}", deleted=True)
+            discard(self.store, f"{layout.ARCHIVES}/{info.name}", deleted=True)  # listed just above
             self.cache.remove(f"archive-{info.name}")
             count += 1
         return count

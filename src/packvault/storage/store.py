@@ -42,16 +42,17 @@ else:
         from borgstore.store import Store
 
 
-def discard(store: Store, name: str) -> bool:
-    """Delete ``name`` when the caller doesn't need to know whether it still existed (our own lock object,
-    a pack compact proved unreferenced).  A backend that can delete without asking first (S3: ``discard``)
-    does it in one request instead of a HEAD and a DELETE; True if the object was there or may have been."""
+def discard(store: Store, name: str, *, deleted: bool = False) -> bool:
+    """Delete ``name`` (its soft-deleted form with ``deleted``) when the caller doesn't need to know whether
+    it still existed: our own lock object, a pack compact proved unreferenced, an entry or a fragment just
+    listed under the exclusive lock.  A backend that can delete without asking first (S3: ``discard``) does
+    it in one request instead of a HEAD and a DELETE; True if the object was there or may have been."""
     backend_discard = getattr(store.backend, "discard", None)
     if backend_discard is not None:
-        backend_discard(store.find(name))
+        backend_discard(store.find(name, deleted=deleted))
         return True
     try:
-        store.delete(name)
+        store.delete(name, deleted=deleted)
     except ObjectNotFound:
         return False
     return True
