@@ -102,3 +102,13 @@ def test_the_read_path_allocator_tuning_applies_on_linux():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     expected = sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver())
     assert out == str(bool(expected))
+
+
+def test_spread_takes_runs_in_turn_from_distant_segments():
+    from packvault.repository.reader import _spread
+
+    assert _spread(list(range(8)), 2) == [0, 4, 1, 5, 2, 6, 3, 7]
+    assert _spread(list(range(10)), 4) == [0, 3, 6, 9, 1, 4, 7, 2, 5, 8]
+    assert _spread([1, 2], 4) == [1, 2] and _spread(list(range(5)), 1) == list(range(5))
+    for n in range(40):  # a permutation: every run is read once
+        assert sorted(_spread(list(range(n)), 4)) == list(range(n))

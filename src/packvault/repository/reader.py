@@ -70,6 +70,7 @@ class ChunkReader:
         self.repo = repo
         self.scatter_window = scatter_window
         self.index = repo.index
+        self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pv-read")
         self.streaming = repo.streams_packs
         self.window_bytes = window_bytes
@@ -148,14 +149,17 @@ class ChunkReader:
         max_run = STREAM_RUN_BYTES if self.streaming else SCATTER_RUN_BYTES
         stop = threading.Event()  # set when this call ends early: workers stop at the next object
         try:
-            for (kind, pack), wanted in by_pack.items():  # packs in order of first request
+            runs = []  # packs in order of first request, each pack's runs by offset
+            for (kind, pack), wanted in by_pack.items():
                 wanted.sort(key=lambda entry: entry[0])
-                for run in _scatter_runs(kind, pack, wanted, max_run):
-                    cost = min(run.size, SCATTER_RUN_BYTES) if self.streaming else run.size  # bytes held
-                    while running and in_flight + cost > self.scatter_window:
-                        in_flight -= self._reap(running, FIRST_COMPLETED)
-                    running[self._pool.submit(self._fetch_into, run, sink, stop)] = cost
-                    in_flight += cost
+                runs.extend(_scatter_runs(kind, pack, wanted, max_run))
+            del by_pack
+            for run in _spread(runs, self.threads):
+                cost = min(run.size, SCATTER_RUN_BYTES) if self.streaming else run.size  # bytes held
+                while running and in_flight + cost > self.scatter_window:
+                    in_flight -= self._reap(running, FIRST_COMPLETED)
+                running[self._pool.submit(self._fetch_into, run, sink, stop)] = cost
+                in_flight += cost
             self._reap(running, ALL_COMPLETED)
         finally:
             stop.set()  # after a failing sink or an interrupt, a long streamed run is not read to its end
@@ -282,6 +286,21 @@ class ChunkReader:
             return data
         except IntegrityError as exc:
             return IntegrityError(f"chunk {chunk_id.hex()} in pack {pack}: {exc}")
+
+
+def _spread(runs: list[T], ways: int) -> list[T]:
+    """``runs`` (in order of first request) reordered so that the ones read at the same time lie far apart.
+
+    Why: consecutive runs usually hold consecutive parts of the same large file, and ``ways`` workers
+    writing into one file queue on its inode lock (a buffered write holds it while it copies into the page
+    cache), so a large file was written by one core at a time.  Cut into ``ways`` segments and taken in
+    turn from each, neighbouring submissions come from parts of the archive ``len/ways`` runs apart.
+    """
+    if ways < 2 or len(runs) <= ways:
+        return runs
+    step = -(-len(runs) // ways)  # segment length, rounded up
+    segments = [runs[i : i + step] for i in range(0, len(runs), step)]
+    return [seg[i] for i in range(step) for seg in segments if i < len(seg)]
 
 
 def _scatter_runs(kind: int, pack: str, wanted: list[tuple[int, int, bytes, T]], max_run: int) -> Iterator[_Run]:
