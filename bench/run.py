@@ -433,6 +433,9 @@ class Borg(Tool):
 # --- source trees and restore verification -----------------------------------------------------------------------
 
 
+MIN_FREE_TO_SET_ASIDE = 16 << 30  # below this much free disk space, finished trees are deleted at once
+
+
 def set_aside(tree: Path, trash: Path) -> None:
     """Move a finished tree into ``trash`` (in the work directory), which is deleted at the end of the run.
 
@@ -441,6 +444,9 @@ def set_aside(tree: Path, trash: Path) -> None:
     freed in the last 60-300 s and reads the inode table to find that out; a restore right after the
     previous session's cleanup spent up to 3 s more in the kernel (``recently_deleted`` in perf).
     """
+    if shutil.disk_usage(tree).free < MIN_FREE_TO_SET_ASIDE:  # running out of disk would fail the next step
+        shutil.rmtree(tree)
+        return
     trash.mkdir(exist_ok=True)
     tree.rename(trash / f"{time.monotonic_ns()}-{tree.name}")
 
