@@ -131,17 +131,6 @@ class ObjectCodec:
     def _aad(self, h: Header) -> bytes:
         return _AAD.pack(MAGIC, VERSION, h.cipher, h.object_id, h.session_id, h.counter, h.meta_size, h.data_size)
 
-    def open_meta(self, buf: bytes | memoryview, offset: int = 0) -> tuple[Header, ObjectMeta]:
-        header = parse_header(buf, offset)
-        verify_parts(header, buf, offset)
-        start = offset + HEADER_SIZE
-        sealed_meta = bytes(buf[start : start + header.meta_size])
-        meta = self.sealer.open(
-            header.cipher, header.session_id, header.counter, PART_META, sealed_meta, self._aad(header)
-        )
-        obj_type, algorithm, size = msgpack.unpackb(meta)
-        return header, ObjectMeta(obj_type, algorithm, size)
-
     def open(
         self, buf: bytes | memoryview, offset: int = 0, *, expected_id: bytes | None = None
     ) -> tuple[Header, ObjectMeta, bytes]:

@@ -43,7 +43,7 @@ def make_client(settings: S3Settings, counter: RequestCounter):
     """A thread-safe S3 client for ``settings`` whose HTTP attempts are counted in ``counter``."""
     session = botocore.session.Session(profile=settings.profile)
     if not session.get_config_variable("data_path"):  # AWS_DATA_PATH or data_path: botocore's own loader
-        session.register_component("data_loader", shared_loader())  # S3 only, maybe warm: see s3_loader
+        session.register_component("data_loader", shared_loader())  # S3 only, shared: see s3_loader
     region = settings.region or session.get_config_variable("region") or "us-east-1"
     config = Config(
         region_name=region,
