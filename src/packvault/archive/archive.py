@@ -12,6 +12,12 @@ from ..repository.reader import ChunkReader
 from ..repository.repository import ArchiveEntry
 from . import items as it
 
+META_DAMAGE = "damaged"
+"""Key of the archive metadata under which ``check --repair`` records what it could not salvage."""
+DAMAGE_LOST_ITEM_CHUNKS = "lost_item_chunks"  # ids of item-stream chunks that were unreadable
+DAMAGE_FILES = "files"  # number of files whose lost chunks were replaced by zeros
+DAMAGE_REPAIRED = "repaired"  # when (ISO 8601)
+
 
 @dataclass(frozen=True)
 class ArchiveMeta:
@@ -27,6 +33,12 @@ class ArchiveMeta:
     item_ids: list[bytes]
     nitems: int
     stats: dict
+    damage: dict  # set by check --repair: what it could not salvage (see ``DAMAGE_*``)
+
+    @property
+    def lost_item_chunks(self) -> list[bytes]:
+        """Item-stream chunks repair could not read: the files they listed are unknown, and so is their data."""
+        return list(self.damage.get(DAMAGE_LOST_ITEM_CHUNKS) or [])
 
 
 def load_archive(reader: ChunkReader, entry: ArchiveEntry) -> ArchiveMeta:
@@ -46,6 +58,7 @@ def load_archive(reader: ChunkReader, entry: ArchiveEntry) -> ArchiveMeta:
             item_ids=d["items"],
             nitems=d.get("nitems", 0),
             stats=d.get("stats", {}),
+            damage=d.get(META_DAMAGE) or {},
         )
     except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
         raise IntegrityError(f"archive {entry.name!r}: metadata does not parse: {exc}") from None

@@ -177,6 +177,8 @@ class Checker:
         self.scan_packs()
         if self.has_key:
             self.compare_index()
+        else:
+            self.report_damage_without_key()
 
     def check_key(self) -> None:
         """Structure of the key blob(s); with the key opened this already passed."""
@@ -499,6 +501,20 @@ class Checker:
                     f"{state.unindexed} intact object(s) are not in the index (left by an interrupted or "
                     "running backup, or a lost index fragment; repair indexes them)",
                     pack=state.name,
+                )
+
+    def report_damage_without_key(self) -> None:
+        """Without the key nothing says which object a damaged range held, but every checksum mismatch is
+        a problem: a pack's name proves its bytes only for packs named by content, not for those compact
+        names by the ids they hold."""
+        for state in sorted(self.packs.values(), key=lambda p: p.name):
+            for start, end, why in state.damaged:
+                self.report.add(
+                    "repository",
+                    "bytes-damaged",
+                    f"bytes {start}..{end} damaged ({why})",
+                    pack=state.name,
+                    offset=start,
                 )
 
     def _elsewhere(self, chunk_id: bytes) -> str:

@@ -2,17 +2,27 @@
 
 The steps, and why they are in this order (DESIGN "Compaction", principles 1, 4 and 5):
 
-1. The caller holds the exclusive lock.  Soft-deleted archive entries are purged for good.
-2. The index epoch is bumped *before* any other change, so every client's cached index is invalid from
-   then on: a stale cache must never make a later ``create`` skip a chunk this run removes.
+1. The caller holds the exclusive lock.  The packs are listed once, now: this listing is what every
+   decision below is proven against (DESIGN: safety is proven where it is decided).
+2. Proof that the index describes the packs that exist: an index entry naming a pack that is not listed
+   (a lost pack, or old index fragments written back after an earlier compact) means some chunk's only
+   readable copy may be in a pack the index does not point at, which a sweep would take for garbage.
+   Compact then refuses before changing anything; ``check --repair`` re-indexes from the packs.
 3. Mark: every archive's metadata and item stream is streamed, and each referenced id gets the USED flag
-   in the index table itself; no second structure.  A referenced id missing from the index stops
-   compact before anything is deleted (the repository needs ``check --repair``, not a sweep).
-4. Sweep, pack by pack: one pass over the index sums live bytes per pack (an array, one slot per pack).
+   in the index table itself; no second structure.  An archive that cannot be read completely (damaged,
+   or recorded as damaged by an earlier repair) stops compact before anything is deleted: the data only
+   it references cannot be told from garbage.  The user decides (salvage, then ``delete`` it).
+4. Only now are soft-deleted archive entries purged, and the index epoch bumped *before* any change to the
+   index or packs, so every client's cached index is invalid from then on.
+5. Sweep, pack by pack: one pass over the index sums live bytes per pack (an array, one slot per pack).
    Packs younger than ``min_age`` are never touched.  Fully dead packs are dropped; packs at least
    ``threshold`` % dead, and undersized packs (merged together), have their live objects copied forward
-   with ``Store.defrag`` (server-side range copy on S3) into new content-named packs.
-5. The new index (every surviving entry, repointed) is written as fresh fragments, *then* the old
+   with ``Store.defrag`` (server-side range copy on S3) into new content-named packs.  Each new pack is
+   read back and every object in it verified (header, checksums, id and size in the expected order) before
+   the index points at it, so a damaged source object stops compact instead of replacing its original.
+   Metadata packs are rewritten one source pack at a time and never merged with each other: one archive's
+   metadata must not end up in the same object as every other archive's.
+6. The new index (every surviving entry, repointed) is written as fresh fragments, *then* the old
    fragments are deleted, *then* the old packs.  A crash anywhere leaves either the old index over the
    old packs, or both indexes over both sets of packs (the merge rule picks one copy deterministically),
    or the new index over the new packs: always a repository that ``check`` passes.
@@ -28,6 +38,7 @@ from dataclasses import dataclass, field
 from ..archive.archive import iter_archive_items, load_archive
 from ..errors import IntegrityError, ObjectMissing
 from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entry, encode_index_fragments
+from ..repository.objects import iter_headers, verify_parts
 from ..repository.reader import ChunkReader
 from ..repository.repository import Repository, defrag_pack_name
 from ..storage import layout
@@ -79,8 +90,34 @@ def parse_age(text: str) -> float:
     return float(value)
 
 
+REPAIR_HINT = "run 'packvault check --repair' first"
+
+
+def prove_index_matches_packs(index: ChunkIndex, listed: dict[int, list]) -> None:
+    """Refuse (ObjectMissing) if any index entry names a pack that the listing does not hold."""
+    present = {info.name for infos in listed.values() for info in infos}
+    missing = [no for no, name in enumerate(index.packs.names) if name not in present]
+    if not missing:
+        return
+    missing_set = set(missing)
+    per_pack: dict[int, int] = {}
+    for _, entry in index.entries():
+        if entry.pack in missing_set:
+            per_pack[entry.pack] = per_pack.get(entry.pack, 0) + 1
+    if not per_pack:
+        return  # pack numbers without entries (a table carried over from a cache): nothing points there
+    first = min(per_pack, key=lambda no: index.packs.names[no])
+    raise ObjectMissing(
+        f"the index points into {len(per_pack)} pack(s) that are not in the repository (e.g. pack "
+        f"{index.packs.names[first]}, {per_pack[first]} chunk(s)); compact changed nothing",
+        hint=REPAIR_HINT,
+    )
+
+
 def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> int:
-    """Set USED on every id an archive references; returns the number of archives walked."""
+    """Set USED on every id an archive references; returns the number of archives walked.
+
+    Raises (before anything is changed) when an archive cannot be read completely."""
     table = index.table
     for chunk_id, entry in index.entries():
         if entry.flags & FLAG_USED:
@@ -91,20 +128,46 @@ def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> int:
         if entry is None:
             raise ObjectMissing(
                 f"{what} references chunk {chunk_id.hex()} that is not in the index; nothing was deleted",
-                hint="run 'packvault check --repair' first",
+                hint=REPAIR_HINT,
             )
         if not entry.flags & FLAG_USED:
             table[chunk_id] = entry._replace(flags=entry.flags | FLAG_USED)
 
+    def keep_if_present(chunk_id: bytes) -> None:
+        entry = table.get(chunk_id)
+        if entry is not None and not entry.flags & FLAG_USED:
+            table[chunk_id] = entry._replace(flags=entry.flags | FLAG_USED)
+
     entries = repo.archive_entries()
     for archive in entries:
-        use(archive.id, f"archive {archive.name!r}")
-        meta = load_archive(reader, archive)
-        for chunk_id in meta.item_ids:
-            use(chunk_id, f"archive {archive.name!r}")
-        for item in iter_archive_items(reader, meta):
-            for chunk_id, _ in item.get("c") or ():
-                use(chunk_id, f"archive {archive.name!r}")
+        label = f"archive {archive.name!r}"
+        use(archive.id, label)
+        try:
+            meta = load_archive(reader, archive)
+            if meta.lost_item_chunks:
+                raise IntegrityError(
+                    f"{label} is damaged: repair could not read {len(meta.lost_item_chunks)} part(s) of its file "
+                    "list, so the data only those files reference cannot be told from garbage; nothing was deleted",
+                    hint=f"salvage what you need, then 'packvault delete REPO::{archive.name}' and compact again",
+                )
+            for chunk_id in meta.item_ids:
+                use(chunk_id, label)
+            for item in iter_archive_items(reader, meta):
+                for chunk_id, _ in item.get("c") or ():
+                    use(chunk_id, label)
+                for chunk_id, _ in item.get("ch") or ():
+                    keep_if_present(chunk_id)  # the original chunks of a repaired file, for healing
+        except ObjectMissing as exc:
+            raise ObjectMissing(
+                f"{label} cannot be read completely ({exc}); nothing was deleted", hint=REPAIR_HINT
+            ) from None
+        except IntegrityError as exc:
+            if exc.hint:
+                raise
+            raise IntegrityError(
+                f"{label} is damaged ({exc}); nothing was deleted",
+                hint=f"run 'packvault check --repair'; if it stays damaged, 'packvault delete REPO::{archive.name}'",
+            ) from None
     return len(entries)
 
 
@@ -116,13 +179,19 @@ def _live_per_pack(index: ChunkIndex) -> array:
     return live
 
 
-def plan(repo: Repository, index: ChunkIndex, *, threshold: float, min_age: float) -> list[_PackPlan]:
+def list_all_packs(repo: Repository) -> dict[int, list]:
+    return {kind: list(repo.list_packs(kind)) for kind in (KIND_DATA, KIND_META)}
+
+
+def plan(
+    repo: Repository, index: ChunkIndex, listed: dict[int, list], *, threshold: float, min_age: float
+) -> list[_PackPlan]:
     live = _live_per_pack(index)
     now = time.time()
     undersized = repo.config.pack_size * UNDERSIZED_SHARE
     plans = []
     for kind in (KIND_DATA, KIND_META):
-        for info in repo.list_packs(kind):
+        for info in listed[kind]:
             no = index.packs.lookup(info.name)
             live_bytes = live[no] if no is not None else 0
             if info.mtime and now - info.mtime < min_age:
@@ -131,8 +200,8 @@ def plan(repo: Repository, index: ChunkIndex, *, threshold: float, min_age: floa
                 action = "drop"
             elif (info.size - live_bytes) * 100.0 >= threshold * info.size:
                 action = "rewrite"
-            elif info.size < undersized:
-                action = "merge"
+            elif info.size < undersized and kind == KIND_DATA:
+                action = "merge"  # metadata packs are never merged: see the module docstring
             else:
                 action = "keep"
             plans.append(_PackPlan(kind, info.name, info.size, live_bytes, action))
@@ -174,6 +243,9 @@ def copy_forward(
             if batch_size >= repo.config.pack_size:
                 created.append(_write_pack(repo, index, kind, namespace, batch, report, existing))
                 batch, batch_size = [], 0
+        if kind == KIND_META and batch:  # one source pack's metadata stays apart from the others'
+            created.append(_write_pack(repo, index, kind, namespace, batch, report, existing))
+            batch, batch_size = [], 0
     if batch:
         created.append(_write_pack(repo, index, kind, namespace, batch, report, existing))
     return created
@@ -199,6 +271,7 @@ def _write_pack(
     else:
         new_name = repo.store.defrag([tuple(r) for r in ranges], namespace=namespace, target=target)
     existing.add(new_name)
+    _verify_copy(repo, kind, new_name, batch, index)
     new_no = index.packs.number(new_name, kind)
     offset = 0
     for chunk_id, entry in batch:
@@ -209,6 +282,31 @@ def _write_pack(
     return new_name
 
 
+def _verify_copy(repo: Repository, kind: int, pack: str, batch, index: ChunkIndex) -> None:
+    """Read the new pack back: it must hold exactly the batch's objects, in order, intact.
+
+    A server-side copy never sees the bytes, so this is the moment the copies are proven; the sources are
+    still there and nothing points at the new pack yet, so a failure leaves the repository as it was."""
+    buf = repo.load_pack_range(kind, pack)
+    expected = iter(batch)
+    try:
+        for offset, header in iter_headers(buf):
+            chunk_id, entry = next(expected, (None, None))
+            if chunk_id is None or header.object_id != chunk_id or header.total_size != entry.size:
+                raise IntegrityError(f"unexpected object {header.object_id.hex()} at offset {offset}")
+            verify_parts(header, buf, offset)
+        chunk_id, entry = next(expected, (None, None))
+        if chunk_id is not None:
+            raise IntegrityError(f"object {chunk_id.hex()} is missing from the copy")
+    except IntegrityError as exc:
+        source = index.packs.names[entry.pack] if entry is not None else "?"
+        raise IntegrityError(
+            f"copying live objects forward from pack {source} produced a pack that does not verify ({exc}): "
+            "a live object there is damaged; nothing was deleted",
+            hint="run 'packvault check --repair', then compact again",
+        ) from None
+
+
 def compact(
     repo: Repository, *, threshold: float = 10.0, min_age: float = 7200.0, dry_run: bool = False
 ) -> CompactReport:
@@ -217,14 +315,16 @@ def compact(
     before_requests = repo.request_stats()
     index = repo.index
     old_fragments = repo.list_fragments()
+    listed = list_all_packs(repo)
+    prove_index_matches_packs(index, listed)
+    with ChunkReader(repo) as reader:
+        mark(repo, reader, index)
     if not dry_run:
         report.archives_purged = repo.purge_deleted_archives()
         repo.bump_epoch()  # before any change to index or packs
         repo.invalidate_index_cache()
         repo.reset_index(index)
-    with ChunkReader(repo) as reader:
-        mark(repo, reader, index)
-    plans = plan(repo, index, threshold=threshold, min_age=min_age)
+    plans = plan(repo, index, listed, threshold=threshold, min_age=min_age)
     report.packs_total = len(plans)
     report.bytes_before = sum(p.size for p in plans)
     report.live_bytes = sum(p.live for p in plans)

@@ -1,0 +1,350 @@
+"""Issue 14: damage must never become loss, and a writer that lost its lock must never commit.
+
+Each case damages a repository behind Packvault's back (as a lost pack, an attacker with writer credentials
+or a confused operator would) and states what compact, check, repair and create must then do: refuse with
+one line and delete nothing, or keep every byte that an archive may still need.  On a local directory and
+on S3 (moto).
+"""
+
+# ruff: noqa: F811  (the pv fixtures are imported from tests.support.cli and used as arguments)
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from packvault.archive.archive import iter_archive_items, load_archive
+from packvault.archive.create import ArchiveCreator
+from packvault.archive.patterns import ExcludeMatcher
+from packvault.archive.walker import FilesystemSource
+from packvault.errors import LockLost, PackvaultError
+from packvault.repository.index import KIND_DATA, KIND_META
+from packvault.repository.locks import LockManager
+from packvault.repository.objects import HEADER_SIZE
+from packvault.repository.reader import ChunkReader
+from packvault.repository.repository import Repository, content_name
+from tests.maintenance.test_check import RawStore, build, check_json, pack_rel
+from tests.support.cli import pv, pv_env, tree_snapshot  # noqa: F401  (fixtures)
+
+KiB = 1024
+
+
+@pytest.fixture(params=["file", pytest.param("moto", marks=pytest.mark.slow)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "file":
+        return f"file://{tmp_path / 'repo'}"
+    request.getfixturevalue("s3_env")
+    return request.getfixturevalue("make_s3_url")(request.getfixturevalue("moto_endpoint"))
+
+
+def _files(root: Path, count: int, size: int, seed: int) -> None:
+    rnd = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (root / f"f{i:03d}.bin").write_bytes(rnd.randbytes(size))
+
+
+def _open(url: str, *, lock: str | None = None) -> Repository:
+    repo = Repository(url)
+    repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock=lock)
+    return repo
+
+
+def _restores(pv, url: str, archive: str, src: Path, target: Path) -> bool:
+    result = pv("extract", f"{url}::{archive}", "--target", target, expect=None)
+    restored = target / str(src).lstrip("/")
+    return result.rc == 0 and restored.exists() and tree_snapshot(restored) == tree_snapshot(src)
+
+
+def _backup(repo: Repository, name: str, src: Path, *, source=None) -> None:
+    creator = ArchiveCreator(repo, name)
+    walk = FilesystemSource([str(src)], excludes=ExcludeMatcher([]), one_file_system=False, warn=creator.warn)
+    creator.run(source(walk) if source else walk, paths=[str(src)], cmdline=["test"])
+
+
+def _interleaved(pv, url: str, tmp_path: Path, seed: int) -> Path:
+    """Archive 'keep' of files whose packs also hold the (deleted) archive 'both''s other files."""
+    src = tmp_path / "src"
+    rnd = random.Random(seed)
+    src.mkdir()
+    for i in range(12):
+        (src / f"keep{i}").write_bytes(rnd.randbytes(70 * KiB))
+        (src / f"drop{i}").write_bytes(rnd.randbytes(70 * KiB))
+    pv("create", f"{url}::both", src)
+    for i in range(12):
+        (src / f"drop{i}").unlink()
+    pv("create", f"{url}::keep", src)
+    pv("delete", f"{url}::both")
+    return src
+
+
+# --- 1. compact never deletes the only intact copy ----------------------------------------------------------
+
+
+def test_compact_refuses_while_the_index_names_a_lost_pack(pv, url, tmp_path, monkeypatch):
+    """Two overlapping backups stored everything twice; one pack is lost.  compact must delete nothing
+    (the other copies are the only intact ones); check --repair finds them; then compact is safe."""
+    pv("init", url, "--pack-size", "256K")
+    src = tmp_path / "src"
+    _files(src, 8, 90 * KiB, seed=1)
+    writers = []
+    for name in ("a", "b"):  # both loaded the (empty) index before either finished: every chunk twice
+        monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(tmp_path / f"cache-{name}"))
+        repo = _open(url, lock="shared")
+        repo.index  # noqa: B018
+        writers.append((repo, name))
+    for repo, name in writers:
+        _backup(repo, name, src)
+        repo.close()
+    monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(tmp_path / "cache"))
+    raw = RawStore(url)
+    with _open(url) as repo:
+        indexed = {repo.index.get(cid).pack for cid, _ in repo.index.entries()}
+        data_packs = [info.name for info in repo.list_packs(KIND_DATA)]
+    lost = next(name for name in data_packs if name in indexed)
+    raw.delete(raw.find("packs/data", lost))
+    before = raw.snapshot()
+
+    result = pv("compact", url, "--min-age", "0", expect=2)
+    assert "check --repair" in result.err and len(result.err.strip().splitlines()) == 1
+    assert raw.snapshot() == before, "compact must not delete or write anything"
+
+    check_json(pv, url, "--repair")
+    pv("compact", url, "--min-age", "0")
+    for name in ("a", "b"):
+        assert _restores(pv, url, name, src, tmp_path / f"out-{name}"), f"archive {name} lost data"
+    assert check_json(pv, url, "--verify-data")[1]["problems"] == []
+
+
+def test_compact_refuses_stale_index_fragments_put_back(pv, url, tmp_path):
+    """Index fragments from before a compact, written back (any writer credential can): the next compact
+    must refuse instead of trusting locations in packs that compact already replaced."""
+    pv("init", url, "--pack-size", "512K")
+    keep = _interleaved(pv, url, tmp_path, seed=4)
+    raw = RawStore(url)
+    old_fragments = {rel: raw.read(rel) for rel in raw.names("index")}
+    report = json.loads(pv("compact", url, "--min-age", "0", "--json").out)["compact"]
+    assert report["packs_rewritten"] + report["packs_merged"] > 0
+    for rel, data in old_fragments.items():
+        raw.write(rel, data)
+    before = raw.snapshot()
+    result = pv("compact", url, "--min-age", "0", expect=2)
+    assert "check --repair" in result.err
+    assert raw.snapshot() == before
+    check_json(pv, url, "--repair")
+    pv("compact", url, "--min-age", "0")
+    assert _restores(pv, url, "keep", keep, tmp_path / "out")
+
+
+def test_copy_forward_verifies_what_it_copied(pv, url, tmp_path):
+    """A live object damaged in a pack that compact rewrites: the copy is verified by its id and checksums,
+    so compact stops before it deletes anything (the damage is reported, not spread)."""
+    pv("init", url, "--pack-size", "512K")
+    _interleaved(pv, url, tmp_path, seed=9)
+    raw = RawStore(url)
+    with _open(url) as repo, ChunkReader(repo) as reader:
+        entry = repo.find_archive("keep")
+        item = next(i for i in iter_archive_items(reader, load_archive(reader, entry)) if i.get("c"))
+        where = repo.index.get(item["c"][0][0])
+    raw.flip(raw.find("packs/data", where.pack), where.offset + HEADER_SIZE + 40)
+    before = set(raw.names("packs"))
+    result = pv("compact", url, "--min-age", "0", expect=2)
+    assert "check" in result.err and len(result.err.strip().splitlines()) == 1
+    assert before <= set(raw.names("packs")), "no pack deleted after a failed verification"
+
+
+# --- 3. key-less checks see every damaged byte ------------------------------------------------------------------
+
+
+def test_repository_only_check_sees_a_flipped_bit_in_a_compacted_pack(pv, url, tmp_path):
+    pv("init", url, "--pack-size", "512K")
+    _interleaved(pv, url, tmp_path, seed=3)
+    raw = RawStore(url)
+    before = set(raw.names("packs/data"))
+    report = json.loads(pv("compact", url, "--min-age", "0", "--json").out)["compact"]
+    assert report["packs_created"] > 0
+    created = sorted(set(raw.names("packs/data")) - before)
+    rel = next(rel for rel in created if content_name(raw.read(rel)) != rel.rsplit("/", 1)[-1])  # copy-named
+    target = rel.rsplit("/", 1)[-1]
+    raw.flip(rel, HEADER_SIZE + 100)
+    rc, doc = check_json(pv, url, "--repository-only")
+    assert rc == 1, doc
+    assert any(p.get("pack") == target for p in doc["problems"]), doc["problems"]
+
+
+# --- 2. a writer that lost its lock never commits -------------------------------------------------------------------
+
+
+def test_backup_that_lost_its_lock_to_break_lock_and_compact_does_not_commit(pv, url, tmp_path, monkeypatch):
+    pv("init", url, "--pack-size", "256K")
+    src = tmp_path / "src"
+    _files(src, 30, 40 * KiB, seed=5)
+    pv("create", f"{url}::old", src)
+    pv("delete", f"{url}::old")  # its chunks are garbage now, but still indexed: the next backup dedups
+    repo = _open(url, lock="shared")
+    repo.index  # noqa: B018
+    other_cache = tmp_path / "other-cache"
+    own_cache = os.environ["PACKVAULT_CACHE_DIR"]
+
+    def interfering(walk):
+        for n, entry in enumerate(walk):
+            if n == 10:  # meanwhile, on another machine: break the lock, compact everything unreferenced
+                monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(other_cache))
+                pv("break-lock", url, "--force")
+                pv("compact", url, "--min-age", "0")
+                monkeypatch.setenv("PACKVAULT_CACHE_DIR", own_cache)
+            yield entry
+
+    with pytest.raises(PackvaultError) as caught:
+        _backup(repo, "new", src, source=interfering)
+    repo.close()
+    assert caught.value.exit_code == 2
+    assert "lost" in str(caught.value) or "compact" in str(caught.value)
+    listing = json.loads(pv("list", url, "--json").out)["archives"]
+    assert [a["name"] for a in listing] == [], "nothing was committed"
+    rc, doc = check_json(pv, url)
+    assert doc["problems"] == [], doc["problems"]
+    pv("create", f"{url}::again", src)  # a rerun works and is complete
+    assert _restores(pv, url, "again", src, tmp_path / "out")
+
+
+def test_backup_whose_lock_expired_while_suspended_does_not_commit(pv, url, tmp_path, monkeypatch):
+    """A laptop suspended mid-backup: its monotonic clock stood still, another client saw the lock expire
+    (by wall and store clock), removed it and compacted.  On wake-up the backup must not commit."""
+    monkeypatch.setenv("PACKVAULT_LOCK_STALE_SECONDS", "2")
+    monkeypatch.setenv("PACKVAULT_LOCK_REFRESH_SECONDS", "0.5")
+    pv("init", url, "--pack-size", "256K")
+    src = tmp_path / "src"
+    _files(src, 30, 40 * KiB, seed=6)
+    pv("create", f"{url}::old", src)
+    pv("delete", f"{url}::old")
+    repo = _open(url, lock="shared")
+    repo.index  # noqa: B018
+    frozen = time.monotonic()
+    real_monotonic = time.monotonic
+    other_cache = tmp_path / "other-cache"
+    own_cache = os.environ["PACKVAULT_CACHE_DIR"]
+
+    def suspended(walk):
+        for n, entry in enumerate(walk):
+            if n == 10:
+                # suspend: the refresher does nothing and the monotonic clock stands still for 3 s
+                monkeypatch.setattr(LockManager, "_refresh_once", lambda self: None)
+                monkeypatch.setattr("packvault.repository.locks.time.monotonic", lambda: frozen)
+                time.sleep(3.2)
+                monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(other_cache))
+                monkeypatch.setattr("packvault.repository.locks.time.monotonic", real_monotonic)
+                pv("compact", url, "--min-age", "0")  # sees the expired lock, removes it, compacts
+                monkeypatch.setenv("PACKVAULT_CACHE_DIR", own_cache)
+                monkeypatch.setattr("packvault.repository.locks.time.monotonic", lambda: frozen + 0.1)
+            yield entry
+
+    with pytest.raises(PackvaultError) as caught:
+        _backup(repo, "new", src, source=suspended)
+    monkeypatch.setattr("packvault.repository.locks.time.monotonic", real_monotonic)
+    repo.close()
+    assert caught.value.exit_code == 2
+    assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == []
+    assert check_json(pv, url)[1]["problems"] == []
+
+
+def test_lock_check_counts_wall_clock_time(tmp_path):
+    """Monotonic time stops during suspend; the wall clock does not.  A holder whose lock could have looked
+    stale to others by wall-clock time has lost it, even if its monotonic clock says otherwise."""
+    from packvault.storage.url import store_from_location
+
+    store = store_from_location(f"file://{tmp_path / 'store'}", {})
+    store.create()
+    store.open()
+    manager = LockManager(store, seal=lambda d: d, unseal=lambda d: d, stale_seconds=60, refresh_seconds=10)
+    manager.acquire(exclusive=False, wait=1)
+    try:
+        manager.check(verify=True)
+        real_time = time.time
+        import packvault.repository.locks as locks_module
+
+        locks_module.time.time = lambda: real_time() + 120  # type: ignore[method-assign]
+        try:
+            with pytest.raises(LockLost):
+                manager.check()
+        finally:
+            locks_module.time.time = real_time  # type: ignore[method-assign]
+    finally:
+        manager.release()
+        store.close()
+
+
+# --- 5. repair + compact never delete what a damaged archive may still need -----------------------------------
+
+
+@pytest.fixture
+def fx(pv, url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return build(pv, url, tmp_path)
+
+
+def test_flipped_bit_in_item_stream_then_repair_and_compact_keeps_the_data(pv, fx):
+    items = fx.meta["one"]["items"]
+    fx.raw.flip(pack_rel(fx, items), items.offset + items.stored - 5)
+    check_json(pv, fx.url, "--repair")
+    data_before = set(fx.raw.names("packs/data"))
+    result = pv("compact", fx.url, "--min-age", "0", expect=2)
+    assert "damaged" in result.err and "'one'" in result.err
+    assert set(fx.raw.names("packs/data")) >= data_before, "no data pack may go while archive 'one' is damaged"
+    rc, doc = check_json(pv, fx.url, "--verify-data")
+    assert rc == 1 and any(p["level"] == "archives" and p.get("archive") == "one" for p in doc["problems"])
+    out = pv("extract", f"{fx.url}::one", "--target", fx.tmp / "out-one", expect=1)
+    assert "damaged" in out.err
+    # the user decides: once the damaged archive is deleted, compact may reclaim
+    pv("delete", f"{fx.url}::one")
+    pv("compact", fx.url, "--min-age", "0")
+    assert check_json(pv, fx.url)[0] in (0, 1)
+
+
+def test_repaired_files_stay_reported_after_compact(pv, fx):
+    chunk = fx.chunks["one"][fx.p("src/a")][0]
+    fx.raw.delete(pack_rel(fx, chunk))
+    check_json(pv, fx.url, "--repair")
+    pv("compact", fx.url, "--min-age", "0")
+    rc, doc = check_json(pv, fx.url)
+    assert rc == 1, "a repaired archive is still damaged"
+    repaired = {(p["archive"], p["path"]) for p in doc["problems"] if p["kind"] == "file-repaired"}
+    assert ("one", fx.p("src/a")) in repaired
+
+
+def test_archive_metadata_lost_then_repair_and_compact_keeps_the_data(pv, fx):
+    """Metadata pack lost: repair must not retire the archives in a way that lets compact delete their
+    (intact) data; compact refuses until the user deletes the archives it cannot read."""
+    archive = fx.meta["one"]["archive"]
+    fx.raw.delete(pack_rel(fx, archive))
+    data_before = set(fx.raw.names("packs/data"))
+    check_json(pv, fx.url, "--repair")
+    result = pv("compact", fx.url, "--min-age", "0", expect=2)
+    assert "'one'" in result.err
+    assert set(fx.raw.names("packs/data")) >= data_before
+    rc, doc = check_json(pv, fx.url)
+    assert rc == 1 and any(p["kind"] == "archive-meta-lost" for p in doc["problems"])
+
+
+def test_compact_keeps_archives_metadata_apart(pv, tmp_path):
+    """Merging all archives' metadata into one pack means one lost object loses every archive."""
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url, "--pack-size", "1M")
+    sources = []
+    for n in range(4):
+        src = tmp_path / f"src{n}"
+        _files(src, 3, 20 * KiB, seed=40 + n)
+        pv("create", f"{url}::a{n}", src)
+        sources.append(src)
+    pv("create", f"{url}::tmp", sources[0])
+    pv("delete", f"{url}::tmp")
+    pv("compact", url, "--min-age", "0", "--threshold", "1")
+    with _open(url) as repo:
+        homes = {repo.index.get(entry.id).pack for entry in repo.archive_entries()}
+        meta_packs = [info.name for info in repo.list_packs(KIND_META)]
+    assert len(homes) == 4, f"the archives' metadata share packs: {homes} of {meta_packs}"
