@@ -149,7 +149,7 @@ class ArchiveCreator:
                 comment=self.comment,
                 stats=meta["stats"],
             )
-            repo.check_lock()
+            repo.prove_unchanged()  # against the store, not a flag: see its docstring
             repo.put_archive_entry(entry)  # last: the archive exists from here on
             repo.remember_written_fragments(writer.fragments_written)
         finally:

@@ -118,6 +118,26 @@ class _Written:
     key: str
     mono_before: float  # time.monotonic() just before the store call
     wall_after: float  # time.time() just after it returned
+    wall_before: float = 0.0  # time.time() just before the store call
+    boot_before: float = 0.0  # _boottime() just before the store call
+
+    def age(self) -> float:
+        """Seconds since this object was written, by whichever local clock says more.
+
+        Monotonic time stands still while a machine is suspended, wall time can jump; the others judge our
+        lock by wall clocks (theirs and the store's).  So the holder counts every clock it has: a lock that
+        may have looked stale to anyone by any of them is treated as lost."""
+        return max(
+            time.monotonic() - self.mono_before,
+            _boottime() - self.boot_before,
+            time.time() - self.wall_before,
+        )
+
+
+def _boottime() -> float:
+    """A clock that keeps counting while the machine sleeps (Linux CLOCK_BOOTTIME), else monotonic."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(clock) if clock is not None else time.monotonic()
 
 
 # --- host identity and local process liveness --------------------------------------------------------
@@ -334,6 +354,15 @@ class LockManager:
             raise LockLost(f"repository lock lost: {self._lost_reason}")
         if self._current is None:
             raise LockError("no repository lock is held")
+        with self._mutex:
+            current = self._current
+            if current is not None and self._lost_reason is None and current.age() >= self.stale_seconds:
+                self._lose(
+                    f"it was not refreshed for {current.age():.0f} s (machine suspended or stalled), so others may "
+                    "have taken it for stale"
+                )
+        if self._lost_reason is not None:
+            raise LockLost(f"repository lock lost: {self._lost_reason}")
         if verify:
             with self._mutex:
                 current = self._current
@@ -571,7 +600,7 @@ class LockManager:
             except Exception as exc:
                 logger.warning("could not refresh the repository lock (will retry): %s", exc)
                 with self._mutex:
-                    if self._current is not None and time.monotonic() - self._current.mono_before >= self.stale_seconds:
+                    if self._current is not None and self._current.age() >= self.stale_seconds:
                         self._lose(f"it could not be refreshed for {self.stale_seconds:.0f} s ({exc})")
                 if self._stop.wait(min(1.0, self.refresh_seconds / 4)):
                     return
@@ -581,7 +610,7 @@ class LockManager:
             old, previous, record = self._current, self._previous, self._record
             if old is None or record is None or self._lost_reason is not None or self._stop.is_set():
                 return
-            if time.monotonic() - old.mono_before >= self.stale_seconds:
+            if old.age() >= self.stale_seconds:
                 self._lose("it was not refreshed before it could look stale to others")
                 return
             if not self._exists(old.key):
@@ -594,7 +623,7 @@ class LockManager:
             new = self._write({**record, "time": time.time()})
             # Others may take our old object for stale once stale_seconds have passed since it was written.
             # The new object protects us only if it became visible before that moment.
-            if time.monotonic() - old.mono_before >= self.stale_seconds:
+            if old.age() >= self.stale_seconds:
                 self._delete_quietly(new.key)
                 self._lose("a refresh took so long that the lock could have looked stale to others")
                 return
@@ -622,12 +651,12 @@ class LockManager:
         record = {**record, "time": time.time()}
         sealed = self._seal(msgpack.packb(record, use_bin_type=True))
         key = hashlib.sha256(sealed).hexdigest()
-        mono_before = time.monotonic()
+        mono_before, boot_before, wall_before = time.monotonic(), _boottime(), time.time()
         self.store.store(name(LOCKS, key), sealed)
         wall_after = time.time()
         with self._decoded_lock:
             self._decoded[key] = record
-        return _Written(key=key, mono_before=mono_before, wall_after=wall_after)
+        return _Written(key, mono_before, wall_after, wall_before, boot_before)
 
     def _delete_quietly(self, key: str) -> bool:
         """Delete a lock object; False if it was already gone."""

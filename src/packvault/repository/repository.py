@@ -26,6 +26,7 @@ from ..crypto.keys import KeyMaterial, key_blob_repository_id, new_key_material,
 from ..errors import (
     ArchiveNotFound,
     IntegrityError,
+    LockLost,
     ObjectMissing,
     RepositoryAlreadyExists,
     RepositoryNotFound,
@@ -241,9 +242,24 @@ class Repository:
             wait = float(os.environ.get("PACKVAULT_LOCK_WAIT", "60"))
         self.lock_manager.acquire(exclusive=exclusive, wait=wait)
 
-    def check_lock(self) -> None:
+    def check_lock(self, *, verify: bool = False) -> None:
+        """Raise LockLost if our lock is lost; ``verify`` also asks the store whether it still exists."""
         if self.lock_manager is not None:
-            self.lock_manager.check()
+            self.lock_manager.check(verify=verify)
+
+    def prove_unchanged(self) -> None:
+        """Prove, against the store, that what this writer relies on still holds: its lock exists, and no
+        compact or repair ran since it loaded the index (the epoch it loaded with is still the store's).
+
+        Called before a writer makes anything reference what it deduplicated against the index (an index
+        fragment, the ``archives/`` entry): a writer whose lock was broken, or that slept through its
+        lock's expiry, may have had those chunks deleted under it, and must not commit."""
+        self.check_lock(verify=True)
+        if self._index is not None and self._index_fragments is not None and self.epoch() != self._index_epoch:
+            raise LockLost(
+                "a compact or repair changed the repository while this run held no valid lock; nothing was committed",
+                hint="run it again: what was already uploaded is reused",
+            )
 
     def close(self) -> None:
         if self.lock_manager is not None:

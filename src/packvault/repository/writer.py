@@ -258,6 +258,7 @@ class RepositoryWriter:
     def _write_checkpoint_locked(self) -> None:
         if not self._unsaved:
             return
+        self.repo.prove_unchanged()  # a fragment makes what this run deduplicated count as stored
         name = self.repo.write_fragment(encode_fragment(self._unsaved))
         self.fragments_written.append(name)
         self.stats["fragments"] += 1
