@@ -293,9 +293,12 @@ def _data_case(
     assert rc == 1
     assert any("marked damaged" in r for r in rep["repairs"]) and any("rebuild the index" in r for r in rep["repairs"])
     rc, after = check_json(pv, fx.url)
-    assert kinds(after) == residual, after["problems"]
-    assert rc == (1 if residual else 0)
-    assert not [p for p in after["problems"] if p["level"] == "archives"]
+    # a repaired file restores with zeros: it stays a problem (issue 14), named by archive and path
+    assert kinds(after) == residual | {"file-repaired"}, after["problems"]
+    assert rc == 1
+    repaired = {(p["archive"], p["path"]) for p in after["problems"] if p["level"] == "archives"}
+    assert {p["kind"] for p in after["problems"] if p["level"] == "archives"} == {"file-repaired"}
+    assert repaired == _expected_files(damaged)
     verify_restore(pv, fx, damaged=damaged)
     # a second repair has nothing left to do with the archives
     rc, again = check_json(pv, fx.url, "--repair")
@@ -368,7 +371,9 @@ def test_bit_flip_in_item_stream(pv, fx):
     rc, rep = check_json(pv, fx.url, "--repair")
     assert rc == 1 and any("new item stream" in r for r in rep["repairs"])
     rc, after = check_json(pv, fx.url)
-    assert kinds(after) == {"pack-name", "bytes-damaged"}, after["problems"]
+    # the archive whose file list lost a part stays damaged (issue 14): compact keeps its data
+    assert kinds(after) == {"pack-name", "bytes-damaged", "archive-damaged"}, after["problems"]
+    assert [p["archive"] for p in after["problems"] if p["kind"] == "archive-damaged"] == ["one"]
     gone = {("one", path) for path in fx.contents["one"]}
     verify_restore(pv, fx, damaged={"lost_ids": set()}, gone=gone)
 
@@ -383,11 +388,13 @@ def test_bit_flip_in_archive_metadata(pv, fx):
     assert meta_lost and meta_lost[0]["archive"] == "one" and meta_lost[0]["object"] == archive.id.hex()
     assert any(p["kind"] == "object-damaged" and p["pack"] == archive.pack for p in doc["problems"])
     rc, rep = check_json(pv, fx.url, "--repair")
-    assert any("soft-delete" in r and "'one'" in r for r in rep["repairs"]), rep["repairs"]
+    # the entry is kept (issue 14): retiring it would let compact delete the data it may reference
+    assert not any("soft-delete" in r and "'one'" in r for r in rep["repairs"]), rep["repairs"]
+    assert any("metadata is lost" in n and "'one'" in n for n in rep["notes"]), rep["notes"]
     rc, after = check_json(pv, fx.url)
-    assert kinds(after) == {"pack-name", "bytes-damaged"}, after["problems"]
+    assert kinds(after) == {"pack-name", "bytes-damaged", "archive-meta-lost"}, after["problems"]
     listing = pv("list", fx.url, "--json").out
-    assert '"two"' in listing and '"one"' not in listing
+    assert '"two"' in listing and '"one"' in listing
     verify_restore(pv, fx, damaged={"lost_ids": set()}, archives=("two",))
 
 
@@ -536,13 +543,16 @@ def test_repair_heals_when_the_chunk_comes_back(pv, fx):
     }
     fx.raw.delete(pack_rel(fx, chunk))
     pv("check", fx.url, "--repair", expect=1)
-    check_json(pv, fx.url, expect=0)
+    rc, doc = check_json(pv, fx.url, expect=1)  # the patched files stay reported until healed
+    assert kinds(doc) == {"file-repaired"}
     # a new backup of the same tree stores the lost chunks of its current content again
     pv("create", f"{fx.url}::three", "src", "--no-files-cache")
-    rc, doc = check_json(pv, fx.url, expect=0)
+    rc, doc = check_json(pv, fx.url, expect=1)
     assert any("repair restores it" in n for n in doc["notes"])
     rc, rep = check_json(pv, fx.url, "--repair")
     assert any("healed" in r and fx.p("src/a") in r for r in rep["repairs"])
+    rc, healed = check_json(pv, fx.url)
+    assert fx.p("src/a") not in {p.get("path") for p in healed["problems"]}, "a healed file is no problem"
     current = {c.id for chunks in fx.chunks["two"].values() for c in chunks}
     verify_restore(pv, fx, damaged=_damaged_files(fx, in_pack - current))
 

@@ -298,8 +298,6 @@ def test_flipped_bit_in_item_stream_then_repair_and_compact_keeps_the_data(pv, f
     assert set(fx.raw.names("packs/data")) >= data_before, "no data pack may go while archive 'one' is damaged"
     rc, doc = check_json(pv, fx.url, "--verify-data")
     assert rc == 1 and any(p["level"] == "archives" and p.get("archive") == "one" for p in doc["problems"])
-    out = pv("extract", f"{fx.url}::one", "--target", fx.tmp / "out-one", expect=1)
-    assert "damaged" in out.err
     # the user decides: once the damaged archive is deleted, compact may reclaim
     pv("delete", f"{fx.url}::one")
     pv("compact", fx.url, "--min-age", "0")

@@ -42,6 +42,7 @@ import msgpack
 from borgstore.backends.errors import ObjectNotFound
 
 from ..archive import items as it
+from ..archive.archive import DAMAGE_LOST_ITEM_CHUNKS, META_DAMAGE
 from ..crypto.keys import key_blob_repository_id
 from ..errors import EXIT_OK, EXIT_WARNING, IntegrityError, ObjectMissing, PackvaultError, UsageError
 from ..repository.index import KIND_DATA, KIND_META, ChunkIndex, Location
@@ -618,6 +619,7 @@ class Checker:
                     )
                 if data is None:
                     findings.lost_item_chunks += 1
+                    findings.lost_item_ids.append(item_id)
                 elif status != "ok":
                     findings.unindexed += 1
                 yield data
@@ -662,6 +664,9 @@ class Checker:
                     )
                 else:
                     findings.known_damaged += 1
+            if "e" in item:
+                # a repaired file is still damaged: it restores with zeros, so it stays a problem until healed
+                report.add("archives", "file-repaired", str(item["e"]), archive=label, path=path)
         if findings.lost_item_chunks == 0 and findings.items != meta.get("nitems", findings.items):
             report.add(
                 "archives",
@@ -677,9 +682,14 @@ class Checker:
                 "(repair re-indexes them)",
                 archive=label,
             )
-        if findings.known_damaged:
-            report.notes.append(
-                f"archive {label!r}: {findings.known_damaged} file(s) hold zero placeholders from an earlier repair"
+        lost_before = (meta.get(META_DAMAGE) or {}).get(DAMAGE_LOST_ITEM_CHUNKS) or []
+        if lost_before:
+            report.add(
+                "archives",
+                "archive-damaged",
+                f"an earlier repair could not read {len(lost_before)} part(s) of the file list: the files listed "
+                "there are missing from this archive, and compact keeps all data until the archive is deleted",
+                archive=label,
             )
         report.count("files", findings.files)
         return findings
@@ -719,6 +729,7 @@ class ArchiveFindings:
     files: int = 0
     damaged_files: int = 0
     lost_item_chunks: int = 0
+    lost_item_ids: list[bytes] = field(default_factory=list)
     unindexed: int = 0
     healable: int = 0
     known_damaged: int = 0

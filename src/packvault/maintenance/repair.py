@@ -11,14 +11,19 @@ The caller holds the exclusive lock.  Steps, and why in this order:
    rewritten: a damaged object stays where it is, the index just stops pointing at it (``compact``
    reclaims the space later, copying the intact objects forward).
 2. **Archive entries.**  Archive metadata objects that no entry (live or soft-deleted) refers to get a new
-   ``archives/`` entry.  Entries that do not decrypt, and entries whose metadata object is lost, are
-   soft-deleted (reversible with ``undelete`` until ``compact``), after the re-created entries are stored.
+   ``archives/`` entry.  Entries that do not decrypt are soft-deleted (reversible with ``undelete`` until
+   ``compact``), after the re-created entries are stored.  Entries whose metadata object is lost are kept:
+   ``compact`` refuses to run while they exist, so the data they may reference is not collected before
+   the user gives them up with ``delete``.
 3. **Damaged files.**  An archive with files whose chunks are lost (or whose item-stream chunks are lost)
    gets a new item stream: each lost chunk becomes a chunk of zeros of the same size, the item keeps its
    original chunk list under ``ch`` and an error note under ``e``.  When a later backup brings a lost chunk
    back, the next repair finds every ``ch`` chunk intact and restores the original list.  The new item
    stream is stored, then the new archive metadata, then the new entry; the old entry is soft-deleted
-   only after that.  Everything else in the archive is kept as it was.
+   only after that.  Everything else in the archive is kept as it was.  What could not be salvaged is
+   recorded in the new metadata (``damaged``: the unreadable item-stream chunks, the number of patched
+   files), so ``check`` keeps reporting the archive, ``extract`` warns, and ``compact`` keeps all data
+   while the file list of a live archive is incomplete.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from datetime import UTC, datetime
 import msgpack
 
 from ..archive import items as it
+from ..archive.archive import DAMAGE_FILES, DAMAGE_LOST_ITEM_CHUNKS, DAMAGE_REPAIRED, META_DAMAGE
 from ..errors import PackvaultError
 from ..repository.index import ChunkIndex, Location, encode_index_fragments
 from ..repository.objects import TYPE_ARCHIVE
@@ -137,14 +143,19 @@ def recreate_entries(checker: Checker, *, dry_run: bool) -> None:
 
 
 def retire_entries(checker: Checker, *, dry_run: bool) -> None:
-    """Soft-delete entries that cannot be used: they do not open, or their archive metadata is lost."""
+    """Soft-delete entries that do not open (their archive, if its metadata survived, got a new entry).
+
+    An entry whose archive metadata is lost is kept: which data that archive references is unknown, so
+    retiring it would let compact delete data that may be all that is left of it.  It stays a problem in
+    ``check`` and stops ``compact`` until the user deletes it."""
     repo = checker.repo
     doomed = [(key, "it does not decrypt") for key in checker.damaged_entries]
-    doomed += [
-        (key, f"the metadata of archive {entry.name!r} is lost")
-        for key, entry in checker.entries
-        if key not in checker.metas
-    ]
+    for key, entry in checker.entries:
+        if key not in checker.metas:
+            checker.report.notes.append(
+                f"archive {entry.name!r}: its metadata is lost; the entry is kept so compact cannot delete data "
+                f"it may reference; delete it ('packvault delete REPO::{entry.name}') when you give it up"
+            )
     for key, why in doomed:
         checker.report.repairs.append(f"soft-delete archives/ entry {key}: {why}")
         if not dry_run:
@@ -254,6 +265,15 @@ def _rewrite_one(
     new_meta["items"] = item_ids
     new_meta["nitems"] = stream.count
     new_meta["repaired"] = datetime.now(UTC).isoformat()
+    damage = dict(meta.get(META_DAMAGE) or {})
+    lost_items = list(damage.get(DAMAGE_LOST_ITEM_CHUNKS) or []) + findings.lost_item_ids
+    if lost_items:
+        damage[DAMAGE_LOST_ITEM_CHUNKS] = lost_items
+    if damaged:
+        damage[DAMAGE_FILES] = damage.get(DAMAGE_FILES, 0) + damaged
+    if damage:
+        damage[DAMAGE_REPAIRED] = new_meta["repaired"]
+        new_meta[META_DAMAGE] = damage
     plaintext = msgpack.packb(new_meta)
     archive_id = repo.chunk_id(plaintext)
     checker.report.repairs.append(
