@@ -346,3 +346,43 @@ def test_compact_keeps_archives_metadata_apart(pv, tmp_path):
         homes = {repo.index.get(entry.id).pack for entry in repo.archive_entries()}
         meta_packs = [info.name for info in repo.list_packs(KIND_META)]
     assert len(homes) == 4, f"the archives' metadata share packs: {homes} of {meta_packs}"
+
+
+# --- majors: the config is authenticated and redundant --------------------------------------------------------------
+
+
+def test_flipped_bit_in_config_is_detected_and_recovered(pv, url, tmp_path, caplog):
+    pv("init", url)
+    src = tmp_path / "src"
+    _files(src, 2, 10 * KiB, seed=50)
+    pv("create", f"{url}::a", src)
+    raw = RawStore(url)
+    config = bytearray(raw.read("config/repository"))
+    config[config.index(b"repokey") + 2] ^= 0x01  # one bit: "repokey" is no longer what the key says
+    raw.write("config/repository", bytes(config))
+    rc, bare = check_json(pv, url, "--repository-only")
+    assert rc == 1 and {p["kind"] for p in bare["problems"]} == {"config-damaged"}
+    result = pv("list", url)  # the copy stands in, with a warning
+    assert "a" in result.out and "config/repository is damaged" in caplog.text
+    check_json(pv, url, "--repair")
+    assert check_json(pv, url, "--repository-only")[1]["problems"] == []
+    assert check_json(pv, url)[1]["problems"] == []
+
+
+def test_config_rewritten_without_the_key_is_refused_and_restored(pv, url, tmp_path):
+    from packvault.repository.config import RepoConfig
+
+    pv("init", url)
+    raw = RawStore(url)
+    original = RepoConfig.decode(raw.read("config/repository"))
+    import dataclasses
+
+    forged = dataclasses.replace(original, compression="none", pack_size=64 * 1024)
+    raw.write("config/repository", forged.encode())  # a consistent record, checksum and all
+    raw.write("config/repository.copy", forged.encode())
+    result = pv("list", url, expect=2)
+    assert "does not authenticate" in result.err and len(result.err.strip().splitlines()) == 1
+    rc, doc = check_json(pv, url)
+    assert rc == 1 and "config-unauthenticated" in {p["kind"] for p in doc["problems"]}
+    check_json(pv, url, "--repair")  # no authentic version left: nothing is blessed
+    pv("list", url, expect=2)

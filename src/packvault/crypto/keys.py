@@ -13,6 +13,8 @@ authentication failure with an intact blob is reported as a wrong passphrase.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -45,6 +47,12 @@ class KeyMaterial:
         raw = hkdf(self.master_key, salt=self.repository_id, info=b"packvault chunker seed v1", length=8)
         # pyfastcdc wants a non-zero seed below 2**63 (0 means its built-in table).
         return (int.from_bytes(raw, "little") & (2**62 - 1)) | 1
+
+    def config_mac(self, data: bytes) -> bytes:
+        """A MAC of the plaintext repository config: it is read before the key is known, so it cannot be
+        sealed, but once the key is open a flipped or forged field (encryption mode, pack size) shows."""
+        key = hkdf(self.master_key, salt=self.repository_id, info=b"packvault config mac v1")
+        return hmac.new(key, data, hashlib.sha256).digest()
 
     def new_session(self) -> SessionSealer:
         return SessionSealer(self.master_key, self.cipher)

@@ -45,6 +45,7 @@ from ..archive import items as it
 from ..archive.archive import DAMAGE_LOST_ITEM_CHUNKS, META_DAMAGE
 from ..crypto.keys import key_blob_repository_id
 from ..errors import EXIT_OK, EXIT_WARNING, IntegrityError, ObjectMissing, PackvaultError, UsageError
+from ..repository.config import CONFIG_COPY_NAME, CONFIG_NAME, RepoConfig
 from ..repository.index import KIND_DATA, KIND_META, ChunkIndex, Location
 from ..repository.objects import TYPE_ARCHIVE, parse_header, resync, verify_parts
 from ..repository.repository import ArchiveEntry, Repository, content_name, pack_name_matches
@@ -160,10 +161,12 @@ class Checker:
         self.findings: dict[str, ArchiveFindings] = {}  # per entry store key
         self.metas: dict[str, dict] = {}  # archive metadata per entry store key
         self.orphans: list[bytes] = []  # archive metadata objects without an entry
+        self.config_rewrite = False  # the config, its copy or its MAC needs to be (re)written
 
     # --- level 1 -----------------------------------------------------------------------------------------------
 
     def run_repository_level(self) -> None:
+        self.check_config()
         self.check_key()
         for kind in (KIND_DATA, KIND_META):
             for info in self.repo.list_packs(kind):
@@ -180,6 +183,44 @@ class Checker:
             self.compare_index()
         else:
             self.report_damage_without_key()
+
+    def check_config(self) -> None:
+        """The config and its copy by their checksums (no key needed); with the key, its MAC."""
+        objects = self.repo.config_objects()
+        for name in (CONFIG_NAME, CONFIG_COPY_NAME):
+            raw = objects[name]
+            if raw is None:
+                if name == CONFIG_COPY_NAME:
+                    self.config_rewrite = True
+                    self.report.notes.append("the repository config has no copy yet (older repository); repair adds it")
+                continue
+            try:
+                RepoConfig.decode(raw)
+            except IntegrityError as exc:
+                self.config_rewrite = True
+                self.report.add("repository", "config-damaged", f"{exc}", object=name)
+                continue
+            if not RepoConfig.has_checksum(raw):
+                self.config_rewrite = True
+                self.report.notes.append(f"{name} has no checksum yet (older repository); repair adds it")
+        if objects[CONFIG_NAME] and objects[CONFIG_COPY_NAME] and objects[CONFIG_NAME] != objects[CONFIG_COPY_NAME]:
+            self.config_rewrite = True
+            if not self.report.problems or self.report.problems[-1].kind != "config-damaged":
+                self.report.add("repository", "config-damaged", "the config and its copy differ", object=CONFIG_NAME)
+        if not self.has_key:
+            return
+        authentic = self.repo.config_authentic()
+        if authentic is False:
+            self.config_rewrite = True
+            self.report.add(
+                "repository",
+                "config-unauthenticated",
+                "the repository config does not authenticate under the key (changed without the key)",
+                object=CONFIG_NAME,
+            )
+        elif authentic is None:
+            self.config_rewrite = True
+            self.report.notes.append("the repository config has no MAC yet (older repository); repair adds it")
 
     def check_key(self) -> None:
         """Structure of the key blob(s); with the key opened this already passed."""
@@ -906,6 +947,7 @@ def run_check_command(args, location: str, s3_options: dict[str, str]) -> int:
     bar = Progress(bool(getattr(args, "progress", False)))
     try:
         repo.open(None, lock=None)
+        repo.tolerate_config_damage = True  # check reports it (and repair restores it) instead of refusing
         if not opts.repository_only:
             repo.unlock(passphrase_provider()())
             repo.acquire_lock(exclusive=opts.repair, wait=getattr(args, "lock_wait", None))

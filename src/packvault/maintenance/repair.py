@@ -29,13 +29,15 @@ The caller holds the exclusive lock.  Steps, and why in this order:
 from __future__ import annotations
 
 import dataclasses
+import hmac
 from datetime import UTC, datetime
 
 import msgpack
 
 from ..archive import items as it
 from ..archive.archive import DAMAGE_FILES, DAMAGE_LOST_ITEM_CHUNKS, DAMAGE_REPAIRED, META_DAMAGE
-from ..errors import PackvaultError
+from ..errors import IntegrityError, PackvaultError
+from ..repository.config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
 from ..repository.index import ChunkIndex, Location, encode_index_fragments
 from ..repository.objects import TYPE_ARCHIVE
 from ..repository.repository import ArchiveEntry
@@ -45,6 +47,8 @@ from .check import FLAG_BAD, REQUIRED_META_KEYS, Checker, iter_items_robust
 
 
 def repair(checker: Checker, *, dry_run: bool) -> None:
+    if checker.config_rewrite and checker.has_key:
+        restore_config(checker, dry_run=dry_run)
     if checker.index_changed:
         rebuild_index(checker, dry_run=dry_run)
     if checker.opts.repository_only or not checker.has_key:
@@ -52,6 +56,40 @@ def repair(checker: Checker, *, dry_run: bool) -> None:
     recreate_entries(checker, dry_run=dry_run)
     retire_entries(checker, dry_run=dry_run)
     rewrite_archives(checker, dry_run=dry_run)
+
+
+# --- 0. the config ------------------------------------------------------------------------------------------------
+
+
+def restore_config(checker: Checker, *, dry_run: bool) -> None:
+    """Rewrite the config, its copy and its MAC from a version the key vouches for.
+
+    With a MAC, only a stored version that authenticates is used (a forged one is never blessed); an older
+    repository without a MAC has only its checksum-verified config, which is then signed as it is."""
+    repo = checker.repo
+    objects = repo.config_objects()
+    mac = objects[CONFIG_MAC_NAME]
+    chosen = None
+    for name in (CONFIG_NAME, CONFIG_COPY_NAME):
+        raw = objects[name]
+        if raw is None:
+            continue
+        try:
+            config = RepoConfig.decode(raw)
+        except IntegrityError:
+            continue
+        if mac is None or hmac.compare_digest(mac, repo.key.config_mac(raw)):
+            chosen = config
+            break
+    if chosen is None:
+        checker.report.notes.append(
+            "no stored version of the repository config authenticates under the key: it was not rewritten"
+        )
+        return
+    checker.report.repairs.append("rewrite the repository config, its copy and its MAC from the authentic version")
+    if not dry_run:
+        repo.check_lock()
+        repo.write_config(chosen, repo.key)
 
 
 # --- 1. the index -----------------------------------------------------------------------------------------------

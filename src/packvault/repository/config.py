@@ -3,10 +3,22 @@
 Nothing secret lives here: it is what a client needs before it has the key (format version, encryption
 mode) and what every writer must agree on (pack size, chunker parameters, default compression).
 ``config/repository`` is written last by ``init``, so its presence marks a complete repository.
+
+It cannot be sealed (it is needed to find the key), so it is protected in three layers:
+
+- a checksum inside the record (``check``, BLAKE2b over the other fields), which any reader verifies
+  without the key: one flipped bit must not silently switch ``repokey`` to ``keyfile``;
+- a copy (``config/repository.copy``), used when the checksum of the first fails, and
+- a MAC under the master key (``config/repository.mac``), verified right after unlocking, which catches
+  a config rewritten on purpose (a consistent record with a valid checksum).
+
+Records written before these existed have no ``check``; they are accepted, and ``check --repair`` adds the
+checksum, the copy and the MAC.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,7 +33,14 @@ MIN_PACK_SIZE = 64 * 1024
 MAX_PACK_SIZE = 1024 * 1024 * 1024
 
 CONFIG_NAME = "config/repository"
+CONFIG_COPY_NAME = "config/repository.copy"
+CONFIG_MAC_NAME = "config/repository.mac"
 EPOCH_NAME = "config/epoch"
+CHECK_FIELD = "check"
+
+
+def _checksum(fields: dict) -> bytes:
+    return hashlib.blake2b(msgpack.packb(fields), digest_size=16).digest()
 
 
 @dataclass(frozen=True)
@@ -36,38 +55,51 @@ class RepoConfig:
     version: int = FORMAT_VERSION
 
     def encode(self) -> bytes:
-        return msgpack.packb(
-            {
-                "version": self.version,
-                "id": self.repository_id,
-                "encryption": self.encryption,
-                "cipher": self.cipher,
-                "pack_size": self.pack_size,
-                "compression": self.compression,
-                "chunker": self.chunker.to_dict(),
-                "created": self.created,
-            }
-        )
+        fields = {
+            "version": self.version,
+            "id": self.repository_id,
+            "encryption": self.encryption,
+            "cipher": self.cipher,
+            "pack_size": self.pack_size,
+            "compression": self.compression,
+            "chunker": self.chunker.to_dict(),
+            "created": self.created,
+        }
+        return msgpack.packb({**fields, CHECK_FIELD: _checksum(fields)})
+
+    @staticmethod
+    def has_checksum(data: bytes) -> bool:
+        try:
+            d = msgpack.unpackb(data)
+        except (ValueError, TypeError, msgpack.UnpackException):
+            return False
+        return isinstance(d, dict) and CHECK_FIELD in d
 
     @classmethod
     def decode(cls, data: bytes) -> RepoConfig:
         try:
             d = msgpack.unpackb(data)
             version = d["version"]
-        except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+            check = d.pop(CHECK_FIELD, None)
+        except (ValueError, KeyError, TypeError, AttributeError, msgpack.UnpackException) as exc:
             raise IntegrityError(f"repository config is damaged: {exc}") from None
+        if check is not None and check != _checksum(d):
+            raise IntegrityError("repository config is damaged: checksum mismatch")
         if version != FORMAT_VERSION:
             raise UnsupportedRepository(f"repository format version {version} is not supported by this Packvault")
-        return cls(
-            repository_id=d["id"],
-            encryption=d["encryption"],
-            cipher=d["cipher"],
-            pack_size=d["pack_size"],
-            compression=d["compression"],
-            chunker=ChunkerParams.from_dict(d["chunker"]),
-            created=d["created"],
-            version=version,
-        )
+        try:
+            return cls(
+                repository_id=d["id"],
+                encryption=d["encryption"],
+                cipher=d["cipher"],
+                pack_size=d["pack_size"],
+                compression=d["compression"],
+                chunker=ChunkerParams.from_dict(d["chunker"]),
+                created=d["created"],
+                version=version,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"repository config is damaged: {exc}") from None
 
 
 def parse_size(text: str) -> int:

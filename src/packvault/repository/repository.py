@@ -8,6 +8,7 @@ worker threads; everything else goes through ``Store``, which serializes its cal
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import os
 from collections.abc import Callable
@@ -39,7 +40,16 @@ from ..storage.spool import SpoolFile
 from ..storage.store import Store, discard
 from ..storage.url import store_from_location
 from .cache import RepositoryCache, config_root
-from .config import CONFIG_NAME, DEFAULT_PACK_SIZE, EPOCH_NAME, MAX_PACK_SIZE, MIN_PACK_SIZE, RepoConfig
+from .config import (
+    CONFIG_COPY_NAME,
+    CONFIG_MAC_NAME,
+    CONFIG_NAME,
+    DEFAULT_PACK_SIZE,
+    EPOCH_NAME,
+    MAX_PACK_SIZE,
+    MIN_PACK_SIZE,
+    RepoConfig,
+)
 from .index import ChunkIndex, PackTable, new_table
 from .objects import TYPE_ARCHIVE_ENTRY, TYPE_INDEX, TYPE_LOCK, ObjectCodec
 
@@ -143,6 +153,8 @@ class Repository:
         self._index_fragments: list[str] | None = None  # the fragments the loaded index is made of
         self._opened = False
         self.lock_manager = None
+        self._config_raw = b""
+        self.tolerate_config_damage = False  # check opens a repository whose config does not authenticate
 
     @property
     def is_remote(self) -> bool:
@@ -194,10 +206,71 @@ class Repository:
             pack_size=pack_size,
             compression=compression,
         )
-        self.store.store(CONFIG_NAME, config.encode())  # last: its presence marks a complete repository
+        self.write_config(config, material)
         self.config = config
         self._set_key(material)
         return config
+
+    def write_config(self, config: RepoConfig, material: KeyMaterial) -> None:
+        """The MAC and the copy first, the config itself last (its presence marks a complete repository).
+        ``config/`` keys are compare-and-swap on S3: a key that exists is read before it is replaced."""
+        raw = config.encode()
+        for name, value in ((CONFIG_MAC_NAME, material.config_mac(raw)), (CONFIG_COPY_NAME, raw), (CONFIG_NAME, raw)):
+            with contextlib.suppress(ObjectNotFound):
+                self.store.load(name)
+            self.store.store(name, value)
+        self._config_raw = raw
+
+    def _load_config(self) -> RepoConfig:
+        """The config, verified by its checksum; its copy when the first is damaged (see ``config.py``)."""
+        try:
+            raw = self.store.load(CONFIG_NAME)
+        except ObjectNotFound:
+            self.close()
+            raise RepositoryNotFound(f"{self.location} is not a Packvault repository") from None
+        try:
+            config = RepoConfig.decode(raw)
+            if RepoConfig.has_checksum(raw):
+                self._config_raw = raw
+                return config
+            damage: IntegrityError | None = None
+        except IntegrityError as exc:
+            config, damage = None, exc
+        try:
+            copy = self.store.load(CONFIG_COPY_NAME)
+            copy_config = RepoConfig.decode(copy) if RepoConfig.has_checksum(copy) else None
+        except (ObjectNotFound, IntegrityError):
+            copy_config = None
+        if copy_config is not None:
+            if damage is not None:
+                log.warning("%s is damaged (%s); using its copy (run 'packvault check --repair')", CONFIG_NAME, damage)
+            self._config_raw = copy
+            return copy_config
+        if config is None:
+            assert damage is not None
+            damage.hint = "its copy is damaged or missing too; restore config/repository from a backup of the store"
+            raise damage
+        self._config_raw = raw  # written before configs had a checksum: repair adds it
+        return config
+
+    def config_objects(self) -> dict[str, bytes | None]:
+        """The stored config, its copy and its MAC (None where missing), for check and repair."""
+        found: dict[str, bytes | None] = {}
+        for name in (CONFIG_NAME, CONFIG_COPY_NAME, CONFIG_MAC_NAME):
+            try:
+                found[name] = self.store.load(name)
+            except ObjectNotFound:
+                found[name] = None
+        return found
+
+    def config_authentic(self) -> bool | None:
+        """After unlock: True if the config's MAC verifies, False if it does not, None if it has none yet."""
+        assert self.key is not None
+        try:
+            mac = self.store.load(CONFIG_MAC_NAME)
+        except ObjectNotFound:
+            return None
+        return hmac.compare_digest(mac, self.key.config_mac(self._config_raw))
 
     def open(self, passphrase: PassphraseProvider | None = None, *, lock: str | None = "shared") -> None:
         """Open the repository; with a passphrase provider also unlock the key and take the lock."""
@@ -206,11 +279,7 @@ class Repository:
         except BackendDoesNotExist:
             raise RepositoryNotFound(f"no repository at {self.location}") from None
         self._opened = True
-        try:
-            self.config = RepoConfig.decode(self.store.load(CONFIG_NAME))
-        except ObjectNotFound:
-            self.close()
-            raise RepositoryNotFound(f"{self.location} is not a Packvault repository") from None
+        self.config = self._load_config()
         if passphrase is not None:
             self.unlock(passphrase())
             if lock:
@@ -310,6 +379,11 @@ class Repository:
                 errors.append(IntegrityError("the key belongs to another repository"))
                 continue
             self._set_key(material)
+            if self.config_authentic() is False and not self.tolerate_config_damage:
+                raise IntegrityError(
+                    "the repository config does not authenticate under the key (changed without the key)",
+                    hint="run 'packvault check --repair', which restores it from its copy if that authenticates",
+                )
             return material
         wrong = [e for e in errors if isinstance(e, WrongPassphrase)]
         raise wrong[0] if wrong else errors[0]
