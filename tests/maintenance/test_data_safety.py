@@ -386,3 +386,44 @@ def test_config_rewritten_without_the_key_is_refused_and_restored(pv, url, tmp_p
     assert rc == 1 and "config-unauthenticated" in {p["kind"] for p in doc["problems"]}
     check_json(pv, url, "--repair")  # no authentic version left: nothing is blessed
     pv("list", url, expect=2)
+
+
+# --- majors: one damaged small object does not stop every command ----------------------------------------------
+
+
+def test_a_damaged_archive_entry_is_skipped_with_a_warning(pv, url, tmp_path, monkeypatch, caplog):
+    pv("init", url)
+    src = tmp_path / "src"
+    _files(src, 2, 10 * KiB, seed=60)
+    pv("create", f"{url}::a", src)
+    pv("create", f"{url}::b", src)
+    raw = RawStore(url)
+    with _open(url) as repo:
+        key_a = repo.entry_names()[repo.find_archive("a").id]
+    raw.flip(raw.find("archives", key_a), HEADER_SIZE + 3)
+    monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(tmp_path / "cold-cache"))  # a machine without a warm cache
+    result = pv("list", url)
+    assert "b" in result.out
+    assert key_a in caplog.text and "check --repair" in caplog.text
+    assert _restores(pv, url, "b", src, tmp_path / "out")
+    result = pv("compact", url, "--min-age", "0", expect=2)  # compact must not guess
+    assert key_a in result.err or "damaged" in result.err
+
+
+def test_a_damaged_index_fragment_is_skipped_with_a_warning(pv, url, tmp_path, monkeypatch, caplog):
+    pv("init", url)
+    src = tmp_path / "src"
+    _files(src, 2, 10 * KiB, seed=61)
+    pv("create", f"{url}::a", src)
+    raw = RawStore(url)
+    fragment = raw.names("index")[0]
+    raw.flip(fragment, HEADER_SIZE + 3)
+    monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(tmp_path / "cold-cache"))
+    assert "a" in pv("list", url).out
+    pv("create", f"{url}::b", src)  # works: what the damaged fragment described is stored again
+    assert fragment.rsplit("/", 1)[-1] in caplog.text and "check --repair" in caplog.text
+    result = pv("compact", url, "--min-age", "0", expect=2)
+    assert "check --repair" in result.err
+    check_json(pv, url, "--repair")
+    pv("compact", url, "--min-age", "0")
+    assert _restores(pv, url, "a", src, tmp_path / "out-a")

@@ -138,7 +138,7 @@ def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> int:
         if entry is not None and not entry.flags & FLAG_USED:
             table[chunk_id] = entry._replace(flags=entry.flags | FLAG_USED)
 
-    entries = repo.archive_entries()
+    entries = repo.archive_entries(strict=True)
     for archive in entries:
         label = f"archive {archive.name!r}"
         use(archive.id, label)
@@ -314,6 +314,10 @@ def compact(
     report = CompactReport(dry_run=dry_run)
     before_requests = repo.request_stats()
     index = repo.index
+    if repo.damaged_fragments:
+        raise IntegrityError(
+            f"index fragment {repo.damaged_fragments[0]} is damaged; compact changed nothing", hint=REPAIR_HINT
+        )
     old_fragments = repo.list_fragments()
     listed = list_all_packs(repo)
     prove_index_matches_packs(index, listed)

@@ -151,6 +151,7 @@ class Repository:
         self._index: ChunkIndex | None = None
         self._index_epoch = b""
         self._index_fragments: list[str] | None = None  # the fragments the loaded index is made of
+        self.damaged_fragments: list[str] = []  # fragments the loaded index had to skip
         self._opened = False
         self.lock_manager = None
         self._config_raw = b""
@@ -591,8 +592,16 @@ class Repository:
             index = ChunkIndex(new_table(capacity=1000))
             covered = []
         missing = [name for name in fragments if name not in set(covered)]
+        self.damaged_fragments = []
         for name in missing:
-            index.apply_fragment(self.get_sealed(layout.INDEX, name))
+            try:
+                index.apply_fragment(self.get_sealed(layout.INDEX, name))
+            except IntegrityError as exc:
+                # Skipped, not fatal: what it described is only stored again by the next backup.  compact
+                # refuses while this list is not empty (it must not take those packs for garbage).
+                log.warning("index fragment %s is damaged (%s); skipped: run 'packvault check --repair'", name, exc)
+                self.damaged_fragments.append(name)
+        missing = [name for name in missing if name not in self.damaged_fragments]
         self._index_epoch, self._index_fragments = epoch, sorted(set(covered) | set(missing))
         if missing or meta_raw is None:
             self.save_index_cache(index, epoch, self._index_fragments)
@@ -629,35 +638,41 @@ class Repository:
 
     # --- archives -----------------------------------------------------------------------------------------
 
-    def archive_entries(self, *, deleted: bool = False) -> list[ArchiveEntry]:
-        """All archive entries, oldest first.  Entries are immutable, so their plaintext is cached locally."""
+    def _entries(self, *, deleted: bool, strict: bool) -> list[tuple[str, ArchiveEntry]]:
+        """(store key, entry) of every archive entry.  Entries are immutable, so their plaintext is cached.
+
+        A damaged entry is skipped with a warning naming it (one bad object must not stop every command),
+        unless ``strict``: compact must not go on without knowing every archive."""
         cache = self.cache
         entries = []
         for info in self.list_namespace(layout.ARCHIVES, deleted=deleted):
-            cached = cache.read(f"archive-{info.name}")
-            if cached is None:
-                try:
+            plaintext = cache.read(f"archive-{info.name}")
+            try:
+                if plaintext is None:
                     plaintext = self.get_sealed(layout.ARCHIVES, info.name, deleted=deleted)
-                except IntegrityError:
-                    if deleted:
-                        continue  # a damaged entry that repair soft-deleted: nothing to undelete
-                    raise
-                cache.write(f"archive-{info.name}", plaintext)
-            else:
-                plaintext = cached
-            entries.append((info.name, ArchiveEntry.decode(plaintext)))
-        entries.sort(key=lambda pair: (pair[1].time, pair[1].name))
-        return [entry for _, entry in entries]
+                    cache.write(f"archive-{info.name}", plaintext)
+                entry = ArchiveEntry.decode(plaintext)
+            except (IntegrityError, ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+                if deleted:
+                    continue  # a damaged entry that repair soft-deleted: nothing to undelete
+                if strict:
+                    raise IntegrityError(
+                        f"archive entry {info.name} is damaged ({exc})", hint="run 'packvault check --repair' first"
+                    ) from None
+                log.warning("archive entry %s is damaged (%s); skipped: run 'packvault check --repair'", info.name, exc)
+                continue
+            entries.append((info.name, entry))
+        return entries
+
+    def archive_entries(self, *, deleted: bool = False, strict: bool = False) -> list[ArchiveEntry]:
+        """All archive entries, oldest first (damaged ones skipped with a warning unless ``strict``)."""
+        entries = [entry for _, entry in self._entries(deleted=deleted, strict=strict)]
+        entries.sort(key=lambda entry: (entry.time, entry.name))
+        return entries
 
     def entry_names(self, *, deleted: bool = False) -> dict[bytes, str]:
         """archive id -> store key of its entry."""
-        result = {}
-        for info in self.list_namespace(layout.ARCHIVES, deleted=deleted):
-            plaintext = self.cache.read(f"archive-{info.name}") or self.get_sealed(
-                layout.ARCHIVES, info.name, deleted=deleted
-            )
-            result[ArchiveEntry.decode(plaintext).id] = info.name
-        return result
+        return {entry.id: key for key, entry in self._entries(deleted=deleted, strict=False)}
 
     def find_archive(self, name: str) -> ArchiveEntry:
         matches = [e for e in self.archive_entries() if e.name == name]
