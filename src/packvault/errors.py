@@ -108,7 +108,10 @@ class LockError(RepositoryError):
 
 
 class LockTimeout(LockError):
-    hint = "wait for the other operation, raise --lock-wait, or 'packvault break-lock' if its holder is gone"
+    hint = (
+        "wait for the other operation or raise --lock-wait; locks of dead processes on this machine and locks not "
+        "refreshed for 15 min are removed by themselves; if its holder is certainly gone, 'packvault break-lock --force'"
+    )
 
 
 class LockLost(LockError):

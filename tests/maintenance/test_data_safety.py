@@ -427,3 +427,34 @@ def test_a_damaged_index_fragment_is_skipped_with_a_warning(pv, url, tmp_path, m
     check_json(pv, url, "--repair")
     pv("compact", url, "--min-age", "0")
     assert _restores(pv, url, "a", src, tmp_path / "out-a")
+
+
+# --- majors: break-lock ------------------------------------------------------------------------------------------
+
+
+def test_break_lock_probe_is_sealed_and_harmless_when_left_behind(pv, url, tmp_path, monkeypatch):
+    """break-lock writes a probe to read the store clock; if it dies before deleting it, the probe must be a
+    readable probe record (ignored by everyone), not a plaintext record others take for an unknown holder."""
+    pv("init", url)
+    with monkeypatch.context() as patched:
+        patched.setattr(LockManager, "_delete_quietly", lambda self, key: False)  # dies before cleaning up
+        pv("break-lock", url)
+    raw = RawStore(url)
+    assert raw.names("locks"), "the probe was left behind"
+    with _open(url) as repo:
+        manager = repo.new_lock_manager()
+        assert all(info.readable for info in manager.list_locks()) and manager.list_locks() == []
+    monkeypatch.setenv("PACKVAULT_LOCK_WAIT", "1")
+    pv("list", url)
+    pv("compact", url, "--min-age", "0")  # an exclusive lock is not blocked by it either
+
+
+def test_lock_timeout_hint_names_the_break_lock_that_works(pv, url, tmp_path, monkeypatch):
+    pv("init", url)
+    holder = _open(url, lock="exclusive")  # a holder that seems alive (this process) and blocks
+    try:
+        monkeypatch.setenv("PACKVAULT_LOCK_WAIT", "0.5")
+        result = pv("list", url, expect=2)
+        assert "break-lock --force" in result.err
+    finally:
+        holder.close()

@@ -222,3 +222,31 @@ def test_lambda_defaults_cache_dir_to_tmp(monkeypatch, tmp_path: Path):
     local: dict[str, str] = {}
     prepare_environment(local)
     assert local == {}
+
+
+def test_scheduled_compact_refuses_when_the_index_names_a_lost_pack(job_env, monkeypatch, capsys):
+    """Issue 14: the scheduled job must not be able to compact a damaged repository either."""
+    from urllib.parse import urlsplit
+
+    from packvault.errors import ObjectMissing
+
+    monkeypatch.setenv("PACKVAULT_COMPACT_MIN_AGE", "0s")
+    make_objects(job_env["endpoint"], job_env["source_bucket"], 12)
+    assert handler({"time": "2026-11-20T03:00:00Z"}, None)["status"] == "created"
+    client = s3_client(job_env["endpoint"])
+    parts = urlsplit(job_env["repo"])
+    bucket, prefix = parts.netloc, parts.path.strip("/")
+    base = f"{prefix}/" if prefix else ""
+
+    def keys() -> set[str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base)
+        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+
+    data_pack = sorted(k for k in keys() if k.startswith(f"{base}packs/data/"))[0]
+    client.delete_object(Bucket=bucket, Key=data_pack)
+    before = keys()
+    with pytest.raises(ObjectMissing):
+        handler({"action": "compact"}, CountdownContext(900))
+    assert keys() == before
+    last = json_lines(capsys.readouterr().out)[-1]
+    assert last["status"] == "error" and last["exit_code"] == 2 and "check --repair" in last.get("error", str(last))

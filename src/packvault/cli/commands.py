@@ -437,10 +437,7 @@ def cmd_check(args) -> int:
 def cmd_break_lock(args) -> int:
     location, _ = split_location(args.repo)
     with open_repository(args, location, lock=None) as repo:
-        from ..repository.locks import LockManager
-
-        manager = LockManager(repo.store, seal=lambda d: d, unseal=lambda d: repo.codec.open(d)[2])
-        count = manager.break_locks(force=args.force)
+        count = repo.new_lock_manager().break_locks(force=args.force)
     if args.force:
         print("warning: removed all locks; operations still running will stop with 'lock lost'", file=sys.stderr)
     if args.json:

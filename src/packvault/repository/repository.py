@@ -291,7 +291,9 @@ class Repository:
         spec = CompressionSpec.parse(self.config.compression) if self.config else CompressionSpec()
         self.codec = ObjectCodec(material.new_session(), Compressor(spec))
 
-    def acquire_lock(self, *, exclusive: bool, wait: float | None = None) -> None:
+    def new_lock_manager(self):
+        """A LockManager for this repository whose lock records (probes included) are sealed with its key:
+        a record that does not unseal is an unknown holder to everyone else."""
         from .locks import LockManager
 
         def seal(data: bytes) -> bytes:
@@ -307,7 +309,10 @@ class Repository:
         refresh = os.environ.get("PACKVAULT_LOCK_REFRESH_SECONDS")
         if refresh:
             kwargs["refresh_seconds"] = float(refresh)
-        self.lock_manager = LockManager(self.store, seal=seal, unseal=unseal, **kwargs)
+        return LockManager(self.store, seal=seal, unseal=unseal, **kwargs)
+
+    def acquire_lock(self, *, exclusive: bool, wait: float | None = None) -> None:
+        self.lock_manager = self.new_lock_manager()
         if wait is None:
             wait = float(os.environ.get("PACKVAULT_LOCK_WAIT", "60"))
         self.lock_manager.acquire(exclusive=exclusive, wait=wait)
