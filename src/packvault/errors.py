@@ -109,8 +109,9 @@ class LockError(RepositoryError):
 
 class LockTimeout(LockError):
     hint = (
-        "wait for the other operation or raise --lock-wait; locks of dead processes on this machine and locks not "
-        "refreshed for 15 min are removed by themselves; if its holder is certainly gone, 'packvault break-lock --force'"
+        "wait for the other operation or raise --lock-wait; locks of dead processes on this machine and locks "
+        "not refreshed for 15 min are removed by themselves; if its holder is certainly gone, "
+        "'packvault break-lock --force'"
     )
 
 
