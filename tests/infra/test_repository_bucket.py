@@ -190,7 +190,8 @@ def test_writer_creates_data_but_cannot_replace_keys_or_config(prefix: str) -> N
         arn = object_arn(prefix, key)
         assert is_allowed(writer, "s3:GetObject", arn), namespace
         may_put = namespace not in ("config", "keys")
-        assert is_allowed(writer, "s3:PutObject", arn) is may_put, namespace
+        create_only = {"s3:ObjectCreationOperation": "true", "s3:if-none-match": "*"}  # how Packvault writes
+        assert is_allowed(writer, "s3:PutObject", arn, create_only) is may_put, namespace
 
 
 def test_writer_and_maintainer_stay_inside_the_prefix() -> None:
@@ -221,9 +222,10 @@ def test_writer_conditional_writes_enforcement() -> None:
     assert is_allowed(writer, "s3:PutObject", arn, {**whole_put, "s3:if-none-match": "*"})
     # CreateMultipartUpload / UploadPart cannot carry the header and must still work.
     assert is_allowed(writer, "s3:PutObject", arn, {"s3:ObjectCreationOperation": "false"})
-    # Off by default: a plain PUT is allowed.
-    assert is_allowed(policy("writer", "repo"), "s3:PutObject", arn, whole_put)
-    assert MODULE.variable_defaults()["writer_require_conditional_writes"] is False
+    # On by default (issue 14): a plain, overwriting PUT is refused unless enforcement is turned off.
+    assert not is_allowed(policy("writer", "repo"), "s3:PutObject", arn, whole_put)
+    assert MODULE.variable_defaults()["writer_require_conditional_writes"] is True
+    assert is_allowed(policy("writer", "repo", writer_require_conditional_writes=False), "s3:PutObject", arn, whole_put)
 
 
 # --- IAM: maintainer -----------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 # Least-privilege policies for the two kinds of Packvault credentials, scoped to the repository prefix.
 #
-# writer     - runs `packvault create` (and list/extract). It can read everything and create new objects, but the
-#              only thing it may delete is its own lock objects in locks/. A stolen writer credential therefore
-#              cannot delete backups: it can add archives, not remove them. It cannot write keys/ or config/
-#              either (only init, passphrase changes and compact touch those), so it cannot replace the sealed
-#              key or invalidate the repository configuration. Archive deletion and prune are soft deletes
+# writer     - runs `packvault create` (and list/extract). It can read everything and create new objects, and the
+#              only thing it may delete is its own lock objects in locks/. With writer_require_conditional_writes
+#              (the default) every PUT must carry If-None-Match, so it can only create objects, never overwrite
+#              one: a stolen writer credential can add archives (or garbage), but it can neither delete nor
+#              overwrite existing packs, index fragments or archive entries. Turned off, it could overwrite
+#              them, which destroys backups as surely as deleting. It cannot write keys/ or config/ either
+#              (only init, passphrase changes and compact touch those), so it cannot replace the sealed key or
+#              the repository configuration. Archive deletion and prune are soft deletes
 #              (archives/X -> archives/X.del = copy + delete) and therefore need the maintainer.
 # maintainer - runs init, delete, prune, compact, check --repair and key changes: read, write and delete
 #              everywhere under the prefix.

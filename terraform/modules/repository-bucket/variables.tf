@@ -115,13 +115,13 @@ variable "iam_policy_name_prefix" {
 
 variable "writer_require_conditional_writes" {
   description = <<-EOT
-    Also require the writer's PUT and CompleteMultipartUpload requests to carry If-None-Match or If-Match, so a
-    writer credential can create objects but never blindly overwrite one. Packvault writes every object the
-    writer needs create-only, so this is safe with AWS S3; leave it off for S3-compatible services that do not
-    evaluate these condition keys.
+    Require the writer's PUT and CompleteMultipartUpload requests to carry If-None-Match, so a writer credential
+    can create objects but never overwrite one (an overwrite destroys a backup as surely as a delete).
+    Packvault writes every object the writer needs create-only, so this is safe with AWS S3. Turn it off only
+    for S3-compatible services whose IAM does not evaluate the s3:if-none-match condition key.
   EOT
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "force_destroy" {
