@@ -458,3 +458,19 @@ def test_lock_timeout_hint_names_the_break_lock_that_works(pv, url, tmp_path, mo
         assert "break-lock --force" in result.err
     finally:
         holder.close()
+
+
+# --- minors ------------------------------------------------------------------------------------------------------
+
+
+def test_key_files_are_private_from_creation(pv, tmp_path, monkeypatch):
+    """Created 0600, not created 0644 and chmod'ed after (anyone could open it in between)."""
+    monkeypatch.setenv("PACKVAULT_KEY_FILE", str(tmp_path / "keys" / "repo.key"))
+    os.umask(0o022)
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "chmod", lambda *a, **k: None)  # a chmod after the fact does not count
+        patched.setattr(Path, "chmod", lambda *a, **k: None)
+        pv("init", tmp_path / "repo", "--encryption", "keyfile")
+        pv("key", "export", tmp_path / "repo", tmp_path / "exported.txt")
+    assert (tmp_path / "keys" / "repo.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "exported.txt").stat().st_mode & 0o777 == 0o600

@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.config import parse_size
@@ -460,9 +461,9 @@ def cmd_key_export(args) -> int:
     body = base64.encodebytes(blob).decode("ascii")
     text = f"{_ARMOR_BEGIN}\n{body}{_ARMOR_END}\n"
     if args.file and args.file != "-":
-        with open(args.file, "w", encoding="ascii") as f:
-            f.write(text)
-        os.chmod(args.file, 0o600)
+        from ..crypto.keys import write_key_file
+
+        write_key_file(Path(args.file), text.encode("ascii"))
         print(f"Key written to {args.file} (still protected by the passphrase)", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -13,11 +13,13 @@ authentication failure with an intact blob is reported as a wrong passphrase.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import blake3
 import msgpack
@@ -74,6 +76,26 @@ class ChunkIdHasher:
 
     def __call__(self, data: bytes | memoryview) -> bytes:
         return blake3.blake3(data, key=self._key, max_threads=1).digest()
+
+
+def write_key_file(path: Path, data: bytes) -> None:
+    """Write a sealed key (or its export) readable by the owner only, from the first byte on.
+
+    Created 0600 through ``os.open`` rather than chmod'ed after writing: in between, anyone could have opened
+    it.  Written to a temporary name and renamed, so an interrupted write never leaves half a key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def new_key_material(repository_id: bytes, cipher: int = CIPHER_AES_GCM) -> KeyMaterial:

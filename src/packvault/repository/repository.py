@@ -23,7 +23,14 @@ from borgstore.constants import DEL_SUFFIX
 from ..chunking.chunker import Chunker
 from ..chunking.compression import CompressionSpec, Compressor
 from ..crypto.aead import CIPHER_NAMES
-from ..crypto.keys import KeyMaterial, key_blob_repository_id, new_key_material, seal_key, unseal_key
+from ..crypto.keys import (
+    KeyMaterial,
+    key_blob_repository_id,
+    new_key_material,
+    seal_key,
+    unseal_key,
+    write_key_file,
+)
 from ..errors import (
     ArchiveNotFound,
     IntegrityError,
@@ -195,10 +202,7 @@ class Repository:
         if encryption == "repokey":
             self.store.store(f"{layout.KEYS}/{content_name(blob)}", blob)
         else:
-            path = keyfile_path(repository_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(blob)
-            path.chmod(0o600)
+            write_key_file(keyfile_path(repository_id), blob)
         self.store.store(EPOCH_NAME, os.urandom(16))
         config = RepoConfig(
             repository_id=repository_id,
@@ -408,12 +412,7 @@ class Repository:
                 if name != new:
                     self.store.delete(f"{layout.KEYS}/{name}")
         else:
-            path = keyfile_path(self.config.repository_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(blob)
-            tmp.chmod(0o600)
-            os.replace(tmp, path)
+            write_key_file(keyfile_path(self.config.repository_id), blob)
 
     def reseal_key(self, new_passphrase: str) -> None:
         assert self.key is not None
