@@ -272,7 +272,13 @@ class Checker:
                 self.fragments_damaged += 1
                 self.report.add("repository", "fragment-damaged", f"index fragment does not open: {exc}", object=name)
         if self.has_key and not self.fragments and self.packs:
-            self.report.add("repository", "index-missing", "the repository has packs but no index fragments")
+            if any(True for _ in self.repo.list_namespace(layout.ARCHIVES)):
+                self.report.add("repository", "index-missing", "the repository has packs but no index fragments")
+            else:  # what the first backup leaves when it is interrupted before its first checkpoint
+                self.report.notes.append(
+                    "the repository has packs but no index fragments and no archives: left by an interrupted first "
+                    "backup; the next backup reuses nothing of it, 'packvault compact' removes it"
+                )
         if self.fragments_damaged:
             self.index_changed = True
         self.report.stats["index_entries"] = len(self.index)
@@ -744,24 +750,38 @@ class Checker:
                 continue
             self.metas[key] = meta
             self.findings[key] = self.walk_archive(entry.name, meta)
+        names = {entry.name for _, entry in self.entries}
         for archive_id in sorted(self.archive_objects):
             if archive_id in referenced or archive_id in self.deleted_ids:
                 continue
-            self.orphans.append(archive_id)
             name = "?"
             try:
                 loc, _ = self.locate(archive_id)
                 name = msgpack.unpackb(self.read_object(archive_id, loc)).get("name", "?")
             except Exception:  # reported later by repair when it tries to use it
                 pass
-            self.report.add(
-                "archives",
-                "entry-missing",
-                "archive metadata has no archives/ entry (lost entry, or an archive deleted and "
-                "compacted whose metadata survived); repair re-creates the entry",
-                archive=name,
-                object=archive_id.hex(),
-            )
+            if name in names:
+                # the interrupted first attempt of an archive whose rerun committed: garbage, not a lost archive
+                self.report.notes.append(
+                    f"archive metadata {archive_id.hex()[:16]} of {name!r} has no entry: an interrupted attempt of "
+                    "an archive that exists; 'packvault compact' removes it"
+                )
+                continue
+            self.orphans.append(archive_id)
+            if self.damaged_entries:  # most likely the archive of a damaged entry: a problem, repair brings it back
+                self.report.add(
+                    "archives",
+                    "entry-missing",
+                    "archive metadata has no archives/ entry (its entry is damaged or lost); repair re-creates it",
+                    archive=name,
+                    object=archive_id.hex(),
+                )
+            else:  # what a create interrupted between its metadata and its entry leaves behind
+                self.report.notes.append(
+                    f"archive metadata {archive_id.hex()[:16]} of {name!r} has no archives/ entry: left by an "
+                    "interrupted backup (or its entry was deleted); 'packvault check --repair' makes it an archive "
+                    "again, 'packvault compact' removes it"
+                )
 
 
 @dataclass
