@@ -35,6 +35,7 @@ NAMESPACE_KEYS = {
     "locks": "locks/host-123",
     "archives": "archives/9c1d",
     "archives-soft-deleted": "archives/9c1d.del",
+    "names": "names/5e6f-0",
     "index": "index/77aa",
     "data-pack": "packs/data/ab/ab12cd",
     "meta-pack": "packs/meta/ef34",

@@ -150,6 +150,7 @@ class ArchiveCreator:
                 stats=meta["stats"],
             )
             repo.prove_unchanged()  # against the store, not a flag: see its docstring
+            repo.claim_archive_name(self.name, archive_id)  # two backups of one name: only one commits
             repo.put_archive_entry(entry)  # last: the archive exists from here on
             repo.remember_written_fragments(writer.fragments_written)
         finally:

@@ -11,6 +11,7 @@ import contextlib
 import hmac
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from ..crypto.keys import (
     write_key_file,
 )
 from ..errors import (
+    ArchiveExists,
     ArchiveNotFound,
     IntegrityError,
     LockLost,
@@ -44,7 +46,7 @@ from ..errors import (
 )
 from ..storage import layout, localfs
 from ..storage.spool import SpoolFile
-from ..storage.store import Store, discard
+from ..storage.store import Store, discard, store_new
 from ..storage.url import store_from_location
 from .cache import RepositoryCache, config_root
 from .config import (
@@ -692,6 +694,50 @@ class Repository:
         with contextlib.suppress(OSError):  # the entry is stored: a cache that can't be written costs a GET
             self.cache.write(f"archive-{name}", plaintext)
         return name
+
+    def claim_archive_name(self, name: str, archive_id: bytes, *, stale_seconds: float = 15 * 60.0) -> None:
+        """Claim ``name`` for ``archive_id`` with a create-only write, right before its entry is written.
+
+        Two backups of the same name that started at the same time both passed the check for an existing
+        archive; only one may commit.  Each name has a series of claims ``names/<MAC of name>-<n>``, each
+        created only if absent (S3 ``If-None-Match``, a hard link locally), so of two writers racing for the
+        next free claim exactly one gets it; the other raises ArchiveExists and commits nothing.  A claim is
+        never overwritten or deleted by a writer (a create-only writer credential can do neither): when the
+        last claim's archive is gone (deleted, or its backup died between claim and entry, which is
+        recognised once the claim is older than ``stale_seconds``), the name is claimed again at ``n + 1``.
+        """
+        base = self.chunk_id(b"packvault archive name v1\0" + name.encode("utf-8", "surrogateescape")).hex()
+        generation, last = 0, None
+        while True:
+            try:
+                last = self.store.load(layout.name(layout.NAMES, f"{base}-{generation}"))
+            except ObjectNotFound:
+                break
+            generation += 1
+        if last is not None:
+            key = layout.name(layout.NAMES, f"{base}-{generation - 1}")
+            try:
+                claimed = self.codec.open(last)[0].object_id
+            except IntegrityError:
+                claimed = None  # a damaged claim protects nothing: take the next one
+            if claimed == archive_id:
+                return  # our own claim: this is a retry
+            live = {entry.id for entry in self.archive_entries()}
+            if claimed in live:
+                raise ArchiveExists(f"an archive named {name!r} already exists; nothing was committed")
+            gone = claimed is None or claimed in self.tombstones() or claimed in self.entry_names(deleted=True)
+            info = self.store.info(key)
+            if not gone and time.time() - (info.mtime or 0) < stale_seconds:
+                raise ArchiveExists(
+                    f"another backup is committing an archive named {name!r} right now; nothing was committed",
+                    hint="run it again under another name",
+                )
+        claim = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
+        if not store_new(self.store, layout.name(layout.NAMES, f"{base}-{generation}"), claim):
+            raise ArchiveExists(
+                f"another backup committed an archive named {name!r} at the same moment; nothing was committed",
+                hint="run it again under another name",
+            )
 
     def soft_delete_archive(self, entry: ArchiveEntry) -> None:
         key = self.entry_names()[entry.id]

@@ -15,10 +15,11 @@ LOCKS = "locks"
 ARCHIVES = "archives"
 INDEX = "index"
 TOMBSTONES = "tombstones"  # ids of archives that compact purged (see Repository.purge_deleted_archives)
+NAMES = "names"  # create-only claims of archive names (see Repository.claim_archive_name)
 DATA_PACKS = "packs/data"
 META_PACKS = "packs/meta"
 
-NAMESPACES = (CONFIG, KEYS, LOCKS, ARCHIVES, TOMBSTONES, INDEX, DATA_PACKS, META_PACKS)
+NAMESPACES = (CONFIG, KEYS, LOCKS, ARCHIVES, TOMBSTONES, NAMES, INDEX, DATA_PACKS, META_PACKS)
 
 # borgstore Store(config=...) namespace configuration: namespace prefix -> nesting levels.
 STORE_CONFIG: dict[str, dict] = {
@@ -27,6 +28,7 @@ STORE_CONFIG: dict[str, dict] = {
     f"{LOCKS}/": {"levels": [0]},
     f"{ARCHIVES}/": {"levels": [0]},
     f"{TOMBSTONES}/": {"levels": [0]},
+    f"{NAMES}/": {"levels": [0]},
     f"{INDEX}/": {"levels": [0]},
     f"{DATA_PACKS}/": {"levels": [1]},
     f"{META_PACKS}/": {"levels": [0]},

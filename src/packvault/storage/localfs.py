@@ -13,6 +13,9 @@ anything else, and a file system without ``O_TMPFILE``, falls back to storing a 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from pathlib import Path
 
 from borgstore.backends._base import validate_name
@@ -49,4 +52,37 @@ def link_spool(backend, name: str, spool: SpoolFile) -> bool:
     if counter is not None:  # counted like the store it replaces
         counter.add("PUT")
         counter.add("bytes_up", spool.size)
+    return True
+
+
+def store_new(backend, name: str, value: bytes) -> bool | None:
+    """Create the object ``name`` only if nothing is there: True if created, False if something was, None
+    if this backend is not a plain local directory (the caller uses the backend's own create-only write).
+
+    borgstore's ``store`` renames a temporary file over the name, which replaces whatever is there; a hard
+    link fails when the name exists, so two writers racing for one name cannot both win."""
+    fs = _plain_posixfs(backend)
+    if fs is None:
+        return None
+    validate_name(name)
+    path = fs.base_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.new")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(value)
+            if fs.do_fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    counter = getattr(backend, "counter", None)
+    if counter is not None:
+        counter.add("PUT")
+        counter.add("bytes_up", len(value))
     return True

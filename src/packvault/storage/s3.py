@@ -79,7 +79,7 @@ T = TypeVar("T")
 
 MD5_META = "pv-md5"
 CAS_NAMESPACES = ("config/",)
-CREATE_ONLY_NAMESPACES = ("packs/", "index/", "locks/", "archives/", "keys/")
+CREATE_ONLY_NAMESPACES = ("packs/", "index/", "locks/", "archives/", "keys/", "names/")
 DATA_PACKS = "packs/data/"
 SUFFIX_READ_SLACK = 1024 * 1024  # negative offset + size: read this much extra rather than pay a HEAD
 

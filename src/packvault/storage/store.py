@@ -19,6 +19,9 @@ from contextlib import contextmanager
 
 from borgstore.backends.errors import ObjectNotFound  # a leaf module: imports no backend
 
+from ..errors import IntegrityError
+from . import localfs
+
 _UNUSED_BACKEND_CLIENTS = ("boto3", "requests", "paramiko")
 
 
@@ -59,3 +62,19 @@ def discard(store: Store, name: str, *, deleted: bool = False) -> bool:
 
 
 __all__ = ["Store", "discard"]
+
+
+def store_new(store: Store, name: str, value: bytes) -> bool:
+    """Store ``name`` only if nothing is there yet; False if an object with other content was there first.
+
+    Local directories create it with a hard link (``localfs.store_new``); S3 with its create-only write
+    (``If-None-Match: *``), which stores nothing and raises when different content is there.  The same bytes
+    already there count as created: that is a retry of this very write."""
+    local = localfs.store_new(store.backend, store.find(name), value)
+    if local is not None:
+        return local
+    try:
+        store.store(name, value)
+    except IntegrityError:
+        return False
+    return True

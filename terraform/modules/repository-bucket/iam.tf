@@ -20,7 +20,7 @@ locals {
   policy_prefix     = coalesce(var.iam_policy_name_prefix, var.bucket_name)
 
   # Namespaces the writer creates objects in (see the repository layout in the design doc).
-  writer_put_namespaces = ["locks", "archives", "index", "packs"]
+  writer_put_namespaces = ["locks", "archives", "names", "index", "packs"]
   writer_put_resources  = [for ns in local.writer_put_namespaces : "${local.object_arn_prefix}${ns}/*"]
 }
 

@@ -1,0 +1,79 @@
+"""Two backups of the same archive name at the same time: exactly one commits (issue 15).
+
+Four real processes start together against one repository (local directory, moto, LocalStack); each passes
+the check for an existing archive before any of them commits, so only the create-only name claim right
+before the ``archives/`` entry can tell them apart.
+"""
+
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+
+from tests.support.cli import cli_command, pv, pv_env  # noqa: F401  (fixtures)
+
+WRITERS = 4
+
+
+def test_concurrent_creates_of_one_name_commit_once(pv, pv_env, any_backend_url, tmp_path):
+    url = any_backend_url
+    pv("init", url, "--pack-size", "256K")
+    src = tmp_path / "src"
+    src.mkdir()
+    rnd = random.Random(8)
+    for i in range(40):
+        (src / f"f{i}").write_bytes(rnd.randbytes(20_000))
+    procs = []
+    for n in range(WRITERS):
+        env = {**os.environ, **pv_env, "PACKVAULT_CACHE_DIR": str(tmp_path / f"cache{n}")}
+        procs.append(
+            subprocess.Popen(
+                cli_command("create", f"{url}::same", src), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        )
+    results = [(proc.wait(), proc.stderr.read().decode()) for proc in procs]
+    for proc in procs:
+        proc.stdout.close()
+        proc.stderr.close()
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0] + [2] * (WRITERS - 1), results
+    for rc, err in results:
+        if rc == 2:
+            assert "same" in err and len(err.strip().splitlines()) == 1, err
+    archives = [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]]
+    assert archives == ["same"]
+    target = tmp_path / "out"
+    pv("extract", f"{url}::same", "--target", target)
+    assert sorted(p.name for p in (target / str(src).lstrip("/")).iterdir()) == sorted(p.name for p in src.iterdir())
+    # the name can be used again once the archive is deleted
+    pv("delete", f"{url}::same")
+    pv("create", f"{url}::same", src)
+    assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["same"]
+
+
+def test_a_stale_claim_does_not_block_the_name(pv, tmp_path, monkeypatch):
+    """A backup that died between its claim and its entry: after the stale margin the name is free."""
+    from packvault.repository.repository import Repository
+
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url)
+    repo = Repository(url)
+    repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock=None)
+    try:
+        repo.claim_archive_name("x", bytes(32))  # claimed, never committed
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "f").write_bytes(b"data")
+        result = pv("create", f"{url}::x", src, expect=2)
+        assert "right now" in result.err
+        claims = sorted(Path(tmp_path / "repo" / "names").iterdir())
+        old = claims[0].stat().st_mtime - 3600
+        os.utime(claims[0], (old, old))
+        pv("create", f"{url}::x", src)
+    finally:
+        repo.close()
