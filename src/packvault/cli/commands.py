@@ -181,6 +181,7 @@ def cmd_create(args) -> int:
 
 def _item_json(item: dict) -> dict:
     from ..archive import items as it
+    from ..archive.extract import damaged_chunks
 
     out = {
         "path": it.path_str(item),
@@ -197,6 +198,10 @@ def _item_json(item: dict) -> dict:
         out["target"] = os.fsdecode(item["l"])
     if "h" in item:
         out["hardlink_to"] = item["h"].decode("utf-8", "surrogateescape")
+    damaged = damaged_chunks(item)
+    if damaged is not None:
+        out["damaged_chunks"] = damaged  # check --repair replaced them by zeros
+        out["damage_note"] = item["e"]
     return out
 
 
@@ -242,9 +247,12 @@ def cmd_list(args) -> int:
                     print_json_line(_item_json(item))
                 else:
                     from ..archive import items as it
+                    from ..archive.extract import damaged_chunks
 
                     size = item.get("s", 0)
-                    print(f"{item['t']} {oct(item['m'])[-4:]} {size:>12} {it.path_str(item)}")
+                    damaged = damaged_chunks(item)
+                    mark = "" if damaged is None else f"  [damaged: {damaged} chunk(s) replaced by zeros; see check]"
+                    print(f"{item['t']} {oct(item['m'])[-4:]} {size:>12} {it.path_str(item)}{mark}")
     return EXIT_OK
 
 
