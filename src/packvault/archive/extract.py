@@ -104,8 +104,10 @@ Warn = Callable[[str, str], None]  # (path, message): the CLI prints it; the eng
 def strip_path(path: bytes, components: int) -> bytes | None:
     """``path`` without its first ``components`` parts (``b""`` is the target itself), or None when nothing
     is left of it (such items are not restored, like ``tar --strip-components``)."""
+    if not components:
+        return b"" if path == it.ROOT_PATH else path
     parts = [] if path == it.ROOT_PATH else path.split(b"/")
-    if components and len(parts) <= components:
+    if len(parts) <= components:
         return None
     return b"/".join(parts[components:])
 
