@@ -90,7 +90,7 @@ def test_flipped_byte_fails_the_affected_file_only(pv, tmp_path):
     raw = bytearray(victim.read_bytes())
     raw[len(raw) // 2] ^= 0x01
     victim.write_bytes(bytes(raw))
-    result = pv("extract", f"{repo}::all", "--target", tmp_path / "out", expect=2)
+    result = pv("extract", f"{repo}::all", "--target", tmp_path / "out", expect=1)  # done, with warnings
     assert "a.bin" in result.err and "not restored" in result.err
     out = tmp_path / "out" / str(src).lstrip("/")
     assert not (out / "a.bin").exists()  # never a silent wrong restore

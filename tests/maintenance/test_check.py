@@ -203,7 +203,11 @@ def verify_restore(
     whose metadata was lost (``gone``) are absent."""
     for archive in archives:
         target = fx.tmp / f"restore-{archive}-{random.random()}"
-        pv("extract", f"{fx.url}::{archive}", "--target", str(target))
+        # a file repaired with zeros restores with a warning naming it (exit 1), never silently
+        hurt = damaged.get(archive, set())
+        result = pv("extract", f"{fx.url}::{archive}", "--target", str(target), expect=1 if hurt else 0)
+        for path in hurt:
+            assert f"{path}: restored with " in result.err and "replaced by zeros; see check" in result.err
         for path, content in fx.contents[archive].items():
             restored = target / path
             if (archive, path) in gone:

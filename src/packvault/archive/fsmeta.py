@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import grp
 import os
 import pwd
@@ -98,36 +100,78 @@ def _running_as_root() -> bool:
     return os.geteuid() == 0
 
 
-def apply_metadata(path: bytes, item: dict, *, numeric_ids: bool = False, warn=None, fd: int | None = None) -> None:
-    """Owner, mode, xattrs and times of a restored entry (times last: the others change ctime only).
+def apply_metadata(path, item: dict, *, fd: int, numeric_ids: bool = False, warn=None) -> None:
+    """Owner, mode, xattrs and times of a restored regular file or directory, through its descriptor ``fd``
+    (times last: the others change ctime only).
 
-    With ``fd`` (a regular file still open after its last write) the calls go through the descriptor:
-    no path lookup per call, which a restore of many small files feels.
+    Only a descriptor is used: a path would be resolved again, through whatever its parents are by then,
+    and a symlink swapped in would redirect chmod or utime outside the restore target.  ``path`` names the
+    entry in warnings.
     """
-    is_link = item["t"] == it.SYMLINK
-    where: bytes | int = path if fd is None else fd
-    nofollow = {"follow_symlinks": False} if fd is None else {}  # a descriptor can't be combined with it
-    times_follow = {"follow_symlinks": not is_link} if fd is None else {}
-    if _running_as_root():
-        uid, gid = item.get("u", -1), item.get("g", -1)
-        if not numeric_ids:
-            uid = uid_of(item["U"]) if item.get("U") and uid_of(item["U"]) is not None else uid
-            gid = gid_of(item["G"]) if item.get("G") and gid_of(item["G"]) is not None else gid
-        try:
-            os.chown(where, uid, gid, **nofollow)
-        except OSError as exc:
-            if warn:
-                warn(path, f"cannot set owner: {exc.strerror}")
+    _owner(fd, item, numeric_ids, warn, path)
     for name, value in (item.get("x") or {}).items():
         try:
-            os.setxattr(where, name, value, **nofollow)
+            os.setxattr(fd, name, value)
         except OSError as exc:
             if warn:
                 warn(path, f"cannot set xattr {os.fsdecode(name)}: {exc.strerror}")
-    if not is_link:
-        os.chmod(where, stat.S_IMODE(item["m"]))
+    os.chmod(fd, stat.S_IMODE(item["m"]))
+    os.utime(fd, ns=(item.get("at", item["mt"]), item["mt"]))
+
+def _proc_path(fd: int, name: bytes = b"") -> bytes:
+    """A path to what ``fd`` refers to (or to ``name`` inside the directory ``fd``) that resolves through the
+    descriptor, not through the directories above it: calls that take no descriptor (xattrs of a symlink,
+    chmod of an ``O_PATH`` descriptor) reach exactly the entry restore created, even if a parent was swapped."""
+    return b"/proc/self/fd/%d" % fd + (b"/" + name if name else b"")
+
+
+def apply_metadata_at(dir_fd: int, name: bytes, item: dict, *, numeric_ids: bool = False, warn=None) -> None:
+    """Metadata of a symlink, fifo or device named ``name`` in the directory ``dir_fd``, never following a link.
+
+    A regular file or a directory is finished through its own descriptor (``apply_metadata(fd=...)``).  These
+    entries cannot be opened for writing without side effects (a fifo blocks, a device may act), so a symlink
+    is changed through the directory descriptor with ``follow_symlinks=False``, and the others through an
+    ``O_PATH`` descriptor of the entry, checked to be the type restore just made.
+    """
+    shown = name
+    if item["t"] == it.SYMLINK:
+        _owner(name, item, numeric_ids, warn, shown, dir_fd=dir_fd, follow_symlinks=False)
+        for xname, value in (item.get("x") or {}).items():
+            try:
+                os.setxattr(_proc_path(dir_fd, name), xname, value, follow_symlinks=False)
+            except OSError as exc:
+                if warn:
+                    warn(shown, f"cannot set xattr {os.fsdecode(xname)}: {exc.strerror}")
+        with contextlib.suppress(NotImplementedError, OSError):
+            os.utime(name, ns=(item.get("at", item["mt"]), item["mt"]), dir_fd=dir_fd, follow_symlinks=False)
+        return
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
-        os.utime(where, ns=(item.get("at", item["mt"]), item["mt"]), **times_follow)
-    except (NotImplementedError, OSError):
-        if not is_link:
-            raise
+        if item_type(os.fstat(fd).st_mode) != item["t"]:
+            raise FileExistsError(errno.EEXIST, "replaced while being restored", os.fsdecode(name))
+        path = _proc_path(fd)
+        _owner(path, item, numeric_ids, warn, shown)
+        for xname, value in (item.get("x") or {}).items():
+            try:
+                os.setxattr(path, xname, value)
+            except OSError as exc:
+                if warn:
+                    warn(shown, f"cannot set xattr {os.fsdecode(xname)}: {exc.strerror}")
+        os.chmod(path, stat.S_IMODE(item["m"]))
+        os.utime(path, ns=(item.get("at", item["mt"]), item["mt"]))
+    finally:
+        os.close(fd)
+
+
+def _owner(where, item: dict, numeric_ids: bool, warn, shown, **kwargs) -> None:
+    if not _running_as_root():
+        return
+    uid, gid = item.get("u", -1), item.get("g", -1)
+    if not numeric_ids:
+        uid = uid_of(item["U"]) if item.get("U") and uid_of(item["U"]) is not None else uid
+        gid = gid_of(item["G"]) if item.get("G") and gid_of(item["G"]) is not None else gid
+    try:
+        os.chown(where, uid, gid, **kwargs)
+    except OSError as exc:
+        if warn:
+            warn(shown, f"cannot set owner: {exc.strerror}")

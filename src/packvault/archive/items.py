@@ -90,3 +90,63 @@ def chunk_pairs(items: Iterable[dict]) -> Iterator[tuple[dict, bytes | None]]:
 def path_str(item: dict) -> str:
     """The item's path for display: undecodable bytes are escaped, never lost."""
     return item["p"].decode("utf-8", "surrogateescape")
+
+
+# --- items restore must not follow -----------------------------------------------------------------------
+
+ITEM_TYPES = frozenset((FILE, DIR, SYMLINK, HARDLINK, FIFO, CHARDEV, BLOCKDEV))
+ROOT_PATH = b"."  # the one item of a backup of "/" whose path has no name: the restore target itself
+UNSAFE_ABSOLUTE = "absolute path"
+UNSAFE_DOTDOT = "'..' component"
+UNSAFE_DOT = "'.' component"
+UNSAFE_EMPTY = "empty path or path component"
+UNSAFE_NUL = "NUL byte"
+UNSAFE_NOT_BYTES = "path is not a byte string"
+
+
+def _path_reason(path: object, *, root_ok: bool) -> str | None:
+    if not isinstance(path, bytes):
+        return UNSAFE_NOT_BYTES
+    if path == ROOT_PATH and root_ok:
+        return None
+    if b"\0" in path:
+        return UNSAFE_NUL
+    if path.startswith(b"/"):
+        return UNSAFE_ABSOLUTE
+    for part in path.split(b"/"):
+        if part == b"..":
+            return UNSAFE_DOTDOT
+        if part == b".":
+            return UNSAFE_DOT
+        if not part:
+            return UNSAFE_EMPTY
+    return None
+
+
+def unsafe_item_reason(item: dict) -> str | None:
+    """Why an item could make a restore write outside its target, or None when its names are safe.
+
+    The writers only produce relative, normalised paths (no empty, ``.`` or ``..`` component, no NUL), and
+    a hardlink names an earlier item of the same archive; anything else comes from damage or from a crafted
+    archive.  Restore skips such an item with a warning and ``check`` reports it.  A symlink's own target
+    may point anywhere (``/etc/alternatives/...`` is normal): restore creates the link but never follows it,
+    which is what keeps it harmless, so only an empty target or one holding NUL (no file system takes it)
+    is flagged.
+    """
+    kind = item.get("t")
+    if kind not in ITEM_TYPES:
+        return f"unknown item type {kind!r}"
+    reason = _path_reason(item.get("p"), root_ok=kind == DIR)
+    if reason is not None:
+        return reason
+    if kind == HARDLINK:
+        reason = _path_reason(item.get("h"), root_ok=False)
+        if reason is not None:
+            return f"hardlink target: {reason}"
+        if item["h"] == item["p"]:
+            return "hardlink to itself"
+    if kind == SYMLINK:
+        link = item.get("l")
+        if not isinstance(link, bytes) or not link or b"\0" in link:
+            return "symlink target is empty, not bytes or holds a NUL byte"
+    return None

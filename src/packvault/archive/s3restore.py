@@ -5,6 +5,15 @@ an archive of a bucket, like a directory restore puts it at ``DIR/bucket/key``);
 drops leading path components, so ``strip_components=1`` puts objects back under their original keys.
 Directories, links and devices have no S3 counterpart and are skipped (links and devices with a warning).
 
+Existing keys: by default a key is written create-only (``If-None-Match: *``), so a restore into a bucket
+never replaces an object; one that exists is kept and counted as skipped.  ``overwrite`` chooses otherwise,
+with the directory restore's names: ``always`` writes unconditionally; ``if-newer`` replaces an object whose
+LastModified is older than the archived mtime and ``if-changed`` one whose content differs (same size and
+the same ETag, the one recorded when it was backed up from a bucket or the MD5 of a single-part object,
+count as unchanged); both look the object up first (one HEAD per file) and replace it only if it is still
+the object they looked at (``If-Match``); ``never`` is the default.  Items with unsafe names
+(``items.unsafe_item_reason``) are skipped with a warning, as in a directory restore.
+
 Verification is the same as a directory restore: every chunk is authenticated and its id recomputed by
 the ``ChunkReader``.  An object is only created once all its data verified: small files are one PUT of
 the buffered data, larger ones a multipart upload that is aborted (never completed) if a chunk fails, so
@@ -16,17 +25,27 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 
-from ..errors import AccessDenied, BucketNotFound, EndpointUnreachable, NoCredentials, StorageError
+from ..errors import AccessDenied, BucketNotFound, EndpointUnreachable, NoCredentials, StorageError, UsageError
 from ..repository.reader import ChunkReader
 from ..storage.accounting import RequestCounter
 from ..storage.s3_client import make_client
-from ..storage.s3_errors import is_not_found
+from ..storage.s3_errors import is_not_found, is_precondition_failed
 from . import items as it
-from .extract import ExtractStats, safe_relative
+from .extract import (
+    OVERWRITE_ALWAYS,
+    OVERWRITE_IF_CHANGED,
+    OVERWRITE_IF_NEWER,
+    OVERWRITE_MODES,
+    OVERWRITE_NEVER,
+    ExtractStats,
+    Warn,
+    damage_note,
+    shown_path,
+    strip_path,
+)
 from .s3source import parse_source_url, s3_call
 
 PART_SIZE = 16 * 1024 * 1024  # S3 minimum part size is 5 MiB; 16 MiB keeps requests few and memory flat
@@ -45,33 +64,43 @@ class S3Restorer:
         *,
         dry_run: bool = False,
         strip_components: int = 0,
+        overwrite: str = OVERWRITE_NEVER,
         progress: Callable[[ExtractStats, str], None] | None = None,
+        warn: Warn | None = None,
         client=None,
     ):
+        if overwrite not in OVERWRITE_MODES:
+            raise UsageError(f"unknown overwrite mode {overwrite!r}", hint=f"use one of {', '.join(OVERWRITE_MODES)}")
+        if strip_components < 0:
+            raise UsageError("--strip-components must not be negative")
         self.reader = reader
         self.location = parse_source_url(target)
         self.dry_run = dry_run
         self.strip_components = strip_components
+        self.overwrite = overwrite
         self.progress = progress
+        self._report = warn
         self.requests = RequestCounter()  # every HTTP attempt to the target bucket
         self.client = client if client is not None else make_client(self.location, self.requests)
         self.stats = ExtractStats()
 
-    def error(self, path: str, message: str) -> None:
-        self.stats.errors.append(f"{path}: {message}")
-        print(f"error: {path}: {message}", file=sys.stderr)
-
     def warn(self, path: str, message: str) -> None:
         self.stats.warnings.append(f"{path}: {message}")
-        print(f"warning: {path}: {message}", file=sys.stderr)
+        if self._report:
+            self._report(path, message)
+
+    def error(self, path: str, message: str) -> None:
+        """A file that could not be restored."""
+        self.stats.errors.append(f"{path}: {message}")
+        self.warn(path, f"not restored: {message}")
 
     def object_key(self, item: dict) -> str | None:
         """The destination key of an item, or None when it has no place under the target."""
-        parts = safe_relative(item["p"]).split(b"/")[self.strip_components :]
-        if not parts or parts == [b""]:
+        rel = strip_path(item["p"], self.strip_components)
+        if not rel:
             return None
-        rel = b"/".join(parts).decode("utf-8")  # S3 keys are UTF-8; other names raise UnicodeDecodeError
-        return f"{self.location.prefix}/{rel}" if self.location.prefix else rel
+        text = rel.decode("utf-8")  # S3 keys are UTF-8; other names raise UnicodeDecodeError
+        return f"{self.location.prefix}/{text}" if self.location.prefix else text
 
     def check_target(self) -> None:
         """Fail fast (before reading the archive) when the target bucket is missing or unreachable."""
@@ -112,9 +141,13 @@ class S3Restorer:
         return self.stats
 
     def _start(self, item: dict) -> _Upload | None:
-        path = it.path_str(item)
+        path = shown_path(item)
         if self.progress:
             self.progress(self.stats, path)
+        reason = it.unsafe_item_reason(item)
+        if reason is not None:
+            self.error(path, f"unsafe item in the archive ({reason})")
+            return _Upload(self, item, None)
         kind = item["t"]
         if kind == it.DIR:
             self.stats.ndirs += 1
@@ -123,34 +156,73 @@ class S3Restorer:
             self.stats.nother += 1
             self.warn(path, "not a regular file; a bucket cannot hold it (skipped)")
             return None
-        self.stats.nfiles += 1
         try:
             key = self.object_key(item)
         except UnicodeDecodeError:
             self.error(path, "name is not valid UTF-8; an S3 key cannot hold it")
             return _Upload(self, item, None)
-        if key is None:
-            self.warn(path, "path is stripped away entirely (strip_components); skipped")
+        if key is None:  # stripped away entirely (--strip-components), like tar
             return _Upload(self, item, None)
-        return _Upload(self, item, key)
+        upload = _Upload(self, item, key)
+        if self.overwrite in (OVERWRITE_IF_NEWER, OVERWRITE_IF_CHANGED) and not self.dry_run:
+            upload.existing = self._head(key)
+            if upload.existing is not None and not self._replaces(item, upload.existing):
+                self.stats.nskipped += 1
+                return _Upload(self, item, None)
+        return upload
+
+    def _head(self, key: str) -> dict | None:
+        try:
+            return s3_call(
+                self.location,
+                f"look up s3://{self.location.bucket}/{key}",
+                lambda: self.client.head_object(Bucket=self.location.bucket, Key=key),
+            )
+        except StorageError as exc:
+            if exc.__cause__ is not None and is_not_found(exc.__cause__):
+                return None
+            raise
+
+    def _replaces(self, item: dict, existing: dict) -> bool:
+        """``if-newer``: the object is older than the archived file.  ``if-changed``: its size differs, or
+        its ETag differs from the one recorded at backup (without one, the MD5 is compared at upload)."""
+        if self.overwrite == OVERWRITE_IF_NEWER:
+            modified = existing["LastModified"].timestamp()
+            return item["mt"] > int(modified * 1_000_000) * 1000
+        if existing.get("ContentLength") != item.get("s", 0):
+            return True
+        recorded = (item.get("s3") or {}).get("etag")
+        return recorded is None or recorded != existing.get("ETag")
 
     def _finish(self, upload: _Upload) -> None:
         if upload.key is None:
             upload.abort()
             return
+        path = shown_path(upload.item)
         if upload.failed:
             upload.abort()
-            self.error(it.path_str(upload.item), f"not restored: {upload.failed}")
+            self.error(path, upload.failed)
             return
         try:
-            upload.complete()
+            written = upload.complete()
         except FATAL:
             raise
         except StorageError as exc:
             upload.abort()
-            self.error(it.path_str(upload.item), f"not restored: {exc}")
+            if exc.__cause__ is not None and is_precondition_failed(exc.__cause__):
+                self.stats.nskipped += 1  # the key exists (or changed since it was looked at): it is kept
+                return
+            self.error(path, str(exc))
             return
+        if not written:
+            self.stats.nskipped += 1
+            return
+        self.stats.nfiles += 1
         self.stats.bytes_written += upload.written
+        note = damage_note(upload.item)
+        if note is not None:
+            self.stats.ndamaged += 1
+            self.warn(path, note)
 
 
 class _Upload:
@@ -167,6 +239,15 @@ class _Upload:
         self.buffer = bytearray()
         self.upload_id: str | None = None
         self.parts: list[dict] = []
+        self.existing: dict | None = None  # HEAD of the object at the key (if-newer, if-changed)
+
+    def _condition(self) -> dict[str, str]:
+        """The write condition of the final request, by overwrite mode (see the module docstring)."""
+        if self.restorer.overwrite == OVERWRITE_ALWAYS:
+            return {}
+        if self.existing is not None:
+            return {"IfMatch": self.existing["ETag"]}
+        return {"IfNoneMatch": "*"}
 
     @property
     def _bucket(self) -> str:
@@ -206,15 +287,28 @@ class _Upload:
         )
         self.parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
-    def complete(self) -> None:
+    def complete(self) -> bool:
+        """Create the object; False when ``if-changed`` found the same content there (nothing written)."""
         if self.restorer.dry_run:
-            return
+            return True
         client = self.restorer.client
         if self.upload_id is None:
             data = bytes(self.buffer)
-            self._s3(client.put_object, Bucket=self._bucket, Key=self.key, Body=data, ContentMD5=_md5(data))
+            md5 = hashlib.md5(data, usedforsecurity=False)
+            same = self.existing is not None and self.existing.get("ETag", "").strip('"') == md5.hexdigest()
+            if same and self.restorer.overwrite == OVERWRITE_IF_CHANGED:
+                self.buffer = bytearray()
+                return False
+            self._s3(
+                client.put_object,
+                Bucket=self._bucket,
+                Key=self.key,
+                Body=data,
+                ContentMD5=base64.b64encode(md5.digest()).decode("ascii"),
+                **self._condition(),
+            )
             self.buffer = bytearray()
-            return
+            return True
         if self.buffer:
             self._upload_part(bytes(self.buffer))
             self.buffer = bytearray()
@@ -224,8 +318,10 @@ class _Upload:
             Key=self.key,
             UploadId=self.upload_id,
             MultipartUpload={"Parts": self.parts},
+            **self._condition(),
         )
         self.upload_id = None
+        return True
 
     def abort(self) -> None:
         self.buffer = bytearray()

@@ -182,6 +182,7 @@ def cmd_create(args) -> int:
 
 def _item_json(item: dict) -> dict:
     from ..archive import items as it
+    from ..archive.extract import damaged_chunks
 
     out = {
         "path": it.path_str(item),
@@ -198,6 +199,10 @@ def _item_json(item: dict) -> dict:
         out["target"] = os.fsdecode(item["l"])
     if "h" in item:
         out["hardlink_to"] = item["h"].decode("utf-8", "surrogateescape")
+    damaged = damaged_chunks(item)
+    if damaged is not None:
+        out["damaged_chunks"] = damaged  # check --repair replaced them by zeros
+        out["damage_note"] = item["e"]
     return out
 
 
@@ -243,9 +248,12 @@ def cmd_list(args) -> int:
                     print_json_line(_item_json(item))
                 else:
                     from ..archive import items as it
+                    from ..archive.extract import damaged_chunks
 
                     size = item.get("s", 0)
-                    print(f"{item['t']} {oct(item['m'])[-4:]} {size:>12} {it.path_str(item)}")
+                    damaged = damaged_chunks(item)
+                    mark = "" if damaged is None else f"  [damaged: {damaged} chunk(s) replaced by zeros; see check]"
+                    print(f"{item['t']} {oct(item['m'])[-4:]} {size:>12} {it.path_str(item)}{mark}")
     return EXIT_OK
 
 
@@ -318,40 +326,83 @@ def cmd_info(args) -> int:
 # --- extract / diff ----------------------------------------------------------------------------------------
 
 
+def _print_warning(path: str, message: str) -> None:
+    print(f"warning: {path}: {message}", file=sys.stderr)
+
+
 def cmd_extract(args) -> int:
-    from ..archive.archive import iter_archive_items, load_archive, path_filter
-    from ..archive.extract import Extractor
+    from ..archive.archive import iter_archive_items, load_archive
+    from ..archive.extract import Extractor, PathSelector
     from ..repository.reader import ChunkReader
     from .allocator import tune_for_chunk_reads
 
     location, archive = split_location(args.location, need_archive=True)
+    to_bucket = args.target.startswith("s3://")
+    if to_bucket and args.delete:
+        raise UsageError("--delete applies to a directory target only", hint="a bucket target is create-only per key")
+    if args.strip_components < 0:
+        raise UsageError("--strip-components must not be negative")
     tune_for_chunk_reads()
     progress = Progress(args.progress)
     with open_repository(args, location) as repo, ChunkReader(repo) as reader:
         meta = load_archive(reader, repo.find_archive(archive))
-        selected = path_filter(args.paths)
+        selected = PathSelector(args.paths)
 
         def report(stats, path: str) -> None:
             progress.update(f"{stats.nfiles} files, {fmt_size(stats.bytes_written)}: {path}")
 
-        extractor = Extractor(reader, args.target, dry_run=args.dry_run, numeric_ids=args.numeric_ids, progress=report)
+        if to_bucket:
+            from ..archive.s3restore import S3Restorer
+
+            extractor = S3Restorer(
+                reader,
+                args.target,
+                dry_run=args.dry_run,
+                strip_components=args.strip_components,
+                overwrite=args.overwrite or "never",
+                progress=report,
+                warn=_print_warning,
+            )
+        else:
+            extractor = Extractor(
+                reader,
+                args.target,
+                dry_run=args.dry_run,
+                numeric_ids=args.numeric_ids,
+                overwrite=args.overwrite or "always",
+                delete=args.delete,
+                strip_components=args.strip_components,
+                progress=report,
+                warn=_print_warning,
+            )
         try:
             stats = extractor.run(item for item in iter_archive_items(reader, meta) if selected(item))
         finally:
             progress.finish()
+        for path in selected.unmatched():
+            stats.warnings.append(f"{path}: matches nothing in the archive")
+            _print_warning(path, "matches nothing in the archive")
         requests = requests_of(repo)
+        if to_bucket:
+            requests = {"repository": requests, "target": extractor.requests.snapshot()}
     if args.json:
-        print_json({"stats": stats.as_dict(), "errors": stats.errors, "requests": requests})
+        print_json({"stats": stats.as_dict(), "errors": stats.errors, "warnings": stats.warnings, "requests": requests})
     else:
         verb = "Verified" if args.dry_run else "Restored"
+        extra = "".join(
+            f", {n} {what}"
+            for n, what in ((stats.nskipped, "kept as they were"), (stats.ndeleted, "deleted"))
+            if n
+        )
         print(
-            f"{verb} {stats.nfiles} files, {stats.ndirs} directories, {fmt_size(stats.bytes_written)} "
+            f"{verb} {stats.nfiles} files, {stats.ndirs} directories, {fmt_size(stats.bytes_written)}{extra} "
             f"in {fmt_duration(stats.duration)}"
         )
-    if stats.errors:
-        print(f"packvault: error: {len(stats.errors)} file(s) could not be restored (see above)", file=sys.stderr)
-        return 2
-    return EXIT_WARNING if stats.warnings else EXIT_OK
+    if stats.warnings:
+        failed = f", {len(stats.errors)} entries not restored" if stats.errors else ""
+        print(f"packvault: {len(stats.warnings)} warning(s){failed} (see above)", file=sys.stderr)
+        return EXIT_WARNING
+    return EXIT_OK
 
 
 def cmd_diff(args) -> int:

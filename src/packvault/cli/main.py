@@ -70,11 +70,45 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func="cmd_list")
 
-    p = sub.add_parser("extract", help="restore an archive")
+    p = sub.add_parser(
+        "extract",
+        help="restore an archive",
+        description="Restore an archive, or the PATHs of it, into a directory or a bucket.  Nothing is written "
+        "outside the target: no symlink is followed (an entry below one is skipped with a warning), and items "
+        "with unsafe names (absolute, '..') are skipped.",
+        epilog="Existing entries (--overwrite): 'always' (default for a directory) replaces every existing "
+        "entry, 'if-changed' keeps files of the same size and mtime (symlinks with the same target), "
+        "'if-newer' replaces only entries older than the archived one, 'never' keeps everything that exists. "
+        "An entry is replaced only once its new version is complete, and a non-empty directory in the way of a "
+        "file or link is kept (with a warning) unless --delete is given. Existing directories are merged into. "
+        "Into s3://bucket/prefix each file becomes one object; a key that exists is kept unless --overwrite "
+        "is given (create-only); the bucket's endpoint and credentials come from its URL "
+        "(?endpoint=...&region=...) and the AWS environment. "
+        "Exit codes: 0 restored, 1 restored with warnings (an entry not restored, a PATH that matches "
+        "nothing, a file repaired with zeros), 2 not done.",
+    )
     p.add_argument("location", metavar="REPO::ARCHIVE")
-    p.add_argument("paths", nargs="*", metavar="PATH")
-    p.add_argument("--target", default=".", metavar="DIR", help="a directory, or s3://bucket/prefix")
-    p.add_argument("--strip-components", type=int, default=0, metavar="N", help="(s3 target) drop N leading path parts")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="restore only these archive paths (and below)")
+    p.add_argument("--target", default=".", metavar="DIR", help="a directory, or s3://bucket[/prefix]")
+    p.add_argument(
+        "--strip-components",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drop N leading path parts (items with fewer are skipped)",
+    )
+    p.add_argument(
+        "--overwrite",
+        choices=["always", "if-changed", "if-newer", "never"],
+        default=None,
+        help="what to do with existing entries (default: always; for an s3:// target: create-only)",
+    )
+    p.add_argument(
+        "--delete",
+        action="store_true",
+        help="make each restored directory mirror the archive: remove entries it does not have (directory "
+        "targets only)",
+    )
     p.add_argument("--dry-run", action="store_true", help="read and verify everything, write nothing")
     p.add_argument("--numeric-ids", action="store_true")
     p.add_argument("--progress", action="store_true")
