@@ -13,7 +13,6 @@ import json
 import os
 import random
 import subprocess
-from pathlib import Path
 
 from tests.support.cli import cli_command, pv, pv_env  # noqa: F401  (fixtures)
 
@@ -56,24 +55,21 @@ def test_concurrent_creates_of_one_name_commit_once(pv, pv_env, any_backend_url,
     assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["same"]
 
 
-def test_a_stale_claim_does_not_block_the_name(pv, tmp_path, monkeypatch):
-    """A backup that died between its claim and its entry: after the stale margin the name is free."""
+def test_a_claim_whose_backup_died_does_not_block_the_name(pv, tmp_path):
+    """A backup that died between its claim and its entry: once its lock is gone the name is free again;
+    while a backup holding the claim's lock is alive, another backup of that name is refused."""
     from packvault.repository.repository import Repository
 
     url = f"file://{tmp_path / 'repo'}"
     pv("init", url)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data")
     repo = Repository(url)
-    repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock=None)
-    try:
-        repo.claim_archive_name("x", bytes(32))  # claimed, never committed
-        src = tmp_path / "src"
-        src.mkdir()
-        (src / "f").write_bytes(b"data")
-        result = pv("create", f"{url}::x", src, expect=2)
-        assert "right now" in result.err
-        claims = sorted(Path(tmp_path / "repo" / "names").iterdir())
-        old = claims[0].stat().st_mtime - 3600
-        os.utime(claims[0], (old, old))
-        pv("create", f"{url}::x", src)
-    finally:
-        repo.close()
+    repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock="shared")
+    repo.claim_archive_name("x", bytes(32))  # claimed, entry not written yet: its backup is still running
+    result = pv("create", f"{url}::x", src, expect=2)
+    assert "right now" in result.err
+    repo.close()  # it died (its lock is gone)
+    pv("create", f"{url}::x", src)
+    assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]

@@ -298,6 +298,8 @@ def test_flipped_bit_in_item_stream_then_repair_and_compact_keeps_the_data(pv, f
     assert set(fx.raw.names("packs/data")) >= data_before, "no data pack may go while archive 'one' is damaged"
     rc, doc = check_json(pv, fx.url, "--verify-data")
     assert rc == 1 and any(p["level"] == "archives" and p.get("archive") == "one" for p in doc["problems"])
+    out = pv("extract", f"{fx.url}::one", "--target", fx.tmp / "out-one", expect=1)
+    assert "damaged" in out.err
     # the user decides: once the damaged archive is deleted, compact may reclaim
     pv("delete", f"{fx.url}::one")
     pv("compact", fx.url, "--min-age", "0")
@@ -474,3 +476,18 @@ def test_key_files_are_private_from_creation(pv, tmp_path, monkeypatch):
         pv("key", "export", tmp_path / "repo", tmp_path / "exported.txt")
     assert (tmp_path / "keys" / "repo.key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "exported.txt").stat().st_mode & 0o777 == 0o600
+
+
+# --- 4. check flags archives whose items would leave the restore target ------------------------------------------
+
+
+def test_check_flags_items_that_would_leave_the_target(pv, tmp_path):
+    from tests.archive.crafted import item, write_archive
+
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url)
+    write_archive(url, "evil", [(item("d", "a"), None), (item("f", "a/../../escape"), b"x"), (item("f", "a/ok"), b"y")])
+    rc, doc = check_json(pv, url)
+    assert rc == 1
+    unsafe = [p for p in doc["problems"] if p["kind"] == "item-unsafe"]
+    assert [(p["archive"], p["path"]) for p in unsafe] == [("evil", "a/../../escape")]

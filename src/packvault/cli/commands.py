@@ -382,6 +382,13 @@ def cmd_extract(args) -> int:
         for path in selected.unmatched():
             stats.warnings.append(f"{path}: matches nothing in the archive")
             _print_warning(path, "matches nothing in the archive")
+        if meta.lost_item_chunks:
+            message = (
+                f"archive is damaged: {len(meta.lost_item_chunks)} part(s) of its file list could not be read by "
+                "check --repair, the files listed there were not restored"
+            )
+            stats.warnings.append(f"{archive}: {message}")
+            _print_warning(archive, message)
         requests = requests_of(repo)
         if to_bucket:
             requests = {"repository": requests, "target": extractor.requests.snapshot()}

@@ -673,6 +673,15 @@ class Checker:
 
         for item in iter_items_robust(chunks()):
             findings.items += 1
+            unsafe = it.unsafe_item_reason(item)
+            if unsafe is not None:
+                report.add(
+                    "archives",
+                    "item-unsafe",
+                    f"item would leave the restore target ({unsafe}); extract skips it",
+                    archive=label,
+                    path=it.path_str(item) if isinstance(item.get("p"), bytes) else repr(item.get("p")),
+                )
             if item.get("t") != it.FILE:
                 continue
             findings.files += 1

@@ -90,6 +90,7 @@ class LockInfo:
     store_mtime: float | None  # the store's clock when this object was written
     stale: bool
     readable: bool
+    session: str | None = None  # the holder's session, the same across its refreshes
 
 
 @dataclass
@@ -307,6 +308,12 @@ class LockManager:
     # -- public API ------------------------------------------------------------------------------------
 
     @property
+    def session(self) -> str | None:
+        """The session id of the lock held (it stays the same across refreshes), None when none is held."""
+        with self._mutex:
+            return None if self._record is None else str(self._record["session"])
+
+    @property
     def held(self) -> bool:
         return self._current is not None and self._lost_reason is None
 
@@ -407,6 +414,7 @@ class LockManager:
                     store_mtime=entry.mtime,
                     stale=self._judge(entry, store_now) is Verdict.STALE,
                     readable=rec is not None,
+                    session=str(rec["session"]) if rec else None,
                 )
             )
         infos.sort(key=lambda info: (info.since if info.since is not None else float("-inf"), info.key))

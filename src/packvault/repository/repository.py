@@ -11,7 +11,6 @@ import contextlib
 import hmac
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -695,7 +694,7 @@ class Repository:
             self.cache.write(f"archive-{name}", plaintext)
         return name
 
-    def claim_archive_name(self, name: str, archive_id: bytes, *, stale_seconds: float = 15 * 60.0) -> None:
+    def claim_archive_name(self, name: str, archive_id: bytes) -> None:
         """Claim ``name`` for ``archive_id`` with a create-only write, right before its entry is written.
 
         Two backups of the same name that started at the same time both passed the check for an existing
@@ -703,8 +702,9 @@ class Repository:
         created only if absent (S3 ``If-None-Match``, a hard link locally), so of two writers racing for the
         next free claim exactly one gets it; the other raises ArchiveExists and commits nothing.  A claim is
         never overwritten or deleted by a writer (a create-only writer credential can do neither): when the
-        last claim's archive is gone (deleted, or its backup died between claim and entry, which is
-        recognised once the claim is older than ``stale_seconds``), the name is claimed again at ``n + 1``.
+        last claim's archive is not there, the claim is abandoned if that archive was deleted, or if no lock
+        of the session that claimed it is held any more (its backup died between claim and entry), and the
+        name is claimed again at ``n + 1``.
         """
         base = self.chunk_id(b"packvault archive name v1\0" + name.encode("utf-8", "surrogateescape")).hex()
         generation, last = 0, None
@@ -715,24 +715,24 @@ class Repository:
                 break
             generation += 1
         if last is not None:
-            key = layout.name(layout.NAMES, f"{base}-{generation - 1}")
             try:
-                claimed = self.codec.open(last)[0].object_id
-            except IntegrityError:
-                claimed = None  # a damaged claim protects nothing: take the next one
+                header, _, plaintext = self.codec.open(last)
+                claimed, session = header.object_id, msgpack.unpackb(plaintext).get("session")
+            except (IntegrityError, ValueError, TypeError, AttributeError, msgpack.UnpackException):
+                claimed, session = None, None  # a damaged claim protects nothing: take the next one
             if claimed == archive_id:
                 return  # our own claim: this is a retry
-            live = {entry.id for entry in self.archive_entries()}
-            if claimed in live:
+            if claimed in {entry.id for entry in self.archive_entries()}:
                 raise ArchiveExists(f"an archive named {name!r} already exists; nothing was committed")
             gone = claimed is None or claimed in self.tombstones() or claimed in self.entry_names(deleted=True)
-            info = self.store.info(key)
-            if not gone and time.time() - (info.mtime or 0) < stale_seconds:
+            held = {info.session for info in self.new_lock_manager().list_locks() if not info.stale}
+            if not gone and session in held:
                 raise ArchiveExists(
                     f"another backup is committing an archive named {name!r} right now; nothing was committed",
                     hint="run it again under another name",
                 )
-        claim = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
+        session = self.lock_manager.session if self.lock_manager is not None else None
+        claim = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, msgpack.packb({"session": session}), compress=False)
         if not store_new(self.store, layout.name(layout.NAMES, f"{base}-{generation}"), claim):
             raise ArchiveExists(
                 f"another backup committed an archive named {name!r} at the same moment; nothing was committed",
