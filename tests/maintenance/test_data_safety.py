@@ -491,3 +491,30 @@ def test_check_flags_items_that_would_leave_the_target(pv, tmp_path):
     assert rc == 1
     unsafe = [p for p in doc["problems"] if p["kind"] == "item-unsafe"]
     assert [(p["archive"], p["path"]) for p in unsafe] == [("evil", "a/../../escape")]
+
+
+def test_repair_does_not_index_objects_of_another_repository(pv, tmp_path, monkeypatch):
+    """A pack from another repository (another key) copied in: its objects pass every key-less check, but
+    repair without --verify-data must not index them as ours."""
+    url = f"file://{tmp_path / 'repo'}"
+    other = f"file://{tmp_path / 'other'}"
+    src = tmp_path / "src"
+    _files(src, 3, 30 * KiB, seed=70)
+    pv("init", url)
+    pv("create", f"{url}::mine", src)
+    monkeypatch.setenv("PACKVAULT_PASSPHRASE", "another passphrase entirely")
+    pv("init", other)
+    (tmp_path / "other-src").mkdir()
+    _files(tmp_path / "other-src", 3, 30 * KiB, seed=71)
+    pv("create", f"{other}::theirs", tmp_path / "other-src")
+    monkeypatch.setenv("PACKVAULT_PASSPHRASE", "correct horse battery staple")
+    theirs, mine = RawStore(other), RawStore(url)
+    foreign = theirs.names("packs/data")
+    for rel in foreign:
+        mine.write(rel, theirs.read(rel))
+    rc, doc = check_json(pv, url, "--repair")
+    assert rc == 1
+    with _open(url) as repo:
+        indexed_packs = {repo.index.packs.names[e.pack] for _, e in repo.index.entries()}
+    assert not indexed_packs & {rel.rsplit("/", 1)[-1] for rel in foreign}
+    assert _restores(pv, url, "mine", src, tmp_path / "out")

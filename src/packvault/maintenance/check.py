@@ -456,16 +456,29 @@ class Checker:
                 if kind == KIND_META and meta.type == TYPE_ARCHIVE:
                     self.archive_objects[header.object_id] = Location(name, kind, offset, header.total_size)
             if self.has_key:
+                if not decrypt and not self._indexed_here(name, offset, header.total_size, header.object_id):
+                    # an object the index does not vouch for may be indexed by repair: it must be ours first
+                    # (an intact object of another repository's key passes every key-less check)
+                    try:
+                        codec.open(buf, offset, expected_id=header.object_id)
+                    except IntegrityError as exc:
+                        state.damaged.append((offset, end, f"does not authenticate under this key: {exc}"))
+                        offset = end
+                        continue
                 self._intact(kind, name, offset, header.total_size, header.object_id, state)
             offset = end
 
-    def _intact(self, kind: int, name: str, offset: int, size: int, object_id: bytes, state: _PackState) -> None:
+    def _indexed_here(self, name: str, offset: int, size: int, object_id: bytes) -> bool:
         entry = self.index.table.get(object_id)
-        if (
+        return (
             entry is not None
             and (entry.offset, entry.size) == (offset, size)
             and self.index.packs.names[entry.pack] == name
-        ):
+        )
+
+    def _intact(self, kind: int, name: str, offset: int, size: int, object_id: bytes, state: _PackState) -> None:
+        entry = self.index.table.get(object_id)
+        if self._indexed_here(name, offset, size, object_id):
             self.index.table[object_id] = entry._replace(flags=entry.flags | FLAG_SEEN)
             state.indexed += 1
             return
