@@ -518,3 +518,24 @@ def test_repair_does_not_index_objects_of_another_repository(pv, tmp_path, monke
         indexed_packs = {repo.index.packs.names[e.pack] for _, e in repo.index.entries()}
     assert not indexed_packs & {rel.rsplit("/", 1)[-1] for rel in foreign}
     assert _restores(pv, url, "mine", src, tmp_path / "out")
+
+
+def test_pack_name_problems_clear_after_repair_of_swapped_packs(pv, fx):
+    """Two packs whose bytes were swapped: repair points the index at correctly named copies; the
+    pack-name problem goes away (the misnamed originals are left to compact)."""
+    chunk_a = fx.chunks["one"][fx.p("src/a")][0]
+    chunk_b = fx.chunks["one"][fx.p("src/sub/b")][0]
+    assert chunk_a.pack != chunk_b.pack
+    rel_a, rel_b = pack_rel(fx, chunk_a), pack_rel(fx, chunk_b)
+    bytes_a, bytes_b = fx.raw.read(rel_a), fx.raw.read(rel_b)
+    fx.raw.write(rel_a, bytes_b)
+    fx.raw.write(rel_b, bytes_a)
+    rc, doc = check_json(pv, fx.url)
+    assert rc == 1 and "pack-name" in {p["kind"] for p in doc["problems"]}
+    check_json(pv, fx.url, "--repair")
+    rc, after = check_json(pv, fx.url, "--verify-data")
+    assert after["problems"] == [], after["problems"]
+    assert rc == 0
+    pv("compact", fx.url, "--min-age", "0")
+    rc, final = check_json(pv, fx.url, "--verify-data")
+    assert rc == 0 and final["notes"] == [] or all("pack" not in n for n in final["notes"])

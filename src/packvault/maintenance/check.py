@@ -121,6 +121,7 @@ class _PackState:
     damaged: list[tuple[int, int, str]] = field(default_factory=list)  # [start, end) and why
     unindexed: int = 0
     indexed: int = 0
+    misnamed: bool = False  # its bytes match neither its content name nor its copy-forward name
 
 
 @dataclass
@@ -162,6 +163,7 @@ class Checker:
         self.metas: dict[str, dict] = {}  # archive metadata per entry store key
         self.orphans: list[bytes] = []  # archive metadata objects without an entry
         self.config_rewrite = False  # the config, its copy or its MAC needs to be (re)written
+        self.repoint_targets: set[str] = set()  # packs holding the intact copy of a bad index entry
 
     # --- level 1 -----------------------------------------------------------------------------------------------
 
@@ -413,10 +415,7 @@ class Checker:
         """Verify one whole pack in memory; record intact objects and damaged byte ranges."""
         state = self.packs[name]
         state.scanned = True
-        if not pack_name_matches(name, buf):
-            self.report.add(
-                "repository", "pack-name", "pack content does not match its name (its bytes changed)", pack=name
-            )
+        state.misnamed = not pack_name_matches(name, buf)
         if len(buf) != state.size:
             state.size = len(buf)
         decrypt = self.has_key and (kind == KIND_META or self.data_pass)
@@ -513,6 +512,9 @@ class Checker:
                 else:
                     problem = "index entry points at no intact object with this id"
             table[chunk_id] = entry._replace(flags=entry.flags | FLAG_BAD)
+            elsewhere = self.alt.get(chunk_id)
+            if elsewhere is not None:
+                self.repoint_targets.add(elsewhere.pack)
             self.index_changed = True
             self.report.count("index_entries_bad")
             if problem:
@@ -529,6 +531,7 @@ class Checker:
             entries = f"{count} index entr{'y' if count == 1 else 'ies'}"
             self.report.add("repository", "pack-missing", f"pack is missing; {entries} point into it", pack=pack)
         for state in sorted(self.packs.values(), key=lambda p: p.name):
+            self._report_misnamed(state)
             for start, end, why in state.damaged:
                 ids = region_ids.get((state.name, start), [])
                 if not ids:
@@ -564,11 +567,29 @@ class Checker:
                     pack=state.name,
                 )
 
+    def _report_misnamed(self, state: _PackState) -> None:
+        """A pack whose bytes do not match its name is a problem while anything may read it through that name
+        (without the key, that cannot be ruled out).  Once repair has moved its intact objects to a correctly
+        named copy and nothing in the index points into it, it is only garbage that compact removes."""
+        if not state.misnamed:
+            return
+        unused = not (state.indexed or state.unindexed or state.damaged) and state.name not in self.repoint_targets
+        if self.has_key and unused:
+            self.report.notes.append(
+                f"pack {state.name}: its bytes do not match its name, and the index no longer uses it (its "
+                "objects have a correctly named copy); compact removes it once older than --min-age"
+            )
+            return
+        self.report.add(
+            "repository", "pack-name", "pack content does not match its name (its bytes changed)", pack=state.name
+        )
+
     def report_damage_without_key(self) -> None:
         """Without the key nothing says which object a damaged range held, but every checksum mismatch is
         a problem: a pack's name proves its bytes only for packs named by content, not for those compact
         names by the ids they hold."""
         for state in sorted(self.packs.values(), key=lambda p: p.name):
+            self._report_misnamed(state)
             for start, end, why in state.damaged:
                 self.report.add(
                     "repository",

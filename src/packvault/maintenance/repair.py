@@ -39,8 +39,8 @@ from ..archive.archive import DAMAGE_FILES, DAMAGE_LOST_ITEM_CHUNKS, DAMAGE_REPA
 from ..errors import IntegrityError, PackvaultError
 from ..repository.config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
 from ..repository.index import ChunkIndex, Location, encode_index_fragments
-from ..repository.objects import TYPE_ARCHIVE
-from ..repository.repository import ArchiveEntry
+from ..repository.objects import TYPE_ARCHIVE, iter_headers
+from ..repository.repository import ArchiveEntry, content_name, defrag_pack_name
 from ..repository.writer import RepositoryWriter
 from ..storage import layout
 from .check import FLAG_BAD, REQUIRED_META_KEYS, Checker, iter_items_robust
@@ -49,6 +49,8 @@ from .check import FLAG_BAD, REQUIRED_META_KEYS, Checker, iter_items_robust
 def repair(checker: Checker, *, dry_run: bool) -> None:
     if checker.config_rewrite and checker.has_key:
         restore_config(checker, dry_run=dry_run)
+    if checker.has_key:
+        rename_misnamed_packs(checker, dry_run=dry_run)
     if checker.index_changed:
         rebuild_index(checker, dry_run=dry_run)
     if checker.opts.repository_only or not checker.has_key:
@@ -90,6 +92,45 @@ def restore_config(checker: Checker, *, dry_run: bool) -> None:
     if not dry_run:
         repo.check_lock()
         repo.write_config(chosen, repo.key)
+
+
+# --- 0b. packs whose bytes do not match their name ------------------------------------------------------------------
+
+
+def rename_misnamed_packs(checker: Checker, *, dry_run: bool) -> None:
+    """Give the intact objects of a misnamed pack a correctly named copy and point the index there.
+
+    A pack's name is a hash of its bytes (or of the ids it holds); bytes under the wrong name (two packs
+    swapped, a pack written back under another name) stay a ``pack-name`` problem for as long as the index
+    reads them through that name.  The copy gets its content name when that is free, else its copy-forward
+    name; the misnamed pack itself is left alone (repair deletes nothing) and compact removes it once
+    nothing points into it."""
+    repo = checker.repo
+    present = set(checker.packs)
+    for state in sorted(checker.packs.values(), key=lambda p: p.name):
+        used = state.indexed or state.unindexed or state.name in checker.repoint_targets
+        if not state.misnamed or state.damaged or not used:
+            continue
+        buf = repo.load_pack_range(state.kind, state.name)
+        new = content_name(buf)
+        if new in present:
+            new = defrag_pack_name((h.object_id, h.total_size) for _, h in iter_headers(buf))
+        checker.report.repairs.append(f"copy misnamed pack {state.name} to {new} and point the index there")
+        if dry_run:
+            continue
+        if new not in present:
+            repo.check_lock()
+            repo.store_pack_as(state.kind, new, buf)
+            present.add(new)
+        for table in (checker.index, checker.alt):
+            old_no = table.packs.lookup(state.name)
+            if old_no is None:
+                continue
+            new_no = table.packs.number(new, state.kind)
+            for chunk_id, entry in table.entries():
+                if entry.pack == old_no:
+                    table.table[chunk_id] = entry._replace(pack=new_no)
+        checker.index_changed = True
 
 
 # --- 1. the index -----------------------------------------------------------------------------------------------

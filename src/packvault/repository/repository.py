@@ -482,6 +482,11 @@ class Repository:
         self.store.backend.store(self.store.find(self.pack_name(kind, pack)), data)
         return pack
 
+    def store_pack_as(self, kind: int, pack: str, data: bytes | memoryview) -> None:
+        """Store pack bytes under a name the caller proved right for them (``content_name`` or
+        ``defrag_pack_name``) and proved free: repair's correctly named copy of a misnamed pack."""
+        self.store.backend.store(self.store.find(self.pack_name(kind, pack)), data)
+
     @property
     def links_pack_spools(self) -> bool:
         """True for a local directory repository whose packs are spooled in place and linked in."""
