@@ -57,9 +57,7 @@ class FilesystemSource:
         """``note``: told about what is left out on purpose (``warn``: about what could not be read).
         ``skip_dirs``: directory path -> why it is not backed up (matched by device and inode)."""
         # sorted by components, the order of the walk itself: an outer PATH comes before the PATHs inside it
-        self.roots = sorted(
-            dict.fromkeys(os.fsencode(os.path.normpath(os.path.abspath(p))) for p in paths), key=_components
-        )
+        self.roots = sorted((os.fsencode(os.path.normpath(os.path.abspath(p))) for p in paths), key=_components)
         self.excludes = excludes
         self.one_file_system = one_file_system
         self.warn = warn
@@ -80,7 +78,7 @@ class FilesystemSource:
         self._pending_roots = set(self.roots)
         for root in self.roots:
             if root not in self._pending_roots:
-                self.note(os.fsdecode(root), "inside another PATH given; stored once")
+                self.note(os.fsdecode(root), "given twice, or inside another PATH given: stored once")
                 continue
             self._pending_roots.discard(root)
             try:
