@@ -43,6 +43,7 @@ class ExtractStats:
     ndirs: int = 0
     nother: int = 0
     bytes_written: int = 0
+    bytes_arrived: int = 0  # live: chunk bytes written (or verified) so far, for progress
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -155,7 +156,10 @@ class Extractor:
                 out.remaining -= 1
                 if out.failed is None:
                     out.written += size
+                self.stats.bytes_arrived += size
                 last = out.remaining == 0
+            if self.progress:  # from the reader thread: the byte count moves as the data arrives
+                self.progress(self.stats, it.path_str(out.item))
             if last:
                 self._finish_file(out, fd)
         finally:

@@ -13,7 +13,7 @@ from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.config import parse_size
 from ..repository.repository import Repository
 from .gc_policy import freeze_long_lived_objects
-from .output import Progress, fmt_duration, fmt_size, print_json, print_json_line, print_table
+from .output import fmt_duration, fmt_size, print_json, print_json_line, print_table
 from .progress import LiveProgress
 
 # --- locations and opening -----------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def cmd_create(args) -> int:
     def report(stats, path: str) -> None:
         live.update(
             completed=stats.bytes_read,
-            counts=f"{stats.nfiles} files, {fmt_size(stats.deduplicated_size)} new, read",
+            counts=f"{stats.nfiles} files, {fmt_size(stats.deduplicated_size)} new; read",
             path=path,
         )
 
@@ -379,19 +379,27 @@ def cmd_extract(args) -> int:
 
     location, archive = split_location(args.location, need_archive=True)
     tune_for_chunk_reads()
-    progress = Progress(args.progress)
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+    live = LiveProgress(args.progress)
+    with open_repository(args, location) as repo, ChunkReader(repo) as reader, live:
         meta = load_archive(reader, repo.find_archive(archive))
         selected = path_filter(args.paths)
 
         def report(stats, path: str) -> None:
-            progress.update(f"{stats.nfiles} files, {fmt_size(stats.bytes_written)}: {path}")
+            live.update(completed=stats.bytes_arrived, counts=f"{stats.nfiles} files", path=path)
 
-        extractor = Extractor(reader, args.target, dry_run=args.dry_run, numeric_ids=args.numeric_ids, progress=report)
-        try:
-            stats = extractor.run(item for item in iter_archive_items(reader, meta) if selected(item))
-        finally:
-            progress.finish()
+        extractor = Extractor(
+            reader,
+            args.target,
+            dry_run=args.dry_run,
+            numeric_ids=args.numeric_ids,
+            progress=report if live.enabled else None,
+        )
+        # the whole archive's size is known (a time left can be shown); a selection's is not
+        live.start(
+            "verify" if args.dry_run else "extract", total=None if args.paths else meta.stats.get("original_size")
+        )
+        stats = extractor.run(item for item in iter_archive_items(reader, meta) if selected(item))
+        live.stop()
         requests = requests_of(repo)
     if args.json:
         print_json({"stats": stats.as_dict(), "errors": stats.errors, "requests": requests})

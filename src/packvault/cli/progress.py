@@ -19,7 +19,6 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     Progress,
     ProgressColumn,
     SpinnerColumn,
@@ -28,7 +27,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.text import Text
 
@@ -36,6 +34,7 @@ from .output import fmt_size
 
 ELLIPSIS = "…"
 MIN_PATH_CELLS = 12
+RESERVED_CELLS = 75  # what the other columns of the line take, about; the path gets the rest
 
 
 def shorten_middle(text: str, width: int) -> str:
@@ -86,8 +85,42 @@ class PathColumn(ProgressColumn):
         return Text(shorten_middle(str(task.fields.get("path", "")), width), style="progress.description")
 
 
+class _BarColumn(BarColumn):
+    """A bar only once the total is known."""
+
+    def render(self, task: Task):
+        return super().render(task) if task.total is not None else Text("")
+
+
+class _BytesColumn(ProgressColumn):
+    """Bytes done, and of how many when the total is known (binary units, as everywhere in Packvault)."""
+
+    def render(self, task: Task) -> Text:
+        done = fmt_size(task.completed)
+        return Text(f"{done} of {fmt_size(task.total)}" if task.total is not None else done, style="progress.download")
+
+
+class _RateColumn(ProgressColumn):
+    """Bytes per second over rich's recent window (binary units, like the sizes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{fmt_size(speed)}/s" if speed is not None else "", style="progress.data.speed")
+
+
+class _EtaColumn(TimeRemainingColumn):
+    """The time left, only where the total is known."""
+
+    def render(self, task: Task) -> Text:
+        return super().render(task) if task.total is not None else Text("")
+
+
 class LiveProgress:
-    """One live progress line on stderr (a context manager); silent unless enabled and stderr is a tty."""
+    """One live progress line on stderr (a context manager); silent unless enabled and stderr is a tty.
+
+    The line: what runs, a count text (files, new bytes, packs), a bar, bytes done [of total], the rate,
+    the time left (bar and time left only once a total is given), the time spent, and the current path.
+    """
 
     def __init__(self, enabled: bool, *, console: Console | None = None):
         self.console = console or Console(stderr=True)
@@ -97,25 +130,22 @@ class LiveProgress:
 
     # --- life cycle -------------------------------------------------------------------------------------
 
-    def start(self, description: str, *, total: float | None = None, counts: str = "") -> LiveProgress:
-        """Show the line: ``description``, ``counts`` (a text field updated later), bytes done of ``total``
-        (a bar and an ETA when the total is known), the rate, the elapsed time and the current path."""
+    def start(self, description: str, *, total: float | None = None) -> LiveProgress:
         if not self.enabled or self._progress is not None:
             return self
         columns: list[ProgressColumn] = [
             SpinnerColumn(),
             TextColumn("{task.description}"),
             TextColumn("{task.fields[counts]}"),
+            _BarColumn(bar_width=16),
+            _BytesColumn(),
+            _RateColumn(),
+            _EtaColumn(),
+            TimeElapsedColumn(),
+            PathColumn(self.console, RESERVED_CELLS),
         ]
-        if total is not None:
-            columns += [BarColumn(bar_width=20), DownloadColumn(binary_units=True), TimeRemainingColumn()]
-        else:
-            columns += [TextColumn("{task.fields[done]}")]
-        columns += [TransferSpeedColumn(), TimeElapsedColumn()]
-        reserved = 75 if total is not None else 70
-        columns.append(PathColumn(self.console, reserved))
         self._progress = Progress(*columns, console=self.console, transient=True, refresh_per_second=8)
-        self._task = self._progress.add_task(description, total=total, counts=counts, done="", path="")
+        self._task = self._progress.add_task(description, total=total, counts="", path="")
         self._progress.start()
         return self
 
@@ -140,8 +170,9 @@ class LiveProgress:
         total: float | None = None,
         counts: str | None = None,
         path: str | None = None,
+        description: str | None = None,
     ) -> None:
-        """Set the numbers shown (thread-safe: rich locks the task)."""
+        """Set what is shown; cheap (rich draws from its own thread) and thread-safe (rich locks the task)."""
         if self._progress is None or self._task is None:
             return
         fields: dict = {}
@@ -149,9 +180,7 @@ class LiveProgress:
             fields["counts"] = counts
         if path is not None:
             fields["path"] = path
-        if completed is not None and total is None and self._progress.tasks[0].total is None:
-            fields["done"] = fmt_size(completed)
-        self._progress.update(self._task, completed=completed, total=total, **fields)
+        self._progress.update(self._task, completed=completed, total=total, description=description, **fields)
 
     def print(self, text: str) -> None:
         """A line on stderr (a warning, a note), above the live line when it is shown."""
