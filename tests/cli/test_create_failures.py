@@ -133,3 +133,17 @@ def test_s3_refusing_every_pack_stops_create_with_one_line(pv, tmp_path, moto_en
     assert bucket_and_prefix in lines[0] and "kept failing" in lines[0]
     assert proxy.faults["500"] >= 2
     assert _archives(pv, location) == []
+
+
+def test_read_only_repository_is_one_line_exit_2(pv, tmp_path, small_fs):
+    src = _source(tmp_path / "src", files=2)
+    disk = small_fs("small", "4m")
+    repo = disk / "repo"
+    pv("init", repo, "--pack-size", "256K")
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+
+    result = pv("create", f"{repo}::a", src, expect=2)
+
+    lines = _error_lines(result.err)
+    assert len(lines) == 1, result.err
+    assert str(repo) in lines[0] and "Read-only file system" in lines[0] and "remount" in lines[0]

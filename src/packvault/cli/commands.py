@@ -147,6 +147,21 @@ def _skip_dirs(location: str) -> dict[str, str]:
     return skip
 
 
+@contextlib.contextmanager
+def _opened_for_writing(args, location: str) -> Iterator[Repository]:
+    """``open_repository``, where a local repository that cannot be written to (read-only, full: opening
+    and locking write) is one line naming it, like any other write failure of ``create``."""
+    from ..repository.writer import write_failure
+
+    stack = contextlib.ExitStack()
+    try:
+        repo = stack.enter_context(open_repository(args, location))
+    except OSError as exc:
+        raise write_failure(exc, f"cannot write to the repository {location}", "opening it") from exc
+    with stack:
+        yield repo
+
+
 def cmd_create(args) -> int:
     """Exit 0 or 1 only once the archive's entry is written (see ``archive/create.py``); 2 when it was not,
     130/143 after SIGINT/SIGTERM (what was stored is indexed first, so a rerun resumes)."""
@@ -167,7 +182,7 @@ def cmd_create(args) -> int:
         )
 
     try:
-        with _sigterm_interrupts(), open_repository(args, location) as repo, live:
+        with _sigterm_interrupts(), _opened_for_writing(args, location) as repo, live:
             source, files_cache_name = build_source(
                 args.paths,
                 excludes,

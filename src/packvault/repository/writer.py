@@ -313,36 +313,11 @@ class RepositoryWriter:
     # --- errors -----------------------------------------------------------------------------------------
 
     def _failure(self, exc: BaseException, doing: str, *, spool: bool = False) -> BaseException:
-        """The error to raise for a failed write: one that names where it failed and why.
-
-        ``OSError`` (ENOSPC, EDQUOT, EROFS, EIO, ...) and borgstore backend errors become
-        ``StorageFull``/``RepositoryWriteError``; storage errors that outlived the retries (S3) keep their
-        class and get the place in their message; other Packvault errors (a lost lock) say enough already,
-        and anything else is a bug and keeps its traceback.
-        """
-        if isinstance(exc, RepositoryWriteError | StorageFull) or not isinstance(
-            exc, OSError | BackendError | StorageError
-        ):
-            return exc
-        location = self.repo.location
         if spool and not self.repo.links_pack_spools:
-            where = f"cannot write the pack spool in {self.spool_dir} (for the repository {location})"
+            where = f"cannot write the pack spool in {self.spool_dir} (for the repository {self.repo.location})"
         else:
-            where = f"cannot write to the repository {location}"
-        if isinstance(exc, OSError):
-            cause = exc.strerror or str(exc)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                return StorageFull(f"{where} ({doing}): {cause}")
-            hint = (
-                "the file system is mounted read-only; remount it writable or use another location"
-                if exc.errno == errno.EROFS
-                else None
-            )
-            return RepositoryWriteError(f"{where} ({doing}): {cause}", hint=hint)
-        message = f"{where} ({doing}): {exc}"
-        if isinstance(exc, StorageError):
-            return type(exc)(message, hint=exc.hint)  # same class (ServiceUnavailable, ...), named place
-        return RepositoryWriteError(message)
+            where = f"cannot write to the repository {self.repo.location}"
+        return write_failure(exc, where, doing)
 
     def _upload_done(self, future: Future) -> None:
         with self._lock:
@@ -370,3 +345,31 @@ class RepositoryWriter:
                 # errors are recorded by _note_error and raised by the caller; an interrupt is not an error
                 with contextlib.suppress(Exception):
                     future.result()
+
+
+def write_failure(exc: BaseException, where: str, doing: str) -> BaseException:
+    """The error to raise for a failed write: one line that says where (``where``), during what, and why.
+
+    ``OSError`` (ENOSPC, EDQUOT, EROFS, EIO, ...) and borgstore backend errors become
+    ``StorageFull``/``RepositoryWriteError``; storage errors that outlived the retries (S3) keep their class
+    and get the place in their message; other Packvault errors (a lost lock) say enough already, and
+    anything else is a bug and keeps its traceback.
+    """
+    if isinstance(exc, RepositoryWriteError | StorageFull) or not isinstance(
+        exc, OSError | BackendError | StorageError
+    ):
+        return exc
+    if isinstance(exc, OSError):
+        cause = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageFull(f"{where} ({doing}): {cause}")
+        hint = (
+            "the file system is mounted read-only; remount it writable or use another location"
+            if exc.errno == errno.EROFS
+            else None
+        )
+        return RepositoryWriteError(f"{where} ({doing}): {cause}", hint=hint)
+    message = f"{where} ({doing}): {exc}"
+    if isinstance(exc, StorageError):
+        return type(exc)(message, hint=exc.hint)  # same class (ServiceUnavailable, ...), named place
+    return RepositoryWriteError(message)
