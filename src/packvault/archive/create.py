@@ -219,12 +219,14 @@ class ArchiveCreator:
         self.stats.duration = time.monotonic() - self.stats.started
         try:
             self.stored_packs = writer.checkpoint_stored()
+            with contextlib.suppress(OSError):  # only saves the next run a GET of the checkpoint
+                self.repo.remember_written_fragments(writer.fragments_written)
             outcome = (
                 f"the {self.stored_packs} pack(s) stored before are indexed and the next run reuses them"
                 if self.stored_packs
                 else ""
             )
-        except Exception as checkpoint_exc:  # an interrupt while waiting abandons the checkpoint
+        except Exception as checkpoint_exc:  # (a second interrupt is no Exception: it abandons the checkpoint)
             outcome = f"no checkpoint could be written ({_cause(checkpoint_exc)})"
         if self.files_cache is not None:
             with contextlib.suppress(OSError):
