@@ -209,14 +209,17 @@ class RepositoryWriter:
         dropped instead: they were never uploaded, so the next run sends them once, and nothing about them
         (a half-appended chunk after an interrupt) has to be trusted.  Only packs whose store returned go
         into the fragment (``_upload`` records them after ``store``), so it never names a missing pack.
-        A second interrupt while waiting is not swallowed: it abandons the checkpoint.
+        A second interrupt while waiting is not swallowed: it abandons the checkpoint.  The writer takes no
+        more chunks afterwards.
         """
         with self._lock:
             dropped = list(self._open.values())
             self._open = {kind: self._new_pack(kind) for kind in self._open}
         for pack in dropped:
             pack.discard()  # first: on a full disk its spool file holds the space the fragment needs
-        self._wait(self._uploads)
+        self._seal_pool.shutdown(wait=False, cancel_futures=True)
+        # every upload ever submitted, also one whose future an interrupt kept out of ``_uploads``
+        self._upload_pool.shutdown(wait=True)
         with self._lock:
             self._write_checkpoint_locked()
             return self.stats["packs"]
