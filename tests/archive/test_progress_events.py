@@ -84,3 +84,24 @@ def test_extract_counts_bytes_as_they_arrive(repo, tmp_path):
     assert arrived[-1] == 12 * MiB
     # several distinct counts within the two files: the count moves with the data, not once per file
     assert len(set(arrived)) >= 4
+
+
+def test_check_reports_bytes_of_a_known_total(repo, tmp_path):
+    from packvault.maintenance.check import Options, check
+
+    src = _source(tmp_path / "src", files=4, size=1 * MiB)
+    creator = ArchiveCreator(repo, "a")
+    source = FilesystemSource([str(src)], excludes=ExcludeMatcher([]), one_file_system=False, warn=creator.warn)
+    creator.run(source, paths=[str(src)], cmdline=[])
+    counted: list[tuple[int, int]] = []
+
+    def progress(text: str, **counts) -> None:
+        if "total" in counts:
+            counted.append((counts["completed"], counts["total"]))
+
+    report = check(repo, Options(), progress)
+    assert report.problems == []
+    pack_bytes = sum(info.size for kind in (0, 1) for info in repo.list_packs(kind))
+    assert len(counted) >= 4 and {total for _, total in counted} == {pack_bytes}
+    assert [done for done, _ in counted] == sorted(done for done, _ in counted)
+    assert counted[-1][0] == pack_bytes
