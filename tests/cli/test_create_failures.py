@@ -117,20 +117,21 @@ def test_full_spool_disk_is_named_as_the_spool_not_a_source_file(pv, tmp_path, s
     assert _archives(pv, location) == []
 
 
-def test_s3_refusing_every_pack_stops_create_with_one_line(pv, tmp_path, moto_endpoint, make_s3_url, fault_proxy):
+@pytest.mark.parametrize("refused", ["/packs/", "/"])
+def test_s3_refusing_puts_stops_create_with_one_line(pv, tmp_path, moto_endpoint, make_s3_url, fault_proxy, refused):
+    """Every pack PUT fails (the run starts, then stops at once), or every PUT at all (not even the lock)."""
     src = _source(tmp_path / "src", files=20)
-    proxy = fault_proxy(moto_endpoint, fault_rate=1.0, kinds=["500"], methods=["PUT"], path_contains="/packs/")
-    location = make_s3_url(moto_endpoint, retry_attempts="2", retry_max_seconds="3").replace(
-        moto_endpoint, proxy.endpoint
-    )
+    location = make_s3_url(moto_endpoint, retry_attempts="2", retry_max_seconds="3")
     pv("init", location, "--pack-size", "256K")
+    proxy = fault_proxy(moto_endpoint, fault_rate=1.0, kinds=["500"], methods=["PUT"], path_contains=refused)
+    through_proxy = location.replace(moto_endpoint, proxy.endpoint)
 
-    result = pv("create", f"{location}::a", src, expect=2)
+    result = pv("create", f"{through_proxy}::a", src, expect=2)
 
     lines = _error_lines(result.err)
     assert len(lines) == 1, result.err
-    bucket_and_prefix = location.split("?")[0]
-    assert bucket_and_prefix in lines[0] and "kept failing" in lines[0]
+    assert lines[0].startswith("packvault: error: ") and "kept failing" in lines[0]
+    assert location.split("?")[0] in lines[0]  # the repository is named
     assert proxy.faults["500"] >= 2
     assert _archives(pv, location) == []
 

@@ -149,15 +149,17 @@ def _skip_dirs(location: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _opened_for_writing(args, location: str) -> Iterator[Repository]:
-    """``open_repository``, where a local repository that cannot be written to (read-only, full: opening
-    and locking write) is one line naming it, like any other write failure of ``create``."""
+    """``open_repository``, where a repository that cannot be written to (opening and locking write: a
+    read-only or full disk, an S3 service refusing the lock) is one line naming it, like any other write
+    failure of ``create``."""
+    from ..errors import StorageError
     from ..repository.writer import write_failure
 
     stack = contextlib.ExitStack()
     try:
         repo = stack.enter_context(open_repository(args, location))
-    except OSError as exc:
-        raise write_failure(exc, f"cannot write to the repository {location}", "opening it") from exc
+    except (OSError, StorageError) as exc:
+        raise write_failure(exc, f"repository {location}", "opening it and taking its lock") from exc
     with stack:
         yield repo
 
