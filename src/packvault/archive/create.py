@@ -330,7 +330,7 @@ class ArchiveCreator:
 class NothingToBackUp(PackvaultError):
     """Not one item could be read: committing an empty archive would hide that (a cron job sees success)."""
 
-    hint = "check the PATH arguments (see the warnings above)"
+    hint = "check the PATH arguments and the --exclude patterns"
 
 
 class _DeadlineInFile(Exception):
