@@ -150,3 +150,12 @@ class ServiceUnavailable(StorageError, BackendConnectionError):
 
 class StorageFull(StorageError):
     hint = "free some space or use another location"
+
+
+class RepositoryWriteError(StorageError):
+    """Writing to the repository (or to the spool a pack is prepared in) failed: the run cannot go on.
+
+    Kept apart from the ``OSError`` of a source file, which is only a warning: a full repository disk must
+    stop a backup at once, not be reported as thousands of unreadable source files."""
+
+    hint = "fix the cause and run the command again; what was stored so far is reused"

@@ -6,14 +6,22 @@ compresses/encrypts/uploads new ones in its own threads.  Items go into the item
 
 The end of the run follows the DESIGN's write order: flush data and item-stream packs and their index
 fragment, store the archive metadata object (and flush it), and only then write the ``archives/`` entry.
+
+A run that does not get there (the repository failed, a signal, nothing could be read) raises, after a
+checkpoint: the packs stored so far are indexed (``RepositoryWriter.checkpoint_stored``), so the next run
+uploads none of them again.  Only an error *reading a source file* is a warning and lets the run go on;
+anything the writer raises (a full repository disk, an S3 error that outlived the retries) ends it.  So
+a run that returns has written its ``archives/`` entry: exit 0/1 means an archive exists.
+
+The engine reports and never prints: warnings, notes and live progress go to the caller's callbacks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -46,6 +54,7 @@ class CreateStats:
     chunks: int = 0
     chunks_new: int = 0
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was left out on purpose (the repository itself, ...)
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
 
@@ -70,6 +79,7 @@ class CreateStats:
 
 
 Progress = Callable[[CreateStats, str], None]
+Notice = Callable[[str, str], None]  # (path, message)
 
 
 class ArchiveCreator:
@@ -83,7 +93,11 @@ class ArchiveCreator:
         progress: Progress | None = None,
         deadline: Callable[[], bool] | None = None,
         files_cache_name: str = "files",
+        on_warning: Notice | None = None,
+        on_note: Notice | None = None,
     ):
+        """``progress(stats, path)`` is called after every chunk and item with live counters (new bytes
+        included); ``on_warning``/``on_note`` as each warning/note happens (all are also in ``stats``)."""
         self.repo = repo
         self.name = name
         self.comment = comment
@@ -92,28 +106,46 @@ class ArchiveCreator:
         self.stats = CreateStats()
         self.files_cache = FilesCache(repo.cache, files_cache_name) if use_files_cache else None
         self.started = datetime.now(UTC)
+        self.on_warning = on_warning
+        self.on_note = on_note
+        self.stored_packs: int | None = None  # after a stopped run: packs it stored, all indexed (None: unknown)
+        self._writer: RepositoryWriter | None = None
 
     def warn(self, path: str, message: str) -> None:
         self.stats.warnings.append(f"{path}: {message}")
-        print(f"warning: {path}: {message}", file=sys.stderr)
+        if self.on_warning is not None:
+            self.on_warning(path, message)
+
+    def note(self, path: str, message: str) -> None:
+        self.stats.notes.append(f"{path}: {message}")
+        if self.on_note is not None:
+            self.on_note(path, message)
 
     def run(self, source: Iterable[Entry], *, paths: list[str], cmdline: list[str]) -> ArchiveEntry:
         repo = self.repo
         if any(entry.name == self.name for entry in repo.archive_entries()):
             raise ArchiveExists(f"an archive named {self.name!r} already exists")
         writer = RepositoryWriter(repo)
+        self._writer = writer
+        committed = False
         try:
             chunker = repo.chunker()
             stream = it.ItemStreamWriter(chunker, repo.chunk_id, writer.put_chunk)
             for entry in source:
+                writer.raise_if_failed()  # an unchanged tree puts no chunk that would raise it
                 if self._deadline_due():
                     self._stop_at_deadline(writer)
                 try:
                     self._backup_entry(entry, writer, chunker, stream)
                 except _DeadlineInFile:
                     self._stop_at_deadline(writer)
-                if self.progress:
-                    self.progress(self.stats, entry.item["p"].decode("utf-8", "replace"))
+                self._report(entry.item["p"].decode("utf-8", "replace"))
+            if stream.count == 0:
+                raise NothingToBackUp(
+                    "nothing to back up: none of the given paths could be read"
+                    if self.stats.warnings
+                    else "nothing to back up: every path given is excluded or left out"
+                )
             item_ids = stream.finish()
             writer.flush()  # packs -> index fragment, before anything references them
             self.stats.duration = time.monotonic() - self.stats.started
@@ -152,12 +184,57 @@ class ArchiveCreator:
             repo.prove_unchanged()  # against the store, not a flag: see its docstring
             repo.claim_archive_name(self.name, archive_id)  # two backups of one name: only one commits
             repo.put_archive_entry(entry)  # last: the archive exists from here on
+            committed = True
             repo.remember_written_fragments(writer.fragments_written)
+        except BaseException as exc:
+            if not (committed and isinstance(exc, Exception)):
+                self._stop(writer, exc)  # raises
+            # the archive exists: a local cache that could not be updated only costs the next run time
+            self.warn(self.name, f"archive created, but the local index cache was not updated: {_cause(exc)}")
         finally:
             writer.close()
         if self.files_cache is not None:
-            self.files_cache.save()
+            try:
+                self.files_cache.save()
+            except OSError as exc:
+                self.warn(self.name, f"archive created, but the files cache was not saved: {_cause(exc)}")
         return entry
+
+    def _report(self, path: str) -> None:
+        """Live counters for the caller: the writer's new/stored bytes as they are now, not after the run."""
+        if self.progress is None:
+            return
+        writer_stats = self._writer.stats if self._writer is not None else None
+        if writer_stats is not None:
+            self.stats.deduplicated_size = writer_stats["bytes_new"]
+            self.stats.compressed_size = writer_stats["bytes_stored"]
+            self.stats.chunks_new = writer_stats["chunks_new"]
+        self.stats.duration = time.monotonic() - self.stats.started
+        self.progress(self.stats, path)
+
+    def _stop(self, writer: RepositoryWriter, exc: BaseException) -> None:
+        """The run cannot finish: index what it stored (and keep the files cache), then re-raise ``exc``,
+        saying what the checkpoint holds when ``exc`` is a Packvault error (a one-line message)."""
+        if isinstance(exc, DeadlineReached):
+            raise exc  # checkpointed by _stop_at_deadline
+        self.stats.duration = time.monotonic() - self.stats.started
+        try:
+            self.stored_packs = writer.checkpoint_stored()
+            with contextlib.suppress(OSError):  # only saves the next run a GET of the checkpoint
+                self.repo.remember_written_fragments(writer.fragments_written)
+            outcome = (
+                f"the {self.stored_packs} pack(s) stored before are indexed and the next run reuses them"
+                if self.stored_packs
+                else ""
+            )
+        except Exception as checkpoint_exc:  # (a second interrupt is no Exception: it abandons the checkpoint)
+            outcome = f"no checkpoint could be written ({_cause(checkpoint_exc)})"
+        if self.files_cache is not None:
+            with contextlib.suppress(OSError):
+                self.files_cache.save()
+        if outcome and isinstance(exc, PackvaultError):
+            raise type(exc)(f"{exc}; {outcome}", hint=exc.hint) from exc
+        raise exc
 
     def _deadline_due(self) -> bool:
         return self.deadline is not None and self.deadline()
@@ -197,27 +274,38 @@ class ArchiveCreator:
                 self.stats.files_unchanged += 1
                 return cached
         chunks: list[tuple[bytes, int]] = []
+        # Only opening and reading the file are inside OSError handlers: an error of the writer (the
+        # repository's disk, the spool, the upload threads) is never taken for an unreadable source file.
         try:
-            with entry.opener() as f:
-                for view in chunker.chunks_of_file(f, entry.item.get("s", 0)):
-                    data = bytes(view)
-                    chunk_id = self.repo.chunk_id(data)
-                    writer.put_chunk(chunk_id, data)
-                    chunks.append((chunk_id, len(data)))
-                    if self._deadline_due():
-                        raise _DeadlineInFile  # a large file must not outlive the deadline
-                after = _stat_after(f)
-        except FileNotFoundError:
-            self.warn(path_text, "vanished during backup")
-            return None
-        except PackvaultError:
-            raise
+            f = entry.opener()
         except OSError as exc:
-            self.warn(path_text, f"cannot read: {exc.strerror or exc}")
-            return None
+            return self._unreadable(path_text, exc, chunks)
+        try:
+            try:
+                pieces = iter(chunker.chunks_of_file(f, entry.item.get("s", 0)))
+            except OSError as exc:
+                return self._unreadable(path_text, exc, chunks)
+            while True:
+                try:
+                    view = next(pieces)
+                except StopIteration:
+                    break
+                except OSError as exc:
+                    return self._unreadable(path_text, exc, chunks)
+                data = bytes(view)
+                chunk_id = self.repo.chunk_id(data)
+                writer.put_chunk(chunk_id, data)
+                chunks.append((chunk_id, len(data)))
+                self.stats.bytes_read += len(data)
+                self._report(path_text)
+                if self._deadline_due():
+                    raise _DeadlineInFile  # a large file must not outlive the deadline
+            after = _stat_after(f)
+        finally:
+            with contextlib.suppress(OSError):
+                f.close()
         size = sum(size for _, size in chunks)
         self.stats.files_read += 1
-        self.stats.bytes_read += size
         if entry.cache_key is not None:
             # a stream without fstat (an S3 object read by ETag) is checked by the size it delivered
             changed = size != entry.cache_key[1] or (
@@ -232,6 +320,19 @@ class ArchiveCreator:
         entry.item["s"] = size
         return chunks
 
+    def _unreadable(self, path_text: str, exc: OSError, chunks: list[tuple[bytes, int]]) -> None:
+        self.stats.bytes_read -= sum(size for _, size in chunks)  # counted live; the file is not stored
+        if isinstance(exc, FileNotFoundError):
+            self.warn(path_text, "vanished during backup")
+        else:
+            self.warn(path_text, f"cannot read: {exc.strerror or exc}")
+
+
+class NothingToBackUp(PackvaultError):
+    """Not one item could be read: committing an empty archive would hide that (a cron job sees success)."""
+
+    hint = "check the PATH arguments and the --exclude patterns"
+
 
 class _DeadlineInFile(Exception):
     """Internal: the deadline came in the middle of a file; the file's chunks so far are kept."""
@@ -241,6 +342,10 @@ class DeadlineReached(PackvaultError):
     """A time-boxed run (serverless) stopped early; everything uploaded so far is indexed."""
 
     exit_code = 3
+
+
+def _cause(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
 
 
 def _stat_after(f) -> os.stat_result | None:

@@ -78,6 +78,7 @@ class ExtractStats:
     ndeleted: int = 0  # entries removed because the archive does not have them (``delete``)
     ndamaged: int = 0  # files restored with chunks that check --repair replaced by zeros
     bytes_written: int = 0
+    bytes_arrived: int = 0  # live: chunk bytes written (or verified) so far, for progress
     errors: list[str] = field(default_factory=list)  # entries that could not be restored
     warnings: list[str] = field(default_factory=list)  # every problem, those above included
     started: float = field(default_factory=time.monotonic)
@@ -595,7 +596,10 @@ class Extractor:
                 out.remaining -= 1
                 if out.failed is None:
                     out.written += size
+                self.stats.bytes_arrived += size
                 last = out.remaining == 0
+            if self.progress:  # from the reader thread: the byte count moves as the data arrives
+                self.progress(self.stats, it.path_str(out.item))
             if last:
                 self._finish_file(out, fd)
         finally:

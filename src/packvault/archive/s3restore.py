@@ -219,6 +219,7 @@ class S3Restorer:
             return
         self.stats.nfiles += 1
         self.stats.bytes_written += upload.written
+        self.stats.bytes_arrived += upload.written
         note = damage_note(upload.item)
         if note is not None:
             self.stats.ndamaged += 1

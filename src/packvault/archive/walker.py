@@ -3,13 +3,18 @@
 A source yields ``Entry`` objects in a deterministic order (sorted, directories before their contents),
 so that two backups of an unchanged tree produce the same item stream (and deduplicate it) and so that
 restore can finish a directory's metadata as soon as it leaves its subtree.
+
+What a user would not expect to be stored is left out, with a note: a directory the caller names in
+``skip_dirs`` (the repository itself and the Packvault cache, when they lie inside the source tree: a
+backup must not store itself), and a PATH that lies inside another PATH (walked once, as part of the outer
+one).  Sockets cannot be backed up; each one met is a warning.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -34,27 +39,64 @@ def archive_path(abs_path: bytes) -> bytes:
     return abs_path.lstrip(b"/") or b"."
 
 
+def _components(path: bytes) -> list[bytes]:
+    return path.split(b"/")
+
+
 class FilesystemSource:
-    def __init__(self, paths: list[str], *, excludes: ExcludeMatcher, one_file_system: bool, warn: Warn):
-        self.roots = [os.fsencode(os.path.normpath(os.path.abspath(p))) for p in paths]
+    def __init__(
+        self,
+        paths: list[str],
+        *,
+        excludes: ExcludeMatcher,
+        one_file_system: bool,
+        warn: Warn,
+        note: Warn | None = None,
+        skip_dirs: Mapping[str, str] | None = None,
+    ):
+        """``note``: told about what is left out on purpose (``warn``: about what could not be read).
+        ``skip_dirs``: directory path -> why it is not backed up (matched by device and inode)."""
+        # sorted by components, the order of the walk itself: an outer PATH comes before the PATHs inside it
+        self.roots = sorted((os.fsencode(os.path.normpath(os.path.abspath(p))) for p in paths), key=_components)
         self.excludes = excludes
         self.one_file_system = one_file_system
         self.warn = warn
+        self.note = note or (lambda path, message: None)
+        self.skip_dirs = dict(skip_dirs or {})
+        self._skip: dict[tuple[int, int], str] = {}
+        self._pending_roots: set[bytes] = set()  # roots not walked yet; one met inside another is walked there
         self._hardlinks: dict[tuple[int, int], bytes] = {}
 
     def __iter__(self) -> Iterator[Entry]:
+        self._skip = {}
+        for path, why in self.skip_dirs.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # not there (yet): nothing of it can be in the walk either
+            self._skip[(st.st_dev, st.st_ino)] = why
+        self._pending_roots = set(self.roots)
         for root in self.roots:
+            if root not in self._pending_roots:
+                self.note(os.fsdecode(root), "given twice, or inside another PATH given: stored once")
+                continue
+            self._pending_roots.discard(root)
             try:
                 st = os.lstat(root)
             except OSError as exc:
                 self.warn(os.fsdecode(root), f"cannot read: {exc.strerror}")
                 continue
-            # parent directories of a root are recorded too, so restore recreates their permissions
             yield from self._walk(root, st, st.st_dev)
 
     def _walk(self, path: bytes, st: os.stat_result, root_dev: int) -> Iterator[Entry]:
         if self.excludes and self.excludes.excluded(path):
             return
+        self._pending_roots.discard(path)
+        if self._skip and stat.S_ISDIR(st.st_mode):
+            why = self._skip.get((st.st_dev, st.st_ino))
+            if why is not None:
+                self.note(os.fsdecode(path), f"not backed up: {why}")
+                return
         entry = self._entry(path, st)
         if entry is None:
             return
@@ -80,7 +122,10 @@ class FilesystemSource:
                 self.warn(os.fsdecode(child), f"cannot stat: {exc.strerror}")
                 continue
             if self.one_file_system and stat.S_ISDIR(child_st.st_mode) and child_st.st_dev != root_dev:
-                # the mount point itself is recorded (empty), its contents are not
+                # the mount point itself is recorded (empty), its contents are not; unless it is a PATH of its
+                # own, walked in full as that
+                if child in self._pending_roots:
+                    continue
                 entry = self._entry(child, child_st)
                 if entry is not None:
                     yield entry
@@ -90,6 +135,8 @@ class FilesystemSource:
     def _entry(self, path: bytes, st: os.stat_result) -> Entry | None:
         kind = fsmeta.item_type(st.st_mode)
         if kind is None:
+            what = "a socket" if stat.S_ISSOCK(st.st_mode) else f"an unsupported file type ({st.st_mode:o})"
+            self.warn(os.fsdecode(path), f"not backed up: {what}")
             return None
         item = {"p": archive_path(path), "t": kind, **fsmeta.stat_fields(st)}
         xattrs = fsmeta.read_xattrs(path)

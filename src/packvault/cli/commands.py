@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.config import parse_size
 from ..repository.repository import Repository
 from .gc_policy import freeze_long_lived_objects
-from .output import Progress, fmt_duration, fmt_size, print_json, print_json_line, print_table
+from .output import fmt_duration, fmt_size, print_json, print_json_line, print_table
+from .progress import LiveProgress
 
 # --- locations and opening -----------------------------------------------------------------------------
 
@@ -117,38 +119,106 @@ def cmd_init(args) -> int:
 # --- create ------------------------------------------------------------------------------------------
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that ``create`` stops the
+    same careful way (a checkpoint of what is stored) instead of being killed where it stands."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    def raise_terminated(signum, frame) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _skip_dirs(location: str) -> dict[str, str]:
+    """Directories a backup must not store: the repository it writes to, and Packvault's own cache."""
+    from ..repository.cache import cache_root
+    from ..storage.url import local_path
+
+    skip = {str(cache_root()): "the Packvault cache"}
+    repo_path = local_path(location)
+    if repo_path is not None:
+        skip[repo_path] = "the repository this backup is written to"
+    return skip
+
+
+@contextlib.contextmanager
+def _opened_for_writing(args, location: str) -> Iterator[Repository]:
+    """``open_repository``, where a repository that cannot be written to (opening and locking write: a
+    read-only or full disk, an S3 service refusing the lock) is one line naming it, like any other write
+    failure of ``create``."""
+    from ..errors import StorageError
+    from ..repository.writer import write_failure
+
+    stack = contextlib.ExitStack()
+    try:
+        repo = stack.enter_context(open_repository(args, location))
+    except (OSError, StorageError) as exc:
+        raise write_failure(exc, f"repository {location}", "opening it and taking its lock") from exc
+    with stack:
+        yield repo
+
+
 def cmd_create(args) -> int:
+    """Exit 0 or 1 only once the archive's entry is written (see ``archive/create.py``); 2 when it was not,
+    130/143 after SIGINT/SIGTERM (what was stored is indexed first, so a rerun resumes)."""
     from ..archive.create import ArchiveCreator
     from ..archive.patterns import ExcludeMatcher
     from ..archive.sources import build_source
 
     location, archive = split_location(args.location, need_archive=True)
     excludes = ExcludeMatcher.from_options(args.exclude, args.exclude_from)
-    progress = Progress(args.progress)
-    with open_repository(args, location) as repo:
+    live = LiveProgress(args.progress)
+    creator: ArchiveCreator | None = None
 
-        def report(stats, path: str) -> None:
-            progress.update(
-                f"{stats.nfiles} files, {fmt_size(stats.original_size)} read, "
-                f"{fmt_size(stats.deduplicated_size)} new: {path}"
+    def report(stats, path: str) -> None:
+        live.update(
+            completed=stats.bytes_read,
+            counts=f"{stats.nfiles} files, {fmt_size(stats.deduplicated_size)} new; read",
+            path=path,
+        )
+
+    try:
+        with _sigterm_interrupts(), _opened_for_writing(args, location) as repo, live:
+            source, files_cache_name = build_source(
+                args.paths,
+                excludes,
+                args.one_file_system,
+                lambda path, msg: creator.warn(path, msg),
+                note=lambda path, msg: creator.note(path, msg),
+                skip_dirs=_skip_dirs(location),
             )
-
-        source, files_cache_name = build_source(
-            args.paths, excludes, args.one_file_system, lambda path, msg: creator.warn(path, msg)
-        )
-        creator = ArchiveCreator(
-            repo,
-            archive,
-            comment=args.comment,
-            use_files_cache=not args.no_files_cache,
-            progress=report,
-            files_cache_name=files_cache_name,
-        )
-        try:
+            creator = ArchiveCreator(
+                repo,
+                archive,
+                comment=args.comment,
+                use_files_cache=not args.no_files_cache,
+                progress=report if live.enabled else None,
+                files_cache_name=files_cache_name,
+                on_warning=lambda path, msg: live.print(f"warning: {path}: {msg}"),
+                on_note=lambda path, msg: live.print(f"note: {path}: {msg}"),
+            )
+            live.start("create")
             entry = creator.run(source, paths=list(args.paths), cmdline=sys.argv)
-        finally:
-            progress.finish()
-        requests = requests_of(repo)
+            live.stop()
+            requests = requests_of(repo)
+    except KeyboardInterrupt as exc:
+        signame, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("SIGINT", 130)
+        stored = creator.stored_packs if creator is not None else None
+        if stored:
+            done = f"the {stored} pack(s) stored so far are indexed; run the same command again to resume"
+        elif stored == 0:
+            done = "nothing was stored yet"
+        else:
+            done = "no archive was written"
+        print(f"packvault: interrupted by {signame}: {done}", file=sys.stderr)
+        return code
     stats = creator.stats.as_dict()
     if args.json:
         print_json(
@@ -157,6 +227,7 @@ def cmd_create(args) -> int:
                 "stats": stats,
                 "requests": requests,
                 "warnings": creator.stats.warnings,
+                "notes": creator.stats.notes,
             }
         )
     else:
@@ -343,13 +414,13 @@ def cmd_extract(args) -> int:
     if args.strip_components < 0:
         raise UsageError("--strip-components must not be negative")
     tune_for_chunk_reads()
-    progress = Progress(args.progress)
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+    live = LiveProgress(args.progress)
+    with open_repository(args, location) as repo, ChunkReader(repo) as reader, live:
         meta = load_archive(reader, repo.find_archive(archive))
         selected = PathSelector(args.paths)
 
         def report(stats, path: str) -> None:
-            progress.update(f"{stats.nfiles} files, {fmt_size(stats.bytes_written)}: {path}")
+            live.update(completed=stats.bytes_arrived, counts=f"{stats.nfiles} files", path=path)
 
         if to_bucket:
             from ..archive.s3restore import S3Restorer
@@ -360,7 +431,7 @@ def cmd_extract(args) -> int:
                 dry_run=args.dry_run,
                 strip_components=args.strip_components,
                 overwrite=args.overwrite or "never",
-                progress=report,
+                progress=report if live.enabled else None,
                 warn=_print_warning,
             )
         else:
@@ -372,13 +443,17 @@ def cmd_extract(args) -> int:
                 overwrite=args.overwrite or "always",
                 delete=args.delete,
                 strip_components=args.strip_components,
-                progress=report,
+                progress=report if live.enabled else None,
                 warn=_print_warning,
             )
+        # the whole archive's size is known (a time left can be shown); a selection's is not
+        live.start(
+            "verify" if args.dry_run else "extract", total=None if args.paths else meta.stats.get("original_size")
+        )
         try:
             stats = extractor.run(item for item in iter_archive_items(reader, meta) if selected(item))
         finally:
-            progress.finish()
+            live.stop()
         for path in selected.unmatched():
             stats.warnings.append(f"{path}: matches nothing in the archive")
             _print_warning(path, "matches nothing in the archive")

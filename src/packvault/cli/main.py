@@ -49,7 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func="cmd_init")
 
-    p = sub.add_parser("create", help="back up paths into a new archive")
+    p = sub.add_parser(
+        "create",
+        help="back up paths into a new archive",
+        description="Back up paths into a new archive. The repository and the Packvault cache are never backed "
+        "up into themselves, and a PATH inside another PATH is stored once.",
+        epilog="exit status: 0 archive created; 1 archive created with warnings (unreadable files, sockets); "
+        "2 no archive (the repository could not be written, no PATH could be read, ...); 130/143 stopped by "
+        "SIGINT/SIGTERM. The packs stored before a stop are indexed: running the command again resumes.",
+    )
     p.add_argument("location", metavar="REPO::ARCHIVE")
     p.add_argument("paths", nargs="+", metavar="PATH", help="local paths, or s3://bucket/prefix sources")
     p.add_argument("--exclude", "-e", action="append", default=[], metavar="PATTERN")
@@ -57,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--one-file-system", "-x", action="store_true")
     p.add_argument("--comment", default="")
     p.add_argument("--no-files-cache", action="store_true", help="read every file, even unchanged ones")
-    p.add_argument("--progress", action="store_true")
+    p.add_argument(
+        "--progress", action="store_true", help="on a terminal: files, new bytes, bytes read, rate, current path"
+    )
     p.add_argument("--stats", action="store_true", help="also print request counts")
     _add_common(p)
     p.set_defaults(func="cmd_create")

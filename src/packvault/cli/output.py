@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterable
 
 
@@ -42,29 +41,20 @@ def print_table(rows: Iterable[tuple], headers: tuple[str, ...]) -> None:
 
 
 class Progress:
-    """A one-line status on stderr, refreshed at most 10 times a second; silent when not a terminal."""
+    """Live progress for engines that report a text and, where they count bytes, ``completed``/``total``
+    (check): the same rich line as create and extract (``cli/progress.py``)."""
 
     def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self._last = 0.0
-        self._console = None
-        if self.enabled:
-            from rich.console import Console
+        from .progress import LiveProgress
 
-            self._console = Console(stderr=True)
+        self._live = LiveProgress(enabled)
+        self.enabled = self._live.enabled
 
-    def update(self, text: str) -> None:
+    def update(self, text: str, *, completed: float | None = None, total: float | None = None) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        if now - self._last < 0.1:
-            return
-        self._last = now
-        width = self._console.width - 1
-        sys.stderr.write("\r" + text[:width].ljust(width))
-        sys.stderr.flush()
+        self._live.start("")
+        self._live.update(counts=text, completed=completed, total=total)
 
     def finish(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * (self._console.width - 1) + "\r")
-            sys.stderr.flush()
+        self._live.stop()

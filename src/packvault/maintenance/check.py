@@ -139,7 +139,7 @@ class Options:
 
 
 class Checker:
-    def __init__(self, repo: Repository, options: Options, report: CheckReport, progress: Callable[[str], None]):
+    def __init__(self, repo: Repository, options: Options, report: CheckReport, progress: Callable[..., None]):
         self.repo = repo
         self.opts = options
         self.report = report
@@ -355,6 +355,7 @@ class Checker:
         data, rotating = self.select_data_packs()
         work += [(KIND_DATA, name) for name in data]
         total_data = sum(1 for p in self.packs.values() if p.kind == KIND_DATA)
+        total_bytes = sum(self.packs[name].size for _, name in work)
         last_data: str | None = None
         stopped = False
         with ThreadPoolExecutor(PREFETCH_PACKS, thread_name_prefix="pv-check") as pool:
@@ -386,7 +387,8 @@ class Checker:
                 done += 1
                 if kind == KIND_DATA:
                     last_data = name
-                self.progress(f"check: pack {done}/{len(work)} ({self.report.stats.get('bytes_read', 0)} bytes)")
+                read = self.report.stats.get("bytes_read", 0)
+                self.progress(f"check: pack {done}/{len(work)}", completed=read, total=total_bytes)
         scanned_data = sum(1 for p in self.packs.values() if p.kind == KIND_DATA and p.scanned)
         self.report.stats["packs_read"] = sum(1 for p in self.packs.values() if p.scanned)
         self.report.stats["data_packs_read"] = scanned_data
@@ -982,7 +984,7 @@ def options_from_args(args) -> Options:
 # --- the command ---------------------------------------------------------------------------------------------------
 
 
-def check(repo: Repository, opts: Options, progress: Callable[[str], None] = lambda text: None) -> CheckReport:
+def check(repo: Repository, opts: Options, progress: Callable[..., None] = lambda text, **counts: None) -> CheckReport:
     """Run the check (and repair) on an opened repository; returns the report."""
     started = time.monotonic()
     report = CheckReport()

@@ -13,13 +13,18 @@ Only a store that can do neither fills a ``bytearray``.
 
 The order of durable writes is the DESIGN's: a pack is stored before any fragment names it, a fragment
 is written before any archive can reference its chunks (``flush`` waits for both).  Every few packs or
-minutes a checkpoint fragment is written, so an interrupted backup re-uploads at most one checkpoint's
-worth when run again.
+minutes a checkpoint fragment is written, so a backup killed outright re-uploads at most one checkpoint's
+worth when run again; one that is stopped (a signal, a failure) calls ``checkpoint_stored`` and loses none.
+
+Every failure of the pipeline (the spool, the seal and upload threads, a fragment) reaches the caller as a
+``RepositoryWriteError``/``StorageFull`` naming the repository (or the spool directory) and the cause, so
+that nobody above mistakes a full repository disk for an unreadable source file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
@@ -27,6 +32,9 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from borgstore.backends.errors import BackendError
+
+from ..errors import RepositoryWriteError, StorageError, StorageFull
 from ..storage.spool import SpoolFile
 from .cache import cache_root
 from .index import KIND_DATA, KIND_META, encode_fragment
@@ -156,7 +164,9 @@ class RepositoryWriter:
             return chunk_id in self.index or chunk_id in self._pending
 
     def put_chunk(self, chunk_id: bytes, data: bytes, obj_type: int = TYPE_DATA) -> bool:
-        """Make sure the chunk will be stored; returns True if it is new (not stored before)."""
+        """Make sure the chunk will be stored; returns True if it is new (not stored before).
+
+        Raises the pipeline's first failure (see the module docstring), also one from an earlier chunk."""
         self._raise_pending_error()
         with self._lock:
             if chunk_id in self.index or chunk_id in self._pending:
@@ -185,6 +195,35 @@ class RepositoryWriter:
         with self._lock:
             self._write_checkpoint_locked()
 
+    def raise_if_failed(self) -> None:
+        """Raise the first failure of the upload threads now, rather than at the next ``put_chunk``: a run that
+        only meets known chunks (an unchanged tree) must stop as soon as the repository failed, too."""
+        self._raise_pending_error()
+
+    def checkpoint_stored(self) -> int:
+        """Index every pack stored so far in a fragment, after a failure or an interrupt; returns how many
+        packs this run stored (all indexed now).
+
+        Waits for the uploads in flight (at most one per upload thread): they are whole packs, and dropping
+        them would make the next run send them again.  The open packs and the chunks still being sealed are
+        dropped instead: they were never uploaded, so the next run sends them once, and nothing about them
+        (a half-appended chunk after an interrupt) has to be trusted.  Only packs whose store returned go
+        into the fragment (``_upload`` records them after ``store``), so it never names a missing pack.
+        A second interrupt while waiting is not swallowed: it abandons the checkpoint.  The writer takes no
+        more chunks afterwards.
+        """
+        with self._lock:
+            dropped = list(self._open.values())
+            self._open = {kind: self._new_pack(kind) for kind in self._open}
+        for pack in dropped:
+            pack.discard()  # first: on a full disk its spool file holds the space the fragment needs
+        self._seal_pool.shutdown(wait=False, cancel_futures=True)
+        # every upload ever submitted, also one whose future an interrupt kept out of ``_uploads``
+        self._upload_pool.shutdown(wait=True)
+        with self._lock:
+            self._write_checkpoint_locked()
+            return self.stats["packs"]
+
     def close(self) -> None:
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
         self._upload_pool.shutdown(wait=True, cancel_futures=True)
@@ -211,7 +250,10 @@ class RepositoryWriter:
             block = block and len(self._sealing) > self.max_chunks_in_flight
             # open packs belong to this (the caller's) thread: the copy or file write needs no lock
             pack = self._open[kind]
-            offset = pack.append(sealed)
+            try:
+                offset = pack.append(sealed)
+            except OSError as exc:
+                raise self._failure(exc, "spooling a pack", spool=True) from exc
             pack.records.append((chunk_id, offset, len(sealed)))
             full = pack.size >= self.pack_size
             with self._lock:
@@ -237,7 +279,10 @@ class RepositoryWriter:
     def _upload(self, pack: _OpenPack) -> None:
         try:
             self.repo.check_lock()
-            name = pack.store(self.repo)
+            try:
+                name = pack.store(self.repo)
+            except Exception as exc:
+                raise self._failure(exc, "storing a pack") from exc
             with self._lock:
                 for chunk_id, offset, size in pack.records:
                     self.index.add(chunk_id, name, pack.kind, offset, size)
@@ -259,7 +304,10 @@ class RepositoryWriter:
         if not self._unsaved:
             return
         self.repo.prove_unchanged()  # a fragment makes what this run deduplicated count as stored
-        name = self.repo.write_fragment(encode_fragment(self._unsaved))
+        try:
+            name = self.repo.write_fragment(encode_fragment(self._unsaved))
+        except Exception as exc:
+            raise self._failure(exc, "writing an index fragment") from exc
         self.fragments_written.append(name)
         self.stats["fragments"] += 1
         self._unsaved = []
@@ -267,6 +315,13 @@ class RepositoryWriter:
         self._last_checkpoint = time.monotonic()
 
     # --- errors -----------------------------------------------------------------------------------------
+
+    def _failure(self, exc: BaseException, doing: str, *, spool: bool = False) -> BaseException:
+        if spool and not self.repo.links_pack_spools:
+            where = f"cannot write the pack spool in {self.spool_dir} (for the repository {self.repo.location})"
+        else:
+            where = f"cannot write to the repository {self.repo.location}"
+        return write_failure(exc, where, doing)
 
     def _upload_done(self, future: Future) -> None:
         with self._lock:
@@ -291,6 +346,34 @@ class RepositoryWriter:
             if not pending:
                 return
             for future in pending:
-                # errors are recorded by _note_error and raised by the caller
-                with contextlib.suppress(BaseException):
+                # errors are recorded by _note_error and raised by the caller; an interrupt is not an error
+                with contextlib.suppress(Exception):
                     future.result()
+
+
+def write_failure(exc: BaseException, where: str, doing: str) -> BaseException:
+    """The error to raise for a failed write: one line that says where (``where``), during what, and why.
+
+    ``OSError`` (ENOSPC, EDQUOT, EROFS, EIO, ...) and borgstore backend errors become
+    ``StorageFull``/``RepositoryWriteError``; storage errors that outlived the retries (S3) keep their class
+    and get the place in their message; other Packvault errors (a lost lock) say enough already, and
+    anything else is a bug and keeps its traceback.
+    """
+    if isinstance(exc, RepositoryWriteError | StorageFull) or not isinstance(
+        exc, OSError | BackendError | StorageError
+    ):
+        return exc
+    if isinstance(exc, OSError):
+        cause = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageFull(f"{where} ({doing}): {cause}")
+        hint = (
+            "the file system is mounted read-only; remount it writable or use another location"
+            if exc.errno == errno.EROFS
+            else None
+        )
+        return RepositoryWriteError(f"{where} ({doing}): {cause}", hint=hint)
+    message = f"{where} ({doing}): {exc}"
+    if isinstance(exc, StorageError):
+        return type(exc)(message, hint=exc.hint)  # same class (ServiceUnavailable, ...), named place
+    return RepositoryWriteError(message)
