@@ -18,6 +18,7 @@ from packvault.errors import IntegrityError
 from packvault.storage import layout
 from packvault.storage.layout import WRITE_POLICY, WriteMode, WritePolicy
 from packvault.storage.s3 import open_s3_backend
+from tests.storage.test_s3_writes import conditional_warnings
 from tests.support.s3servers import s3_client
 
 MiB = 1024 * 1024
@@ -125,9 +126,10 @@ def test_ignored_conditional_writes_are_detected_and_fall_back(
     proxy = fault_proxy(moto_endpoint, fault_rate=0.0, strip_conditional=True)
     location = proxied(url, moto_endpoint, proxy)
     be = open_s3(moto_endpoint, url=location, cache_dir=tmp_path)
-    with caplog.at_level(logging.WARNING), pytest.warns(RuntimeWarning, match="ignores If-None-Match"):
-        be.store("packs/meta/aa", b"one")
-    assert any("does not support conditional writes" in r.getMessage() for r in caplog.records)
+    caplog.set_level(logging.WARNING, logger="packvault.storage.s3")
+    be.store("packs/meta/aa", b"one")
+    assert [r.getMessage() for r in caplog.records if "ignores If-None-Match" in r.getMessage()]
+    assert conditional_warnings(caplog) == 1
     assert proxy.stripped_conditional == 2  # the probe's two writes; the store itself sent no condition
     with pytest.raises(IntegrityError):
         be.store("packs/meta/aa", b"two")  # checked by HEAD, not silently overwritten
@@ -137,22 +139,23 @@ def test_ignored_conditional_writes_are_detected_and_fall_back(
     # the verdict is remembered for the location: the next client does not probe again, and warns too
     again = open_s3(moto_endpoint, url=location, create=False, cache_dir=tmp_path)
     again.reset_request_stats()
-    with pytest.warns(RuntimeWarning, match="does not support conditional writes"):
-        again.store("packs/meta/bb", b"bb")
+    again.store("packs/meta/bb", b"bb")
+    assert conditional_warnings(caplog) == 2  # once per client
     assert again.request_stats()["PUT"] == 1 and again.request_stats()["DELETE"] == 0
     assert proxy.stripped_conditional == 2
 
 
-def test_probe_of_a_service_that_honours_conditions(endpoint, open_s3, make_s3_url, tmp_path, recwarn):
+def test_probe_of_a_service_that_honours_conditions(endpoint, open_s3, make_s3_url, tmp_path, caplog):
     url = make_s3_url(endpoint)
     be = open_s3(endpoint, url=url, cache_dir=tmp_path)
     be.reset_request_stats()
+    caplog.set_level(logging.WARNING, logger="packvault.storage.s3")
     be.store("packs/meta/aa", b"one")
     stats = be.request_stats()
     assert stats["PUT"] == 3 and stats["DELETE"] == 1  # probe: two PUTs and a DELETE; then the store
     with pytest.raises(IntegrityError):
         be.store("packs/meta/aa", b"two")
-    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert conditional_warnings(caplog) == 0
 
     again = open_s3(endpoint, url=url, create=False, cache_dir=tmp_path)
     again.reset_request_stats()
@@ -176,12 +179,15 @@ def test_probe_of_a_service_that_honours_conditions(endpoint, open_s3, make_s3_u
         recreated.close()
 
 
-def test_probe_of_a_service_without_conditional_writes(moto_endpoint, open_s3, make_s3_url, fault_proxy, tmp_path):
+def test_probe_of_a_service_without_conditional_writes(
+    moto_endpoint, open_s3, make_s3_url, fault_proxy, tmp_path, caplog
+):
     url = make_s3_url(moto_endpoint)
     proxy = fault_proxy(moto_endpoint, fault_rate=0.0, no_conditional_writes=True)
     be = open_s3(moto_endpoint, url=proxied(url, moto_endpoint, proxy), cache_dir=tmp_path)
-    with pytest.warns(RuntimeWarning, match="does not support conditional writes"):
-        be.store("packs/meta/aa", b"one")
+    caplog.set_level(logging.WARNING, logger="packvault.storage.s3")
+    be.store("packs/meta/aa", b"one")
+    assert conditional_warnings(caplog) == 1
     assert proxy.rejected_conditional == 1  # the probe's first write; nothing after it tries again
     with pytest.raises(IntegrityError):
         be.store("packs/meta/aa", b"two")

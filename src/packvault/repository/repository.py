@@ -37,7 +37,7 @@ from ..storage import layout, localfs
 from ..storage.spool import SpoolFile
 from ..storage.store import Store, discard
 from ..storage.url import store_from_location
-from .cache import RepositoryCache, config_root
+from .cache import RepositoryCache, cache_root, config_root
 from .config import CONFIG_NAME, DEFAULT_PACK_SIZE, EPOCH_NAME, MAX_PACK_SIZE, MIN_PACK_SIZE, RepoConfig
 from .index import ChunkIndex, PackTable, new_table
 from .objects import TYPE_ARCHIVE_ENTRY, TYPE_INDEX, TYPE_LOCK, ObjectCodec
@@ -133,7 +133,8 @@ class Repository:
     def __init__(self, location: str, *, s3_options: dict[str, str] | None = None):
         self.location = location
         self.s3_options = s3_options or {}
-        self.store: Store = store_from_location(location, self.s3_options)
+        # the cache directory keeps what the storage layer learnt about this location (S3: conditional writes)
+        self.store: Store = store_from_location(location, self.s3_options, cache_dir=cache_root())
         self.config: RepoConfig | None = None
         self.key: KeyMaterial | None = None
         self.codec: ObjectCodec | None = None

@@ -43,7 +43,6 @@ import logging
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -282,8 +281,7 @@ class S3Backend(BackendBase):
             f"S3 endpoint {self.endpoint} does not support conditional writes ({reason}); "
             "falling back to check-then-write: concurrent writers are no longer detected reliably"
         )
-        log.warning(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        log.warning(message)  # once per backend; the CLI shows warnings as one line on stderr
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
