@@ -252,3 +252,26 @@ def test_restoring_a_large_existing_object_uploads_nothing(endpoint, open_s3):
         be.store("packs/data/aa/aa01", os.urandom(11 * MiB))
     assert be.request_stats()["PUT"] == 0
     assert be.load("packs/data/aa/aa01") == data
+
+
+def test_store_from_location_probes_through_the_cache_dir(moto_endpoint, make_s3_url, fault_proxy, tmp_path, caplog):
+    """The wiring a repository uses: the location's store gets the write policy and the cache directory."""
+    from packvault.storage.url import store_from_location
+
+    url = make_s3_url(moto_endpoint)
+    proxy = fault_proxy(moto_endpoint, fault_rate=0.0, strip_conditional=True)
+    store = store_from_location(proxied(url, moto_endpoint, proxy), cache_dir=tmp_path)
+    store.create()
+    store.open()
+    caplog.set_level(logging.WARNING, logger="packvault.storage.s3")
+    try:
+        store.store("packs/meta/aa", b"one")
+        with pytest.raises(IntegrityError):
+            store.store("packs/meta/aa", b"two")
+        store.store("tombstones/ab", b"first")
+        store.store("tombstones/ab", b"second")
+        assert store.load("tombstones/ab") == b"first"
+    finally:
+        store.close()
+    assert conditional_warnings(caplog) == 1
+    assert list((tmp_path / "s3-conditional-writes").iterdir())

@@ -691,7 +691,8 @@ class S3Backend(BackendBase):
             self._upload(name, payload, {"IfNoneMatch": "*"})
         except bex.ClientError as exc:
             if is_precondition_failed(exc):
-                self._existing(name, payload, mode, self._head(name))
+                if mode is not WriteMode.FIRST_WINS:  # for first-wins a 412 says all there is to know
+                    self._existing(name, payload, mode, self._head(name))
             elif is_not_implemented(exc):
                 self._learn_not_implemented()
                 self._store_create_only(name, payload, mode)
