@@ -935,7 +935,7 @@ class S3Backend(BackendBase):
             except bex.ClientError as exc:
                 upload.abort()
                 if is_precondition_failed(exc):
-                    return {}, None
+                    return {}, upload.expected_etag
                 if is_not_found(exc):  # a source vanished after its size was checked
                     raise ObjectNotFound(f"a source of {target} vanished while it was copied") from None
                 raise
