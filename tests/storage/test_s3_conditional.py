@@ -120,12 +120,12 @@ def test_412_after_the_write_landed_converges(endpoint, open_s3, make_s3_url, fa
 
 
 def test_ignored_conditional_writes_are_detected_and_fall_back(
-    moto_endpoint, open_s3, make_s3_url, fault_proxy, tmp_path, caplog
+    endpoint, open_s3, make_s3_url, fault_proxy, tmp_path, caplog
 ):
-    url = make_s3_url(moto_endpoint)
-    proxy = fault_proxy(moto_endpoint, fault_rate=0.0, strip_conditional=True)
-    location = proxied(url, moto_endpoint, proxy)
-    be = open_s3(moto_endpoint, url=location, cache_dir=tmp_path)
+    url = make_s3_url(endpoint)
+    proxy = fault_proxy(endpoint, fault_rate=0.0, strip_conditional=True)
+    location = proxied(url, endpoint, proxy)
+    be = open_s3(endpoint, url=location, cache_dir=tmp_path)
     caplog.set_level(logging.WARNING, logger="packvault.storage.s3")
     be.store("packs/meta/aa", b"one")
     assert [r.getMessage() for r in caplog.records if "ignores If-None-Match" in r.getMessage()]
@@ -137,7 +137,7 @@ def test_ignored_conditional_writes_are_detected_and_fall_back(
     assert [i.name for i in be.list("packs/meta")] == ["aa"]  # the probe left nothing behind
 
     # the verdict is remembered for the location: the next client does not probe again, and warns too
-    again = open_s3(moto_endpoint, url=location, create=False, cache_dir=tmp_path)
+    again = open_s3(endpoint, url=location, create=False, cache_dir=tmp_path)
     again.reset_request_stats()
     again.store("packs/meta/bb", b"bb")
     assert conditional_warnings(caplog) == 2  # once per client
@@ -275,3 +275,40 @@ def test_store_from_location_probes_through_the_cache_dir(moto_endpoint, make_s3
         store.close()
     assert conditional_warnings(caplog) == 1
     assert list((tmp_path / "s3-conditional-writes").iterdir())
+
+
+def test_probe_record_survives_damage(tmp_path):
+    from packvault.storage.s3_probe import CACHE_SUBDIR, ConditionalWrites, ProbeRecord
+
+    record = ProbeRecord(tmp_path, "http://x s3://b/p")
+    assert record.load() is None
+    record.save(ConditionalWrites.IGNORED)
+    assert record.load() is ConditionalWrites.IGNORED
+    assert ProbeRecord(tmp_path, "http://x s3://b/other").load() is None  # per location
+    record.path.write_text("{not json")
+    assert record.load() is None  # unreadable: probe again
+    record.path.write_text('{"location": "http://x s3://b/p", "conditional_writes": "maybe"}')
+    assert record.load() is None
+    record.save(ConditionalWrites.HONOURED)
+    record.forget()
+    record.forget()
+    assert record.load() is None
+    assert [p.name for p in (tmp_path / CACHE_SUBDIR).iterdir()] == []  # no temporary files left
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_probe_under_random_faults(endpoint, open_s3, make_s3_url, fault_proxy, tmp_path, seed, caplog):
+    """Lost answers, drops and 5xx around the probe's writes never turn an honouring service into an
+    ignoring one, and leave no probe object behind."""
+    url = make_s3_url(endpoint)
+    proxy = fault_proxy(endpoint, fault_rate=0.0, seed=seed)
+    be = open_s3(endpoint, url=proxied(url, endpoint, proxy), cache_dir=tmp_path, retry_attempts="12")
+    proxy.fault_rate = 0.4
+    caplog.set_level(logging.WARNING, logger="packvault.storage.s3")
+    be.store("packs/meta/aa", b"one")
+    proxy.fault_rate = 0.0
+    assert conditional_warnings(caplog) == 0
+    with pytest.raises(IntegrityError):
+        be.store("packs/meta/aa", b"two")
+    keys = [o["Key"] for o in s3_client(endpoint).list_objects_v2(Bucket=be.bucket).get("Contents", [])]
+    assert keys == [be._key("packs/meta/aa")]

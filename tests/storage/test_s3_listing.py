@@ -80,3 +80,30 @@ def test_sorted_across_a_1000_entry_page_boundary(endpoint, open_s3):
     names = [i.name for i in be.list("index")]
     assert names[-4:] == ["b", "b-1", "b.del", "c"]
     assert names == sorted(filler + ["b", "b-1", "b.del", "c"])
+
+
+def test_sorted_level_matches_a_full_sort_for_any_page_split():
+    """The merge against a plain sort of the whole level, over random names made of the characters that
+    cause inversions ('-', '.', and ones above '/'), split into pages at random."""
+    import random
+
+    from borgstore.backends._base import ItemInfo
+
+    from packvault.storage.s3_listing import held_until, sorted_level
+
+    assert held_until("b-1") == "b/" and held_until("ab.x-y") == "ab/" and held_until("abc") is None
+    rng = random.Random(7)
+    for _ in range(300):
+        names = {"".join(rng.choice("ab-.0") for _ in range(rng.randint(1, 5))) for _ in range(rng.randint(0, 30))}
+        entries = [(n, False) for n in names if rng.random() < 0.6] + [(n, True) for n in names if rng.random() < 0.4]
+        keyed = sorted(entries, key=lambda e: e[0] + "/" if e[1] else e[0])  # S3's order of the keys
+        pages, start = [], 0
+        while start < len(keyed):
+            size = rng.randint(1, 4)
+            chunk = keyed[start : start + size]
+            infos = [ItemInfo(name=n, exists=True, size=0, directory=d) for n, d in chunk]
+            pages.append((infos, max(n + "/" if d else n for n, d in chunk)))
+            start += size
+        merged = [(i.name, i.directory) for i in sorted_level(iter(pages))]
+        assert [n for n, _ in merged] == sorted(n for n, _ in entries)
+        assert sorted(merged) == sorted(entries)
