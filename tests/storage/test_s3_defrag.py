@@ -161,3 +161,18 @@ def test_defrag_onto_a_changed_compare_and_swap_target_is_a_conflict(localstack_
         be.defrag([("packs/data/01/0101", 0, 6 * MiB)], target="config/other")  # be's view of it is stale
     assert be.load("config/other") == b"v2"
     assert _no_uploads_left(localstack_endpoint, be.bucket)
+
+
+def test_409_on_a_server_side_copy_starts_it_again(endpoint, open_s3, make_s3_url, fault_proxy):
+    url = make_s3_url(endpoint)
+    proxy = fault_proxy(endpoint, fault_rate=0.0, kinds=["409"], methods=["POST"], path_contains="uploadId")
+    be = open_s3(endpoint, url=url.replace(endpoint, proxy.endpoint))
+    pack = os.urandom(6 * MiB)
+    be.store("packs/data/01/0101", pack)
+    proxy.fault_rate, proxy.max_faults = 1.0, 1
+    be.reset_request_stats()
+    be.defrag([("packs/data/01/0101", 0, 6 * MiB)], target="packs/data/ff/ff03")
+    assert proxy.faults["409"] == 1
+    assert be.request_stats()["COPY"] == 2  # the copy, and the copy of the upload started again
+    assert be.load("packs/data/ff/ff03") == pack
+    assert _no_uploads_left(endpoint, be.bucket)
