@@ -9,16 +9,21 @@ from borgstore.backends._base import BackendBase
 from borgstore.backends.posixfs import PosixFS
 
 from packvault.storage.accounting import CountingBackend
-from packvault.storage.s3 import S3Backend, open_s3_backend
+from packvault.storage.s3 import S3Backend
+from packvault.storage.url import backend_from_location
 
 
 @pytest.fixture
 def open_s3(make_s3_url) -> Iterator[Callable[..., S3Backend]]:
-    """``open_s3(endpoint, url=None, create=True, **options)`` -> an opened S3Backend on a fresh bucket."""
+    """``open_s3(endpoint, url=None, create=True, cache_dir=None, **options)`` -> an opened S3Backend on a
+    fresh bucket, built the way a repository builds it (with the repository's namespace write policy)."""
     opened: list[S3Backend] = []
 
-    def make(endpoint: str, url: str | None = None, create: bool = True, **options: str) -> S3Backend:
-        backend = open_s3_backend(url or make_s3_url(endpoint), {k: str(v) for k, v in options.items()})
+    def make(
+        endpoint: str, url: str | None = None, create: bool = True, cache_dir=None, **options: str
+    ) -> S3Backend:
+        extra = {} if cache_dir is None else {"cache_dir": cache_dir}
+        backend = backend_from_location(url or make_s3_url(endpoint), {k: str(v) for k, v in options.items()}, **extra)
         if create:
             backend.create()
         backend.open()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from borgstore.backends.errors import ObjectNotFound, ReadRangeError
+from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, ObjectNotFound, ReadRangeError
 from borgstore.store import Store
 
 from packvault.storage.layout import STORE_CONFIG
 from packvault.storage.s3 import S3Backend
+from packvault.storage.url import backend_from_location
 
 
 def is_s3(backend) -> bool:
@@ -176,3 +177,74 @@ def test_through_borgstore_store(backend):
     assert [i.name for i in store.list("archives", deleted=True)] == ["x"]
     store.move("archives/x", undelete=True)
     assert [i.name for i in store.list("archives")] == ["x"]
+
+
+def test_negative_offset_before_the_start_raises(backend):
+    """The file backend's seek refuses an offset before the start (OSError EINVAL); S3 must not clamp it to
+    byte 0 and hand out bytes the caller did not ask for: it raises ReadRangeError."""
+    data = os.urandom(1000)
+    backend.store("index/neg", data)
+    expected = ReadRangeError if is_s3(backend) else OSError
+    with pytest.raises(expected):
+        backend.load("index/neg", offset=-1001)  # whole suffix
+    with pytest.raises(expected):
+        backend.load("index/neg", offset=-2000, size=10)  # suffix read and cut
+    with pytest.raises(expected):
+        backend.load("index/neg", offset=-3 * 1024 * 1024, size=10)  # far before the end: sized by HEAD
+    with pytest.raises(expected):
+        backend.gather([("index/neg", -1001, 1)])
+    with pytest.raises(expected):
+        backend.defrag([("index/neg", -2000, 10)], target="index/neg2")
+    assert backend.load("index/neg", offset=-1000) == data  # exactly the start is fine
+    assert not backend.info("index/neg2").exists
+
+
+def test_move_onto_itself_is_a_no_op(backend):
+    backend.store("archives/same", b"kept")
+    backend.move("archives/same", "archives/same")
+    assert backend.load("archives/same") == b"kept"
+    with pytest.raises(ObjectNotFound):
+        backend.move("archives/none", "archives/none")
+
+
+@pytest.fixture
+def unopened(any_backend_url):
+    """A backend of each kind for a location nothing was created at, not opened."""
+    return backend_from_location(any_backend_url)
+
+
+def test_destroy_of_a_destroyed_location_raises(unopened):
+    unopened.create()
+    unopened.open()
+    unopened.store("index/x", b"x")
+    unopened.close()
+    unopened.destroy()
+    with pytest.raises(BackendDoesNotExist):
+        unopened.destroy()
+
+
+def test_create_accepts_an_empty_location_twice_and_refuses_a_used_one(unopened):
+    """borgstore's file backend accepts an existing empty directory; an empty S3 prefix is the same case."""
+    unopened.create()
+    unopened.create()
+    unopened.open()
+    unopened.store("index/x", b"x")
+    unopened.close()
+    with pytest.raises(BackendAlreadyExists):
+        unopened.create()
+
+
+def test_open_of_a_location_never_created(unopened):
+    """The file backend refuses; S3 has no marker that could tell "created, still empty" from "never created",
+    so it opens and the missing config says the rest (docs/s3-backend.md)."""
+    if not is_s3(unopened):
+        with pytest.raises(BackendDoesNotExist):
+            unopened.open()
+        return
+    unopened.open()
+    try:
+        with pytest.raises(ObjectNotFound):
+            unopened.load("config/repository")
+        assert list(unopened.list("config")) == []
+    finally:
+        unopened.close()

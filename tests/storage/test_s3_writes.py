@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -112,17 +113,27 @@ def test_missing_bucket(endpoint, s3_env):
         be.create()
 
 
-def test_no_conditional_writes_fallback_warns_once(moto_endpoint, open_s3, make_s3_url, fault_proxy):
+def test_no_conditional_writes_fallback_warns_once(moto_endpoint, open_s3, make_s3_url, fault_proxy, caplog):
     url = make_s3_url(moto_endpoint)
     proxy = fault_proxy(moto_endpoint, fault_rate=0.0, no_conditional_writes=True)
     be = open_s3(moto_endpoint, url=url.replace(moto_endpoint, proxy.endpoint))
-    with pytest.warns(RuntimeWarning, match="does not support conditional writes"):
+    with caplog.at_level(logging.WARNING, logger="packvault.storage.s3"):
         be.store("packs/meta/aa", b"one")
-    be.store("packs/meta/aa", b"one")  # converges by HEAD, no second warning (pytest.warns not active here)
-    with pytest.raises(IntegrityError):
-        be.store("packs/meta/aa", b"two")
-    be.store("config/main", b"c1")
-    be.store("config/main", b"c2")
+        assert conditional_warnings(caplog) == 1
+        be.store("packs/meta/aa", b"one")  # converges by HEAD, no second warning
+        with pytest.raises(IntegrityError):
+            be.store("packs/meta/aa", b"two")
+        be.store("config/main", b"c1")
+        be.store("config/main", b"c2")
+    assert conditional_warnings(caplog) == 1
     assert be.load("config/main") == b"c2"
     assert proxy.rejected_conditional == 1
     assert be.load("packs/meta/aa") == b"one"
+
+
+def conditional_warnings(caplog) -> int:
+    return sum(
+        1
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "does not support conditional writes" in r.getMessage()
+    )

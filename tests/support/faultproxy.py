@@ -12,6 +12,16 @@ share of the requests, misbehaves the way networks and busy services do:
   connection without passing it on.  This is the case that makes retried writes dangerous.
 - ``cut_body`` (only when asked for): pass on the status, headers and about half of the body, then close
   the connection: a download that breaks mid-stream.
+- ``409`` (only when asked for): answer ``409 ConditionalRequestConflict`` without forwarding, as AWS does
+  when conditional writes to one key race (PutObject may be retried; a multipart upload must start again).
+- ``landed_412`` (only when asked for): forward the request (it lands), then answer ``412
+  PreconditionFailed`` instead of the server's answer: the write happened although the client is told that
+  the key was there already.
+
+Two modes emulate services without working conditional writes, for every PUT/POST carrying ``If-Match`` or
+``If-None-Match``: ``no_conditional_writes`` answers ``501 NotImplemented``; ``strip_conditional`` removes
+the headers and forwards the request, like a service that accepts them and ignores them (moto and
+LocalStack do not verify signatures, so the now unsigned-for header list does not matter to them).
 
 Bodies are streamed in both directions; request bodies with ``Content-Length`` and ``Transfer-Encoding:
 chunked`` (incl. aws-chunked payloads inside) are forwarded unchanged; client connections stay alive across
@@ -32,7 +42,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 FAULT_KINDS = ("503", "500", "drop", "delay", "lost_response")
-EXTRA_KINDS = ("403", "cut_body")  # only on request: "403 AccessDenied" (wrong credentials), broken downloads
+# only on request: "403 AccessDenied" (wrong credentials), broken downloads, racing conditional writes, and
+# a 412 answered to a write that did land
+EXTRA_KINDS = ("403", "cut_body", "409", "landed_412")
+CONDITIONAL_HEADERS = ("if-none-match", "if-match")
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -50,6 +63,19 @@ _ERROR_BODIES = {
     "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error. Please try again."),
     "501": (501, "Not Implemented", "NotImplemented", "A header you provided implies functionality not implemented."),
     "403": (403, "Forbidden", "AccessDenied", "Access Denied"),
+    "409": (
+        409,
+        "Conflict",
+        "ConditionalRequestConflict",
+        "A conflicting operation occurred. If using PutObject you can retry the request. If using multipart "
+        "upload you should initiate another CreateMultipartUpload request and re-upload each part.",
+    ),
+    "412": (
+        412,
+        "Precondition Failed",
+        "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+    ),
 }
 
 
@@ -66,6 +92,7 @@ class FaultProxy:
         max_faults: int | None = None,
         delay_seconds: float = 0.2,
         no_conditional_writes: bool = False,
+        strip_conditional: bool = False,
     ):
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
@@ -82,7 +109,9 @@ class FaultProxy:
         self.max_faults = max_faults
         self.delay_seconds = delay_seconds
         self.no_conditional_writes = no_conditional_writes  # emulate a service without If-(None-)Match on writes
+        self.strip_conditional = strip_conditional  # emulate a service that accepts and ignores them
         self.rejected_conditional = 0
+        self.stripped_conditional = 0
         self.faults: dict[str, int] = dict.fromkeys(FAULT_KINDS + EXTRA_KINDS, 0)
         self.requests = 0  # every request the proxy saw
         self.forwarded = 0  # requests that reached the server
@@ -212,12 +241,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     # --- one request ----------------------------------------------------------------------------------------
 
     def _handle(self) -> None:
-        conditional = any(h in self.headers for h in ("If-None-Match", "If-Match"))
-        if self.proxy.no_conditional_writes and conditional and self.command in ("PUT", "POST"):
+        conditional = self.command in ("PUT", "POST") and any(h in self.headers for h in ("If-None-Match", "If-Match"))
+        strip = False
+        if self.proxy.no_conditional_writes and conditional:
             with self.proxy._lock:
                 self.proxy.rejected_conditional += 1
             kind: str | None = "501"
         else:
+            if self.proxy.strip_conditional and conditional:
+                with self.proxy._lock:
+                    self.proxy.stripped_conditional += 1
+                strip = True
             kind = self.proxy.choose(self.command, self.path)
         try:
             if kind in _ERROR_BODIES:
@@ -230,7 +264,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 return
             if kind == "delay":
                 time.sleep(self.proxy.delay_seconds)
-            self._forward(lose_response=kind == "lost_response", cut_body=kind == "cut_body")
+            if kind == "landed_412":
+                self._forward(lose_response=True, strip_conditional=strip, answer="412")
+                return
+            self._forward(lose_response=kind == "lost_response", cut_body=kind == "cut_body", strip_conditional=strip)
         except (ConnectionError, OSError, http.client.HTTPException):
             self.close_connection = True
 
@@ -253,13 +290,24 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _forward(self, *, lose_response: bool, cut_body: bool = False) -> None:
+    def _forward(
+        self,
+        *,
+        lose_response: bool,
+        cut_body: bool = False,
+        strip_conditional: bool = False,
+        answer: str | None = None,
+    ) -> None:
+        """Forward the request; with ``lose_response`` drop the server's answer and close the connection,
+        or, with ``answer`` as well, send that error response instead of the server's answer."""
         upstream = http.client.HTTPConnection(self.proxy.upstream_host, self.proxy.upstream_port, timeout=120)
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for name, value in self.headers.items():
-                if name.lower() not in HOP_BY_HOP:
-                    upstream.putheader(name, value)
+                low = name.lower()
+                if low in HOP_BY_HOP or (strip_conditional and low in CONDITIONAL_HEADERS):
+                    continue
+                upstream.putheader(name, value)
             upstream.endheaders()
             for block in self._request_body():
                 upstream.send(block)
@@ -268,6 +316,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.proxy.forwarded += 1
             if lose_response:
                 response.read()  # the server has done its work; the client never learns about it
+                if answer is not None:
+                    self._send_error_response(answer)
+                    return
                 self._close_silently()
                 return
             self._relay(response, cut_body=cut_body)

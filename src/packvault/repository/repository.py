@@ -47,7 +47,7 @@ from ..storage import layout, localfs
 from ..storage.spool import SpoolFile
 from ..storage.store import Store, discard, store_new
 from ..storage.url import store_from_location
-from .cache import RepositoryCache, config_root
+from .cache import RepositoryCache, cache_root, config_root
 from .config import (
     CONFIG_COPY_NAME,
     CONFIG_MAC_NAME,
@@ -152,7 +152,8 @@ class Repository:
     def __init__(self, location: str, *, s3_options: dict[str, str] | None = None):
         self.location = location
         self.s3_options = s3_options or {}
-        self.store: Store = store_from_location(location, self.s3_options)
+        # the cache directory keeps what the storage layer learnt about this location (S3: conditional writes)
+        self.store: Store = store_from_location(location, self.s3_options, cache_dir=cache_root())
         self.config: RepoConfig | None = None
         self.key: KeyMaterial | None = None
         self.codec: ObjectCodec | None = None

@@ -1,13 +1,21 @@
-"""The repository's namespaces in the store, and how deep each one nests.
+"""The repository's namespaces in the store, how deep each one nests, and how each one may be written.
 
 ``packs/`` is split in two sub-namespaces, ``packs/data/`` (file contents) and ``packs/meta/`` (item
 streams, archive metadata), so that the kind of a pack is visible from its name alone: maintenance lists
 and reads only the small metadata packs, and a colder storage class can be applied to data packs by key
 prefix.  Only data packs grow with the data, so only they are nested (one level by the first hex byte,
 which keeps directory listings of the ``file:`` backend small).  Everything else is flat.
+
+The write policy (``WRITE_POLICY``) says, per namespace, what a second write of an existing name means.  It
+lives here, with the namespaces, and is handed to a backend that can enforce it (the S3 backend, through
+conditional writes) when the backend is built; the backend itself knows no repository namespace.
 """
 
 from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 CONFIG = "config"
 KEYS = "keys"
@@ -38,3 +46,55 @@ STORE_CONFIG: dict[str, dict] = {
 def name(namespace: str, key: str) -> str:
     """The store name of ``key`` in ``namespace``."""
     return f"{namespace}/{key}"
+
+
+class WriteMode(enum.Enum):
+    """What storing a name that already exists does."""
+
+    OVERWRITE = "overwrite"  # borgstore's plain contract: the new value replaces the old one
+    CREATE_ONLY = "create-only"  # content-named: the existing value must be the same bytes, else IntegrityError
+    FIRST_WINS = "first-wins"  # a marker whose presence is its message: the existing value stays, no error
+    COMPARE_AND_SWAP = "compare-and-swap"  # mutable: replaced only by a client that saw the current value
+
+
+@dataclass(frozen=True)
+class WritePolicy:
+    """Write modes by namespace, and the namespaces that hold bulk data (which may get a colder storage class).
+
+    A namespace covers the names below it (``packs/data`` covers ``packs/data/ab/abcd`` and its soft-deleted
+    ``.del`` form); the longest matching namespace decides; names outside every namespace are overwritten.
+    """
+
+    modes: tuple[tuple[str, WriteMode], ...] = ()
+    data: tuple[str, ...] = ()
+
+    def mode(self, name: str) -> WriteMode:
+        best, found = -1, WriteMode.OVERWRITE
+        for namespace, mode in self.modes:
+            if len(namespace) > best and name.startswith(namespace + "/"):
+                best, found = len(namespace), mode
+        return found
+
+    def is_data(self, name: str) -> bool:
+        return any(name.startswith(namespace + "/") for namespace in self.data)
+
+    def namespaces(self) -> Iterator[str]:
+        return (namespace for namespace, _ in self.modes)
+
+
+# Tombstones are sealed again (fresh nonce, other bytes) when a crashed compact runs once more: create-only
+# would refuse that forever, overwriting would be harmless but pointless; the first one stays.
+WRITE_POLICY = WritePolicy(
+    modes=(
+        (CONFIG, WriteMode.COMPARE_AND_SWAP),
+        (KEYS, WriteMode.CREATE_ONLY),
+        (LOCKS, WriteMode.CREATE_ONLY),
+        (ARCHIVES, WriteMode.CREATE_ONLY),
+        (TOMBSTONES, WriteMode.FIRST_WINS),
+        (NAMES, WriteMode.CREATE_ONLY),
+        (INDEX, WriteMode.CREATE_ONLY),
+        (DATA_PACKS, WriteMode.CREATE_ONLY),
+        (META_PACKS, WriteMode.CREATE_ONLY),
+    ),
+    data=(DATA_PACKS,),
+)

@@ -55,6 +55,15 @@ class RetryPolicy:
             raise ValueError("retry attempts must be >= 1 and retry seconds > 0")
         return cls(attempts=n, max_seconds=s)
 
+    def delay(self, attempt: int) -> float:
+        """"Full jitter" exponential backoff before retry number ``attempt`` (1 = the first retry).
+
+        Also used for repeats of whole operations that a single request's retry cannot cover (a multipart
+        upload that has to start again), so that racing writers drift apart.
+        """
+        ceiling = min(self.max_wait, self.initial_wait * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
     def call(
         self,
         fn: Callable[[], T],
@@ -80,10 +89,9 @@ class RetryPolicy:
             return attempt >= self.attempts or time.monotonic() - started >= self.max_seconds
 
         def backoff(attempt: int) -> float:
-            # "full jitter" exponential backoff, never sleeping past the time bound
-            ceiling = min(self.max_wait, self.initial_wait * 2 ** (attempt - 1))
+            # never sleeping past the time bound
             remaining = self.max_seconds - (time.monotonic() - started)
-            return max(0.0, min(random.uniform(ceiling / 2, ceiling), remaining))
+            return max(0.0, min(self.delay(attempt), remaining))
 
         def note_retry(exc: BaseException, attempt: int) -> None:
             log.debug("retrying after %r (attempt %d)", exc, attempt)

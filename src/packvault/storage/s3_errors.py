@@ -62,6 +62,19 @@ def is_precondition_failed(exc: BaseException) -> bool:
     return isinstance(exc, bex.ClientError) and (error_code(exc) == "PreconditionFailed" or http_status(exc) == 412)
 
 
+def is_conflict(exc: BaseException) -> bool:
+    """409 ConditionalRequestConflict: conditional writes to one key raced and this one was not applied.
+
+    A PutObject may simply be sent again; a CompleteMultipartUpload cannot, its upload must start over.
+    """
+    return isinstance(exc, bex.ClientError) and error_code(exc) == "ConditionalRequestConflict"
+
+
+def is_transient_or_conflict(exc: BaseException) -> bool:
+    """``is_transient`` for requests that may be repeated after a lost race (PutObject)."""
+    return is_transient(exc) or is_conflict(exc)
+
+
 def is_not_implemented(exc: BaseException) -> bool:
     return isinstance(exc, bex.ClientError) and (error_code(exc) == "NotImplemented" or http_status(exc) == 501)
 

@@ -54,6 +54,7 @@ class MultipartUpload:
         self.key = key
         self.pool = pool
         self.upload_id: str | None = None
+        self.expected_etag: str | None = None  # the object's ETag if the completion succeeds, once known
         self._futures: list[tuple[int, Future]] = []
 
     def start(self, *, storage_class: str | None = None, metadata: dict[str, str] | None = None) -> None:
@@ -120,6 +121,7 @@ class MultipartUpload:
         """Wait for the parts and complete; return (response or None if the upload was gone, expected ETag)."""
         parts = [{"PartNumber": number, "ETag": future.result()} for number, future in self._futures]
         expected = multipart_etag([p["ETag"] for p in parts])
+        self.expected_etag = expected  # also for a caller whose completion fails (412: is it ours?)
         attempts = 0
 
         def finish():

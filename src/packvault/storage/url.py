@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from borgstore.backends._base import BackendBase
 
 from ..errors import InvalidRepositoryURL
-from .layout import STORE_CONFIG
+from .layout import STORE_CONFIG, WRITE_POLICY
 from .store import Store
 
 
@@ -44,14 +44,24 @@ def local_path(location: str) -> str | None:
     return os.path.abspath(os.path.expanduser(location))
 
 
-def backend_from_location(location: str, s3_options: Mapping[str, str] | None = None) -> BackendBase:
-    """Build the (not yet opened) backend for ``location``, wrapped so that it counts its requests."""
+def backend_from_location(
+    location: str,
+    s3_options: Mapping[str, str] | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+) -> BackendBase:
+    """Build the (not yet opened) backend for ``location``, wrapped so that it counts its requests.
+
+    An S3 backend gets the repository's namespace write policy (``layout.WRITE_POLICY``) and ``cache_dir``,
+    the local cache directory where it remembers per-location facts (whether the service honours
+    conditional writes); without one it probes nothing.
+    """
     from .accounting import CountingBackend
 
     if is_s3_url(location):
         from .s3 import open_s3_backend
 
-        return open_s3_backend(location, dict(s3_options or {}))
+        return open_s3_backend(location, dict(s3_options or {}), policy=WRITE_POLICY, cache_dir=cache_dir)
     path = local_path(location)
     if path is None:
         scheme = location.split("://", 1)[0]
@@ -63,6 +73,11 @@ def backend_from_location(location: str, s3_options: Mapping[str, str] | None = 
     return CountingBackend(PosixFS(path, do_fsync=True))
 
 
-def store_from_location(location: str, s3_options: Mapping[str, str] | None = None) -> Store:
-    """A ``Store`` with Packvault's namespace layout over the backend for ``location``."""
-    return Store(backend=backend_from_location(location, s3_options), config=STORE_CONFIG)
+def store_from_location(
+    location: str,
+    s3_options: Mapping[str, str] | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+) -> Store:
+    """A ``Store`` with Packvault's namespace layout (and write policy) over the backend for ``location``."""
+    return Store(backend=backend_from_location(location, s3_options, cache_dir=cache_dir), config=STORE_CONFIG)
