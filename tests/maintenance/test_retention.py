@@ -24,7 +24,6 @@ from packvault.maintenance.retention import (
     RetentionPolicy,
     archive_prefix,
     format_duration,
-    parse_duration,
     plan_prune,
 )
 
@@ -507,48 +506,7 @@ def test_naive_time_is_refused_even_when_not_matched() -> None:
                    now=datetime.fromisoformat(NOW), match="nomatch")
 
 
-# --- durations and prefixes ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2d", timedelta(days=2)),
-        ("36H", timedelta(hours=36)),
-        ("36h", timedelta(hours=36)),
-        ("1w", timedelta(weeks=1)),
-        ("6m", timedelta(days=6 * 31)),
-        ("1y", timedelta(days=366)),
-        ("1Y", timedelta(days=366)),
-        ("2D", timedelta(days=2)),
-        ("1d12H", timedelta(hours=36)),
-        ("1y2m", timedelta(days=366 + 62)),
-        (" 3d ", timedelta(days=3)),
-        ("0d1H", timedelta(hours=1)),
-    ],
-)
-def test_parse_duration(text: str, expected: timedelta) -> None:
-    assert parse_duration(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "invalid duration"),
-        ("2", "invalid duration"),
-        ("d", "invalid duration"),
-        ("-2d", "invalid duration"),
-        ("2.5d", "invalid duration"),
-        ("2 d", "invalid duration"),
-        ("0d", "longer than zero"),
-        ("2M", "ambiguous"),
-        ("5s", "unknown unit"),
-        ("99999999999999y", "too long"),
-    ],
-)
-def test_parse_duration_rejects(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_duration(text)
+# --- duration labels and prefixes (the duration grammar: tests/test_units.py) ----------------------------
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Iterator
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
-from ..repository.config import parse_size
 from ..repository.repository import Repository
+from ..units import parse_duration, parse_size
 from .gc_policy import freeze_long_lived_objects
 from .output import Progress, fmt_duration, fmt_size, print_json, print_json_line, print_table
 
@@ -82,10 +82,7 @@ def print_requests(stats: dict) -> None:
 
 def cmd_init(args) -> int:
     location, _ = split_location(args.repo)
-    try:
-        pack_size = parse_size(args.pack_size)
-    except ValueError as exc:
-        raise UsageError(f"invalid --pack-size: {exc}") from None
+    pack_size = parse_size(args.pack_size, what="--pack-size")
     passphrase = passphrase_provider(confirm=True)()
     repo = Repository(location, s3_options=s3_options(args))
     try:
@@ -420,11 +417,34 @@ def cmd_prune(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    from ..maintenance.compact import run_compact_command
+    from ..maintenance.compact import compact
 
     location, _ = split_location(args.repo)
+    # parsed before the exclusive lock is taken: a typo must not hold up every other client
+    min_age = parse_duration(args.min_age, what="--min-age", allow_zero=True)
     with open_repository(args, location, lock="exclusive") as repo:
-        return run_compact_command(repo, args)
+        report = compact(repo, threshold=args.threshold, min_age=min_age.total_seconds(), dry_run=args.dry_run)
+        requests = requests_of(repo)
+    if args.json:
+        print_json({"compact": {**report.as_dict(), "min_age_seconds": min_age.total_seconds()}, "requests": requests})
+        return EXIT_OK
+    prefix = "Would free" if args.dry_run else "Freed"
+    print(
+        f"Packs: {report.packs_total} examined, {report.packs_dropped} dropped, {report.packs_rewritten} rewritten, "
+        f"{report.packs_merged} merged, {report.packs_created} created, {report.packs_too_young} too young to touch"
+    )
+    print(f"{prefix} {fmt_size(report.bytes_freed)}; copied {fmt_size(report.bytes_copied)} forward")
+    print(
+        f"Repository: {fmt_size(report.bytes_before)} -> {fmt_size(report.bytes_after)} "
+        f"(live data {fmt_size(report.live_bytes)}); {fmt_duration(report.duration)}"
+    )
+    if report.packs_too_young:
+        print(
+            f"{report.packs_too_young} pack(s) younger than --min-age {args.min_age} were left alone: a backup "
+            f"running now may still need them. Run compact again later, or pass a shorter --min-age (e.g. "
+            f"--min-age 0) when no other client is writing to this repository."
+        )
+    return EXIT_OK
 
 
 def cmd_check(args) -> int:

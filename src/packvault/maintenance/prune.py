@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ..repository.repository import Repository
-from .retention import ArchiveSummary, RetentionPolicy, parse_duration, plan_prune
+from ..units import parse_duration
+from .retention import ArchiveSummary, RetentionPolicy, plan_prune
 
 
 def policy_from_args(args) -> RetentionPolicy:
     return RetentionPolicy(
         keep_last=args.keep_last,
-        keep_within=parse_duration(args.keep_within) if args.keep_within else None,
+        keep_within=parse_duration(args.keep_within, what="--keep-within") if args.keep_within else None,
         keep_hourly=args.keep_hourly,
         keep_daily=args.keep_daily,
         keep_weekly=args.keep_weekly,

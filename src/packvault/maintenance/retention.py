@@ -39,7 +39,6 @@ __all__ = [
     "RetentionPolicy",
     "archive_prefix",
     "format_duration",
-    "parse_duration",
     "plan_prune",
 ]
 
@@ -122,51 +121,12 @@ class Decision:
 
 # --- durations -----------------------------------------------------------------------------------
 
-# Months and years are not fixed lengths; we use the longest a calendar month (31 days) or year
-# (366 days) can be.  Erring long means "--keep-within 1m" never keeps less than a calendar month.
-_UNITS: dict[str, timedelta] = {
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-    "m": timedelta(days=31),
-    "y": timedelta(days=366),
-}
-_DURATION_RE = re.compile(r"(?:[0-9]+[A-Za-z])+")
-_TERM_RE = re.compile(r"([0-9]+)([A-Za-z])")
-_DURATION_HELP = "write a number and a unit H (hours), d, w, m (months) or y, e.g. '2d', '36H', '6m', '1d12H'"
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse a keep-within duration such as ``2d``, ``36H``, ``1w``, ``6m``, ``1y`` or ``1d12H``.
-
-    Units: ``H``/``h`` hours, ``d`` days, ``w`` weeks, ``m`` months (31 days), ``y`` years (366 days);
-    ``d``, ``w`` and ``y`` may also be upper case.  ``M`` is refused because it reads as minutes to
-    some people and months to others.  The total must be positive.
-    """
-    stripped = text.strip()
-    if not _DURATION_RE.fullmatch(stripped):
-        raise PolicyError(f"invalid duration {text!r}: {_DURATION_HELP}")
-    total = timedelta(0)
-    for number, unit in _TERM_RE.findall(stripped):
-        if unit == "M":
-            raise PolicyError(f"invalid duration {text!r}: 'M' is ambiguous; write 'm' for months or 'H' for hours")
-        step = _UNITS.get(unit.lower())
-        if step is None:
-            raise PolicyError(f"invalid duration {text!r}: unknown unit {unit!r}; {_DURATION_HELP}")
-        try:
-            total += int(number) * step
-        except OverflowError:
-            raise PolicyError(f"invalid duration {text!r}: too long") from None
-    if total <= timedelta(0):
-        raise PolicyError(f"invalid duration {text!r}: must be longer than zero")
-    return total
-
 
 def format_duration(duration: timedelta) -> str:
     """Render a duration compactly for a reason text: ``2d``, ``36H``, ``186d`` (from ``6m``).
 
     Whole days print as days, other whole hours as hours; anything finer falls back to seconds so the
-    text is never wrong.  The result parses back with ``parse_duration`` except for the seconds form.
+    text is never wrong.  The result parses back with ``packvault.units.parse_duration``.
     """
     seconds = duration.total_seconds()
     if seconds % 3600:
