@@ -50,8 +50,28 @@ def passphrase_provider(*, confirm: bool = False):
     return lambda: get_passphrase(confirm=confirm)
 
 
+def new_passphrase(args, **sources) -> str:
+    """A passphrase to seal a key under (init, change-passphrase): empty only when the user asked for that,
+    since an empty passphrase leaves the backups readable by anyone who can read the repository."""
+    from ..crypto.passphrase import get_passphrase
+    from ..errors import PassphraseError
+
+    value = get_passphrase(confirm=True, **sources)
+    if not value and not args.allow_empty_passphrase:
+        raise PassphraseError(
+            "the new passphrase is empty", hint="choose one, or pass --allow-empty-passphrase to really use none"
+        )
+    return value
+
+
 @contextlib.contextmanager
 def open_repository(args, location: str, *, lock: str | None = "shared", key: bool = True) -> Iterator[Repository]:
+    """Open ``location`` and take its lock: ``"exclusive"``, ``"shared"`` or None.
+
+    A command that only reads (its parser declares ``--no-lock``) takes no lock with ``--no-lock``.
+    """
+    if lock == "shared" and getattr(args, "no_lock", False):
+        lock = None
     repo = Repository(location, s3_options=s3_options(args))
     try:
         repo.open(passphrase_provider() if key else None, lock=None)
@@ -83,7 +103,7 @@ def print_requests(stats: dict) -> None:
 def cmd_init(args) -> int:
     location, _ = split_location(args.repo)
     pack_size = parse_size(args.pack_size, what="--pack-size")
-    passphrase = passphrase_provider(confirm=True)()
+    passphrase = new_passphrase(args)
     repo = Repository(location, s3_options=s3_options(args))
     try:
         config = repo.create(
@@ -515,11 +535,9 @@ def cmd_key_import(args) -> int:
 
 
 def cmd_key_change_passphrase(args) -> int:
-    from ..crypto.passphrase import get_passphrase
-
     location, _ = split_location(args.repo)
     with open_repository(args, location, lock="exclusive") as repo:
-        new = get_passphrase(confirm=True, prompt="New passphrase: ", env="PACKVAULT_NEW_PASSPHRASE")
+        new = new_passphrase(args, prompt="New passphrase: ", env="PACKVAULT_NEW_PASSPHRASE", command_env=None)
         repo.reseal_key(new)
     print("Passphrase changed", file=sys.stderr)
     return EXIT_OK
