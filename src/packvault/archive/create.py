@@ -148,6 +148,7 @@ class ArchiveCreator:
                 user=meta["user"],
                 comment=self.comment,
                 stats=meta["stats"],
+                paths=tuple(paths),
             )
             repo.check_lock()
             repo.put_archive_entry(entry)  # last: the archive exists from here on

@@ -1,9 +1,9 @@
 """The ``packvault`` command: argument parsing, dispatch, and the one place errors become exit codes.
 
-Exit codes: 0 success; 1 finished with warnings (unreadable source files, problems found by check);
-2 error (bad input, wrong passphrase, storage failure, ...); 3 stopped at a deadline (serverless, resumes
-on the next run); 130 interrupted.  Expected failures print one line, ``packvault: error: ...``, never a
-traceback (set PACKVAULT_DEBUG=1 to see one).
+Exit codes (README "Exit codes"): 0 done; 1 done with warnings (the result is committed; unreadable source
+files, problems found by check); 2 not done (bad input, wrong passphrase, storage failure, ...); 3 stopped
+at a deadline (serverless, resumes on the next run); 130 interrupted.  Expected failures print one line,
+``packvault: error: ...``, never a traceback (set PACKVAULT_DEBUG=1 to see one); so do usage errors.
 """
 
 from __future__ import annotations
@@ -409,11 +409,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"packvault: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except OSError as exc:
+        # The local file system refused something no layer below turned into a PackvaultError (a permission,
+        # a read-only mount, ...): still an expected failure, so one line; PACKVAULT_DEBUG=1 shows where.
+        if os.environ.get("PACKVAULT_DEBUG"):
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"packvault: error: {exc.strerror or exc}{where} (set PACKVAULT_DEBUG=1 for details)", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("packvault: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return EXIT_ERROR
     finally:
         early_unlock.remember(location, mark)
 

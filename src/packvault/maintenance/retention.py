@@ -7,7 +7,9 @@ for users in ``docs/prune.md``; the short version:
 
 * Archives whose name does not match ``match`` (``fnmatch``) are left out of the result entirely:
   prune never touches them and they never occupy a slot of any rule.
-* Archives are grouped by any subset of ``("host", "prefix")``; every group is judged on its own.
+* Archives are grouped by any subset of ``("host", "paths", "prefix")``, by default by host and backed-up
+  paths (restic's grouping: one machine's backups of one set of paths form one series, whatever the
+  archives are called); every group is judged on its own.
 * Inside a group, archives are ordered newest first; equal times are ordered by id (smaller id
   first), so the outcome never depends on the order the caller listed them in.
 * Rules are independent (each looks at the whole group, none consumes archives for another), and an
@@ -24,6 +26,7 @@ for users in ``docs/prune.md``; the short version:
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -32,18 +35,24 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from packvault.errors import UsageError
 
 __all__ = [
+    "DEFAULT_GROUP_BY",
     "GROUP_KEYS",
     "ArchiveSummary",
     "Decision",
     "PolicyError",
     "RetentionPolicy",
     "archive_prefix",
+    "paths_key",
     "format_duration",
     "plan_prune",
 ]
 
-GROUP_KEYS = ("host", "prefix")
+GROUP_KEYS = ("host", "paths", "prefix")
 """The attributes archives can be grouped by (``--group-by``)."""
+
+DEFAULT_GROUP_BY = ("host", "paths")
+"""restic's default.  Grouping by name prefix (the old default) put archives named ``a1`` .. ``a4`` in four
+groups of one, so ``--keep-last 2`` kept all four; host and paths are recorded by ``create`` itself."""
 
 REASON_FUTURE = "in the future"
 
@@ -66,6 +75,8 @@ class ArchiveSummary:
     time: datetime
     """Archive start time; must be timezone-aware (the repository stores UTC)."""
     host: str
+    paths: tuple[str, ...] = ()
+    """The paths the archive backed up, as given to ``create``; their order and repetitions do not matter."""
 
 
 @dataclass(frozen=True)
@@ -156,8 +167,14 @@ def archive_prefix(name: str) -> str:
     return name if match is None else name[: match.start()]
 
 
+def paths_key(paths: Sequence[str]) -> str:
+    """The ``paths`` group value: the set of paths, sorted, as a JSON list (exact, and readable in --list)."""
+    return json.dumps(sorted(set(paths)), ensure_ascii=False)
+
+
 def _group_key(archive: ArchiveSummary, group_by: Sequence[str]) -> tuple[str, ...]:
-    return tuple(archive.host if key == "host" else archive_prefix(archive.name) for key in group_by)
+    values = {"host": lambda: archive.host, "paths": lambda: paths_key(archive.paths)}
+    return tuple(values[key]() if key in values else archive_prefix(archive.name) for key in group_by)
 
 
 def _check_group_by(group_by: Sequence[str]) -> tuple[str, ...]:
@@ -292,7 +309,7 @@ def plan_prune(
     *,
     now: datetime,
     match: str | None = None,
-    group_by: Sequence[str] = GROUP_KEYS,
+    group_by: Sequence[str] = DEFAULT_GROUP_BY,
     tz: tzinfo | None = None,
 ) -> list[Decision]:
     """Decide, for every archive matching ``match``, whether prune keeps it and by which rules.

@@ -8,6 +8,7 @@ worker threads; everything else goes through ``Store``, which serializes its cal
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -16,7 +17,13 @@ from pathlib import Path
 
 import blake3
 import msgpack
-from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, ObjectNotFound, ReadRangeError
+from borgstore.backends.errors import (
+    BackendAlreadyExists,
+    BackendDoesNotExist,
+    ObjectNotFound,
+    PermissionDenied,
+    ReadRangeError,
+)
 from borgstore.constants import DEL_SUFFIX
 
 from ..chunking.chunker import Chunker
@@ -26,8 +33,10 @@ from ..crypto.keys import KeyMaterial, key_blob_repository_id, new_key_material,
 from ..errors import (
     ArchiveNotFound,
     IntegrityError,
+    NoCredentials,
     ObjectMissing,
     RepositoryAlreadyExists,
+    RepositoryError,
     RepositoryNotFound,
     StorageError,
     UsageError,
@@ -59,24 +68,28 @@ class ArchiveEntry:
     user: str
     comment: str = ""
     stats: dict | None = None
+    paths: tuple[str, ...] | None = None
+    """The paths given to ``create`` (prune's default grouping); None in entries written before they were
+    recorded here, whose paths are only in the archive metadata."""
 
     @property
     def hex(self) -> str:
         return self.id.hex()
 
     def encode(self) -> bytes:
-        return msgpack.packb(
-            {
-                "id": self.id,
-                "name": self.name,
-                "time": self.time,
-                "end": self.end,
-                "host": self.host,
-                "user": self.user,
-                "comment": self.comment,
-                "stats": self.stats or {},
-            }
-        )
+        record = {
+            "id": self.id,
+            "name": self.name,
+            "time": self.time,
+            "end": self.end,
+            "host": self.host,
+            "user": self.user,
+            "comment": self.comment,
+            "stats": self.stats or {},
+        }
+        if self.paths is not None:
+            record["paths"] = list(self.paths)
+        return msgpack.packb(record)
 
     @classmethod
     def decode(cls, data: bytes) -> ArchiveEntry:
@@ -90,6 +103,7 @@ class ArchiveEntry:
             user=d["user"],
             comment=d.get("comment", ""),
             stats=d.get("stats") or {},
+            paths=tuple(d["paths"]) if "paths" in d else None,
         )
 
 
@@ -142,6 +156,7 @@ class Repository:
         self._index_fragments: list[str] | None = None  # the fragments the loaded index is made of
         self._opened = False
         self.lock_manager = None
+        self.lock_refused: str | None = None  # why a reading command runs without a lock (acquire_lock)
 
     @property
     def is_remote(self) -> bool:
@@ -202,6 +217,8 @@ class Repository:
         """Open the repository; with a passphrase provider also unlock the key and take the lock."""
         try:
             self.store.open()
+        except StorageError:
+            raise  # e.g. BucketNotFound: "create the bucket", not "run init"
         except BackendDoesNotExist:
             raise RepositoryNotFound(f"no repository at {self.location}") from None
         self._opened = True
@@ -210,6 +227,12 @@ class Repository:
         except ObjectNotFound:
             self.close()
             raise RepositoryNotFound(f"{self.location} is not a Packvault repository") from None
+        except PermissionError as exc:
+            self.close()
+            raise RepositoryError(
+                f"cannot read the repository at {self.location}: {exc.strerror}",
+                hint="check the permissions of its directory and files, or run as their owner",
+            ) from None
         if passphrase is not None:
             self.unlock(passphrase())
             if lock:
@@ -220,7 +243,13 @@ class Repository:
         spec = CompressionSpec.parse(self.config.compression) if self.config else CompressionSpec()
         self.codec = ObjectCodec(material.new_session(), Compressor(spec))
 
-    def acquire_lock(self, *, exclusive: bool, wait: float | None = None) -> None:
+    def acquire_lock(self, *, exclusive: bool, wait: float | None = None, if_writable: bool = False) -> bool:
+        """Take the repository lock; True when it is held.
+
+        ``if_writable`` is for commands that only read: when the store refuses the lock object itself (a
+        read-only mount or directory, a bucket policy that denies PUT) the repository is read without a
+        lock and False is returned, so the caller can say so.  ``self.lock_refused`` then holds the reason.
+        """
         from .locks import LockManager
 
         def seal(data: bytes) -> bytes:
@@ -239,7 +268,23 @@ class Repository:
         self.lock_manager = LockManager(self.store, seal=seal, unseal=unseal, **kwargs)
         if wait is None:
             wait = float(os.environ.get("PACKVAULT_LOCK_WAIT", "60"))
-        self.lock_manager.acquire(exclusive=exclusive, wait=wait)
+        try:
+            self.lock_manager.acquire(exclusive=exclusive, wait=wait)
+        except (OSError, PermissionDenied) as exc:
+            if not _write_refused(exc):
+                raise
+            if not if_writable:
+                self.lock_manager = None
+                if isinstance(exc, OSError):  # a local directory: one line, not an OSError traceback
+                    raise RepositoryError(
+                        f"cannot write to the repository at {self.location}: {exc.strerror}",
+                        hint="this command changes the repository; reading commands work without writing",
+                    ) from None
+                raise
+            self.lock_manager = None
+            self.lock_refused = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return False
+        return True
 
     def check_lock(self) -> None:
         if self.lock_manager is not None:
@@ -617,6 +662,15 @@ class Repository:
             self.cache.remove(f"archive-{info.name}")
             count += 1
         return count
+
+
+def _write_refused(exc: BaseException) -> bool:
+    """True when a write failed because the store is read-only or denies writing, not because it is broken."""
+    if isinstance(exc, NoCredentials):
+        return False  # nothing can be read either; say that instead
+    if isinstance(exc, PermissionDenied):
+        return True  # AccessDenied from S3 (403), or borgstore's permission settings
+    return isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def pack_missing(pack: str) -> ObjectMissing:
