@@ -37,7 +37,7 @@ def test_every_subcommand_has_a_description(path, parser) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "parser"), _walk(build_parser()), ids=lambda v: " ".join(v) if isinstance(v, tuple) else ""
+    ("path", "parser"), list(_walk(build_parser())), ids=lambda v: " ".join(v) if isinstance(v, tuple) else ""
 )
 def test_every_option_has_help_and_shows_its_default(path, parser) -> None:
     rendered = " ".join(parser.format_help().split())
