@@ -273,17 +273,16 @@ class Repository:
         except (OSError, PermissionDenied) as exc:
             if not _write_refused(exc):
                 raise
-            if not if_writable:
-                self.lock_manager = None
-                if isinstance(exc, OSError):  # a local directory: one line, not an OSError traceback
-                    raise RepositoryError(
-                        f"cannot write to the repository at {self.location}: {exc.strerror}",
-                        hint="this command changes the repository; reading commands work without writing",
-                    ) from None
-                raise
             self.lock_manager = None
-            self.lock_refused = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return False
+            if if_writable:
+                self.lock_refused = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                return False
+            if isinstance(exc, OSError):  # a local directory: one line, not an OSError traceback
+                raise RepositoryError(
+                    f"cannot write to the repository at {self.location}: {exc.strerror}",
+                    hint="this command changes the repository; reading commands work without writing",
+                ) from None
+            raise
         return True
 
     def check_lock(self) -> None:
