@@ -110,17 +110,19 @@ def test_an_unreadable_directory_is_one_line(pv_env, repo) -> None:
 # --- S3 ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("server", ["moto", pytest.param("localstack", marks=pytest.mark.localstack)])
 def test_reading_commands_work_when_the_bucket_refuses_lock_writes(
-    pv, tmp_path, moto_endpoint, make_s3_url, fault_proxy
+    pv, tmp_path, request, server, make_s3_url, fault_proxy
 ) -> None:
-    location = make_s3_url(moto_endpoint)
+    endpoint = request.getfixturevalue(f"{server}_endpoint")
+    location = make_s3_url(endpoint)
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("alpha")
     pv("init", location)
     pv("create", f"{location}::one", src)
-    proxy = fault_proxy(moto_endpoint, fault_rate=1.0, kinds=["403"], methods=["PUT"], path_contains="/locks/")
-    refused = location.replace(moto_endpoint, proxy.endpoint)
+    proxy = fault_proxy(endpoint, fault_rate=1.0, kinds=["403"], methods=["PUT"], path_contains="/locks/")
+    refused = location.replace(endpoint, proxy.endpoint)
 
     result = pv("list", refused, "--json")
     assert [a["name"] for a in json.loads(result.out)["archives"]] == ["one"]
