@@ -62,6 +62,8 @@ sys.path.insert(0, str(BENCH_DIR))
 import gen_dataset  # noqa: E402 - the bench directory is not a package
 from countingproxy import MAIN_KINDS, CountingProxy, delta  # noqa: E402
 
+from packvault.units import parse_size  # noqa: E402
+
 STEPS = ("init", "backup-1", "backup-1-again", "backup-2", "restore", "check", "prune+compact")
 REQ_KINDS = ("PUT", "GET", "HEAD", "LIST", "DELETE", "POST", "COPY")
 PASSWORD = "packvault-bench-not-secret"
@@ -940,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = build_tools(args, log)
     if not tools:
         raise SystemExit("no tool available")
-    size = gen_dataset.parse_size(args.size)
+    size = parse_size(args.size, what="--size")
     day1, day2, dataset_bytes = ensure_dataset(args.data_dir, args.seed, size, log)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = args.work_dir / stamp

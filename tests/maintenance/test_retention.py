@@ -24,7 +24,6 @@ from packvault.maintenance.retention import (
     RetentionPolicy,
     archive_prefix,
     format_duration,
-    parse_duration,
     plan_prune,
 )
 
@@ -396,14 +395,49 @@ def test_grouping_and_match(group_by, match, expected) -> None:
     assert [(d.group, d.archive.id, d.keep) for d in decisions] == expected
 
 
-def test_default_groups_by_host_and_prefix() -> None:
-    decisions = plan_prune(GROUP_ARCHIVES, RetentionPolicy(keep_last=1), now=datetime.fromisoformat(NOW), tz=UTC)
-    assert {d.archive.id for d in decisions if d.keep} == {"01", "03", "05"}
+def test_default_groups_by_host_and_paths() -> None:
+    # restic's grouping: the names do not matter, the machine and the backed-up paths do
+    at = [datetime(2026, 11, 20 - day, 10, tzinfo=UTC) for day in range(6)]
+    archives = [
+        ArchiveSummary("01", "a1", at[5], "laptop", ("/home/me",)),
+        ArchiveSummary("02", "a2", at[4], "laptop", ("/home/me",)),
+        ArchiveSummary("03", "a3", at[3], "laptop", ("/home/me",)),
+        ArchiveSummary("04", "a4", at[2], "laptop", ("/home/me",)),
+        ArchiveSummary("05", "etc-1", at[1], "laptop", ("/etc", "/srv")),
+        ArchiveSummary("06", "etc-2", at[0], "laptop", ("/srv", "/etc", "/srv")),  # same set of paths
+        ArchiveSummary("07", "a5", at[0], "server", ("/home/me",)),
+    ]
+    decisions = plan_prune(archives, RetentionPolicy(keep_last=2), now=datetime.fromisoformat(NOW), tz=UTC)
+    assert {d.archive.id for d in decisions if d.keep} == {"03", "04", "05", "06", "07"}
+    assert {d.archive.id: d.group for d in decisions} == {
+        "01": ("laptop", '["/home/me"]'),
+        "02": ("laptop", '["/home/me"]'),
+        "03": ("laptop", '["/home/me"]'),
+        "04": ("laptop", '["/home/me"]'),
+        "05": ("laptop", '["/etc", "/srv"]'),
+        "06": ("laptop", '["/etc", "/srv"]'),
+        "07": ("server", '["/home/me"]'),
+    }
+
+
+def test_names_without_a_date_are_one_series_by_default() -> None:
+    # the report: "prune --keep-last 2 on archives named a1..a4 pruned nothing"
+    archives = [
+        ArchiveSummary(f"0{n}", f"a{n}", datetime(2026, 11, 10 + n, tzinfo=UTC), "laptop", ("/data",))
+        for n in range(1, 5)
+    ]
+    decisions = plan_prune(archives, RetentionPolicy(keep_last=2), now=datetime.fromisoformat(NOW), tz=UTC)
+    assert [(d.archive.name, d.keep) for d in decisions] == [("a4", True), ("a3", True), ("a2", False), ("a1", False)]
+    # grouping by name prefix still exists, and keeps every one of them (each is its own group)
+    by_prefix = plan_prune(
+        archives, RetentionPolicy(keep_last=2), now=datetime.fromisoformat(NOW), tz=UTC, group_by=("prefix",)
+    )
+    assert all(d.keep for d in by_prefix)
 
 
 def test_decision_carries_the_archive_object() -> None:
     (decision,) = plan_prune(GROUP_ARCHIVES[:1], RetentionPolicy(keep_last=1), now=datetime.fromisoformat(NOW))
-    assert decision == Decision(GROUP_ARCHIVES[0], True, ("last #1",), ("laptop", "home-"))
+    assert decision == Decision(GROUP_ARCHIVES[0], True, ("last #1",), ("laptop", "[]"))
     assert decision.archive is GROUP_ARCHIVES[0]
 
 
@@ -507,48 +541,7 @@ def test_naive_time_is_refused_even_when_not_matched() -> None:
                    now=datetime.fromisoformat(NOW), match="nomatch")
 
 
-# --- durations and prefixes ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2d", timedelta(days=2)),
-        ("36H", timedelta(hours=36)),
-        ("36h", timedelta(hours=36)),
-        ("1w", timedelta(weeks=1)),
-        ("6m", timedelta(days=6 * 31)),
-        ("1y", timedelta(days=366)),
-        ("1Y", timedelta(days=366)),
-        ("2D", timedelta(days=2)),
-        ("1d12H", timedelta(hours=36)),
-        ("1y2m", timedelta(days=366 + 62)),
-        (" 3d ", timedelta(days=3)),
-        ("0d1H", timedelta(hours=1)),
-    ],
-)
-def test_parse_duration(text: str, expected: timedelta) -> None:
-    assert parse_duration(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "invalid duration"),
-        ("2", "invalid duration"),
-        ("d", "invalid duration"),
-        ("-2d", "invalid duration"),
-        ("2.5d", "invalid duration"),
-        ("2 d", "invalid duration"),
-        ("0d", "longer than zero"),
-        ("2M", "ambiguous"),
-        ("5s", "unknown unit"),
-        ("99999999999999y", "too long"),
-    ],
-)
-def test_parse_duration_rejects(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_duration(text)
+# --- duration labels and prefixes (the duration grammar: tests/test_units.py) ----------------------------
 
 
 @pytest.mark.parametrize(
@@ -594,11 +587,13 @@ SPAN_MINUTES = 60 * 24 * 60
 def archive_lists(draw) -> list[ArchiveSummary]:
     # Few distinct minutes so ties, same-hour and same-day archives are common.
     minutes = st.one_of(st.integers(0, SPAN_MINUTES), st.sampled_from([0, 30, 90, 60 * 24 * 12]))
-    rows = draw(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["home-", "etc-"]), minutes),
+    paths = st.sampled_from([("/home",), ("/etc", "/srv"), ("/srv", "/etc"), ()])
+    rows = draw(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["home-", "etc-"]), minutes, paths),
                          max_size=25))
     return [
-        ArchiveSummary(f"{index:04x}", f"{prefix}{index}", BASE + timedelta(minutes=offset, seconds=index % 3), host)
-        for index, (host, prefix, offset) in enumerate(rows)
+        ArchiveSummary(f"{index:04x}", f"{prefix}{index}", BASE + timedelta(minutes=offset, seconds=index % 3), host,
+                       backed_up)
+        for index, (host, prefix, offset, backed_up) in enumerate(rows)
     ]
 
 
@@ -614,7 +609,7 @@ policies = st.builds(
     keep_yearly=counts,
 ).filter(lambda policy: not policy.is_empty())
 nows = st.integers(-60 * 24, SPAN_MINUTES + 60 * 24 * 30).map(lambda minutes: BASE + timedelta(minutes=minutes))
-group_bys = st.sampled_from([(), ("host",), ("prefix",), ("host", "prefix")])
+group_bys = st.sampled_from([(), ("host",), ("prefix",), ("host", "prefix"), ("paths",), ("host", "paths")])
 RULES = ["keep_last", "keep_within", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]
 
 

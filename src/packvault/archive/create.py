@@ -180,6 +180,7 @@ class ArchiveCreator:
                 user=meta["user"],
                 comment=self.comment,
                 stats=meta["stats"],
+                paths=tuple(paths),
             )
             repo.prove_unchanged()  # against the store, not a flag: see its docstring
             repo.claim_archive_name(self.name, archive_id)  # two backups of one name: only one commits

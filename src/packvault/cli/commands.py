@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -11,10 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
-from ..repository.config import parse_size
 from ..repository.repository import Repository
+from ..units import parse_duration, parse_size
 from .gc_policy import freeze_long_lived_objects
-from .output import fmt_duration, fmt_size, print_json, print_json_line, print_table
+from .output import (
+    escape_name,
+    fmt_duration,
+    fmt_size,
+    has_control_characters,
+    name_fields,
+    print_json,
+    print_json_line,
+    print_table,
+)
 from .progress import LiveProgress
 
 # --- locations and opening -----------------------------------------------------------------------------
@@ -34,7 +44,13 @@ def split_location(text: str | None, *, need_archive: bool = False) -> tuple[str
     if need_archive and not archive:
         raise UsageError("no archive name given", hint="use REPO::ARCHIVE")
     if archive is not None and ("/" in archive or archive.startswith(".")):
-        raise UsageError(f"invalid archive name {archive!r}", hint="no '/' and no leading '.'")
+        raise UsageError(f"invalid archive name {escape_name(archive)!r}", hint="no '/' and no leading '.'")
+    if archive is not None and has_control_characters(archive):
+        # control characters (or bytes that are not UTF-8) in a name would reach every terminal that lists it
+        raise UsageError(
+            f"invalid archive name '{escape_name(archive)}': it holds control characters or bytes that are not UTF-8",
+            hint="use printable characters only",
+        )
     return repo, archive
 
 
@@ -53,13 +69,42 @@ def passphrase_provider(*, confirm: bool = False):
     return lambda: get_passphrase(confirm=confirm)
 
 
+def new_passphrase(args, **sources) -> str:
+    """A passphrase to seal a key under (init, change-passphrase): empty only when the user asked for that,
+    since an empty passphrase leaves the backups readable by anyone who can read the repository."""
+    from ..crypto.passphrase import get_passphrase
+    from ..errors import PassphraseError
+
+    value = get_passphrase(confirm=True, **sources)
+    if not value and not args.allow_empty_passphrase:
+        raise PassphraseError(
+            "the new passphrase is empty", hint="choose one, or pass --allow-empty-passphrase to really use none"
+        )
+    return value
+
+
 @contextlib.contextmanager
 def open_repository(args, location: str, *, lock: str | None = "shared", key: bool = True) -> Iterator[Repository]:
+    """Open ``location`` and take its lock: ``"exclusive"``, ``"shared"`` or None.
+
+    A command that only reads (its parser declares ``--no-lock``) takes no lock with ``--no-lock``, and
+    reads without one, after a one-line notice, from a repository where the lock cannot be written (a
+    read-only mount, a bucket that denies PUT), as restic does with ``--no-lock``.
+    """
+    reading = hasattr(args, "no_lock")
+    if lock == "shared" and reading and args.no_lock:
+        lock = None
     repo = Repository(location, s3_options=s3_options(args))
     try:
         repo.open(passphrase_provider() if key else None, lock=None)
         if key and lock:
-            repo.acquire_lock(exclusive=(lock == "exclusive"), wait=args.lock_wait)
+            held = repo.acquire_lock(exclusive=(lock == "exclusive"), wait=args.lock_wait, if_writable=reading)
+            if not held:
+                print(
+                    f"packvault: notice: cannot write a lock to {location} ({repo.lock_refused}); reading without "
+                    "one, so a compact running at the same time could remove data this command reads",
+                    file=sys.stderr,
+                )
         freeze_long_lived_objects()  # the S3 client and the key live as long as the command
         yield repo
     finally:
@@ -83,13 +128,34 @@ def print_requests(stats: dict) -> None:
 # --- init ------------------------------------------------------------------------------------------------
 
 
+def _check_local_target(location: str) -> None:
+    """A local repository is a directory: refuse a path that is a file, or lies under one, in one line."""
+    from ..errors import RepositoryAlreadyExists
+    from ..storage.url import local_path
+
+    path = local_path(location)
+    if path is None:
+        return
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise RepositoryAlreadyExists(
+            f"cannot create a repository at {location}: it exists and is not a directory",
+            hint="choose a new or empty directory",
+        )
+    parent = os.path.dirname(path)
+    while parent and not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise UsageError(
+            f"cannot create a repository at {location}: {parent} is a file, not a directory",
+            hint="choose a path under a directory",
+        )
+
+
 def cmd_init(args) -> int:
     location, _ = split_location(args.repo)
-    try:
-        pack_size = parse_size(args.pack_size)
-    except ValueError as exc:
-        raise UsageError(f"invalid --pack-size: {exc}") from None
-    passphrase = passphrase_provider(confirm=True)()
+    _check_local_target(location)
+    pack_size = parse_size(args.pack_size, what="--pack-size")
+    passphrase = new_passphrase(args)
     repo = Repository(location, s3_options=s3_options(args))
     try:
         config = repo.create(
@@ -252,11 +318,10 @@ def cmd_create(args) -> int:
 
 
 def _item_json(item: dict) -> dict:
-    from ..archive import items as it
     from ..archive.extract import damaged_chunks
 
     out = {
-        "path": it.path_str(item),
+        **name_fields("path", item["p"]),
         "type": item["t"],
         "mode": oct(item["m"]),
         "user": item.get("U"),
@@ -267,14 +332,26 @@ def _item_json(item: dict) -> dict:
         "size": item.get("s", 0),
     }
     if "l" in item:
-        out["target"] = os.fsdecode(item["l"])
+        out.update(name_fields("target", item["l"]))
     if "h" in item:
-        out["hardlink_to"] = item["h"].decode("utf-8", "surrogateescape")
+        out.update(name_fields("hardlink_to", item["h"]))
     damaged = damaged_chunks(item)
     if damaged is not None:
         out["damaged_chunks"] = damaged  # check --repair replaced them by zeros
         out["damage_note"] = item["e"]
     return out
+
+
+def _print_item_document(archive: dict, items: Iterator[dict], requests_after) -> None:
+    """One JSON document, written as the items stream by: an archive can hold millions of items, and the
+    memory of ``list --json`` must not grow with them."""
+    out = sys.stdout
+    out.write('{"archive": ' + json.dumps(archive) + ', "items": [')
+    separator = "\n  "
+    for item in items:
+        out.write(separator + json.dumps(_item_json(item)))
+        separator = ",\n  "
+    out.write('\n], "requests": ' + json.dumps(requests_after()) + "}\n")
 
 
 def cmd_list(args) -> int:
@@ -297,6 +374,7 @@ def cmd_list(args) -> int:
                                 "host": e.host,
                                 "user": e.user,
                                 "comment": e.comment,
+                                "paths": list(e.paths) if e.paths is not None else None,
                                 "stats": e.stats,
                             }
                             for e in entries
@@ -305,26 +383,35 @@ def cmd_list(args) -> int:
                     }
                 )
             else:
-                rows = [(e.name, e.time[:19].replace("T", " "), e.host, e.hex[:16]) for e in entries]
+                rows = [
+                    (escape_name(e.name), e.time[:19].replace("T", " "), escape_name(e.host), e.hex[:16])
+                    for e in entries
+                ]
                 if rows:
                     print_table(rows, ("Archive", "Time (UTC)", "Host", "ID"))
             return EXIT_OK
         with ChunkReader(repo) as reader:
-            meta = load_archive(reader, repo.find_archive(archive))
+            entry = repo.find_archive(archive)
+            meta = load_archive(reader, entry)
             selected = path_filter(args.paths)
-            for item in iter_archive_items(reader, meta):
-                if not selected(item):
-                    continue
-                if args.json_lines or args.json:
+            items = (item for item in iter_archive_items(reader, meta) if selected(item))
+            if args.json_lines:
+                for item in items:
                     print_json_line(_item_json(item))
-                else:
-                    from ..archive import items as it
-                    from ..archive.extract import damaged_chunks
+            elif args.json:
+                _print_item_document({"name": entry.name, "id": entry.hex}, items, lambda: requests_of(repo))
+            else:
+                from ..archive.extract import damaged_chunks
 
+                for item in items:
                     size = item.get("s", 0)
+                    line = f"{item['t']} {oct(item['m'])[-4:]} {size:>12} {escape_name(item['p'])}"
+                    if "l" in item:
+                        line += f" -> {escape_name(item['l'])}"
                     damaged = damaged_chunks(item)
-                    mark = "" if damaged is None else f"  [damaged: {damaged} chunk(s) replaced by zeros; see check]"
-                    print(f"{item['t']} {oct(item['m'])[-4:]} {size:>12} {it.path_str(item)}{mark}")
+                    if damaged is not None:
+                        line += f"  [damaged: {damaged} chunk(s) replaced by zeros; see check]"
+                    print(line)
     return EXIT_OK
 
 
@@ -356,8 +443,8 @@ def cmd_info(args) -> int:
                 print_json({"archive": info, "requests": requests_of(repo)})
             else:
                 for key in ("name", "id", "time", "end", "host", "user", "comment", "items"):
-                    print(f"{key.capitalize() + ':':<14} {info[key]}")
-                print(f"{'Paths:':<14} {' '.join(meta.paths)}")
+                    print(f"{key.capitalize() + ':':<14} {escape_name(str(info[key]))}")
+                print(f"{'Paths:':<14} {' '.join(escape_name(path) for path in meta.paths)}")
                 st = meta.stats
                 print(f"{'Original:':<14} {fmt_size(st.get('original_size', 0))}")
                 print(f"{'New data:':<14} {fmt_size(st.get('deduplicated_size', 0))}")
@@ -498,11 +585,22 @@ def cmd_diff(args) -> int:
         meta_b = load_archive(reader, repo.find_archive(args.other))
         changes = list(diff_items(iter_archive_items(reader, meta_a), iter_archive_items(reader, meta_b)))
     if args.json:
-        print_json({"changes": [{"change": c.kind, "path": c.path, "what": list(c.what)} for c in changes]})
+        print_json(
+            {
+                "changes": [
+                    {
+                        "change": c.kind,
+                        **name_fields("path", c.path.encode("utf-8", "surrogateescape")),
+                        "what": list(c.what),
+                    }
+                    for c in changes
+                ]
+            }
+        )
     else:
         for c in changes:
             suffix = f" ({', '.join(c.what)})" if c.what else ""
-            print(f"{c.kind:<9} {c.path}{suffix}")
+            print(f"{c.kind:<9} {escape_name(c.path)}{suffix}")
     return EXIT_OK
 
 
@@ -510,13 +608,19 @@ def cmd_diff(args) -> int:
 
 
 def cmd_delete(args) -> int:
+    from ..errors import ArchiveNotFound
+
     location, first = split_location(args.location, need_archive=True)
-    names = [first, *args.more]
+    names = list(dict.fromkeys([first, *args.more]))
     with open_repository(args, location) as repo:
-        for name in names:
-            repo.soft_delete_archive(repo.find_archive(name))
+        try:
+            entries = [repo.find_archive(name) for name in names]  # all found, or nothing is deleted
+        except ArchiveNotFound as exc:
+            raise ArchiveNotFound(f"{exc}; nothing was deleted", hint=exc.hint) from None
+        for name, entry in zip(names, entries, strict=True):
+            repo.soft_delete_archive(entry)
             if not args.json:
-                print(f"Deleted archive {name} (undelete possible until the next compact)")
+                print(f"Deleted archive {escape_name(name)} (undelete possible until the next compact)")
         requests = requests_of(repo)
     if args.json:
         print_json({"deleted": names, "requests": requests})
@@ -527,15 +631,19 @@ def cmd_undelete(args) -> int:
     from ..errors import ArchiveNotFound
 
     location, first = split_location(args.location, need_archive=True)
-    names = [first, *args.more]
+    names = list(dict.fromkeys([first, *args.more]))
     with open_repository(args, location) as repo:
         deleted = {e.name: e for e in repo.archive_entries(deleted=True)}
+        missing = [name for name in names if name not in deleted]
+        if missing:  # all found, or nothing is restored
+            raise ArchiveNotFound(
+                f"no soft-deleted archive named {', '.join(map(repr, missing))}; nothing was restored",
+                hint="see 'packvault list --deleted'",
+            )
         for name in names:
-            if name not in deleted:
-                raise ArchiveNotFound(f"no soft-deleted archive named {name!r}", hint="see 'packvault list --deleted'")
             repo.undelete_archive(deleted[name])
             if not args.json:
-                print(f"Restored archive {name}")
+                print(f"Restored archive {escape_name(name)}")
         requests = requests_of(repo)
     if args.json:
         print_json({"undeleted": names, "requests": requests})
@@ -546,19 +654,97 @@ def cmd_undelete(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from ..maintenance.prune import run_prune
+    from ..maintenance.prune import prune
+    from ..maintenance.retention import RetentionPolicy
 
     location, _ = split_location(args.repo)
+    # the policy is checked before the repository is opened: a typo in a cron job fails fast
+    policy = RetentionPolicy(
+        keep_last=args.keep_last,
+        keep_within=parse_duration(args.keep_within, what="--keep-within") if args.keep_within else None,
+        keep_hourly=args.keep_hourly,
+        keep_daily=args.keep_daily,
+        keep_weekly=args.keep_weekly,
+        keep_monthly=args.keep_monthly,
+        keep_yearly=args.keep_yearly,
+    )
+    group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
     with open_repository(args, location) as repo:
-        return run_prune(repo, args)
+        decisions = prune(repo, policy, match=args.match, group_by=group_by, dry_run=args.dry_run)
+        requests = requests_of(repo)
+    pruned = [d for d in decisions if not d.keep]
+    if args.json:
+        print_json(
+            {
+                "dry_run": args.dry_run,
+                "group_by": list(group_by),
+                "decisions": [
+                    {
+                        "name": d.archive.name,
+                        "id": d.archive.id,
+                        "time": d.archive.time.isoformat(),
+                        "host": d.archive.host,
+                        "paths": list(d.archive.paths),
+                        "keep": d.keep,
+                        "reasons": list(d.reasons),
+                        "group": list(d.group),
+                    }
+                    for d in decisions
+                ],
+                "requests": requests,
+            }
+        )
+        return EXIT_OK
+    if args.list and decisions:
+        rows = [
+            (
+                "keep" if d.keep else ("would prune" if args.dry_run else "pruned"),
+                escape_name(d.archive.name),
+                d.archive.time.isoformat(timespec="seconds"),
+                escape_name(" ".join(d.group)) if d.group else "(all)",
+                ", ".join(d.reasons),
+            )
+            for d in decisions
+        ]
+        print_table(rows, ("Decision", "Archive", "Time", f"Group ({', '.join(group_by) or 'none'})", "Kept by"))
+    verb = "Would prune" if args.dry_run else "Pruned"
+    groups = len({d.group for d in decisions})
+    print(
+        f"{verb} {len(pruned)} of {len(decisions)} archives in {groups} group(s) by "
+        f"{', '.join(group_by) or 'nothing'}; run 'packvault compact' to reclaim space"
+    )
+    return EXIT_OK
 
 
 def cmd_compact(args) -> int:
-    from ..maintenance.compact import run_compact_command
+    from ..maintenance.compact import compact
 
     location, _ = split_location(args.repo)
+    # parsed before the exclusive lock is taken: a typo must not hold up every other client
+    min_age = parse_duration(args.min_age, what="--min-age", allow_zero=True)
     with open_repository(args, location, lock="exclusive") as repo:
-        return run_compact_command(repo, args)
+        report = compact(repo, threshold=args.threshold, min_age=min_age.total_seconds(), dry_run=args.dry_run)
+        requests = requests_of(repo)
+    if args.json:
+        print_json({"compact": {**report.as_dict(), "min_age_seconds": min_age.total_seconds()}, "requests": requests})
+        return EXIT_OK
+    prefix = "Would free" if args.dry_run else "Freed"
+    print(
+        f"Packs: {report.packs_total} examined, {report.packs_dropped} dropped, {report.packs_rewritten} rewritten, "
+        f"{report.packs_merged} merged, {report.packs_created} created, {report.packs_too_young} too young to touch"
+    )
+    print(f"{prefix} {fmt_size(report.bytes_freed)}; copied {fmt_size(report.bytes_copied)} forward")
+    print(
+        f"Repository: {fmt_size(report.bytes_before)} -> {fmt_size(report.bytes_after)} "
+        f"(live data {fmt_size(report.live_bytes)}); {fmt_duration(report.duration)}"
+    )
+    if report.packs_too_young:
+        print(
+            f"{report.packs_too_young} pack(s) younger than --min-age {args.min_age} were left alone: a backup "
+            f"running now may still need them. Run compact again later, or pass a shorter --min-age (e.g. "
+            f"--min-age 0) when no other client is writing to this repository."
+        )
+    return EXIT_OK
 
 
 def cmd_check(args) -> int:
@@ -626,11 +812,9 @@ def cmd_key_import(args) -> int:
 
 
 def cmd_key_change_passphrase(args) -> int:
-    from ..crypto.passphrase import get_passphrase
-
     location, _ = split_location(args.repo)
     with open_repository(args, location, lock="exclusive") as repo:
-        new = get_passphrase(confirm=True, prompt="New passphrase: ", env="PACKVAULT_NEW_PASSPHRASE")
+        new = new_passphrase(args, prompt="New passphrase: ", env="PACKVAULT_NEW_PASSPHRASE", command_env=None)
         repo.reseal_key(new)
     print("Passphrase changed", file=sys.stderr)
     return EXIT_OK

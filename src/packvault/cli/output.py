@@ -1,10 +1,59 @@
-"""Human and machine output: sizes, tables, JSON, progress on a terminal."""
+"""Human and machine output: sizes, tables, JSON, progress on a terminal, names made safe to print."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import sys
 from collections.abc import Iterable
+
+
+def _escape_table() -> dict[int, str]:
+    table: dict[int, str] = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+    table.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    # C1 controls and the characters that reorder or break lines on a terminal, as \uXXXX (a raw byte
+    # 0x80 that is not UTF-8 prints as \x80: the two must not look alike)
+    for c in (*range(0x80, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029):
+        table[c] = f"\\u{c:04x}"
+    # bytes that are not UTF-8 arrive as surrogates (surrogateescape): print the byte
+    table.update({0xDC80 + i: f"\\x{0x80 + i:02x}" for i in range(128)})
+    return table
+
+
+_ESCAPES = _escape_table()
+_UNSAFE = re.compile("[" + "".join(re.escape(chr(c)) for c in _ESCAPES if c != ord("\\")) + "]")
+
+
+def has_control_characters(text: str) -> bool:
+    """True if ``text`` holds anything ``escape_name`` would escape other than a backslash."""
+    return _UNSAFE.search(text) is not None
+
+
+def escape_name(name: str | bytes) -> str:
+    """A file or archive name that is safe to print on a terminal and says exactly what the name is.
+
+    Control characters (newlines, ESC, ...) print as ``\\n``, ``\\x1b``; bytes that are not UTF-8 as
+    ``\\xNN``; C1 controls and bidirectional overrides as ``\\uXXXX``; a backslash as ``\\\\``.  So a name
+    can neither move the cursor, recolour the terminal or fake a second line, nor be confused with another
+    name.  ``str.translate`` does the work in C.
+    """
+    text = name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
+    if text.isprintable() and "\\" not in text:
+        return text
+    return text.translate(_ESCAPES)
+
+
+def name_fields(key: str, raw: bytes) -> dict[str, str]:
+    """A name for JSON: ``{key: text}``, plus ``{key}_bytes`` (base64 of the exact bytes) when the name is not
+    UTF-8; the text then shows the undecodable bytes as ``\\xNN``, so nothing is lost and nothing is guessed."""
+    try:
+        return {key: raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {
+            key: raw.decode("utf-8", "backslashreplace"),
+            f"{key}_bytes": base64.b64encode(raw).decode("ascii"),
+        }
 
 
 def fmt_size(n: float) -> str:

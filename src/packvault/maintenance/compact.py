@@ -80,16 +80,6 @@ class _PackPlan:
     action: str  # keep | drop | rewrite | merge | young
 
 
-def parse_age(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``30min``, ``2h``, ``7d``, ``1w``."""
-    units = {"w": 604800, "d": 86400, "h": 3600, "min": 60, "s": 1}
-    value = text.strip().lower()
-    for suffix, factor in units.items():
-        if value.endswith(suffix):
-            return float(value[: -len(suffix)]) * factor
-    return float(value)
-
-
 REPAIR_HINT = "run 'packvault check --repair' first"
 
 
@@ -388,22 +378,3 @@ def compact(
     report.duration = time.monotonic() - started
     return report
 
-
-def run_compact_command(repo: Repository, args) -> int:
-    from ..cli.output import fmt_duration, fmt_size, print_json
-
-    report = compact(repo, threshold=args.threshold, min_age=parse_age(args.min_age), dry_run=args.dry_run)
-    if args.json:
-        print_json({"compact": report.as_dict(), "requests": repo.request_stats()})
-        return 0
-    prefix = "Would free" if args.dry_run else "Freed"
-    print(
-        f"Packs: {report.packs_total} examined, {report.packs_dropped} dropped, {report.packs_rewritten} rewritten, "
-        f"{report.packs_merged} merged, {report.packs_created} created, {report.packs_too_young} too young to touch"
-    )
-    print(f"{prefix} {fmt_size(report.bytes_freed)}; copied {fmt_size(report.bytes_copied)} forward")
-    print(
-        f"Repository: {fmt_size(report.bytes_before)} -> {fmt_size(report.bytes_after)} "
-        f"(live data {fmt_size(report.live_bytes)}); {fmt_duration(report.duration)}"
-    )
-    return 0

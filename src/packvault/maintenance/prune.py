@@ -1,8 +1,8 @@
 """``prune``: apply a retention policy by soft-deleting archive entries.
 
 The decisions come from ``retention.plan_prune`` (pure, tested on its own); this module only feeds it
-the repository's archive list and soft-deletes what it rejects.  Soft deletion is O(1) per archive and
-reversible with ``undelete`` until ``compact`` runs.
+the repository's archive list and soft-deletes what it rejects; the CLI prints the decisions.  Soft
+deletion is O(1) per archive and reversible with ``undelete`` until ``compact`` runs.
 """
 
 from __future__ import annotations
@@ -10,19 +10,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ..repository.repository import Repository
-from .retention import ArchiveSummary, RetentionPolicy, parse_duration, plan_prune
+from .retention import DEFAULT_GROUP_BY, ArchiveSummary, Decision, RetentionPolicy, plan_prune
 
 
-def policy_from_args(args) -> RetentionPolicy:
-    return RetentionPolicy(
-        keep_last=args.keep_last,
-        keep_within=parse_duration(args.keep_within) if args.keep_within else None,
-        keep_hourly=args.keep_hourly,
-        keep_daily=args.keep_daily,
-        keep_weekly=args.keep_weekly,
-        keep_monthly=args.keep_monthly,
-        keep_yearly=args.keep_yearly,
-    )
+def _paths_of(repo: Repository, entries: list) -> dict[str, tuple[str, ...]]:
+    """Backed-up paths per archive id: from the entry, or, for entries written before entries recorded them,
+    from the archive metadata (one small read per such archive)."""
+    result = {e.hex: e.paths for e in entries if e.paths is not None}
+    older = [e for e in entries if e.paths is None]
+    if older:
+        from ..archive.archive import load_archive
+        from ..repository.reader import ChunkReader
+
+        with ChunkReader(repo) as reader:
+            for entry in older:
+                result[entry.hex] = tuple(load_archive(reader, entry).paths)
+    return result
 
 
 def prune(
@@ -30,13 +33,16 @@ def prune(
     policy: RetentionPolicy,
     *,
     match: str | None = None,
-    group_by: tuple[str, ...] = ("host", "prefix"),
+    group_by: tuple[str, ...] = DEFAULT_GROUP_BY,
     dry_run: bool = False,
     now: datetime | None = None,
-):
+) -> list[Decision]:
     entries = {e.hex: e for e in repo.archive_entries()}
+    paths = _paths_of(repo, list(entries.values())) if "paths" in group_by else {}
     summaries = [
-        ArchiveSummary(id=e.hex, name=e.name, time=datetime.fromisoformat(e.time), host=e.host)
+        ArchiveSummary(
+            id=e.hex, name=e.name, time=datetime.fromisoformat(e.time), host=e.host, paths=paths.get(e.hex, ())
+        )
         for e in entries.values()
     ]
     decisions = plan_prune(summaries, policy, now=now or datetime.now(UTC), match=match, group_by=group_by)
@@ -46,48 +52,3 @@ def prune(
                 repo.check_lock()
                 repo.soft_delete_archive(entries[decision.archive.id])
     return decisions
-
-
-def run_prune(repo: Repository, args) -> int:
-    from ..cli.output import print_json, print_table
-
-    policy = policy_from_args(args)
-    group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
-    decisions = prune(repo, policy, match=args.match, group_by=group_by, dry_run=args.dry_run)
-    pruned = [d for d in decisions if not d.keep]
-    if args.json:
-        print_json(
-            {
-                "dry_run": args.dry_run,
-                "decisions": [
-                    {
-                        "name": d.archive.name,
-                        "id": d.archive.id,
-                        "time": d.archive.time.isoformat(),
-                        "host": d.archive.host,
-                        "keep": d.keep,
-                        "reasons": list(d.reasons),
-                        "group": list(d.group),
-                    }
-                    for d in decisions
-                ],
-                "requests": repo.request_stats(),
-            }
-        )
-        return 0
-    if args.list:
-        rows = [
-            (
-                "keep" if d.keep else ("would prune" if args.dry_run else "pruned"),
-                d.archive.name,
-                d.archive.time.isoformat(timespec="seconds"),
-                d.archive.host,
-                ", ".join(d.reasons),
-            )
-            for d in decisions
-        ]
-        if rows:
-            print_table(rows, ("Decision", "Archive", "Time", "Host", "Kept by"))
-    verb = "Would prune" if args.dry_run else "Pruned"
-    print(f"{verb} {len(pruned)} of {len(decisions)} archives; run 'packvault compact' to reclaim space")
-    return 0

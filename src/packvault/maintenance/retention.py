@@ -7,7 +7,9 @@ for users in ``docs/prune.md``; the short version:
 
 * Archives whose name does not match ``match`` (``fnmatch``) are left out of the result entirely:
   prune never touches them and they never occupy a slot of any rule.
-* Archives are grouped by any subset of ``("host", "prefix")``; every group is judged on its own.
+* Archives are grouped by any subset of ``("host", "paths", "prefix")``, by default by host and backed-up
+  paths (restic's grouping: one machine's backups of one set of paths form one series, whatever the
+  archives are called); every group is judged on its own.
 * Inside a group, archives are ordered newest first; equal times are ordered by id (smaller id
   first), so the outcome never depends on the order the caller listed them in.
 * Rules are independent (each looks at the whole group, none consumes archives for another), and an
@@ -24,6 +26,7 @@ for users in ``docs/prune.md``; the short version:
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -32,19 +35,24 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from packvault.errors import UsageError
 
 __all__ = [
+    "DEFAULT_GROUP_BY",
     "GROUP_KEYS",
     "ArchiveSummary",
     "Decision",
     "PolicyError",
     "RetentionPolicy",
     "archive_prefix",
+    "paths_key",
     "format_duration",
-    "parse_duration",
     "plan_prune",
 ]
 
-GROUP_KEYS = ("host", "prefix")
+GROUP_KEYS = ("host", "paths", "prefix")
 """The attributes archives can be grouped by (``--group-by``)."""
+
+DEFAULT_GROUP_BY = ("host", "paths")
+"""restic's default.  Grouping by name prefix (the old default) put archives named ``a1`` .. ``a4`` in four
+groups of one, so ``--keep-last 2`` kept all four; host and paths are recorded by ``create`` itself."""
 
 REASON_FUTURE = "in the future"
 
@@ -67,6 +75,8 @@ class ArchiveSummary:
     time: datetime
     """Archive start time; must be timezone-aware (the repository stores UTC)."""
     host: str
+    paths: tuple[str, ...] = ()
+    """The paths the archive backed up, as given to ``create``; their order and repetitions do not matter."""
 
 
 @dataclass(frozen=True)
@@ -122,51 +132,12 @@ class Decision:
 
 # --- durations -----------------------------------------------------------------------------------
 
-# Months and years are not fixed lengths; we use the longest a calendar month (31 days) or year
-# (366 days) can be.  Erring long means "--keep-within 1m" never keeps less than a calendar month.
-_UNITS: dict[str, timedelta] = {
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-    "m": timedelta(days=31),
-    "y": timedelta(days=366),
-}
-_DURATION_RE = re.compile(r"(?:[0-9]+[A-Za-z])+")
-_TERM_RE = re.compile(r"([0-9]+)([A-Za-z])")
-_DURATION_HELP = "write a number and a unit H (hours), d, w, m (months) or y, e.g. '2d', '36H', '6m', '1d12H'"
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse a keep-within duration such as ``2d``, ``36H``, ``1w``, ``6m``, ``1y`` or ``1d12H``.
-
-    Units: ``H``/``h`` hours, ``d`` days, ``w`` weeks, ``m`` months (31 days), ``y`` years (366 days);
-    ``d``, ``w`` and ``y`` may also be upper case.  ``M`` is refused because it reads as minutes to
-    some people and months to others.  The total must be positive.
-    """
-    stripped = text.strip()
-    if not _DURATION_RE.fullmatch(stripped):
-        raise PolicyError(f"invalid duration {text!r}: {_DURATION_HELP}")
-    total = timedelta(0)
-    for number, unit in _TERM_RE.findall(stripped):
-        if unit == "M":
-            raise PolicyError(f"invalid duration {text!r}: 'M' is ambiguous; write 'm' for months or 'H' for hours")
-        step = _UNITS.get(unit.lower())
-        if step is None:
-            raise PolicyError(f"invalid duration {text!r}: unknown unit {unit!r}; {_DURATION_HELP}")
-        try:
-            total += int(number) * step
-        except OverflowError:
-            raise PolicyError(f"invalid duration {text!r}: too long") from None
-    if total <= timedelta(0):
-        raise PolicyError(f"invalid duration {text!r}: must be longer than zero")
-    return total
-
 
 def format_duration(duration: timedelta) -> str:
     """Render a duration compactly for a reason text: ``2d``, ``36H``, ``186d`` (from ``6m``).
 
     Whole days print as days, other whole hours as hours; anything finer falls back to seconds so the
-    text is never wrong.  The result parses back with ``parse_duration`` except for the seconds form.
+    text is never wrong.  The result parses back with ``packvault.units.parse_duration``.
     """
     seconds = duration.total_seconds()
     if seconds % 3600:
@@ -196,8 +167,14 @@ def archive_prefix(name: str) -> str:
     return name if match is None else name[: match.start()]
 
 
+def paths_key(paths: Sequence[str]) -> str:
+    """The ``paths`` group value: the set of paths, sorted, as a JSON list (exact, and readable in --list)."""
+    return json.dumps(sorted(set(paths)), ensure_ascii=False)
+
+
 def _group_key(archive: ArchiveSummary, group_by: Sequence[str]) -> tuple[str, ...]:
-    return tuple(archive.host if key == "host" else archive_prefix(archive.name) for key in group_by)
+    values = {"host": lambda: archive.host, "paths": lambda: paths_key(archive.paths)}
+    return tuple(values[key]() if key in values else archive_prefix(archive.name) for key in group_by)
 
 
 def _check_group_by(group_by: Sequence[str]) -> tuple[str, ...]:
@@ -332,7 +309,7 @@ def plan_prune(
     *,
     now: datetime,
     match: str | None = None,
-    group_by: Sequence[str] = GROUP_KEYS,
+    group_by: Sequence[str] = DEFAULT_GROUP_BY,
     tz: tzinfo | None = None,
 ) -> list[Decision]:
     """Decide, for every archive matching ``match``, whether prune keeps it and by which rules.

@@ -101,17 +101,3 @@ class RepoConfig:
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"repository config is damaged: {exc}") from None
 
-
-def parse_size(text: str) -> int:
-    """``32M``, ``512K``, ``1G``, ``1048576`` -> bytes (binary multiples)."""
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    factor = 1
-    for suffix, mult in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)):
-        if text.endswith(suffix):
-            factor, text = mult, text[:-1]
-            break
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"not a size: {text!r}") from None
-    return int(value * factor)

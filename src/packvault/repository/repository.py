@@ -8,6 +8,7 @@ worker threads; everything else goes through ``Store``, which serializes its cal
 from __future__ import annotations
 
 import contextlib
+import errno
 import hmac
 import logging
 import os
@@ -17,7 +18,13 @@ from pathlib import Path
 
 import blake3
 import msgpack
-from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, ObjectNotFound, ReadRangeError
+from borgstore.backends.errors import (
+    BackendAlreadyExists,
+    BackendDoesNotExist,
+    ObjectNotFound,
+    PermissionDenied,
+    ReadRangeError,
+)
 from borgstore.constants import DEL_SUFFIX
 
 from ..chunking.chunker import Chunker
@@ -36,8 +43,10 @@ from ..errors import (
     ArchiveNotFound,
     IntegrityError,
     LockLost,
+    NoCredentials,
     ObjectMissing,
     RepositoryAlreadyExists,
+    RepositoryError,
     RepositoryNotFound,
     StorageError,
     UsageError,
@@ -78,24 +87,28 @@ class ArchiveEntry:
     user: str
     comment: str = ""
     stats: dict | None = None
+    paths: tuple[str, ...] | None = None
+    """The paths given to ``create`` (prune's default grouping); None in entries written before they were
+    recorded here, whose paths are only in the archive metadata."""
 
     @property
     def hex(self) -> str:
         return self.id.hex()
 
     def encode(self) -> bytes:
-        return msgpack.packb(
-            {
-                "id": self.id,
-                "name": self.name,
-                "time": self.time,
-                "end": self.end,
-                "host": self.host,
-                "user": self.user,
-                "comment": self.comment,
-                "stats": self.stats or {},
-            }
-        )
+        record = {
+            "id": self.id,
+            "name": self.name,
+            "time": self.time,
+            "end": self.end,
+            "host": self.host,
+            "user": self.user,
+            "comment": self.comment,
+            "stats": self.stats or {},
+        }
+        if self.paths is not None:
+            record["paths"] = list(self.paths)
+        return msgpack.packb(record)
 
     @classmethod
     def decode(cls, data: bytes) -> ArchiveEntry:
@@ -109,6 +122,7 @@ class ArchiveEntry:
             user=d["user"],
             comment=d.get("comment", ""),
             stats=d.get("stats") or {},
+            paths=tuple(d["paths"]) if "paths" in d else None,
         )
 
 
@@ -165,6 +179,7 @@ class Repository:
         self.lock_manager = None
         self._config_raw = b""
         self.tolerate_config_damage = False  # check opens a repository whose config does not authenticate
+        self.lock_refused: str | None = None  # why a reading command runs without a lock (acquire_lock)
 
     @property
     def is_remote(self) -> bool:
@@ -235,6 +250,12 @@ class Repository:
         except ObjectNotFound:
             self.close()
             raise RepositoryNotFound(f"{self.location} is not a Packvault repository") from None
+        except PermissionError as exc:
+            self.close()
+            raise RepositoryError(
+                f"cannot read the repository at {self.location}: {exc.strerror}",
+                hint="check the permissions of its directory and files, or run as their owner",
+            ) from None
         try:
             config = RepoConfig.decode(raw)
             if RepoConfig.has_checksum(raw):
@@ -283,6 +304,8 @@ class Repository:
         """Open the repository; with a passphrase provider also unlock the key and take the lock."""
         try:
             self.store.open()
+        except StorageError:
+            raise  # e.g. BucketNotFound: "create the bucket", not "run init"
         except BackendDoesNotExist:
             raise RepositoryNotFound(f"no repository at {self.location}") from None
         self._opened = True
@@ -317,11 +340,33 @@ class Repository:
             kwargs["refresh_seconds"] = float(refresh)
         return LockManager(self.store, seal=seal, unseal=unseal, **kwargs)
 
-    def acquire_lock(self, *, exclusive: bool, wait: float | None = None) -> None:
+    def acquire_lock(self, *, exclusive: bool, wait: float | None = None, if_writable: bool = False) -> bool:
+        """Take the repository lock; True when it is held.
+
+        ``if_writable`` is for commands that only read: when the store refuses the lock object itself (a
+        read-only mount or directory, a bucket policy that denies PUT) the repository is read without a
+        lock and False is returned, so the caller can say so.  ``self.lock_refused`` then holds the reason.
+        """
         self.lock_manager = self.new_lock_manager()
         if wait is None:
             wait = float(os.environ.get("PACKVAULT_LOCK_WAIT", "60"))
-        self.lock_manager.acquire(exclusive=exclusive, wait=wait)
+        try:
+            self.lock_manager.acquire(exclusive=exclusive, wait=wait)
+        except (OSError, PermissionDenied) as exc:
+            if not _write_refused(exc):
+                raise
+            self.lock_manager = None
+            if if_writable:
+                self.lock_refused = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                return False
+            if isinstance(exc, OSError):  # a local directory: one line, not an OSError traceback
+                remount = "remount it read-write; " if exc.errno == errno.EROFS else ""
+                raise RepositoryError(
+                    f"cannot write to the repository at {self.location}: {exc.strerror}",
+                    hint=f"{remount}this command changes the repository; reading commands work without writing",
+                ) from None
+            raise
+        return True
 
     def check_lock(self, *, verify: bool = False) -> None:
         """Raise LockLost if our lock is lost; ``verify`` also asks the store whether it still exists."""
@@ -778,6 +823,15 @@ class Repository:
             self.cache.remove(f"archive-{info.name}")
             count += 1
         return count
+
+
+def _write_refused(exc: BaseException) -> bool:
+    """True when a write failed because the store is read-only or denies writing, not because it is broken."""
+    if isinstance(exc, NoCredentials):
+        return False  # nothing can be read either; say that instead
+    if isinstance(exc, PermissionDenied):
+        return True  # AccessDenied from S3 (403), or borgstore's permission settings
+    return isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def pack_missing(pack: str) -> ObjectMissing:

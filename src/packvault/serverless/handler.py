@@ -193,7 +193,8 @@ def _prune(repo, job: Job, log: JsonLog) -> dict:
 
 
 def _compact(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
-    from ..maintenance.compact import compact, parse_age
+    from ..maintenance.compact import compact
+    from ..units import parse_duration
 
     if not deadline.has_time_for_maintenance():
         log("compact.skip", reason="not enough time left", remaining_s=deadline.remaining_seconds())
@@ -202,7 +203,8 @@ def _compact(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
         repo.lock_manager.release()
         repo.lock_manager = None
     repo.acquire_lock(exclusive=True, wait=deadline.lock_wait())
-    report = compact(repo, threshold=job.compact_threshold, min_age=parse_age(job.compact_min_age))
+    min_age = parse_duration(job.compact_min_age, what="compact_min_age", allow_zero=True).total_seconds()
+    report = compact(repo, threshold=job.compact_threshold, min_age=min_age)
     data = report.as_dict()
     log("compact.done", **{k: v for k, v in data.items() if k != "requests"})
     return data

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..errors import UsageError
-from ..maintenance.retention import RetentionPolicy, parse_duration
+from ..maintenance.retention import RetentionPolicy
+from ..units import parse_duration
 
 ACTIONS = ("backup", "prune", "compact", "maintenance")
 PERIODS = ("hourly", "daily", "weekly", "monthly")
@@ -119,7 +120,7 @@ def parse_policy(value) -> RetentionPolicy | None:
         if key not in _POLICY_KEYS:
             raise UsageError(f"unknown retention rule {raw_key!r}", hint=f"use {', '.join(_POLICY_KEYS)}")
         if key == "keep_within":
-            fields[key] = parse_duration(str(raw))
+            fields[key] = parse_duration(str(raw), what=raw_key)
         else:
             if isinstance(raw, bool) or not isinstance(raw, int):
                 raise UsageError(f"{raw_key} must be a whole number, not {raw!r}")

@@ -14,6 +14,7 @@ anything else, and a file system without ``O_TMPFILE``, falls back to storing a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from pathlib import Path
@@ -25,6 +26,21 @@ from .layout import DATA_PACKS
 from .spool import SpoolFile
 
 _PACKS_TOP = DATA_PACKS.split("/", 1)[0]
+
+
+class LocalDirectory(PosixFS):
+    """borgstore's ``PosixFS`` that also opens a directory it cannot write (a read-only mount, a directory
+    owned by someone else): its ``open`` removes a leftover quota file even when no quota is configured,
+    and that removal fails there.  Without a quota, ``open`` writes nothing else, so reading goes on and
+    each write still fails on its own."""
+
+    def open(self) -> None:
+        try:
+            super().open()
+        except OSError as exc:
+            if self.quota_limit is not None or exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            self.opened = True
 
 
 def _plain_posixfs(backend) -> PosixFS | None:

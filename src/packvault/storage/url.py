@@ -66,11 +66,11 @@ def backend_from_location(
     if path is None:
         scheme = location.split("://", 1)[0]
         raise InvalidRepositoryURL(f"unsupported repository URL scheme {scheme!r}: {location!r}")
-    from borgstore.backends.posixfs import PosixFS
+    from .localfs import LocalDirectory
 
     # fsync every object: packs are large, so the cost is small, and a power cut must not leave an empty pack
     # behind a name the index already points at.
-    return CountingBackend(PosixFS(path, do_fsync=True))
+    return CountingBackend(LocalDirectory(path, do_fsync=True))
 
 
 def store_from_location(
