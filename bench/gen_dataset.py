@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import stat
 import sys
@@ -42,6 +41,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from packvault import units
+from packvault.errors import UsageError
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -59,21 +61,13 @@ DAY2_MTIME = BASE_MTIME + 400 * 86400
 #: Write in pieces of this size: bounded memory even for the 300 MiB files.
 PIECE = 4 * MiB
 
-_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-
-
 def parse_size(text: str) -> int:
-    """Parse ``1GiB``, ``100MiB``, ``512M``, ``2G``, ``1048576`` into bytes (binary multiples throughout).
-
-    Binary multiples for both spellings because a benchmark's "1G" is nearly always meant as 2**30, and
-    one interpretation avoids off-by-7 % surprises when comparing runs.
-    """
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise ValueError(f"not a size: {text!r}")
-    number, unit = float(m.group(1)), m.group(2).lower()
-    mult = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": 1024 * GiB}[unit]
-    return int(number * mult)
+    """Bytes from ``1GiB``, ``100MiB``, ``512M``, ``1048576``: Packvault's own size grammar (binary
+    multiples throughout), so a data set is sized exactly as ``--pack-size`` would read the same text."""
+    try:
+        return units.parse_size(text)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def fmt_size(n: float) -> str:
