@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import BinaryIO
 
 from ..errors import UsageError
 from .patterns import ExcludeMatcher
@@ -17,9 +18,26 @@ def build_source(
     *,
     note: Warn | None = None,
     skip_dirs: Mapping[str, str] | None = None,
+    stdin: BinaryIO | None = None,
+    stdin_name: str | None = None,
+    stdin_command: bool = False,
 ):
-    """(source, files cache name): local paths, or ``s3://bucket/prefix`` objects (not both at once).
+    """(source, files cache name): local paths, ``s3://bucket/prefix`` objects (not both at once), standard
+    input (PATH ``-``) or, with ``stdin_command``, the output of the command the PATHs spell out.
     ``note`` and ``skip_dirs``: see ``FilesystemSource``."""
+    if stdin_command or paths == ["-"]:
+        from .stream_source import command_source, stdin_source
+
+        name = stdin_name or "stdin"
+        if stdin_command:
+            return command_source(name, list(paths)), "files-stdin"
+        if stdin is None:
+            raise UsageError("standard input is not available")
+        return stdin_source(name, stdin), "files-stdin"
+    if "-" in paths:
+        raise UsageError("'-' (standard input) must be the only PATH", hint="back up files in another archive")
+    if stdin_name is not None:
+        raise UsageError("--stdin-name needs the PATH '-' or --stdin-from-command")
     remote = [p for p in paths if p.startswith("s3://")]
     if remote and len(remote) != len(paths):
         raise UsageError("cannot mix local paths and s3:// sources in one archive")

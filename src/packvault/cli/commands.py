@@ -259,6 +259,9 @@ def cmd_create(args) -> int:
                 lambda path, msg: creator.warn(path, msg),
                 note=lambda path, msg: creator.note(path, msg),
                 skip_dirs=_skip_dirs(location),
+                stdin=sys.stdin.buffer,
+                stdin_name=args.stdin_name,
+                stdin_command=args.stdin_from_command,
             )
             creator = ArchiveCreator(
                 repo,
@@ -559,9 +562,7 @@ def cmd_extract(args) -> int:
     else:
         verb = "Verified" if args.dry_run else "Restored"
         extra = "".join(
-            f", {n} {what}"
-            for n, what in ((stats.nskipped, "kept as they were"), (stats.ndeleted, "deleted"))
-            if n
+            f", {n} {what}" for n, what in ((stats.nskipped, "kept as they were"), (stats.ndeleted, "deleted")) if n
         )
         print(
             f"{verb} {stats.nfiles} files, {stats.ndirs} directories, {fmt_size(stats.bytes_written)}{extra} "
@@ -818,3 +819,76 @@ def cmd_key_change_passphrase(args) -> int:
         repo.reseal_key(new)
     print("Passphrase changed", file=sys.stderr)
     return EXIT_OK
+
+
+# --- streaming out -----------------------------------------------------------------------------------------
+
+
+def _binary_output(target: str | None):
+    if target in (None, "-"):
+        return contextlib.nullcontext(sys.stdout.buffer)
+    return open(target, "wb")  # noqa: SIM115 - returned as the context manager it is
+
+
+def cmd_export_tar(args) -> int:
+    """The archive (or PATHs of it) as one PAX tar stream to FILE or standard output."""
+    from ..archive.archive import iter_archive_items, load_archive
+    from ..archive.export import write_tar
+    from ..archive.extract import PathSelector
+    from ..repository.reader import ChunkReader
+
+    location, archive = split_location(args.location, need_archive=True)
+    if args.file in (None, "-") and sys.stdout.isatty():
+        raise UsageError("refusing to write a tar stream to a terminal", hint="redirect it, or give a FILE")
+    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+        meta = load_archive(reader, repo.find_archive(archive))
+        selected = PathSelector(args.paths)
+        with _binary_output(args.file) as out:
+            stats = write_tar(
+                reader, (i for i in iter_archive_items(reader, meta) if selected(i)), out, on_warning=_print_warning
+            )
+    for path in selected.unmatched():
+        stats.warnings.append(f"{path}: matches nothing in the archive")
+        _print_warning(path, "matches nothing in the archive")
+    if args.json:  # beside the stream: on stdout only when the stream went to a file
+        summary = {"items": stats.items, "files": stats.files, "bytes": stats.bytes_written, "warnings": stats.warnings}
+        print(json.dumps(summary), file=sys.stdout if args.file not in (None, "-") else sys.stderr)
+    return EXIT_WARNING if stats.warnings else EXIT_OK
+
+
+def cmd_dump(args) -> int:
+    """One file's bytes to standard output; a directory (or the whole archive for '/') as a tar stream."""
+    from ..archive.archive import iter_archive_items, load_archive
+    from ..archive.export import NotInArchive, write_file, write_tar
+    from ..repository.reader import ChunkReader
+
+    location, archive = split_location(args.location, need_archive=True)
+    wanted = args.path.strip("/").encode("utf-8", "surrogateescape")
+    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+        meta = load_archive(reader, repo.find_archive(archive))
+        items = iter_archive_items(reader, meta)
+        first = next((i for i in items if not wanted or i["p"] == wanted or i["p"].startswith(wanted + b"/")), None)
+        if first is None:
+            raise NotInArchive(
+                f"{args.path!r} is not in archive {archive!r}", hint="see 'packvault list REPO::ARCHIVE'"
+            )
+        out = sys.stdout.buffer
+        if first["t"] == "f" and first["p"] == wanted:
+            stats = write_file(reader, first, out, on_warning=_print_warning)
+        else:
+            if sys.stdout.isatty():
+                raise UsageError(
+                    f"{args.path!r} is a directory: its tar stream is not for a terminal",
+                    hint="redirect it (packvault dump ... > dir.tar), or pipe it into 'tar -x'",
+                )
+            strip = wanted.rpartition(b"/")[0] + b"/" if b"/" in wanted else b""
+
+            def below():
+                yield first
+                for item in items:
+                    if not wanted or item["p"] == wanted or item["p"].startswith(wanted + b"/"):
+                        yield item
+
+            stats = write_tar(reader, below(), out, strip=strip, on_warning=_print_warning)
+        out.flush()
+    return EXIT_WARNING if stats.warnings else EXIT_OK

@@ -154,7 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         "resumes.",
     )
     p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the new archive's name")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="local paths, or s3://bucket/prefix sources")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="local paths, s3://bucket/prefix sources, '-' for standard input, or with --stdin-from-command "
+        "the command and its arguments (after '--')",
+    )
     p.add_argument(
         "--exclude", "-e", action="append", default=[], metavar="PATTERN", help="leave out paths matching PATTERN"
     )
@@ -163,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--one-file-system", "-x", action="store_true", help="stay on the file system of each PATH")
     p.add_argument("--comment", default="", help="a comment stored with the archive")
+    p.add_argument(
+        "--stdin-name",
+        metavar="NAME",
+        default=None,
+        help="the file name under which standard input or the command's output is stored (default: stdin)",
+    )
+    p.add_argument(
+        "--stdin-from-command",
+        action="store_true",
+        help="run the PATHs as a command (after '--') and back up its output as one file; a command that "
+        "fails (exit status not 0) fails the backup: no archive",
+    )
     p.add_argument("--no-files-cache", action="store_true", help="read every file, even unchanged ones")
     p.add_argument(
         "--progress", action="store_true", help="on a terminal: files, new bytes, bytes read, rate, current path"
@@ -228,6 +246,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show progress on the terminal")
     _add_common(p, reading=True)
     p.set_defaults(func="cmd_extract")
+
+    p = command(
+        "dump",
+        "write one file of an archive to standard output",
+        "Write the file PATH of an archive to standard output; a directory (or '/' for the whole archive) is "
+        "written as a tar stream (POSIX format, as export-tar), named from the directory itself.",
+        before_exit_codes="A chunk that cannot be read is written as zeros of its size, with a warning (exit 1).",
+    )
+    p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the archive")
+    p.add_argument("path", metavar="PATH", help="the archive path of a file or directory (leading '/' optional)")
+    _add_common(p, reading=True, json_flag=False)
+    p.set_defaults(func="cmd_dump")
+
+    p = command(
+        "export-tar",
+        "write an archive as a tar stream",
+        "Write the archive (or only PATHs of it) as a tar stream (POSIX/PAX: modes, owners, nanosecond mtimes, "
+        "symlinks, hardlinks, fifos, devices, extended attributes) to FILE, or to standard output with '-'. "
+        "GNU tar, bsdtar and Python's tarfile read it.",
+        before_exit_codes="A chunk that cannot be read is written as zeros of its size, with a warning (exit 1).",
+    )
+    p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the archive")
+    p.add_argument("file", metavar="FILE", help="where to write the tar stream ('-': standard output)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="only items at or below these archive paths")
+    _add_common(p, reading=True)
+    p.set_defaults(func="cmd_export_tar")
 
     p = command("info", "show repository or archive details")
     p.add_argument("location", nargs="?", metavar="REPO[::ARCHIVE]", help=_REPO_HELP + ", and optionally an archive")
