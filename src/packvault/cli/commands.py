@@ -892,3 +892,13 @@ def cmd_dump(args) -> int:
             stats = write_tar(reader, below(), out, strip=strip, on_warning=_print_warning)
         out.flush()
     return EXIT_WARNING if stats.warnings else EXIT_OK
+
+
+def cmd_completion(args) -> int:
+    """The completion script, from the parser itself: a test keeps every command and option in it."""
+    import shtab
+
+    from .main import build_parser
+
+    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
+    return EXIT_OK

@@ -385,6 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func="cmd_break_lock")
 
+    p = command(
+        "completion",
+        "print a shell completion script",
+        "Print the completion script for SHELL, generated from this very command line definition (shtab), "
+        "so it always knows every command and option.  bash: 'packvault completion bash > "
+        "~/.local/share/bash-completion/completions/packvault'; zsh: into a directory on $fpath as "
+        "'_packvault'; fish: '~/.config/fish/completions/packvault.fish'.",
+    )
+    p.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete for")
+    _add_verbose(p)
+    p.set_defaults(func="cmd_completion")
+
     key = command(
         "key",
         "export, import or re-protect the repository key",
@@ -480,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     location = early_unlock.repository_location(getattr(args, "location", None) or getattr(args, "repo", None))
     mark = early_unlock.mark()
-    if args.command != "init":
+    if args.command not in ("init", "completion"):
         early_unlock.derive_early(location)  # before the commands (and boto3) are imported: see its docstring
     from . import commands
 
