@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from typing import BinaryIO
 
 from ..errors import UsageError
 from .patterns import ExcludeMatcher
-from .walker import FilesystemSource, Warn
+from .walker import FilesystemSource, Selection, Warn
 
 
 def build_source(
@@ -21,6 +23,7 @@ def build_source(
     stdin: BinaryIO | None = None,
     stdin_name: str | None = None,
     stdin_command: bool = False,
+    selection: Selection | None = None,
 ):
     """(source, files cache name): local paths, ``s3://bucket/prefix`` objects (not both at once), standard
     input (PATH ``-``) or, with ``stdin_command``, the output of the command the PATHs spell out.
@@ -46,6 +49,28 @@ def build_source(
 
         return S3Source(remote, excludes=excludes, warn=warn), "files-s3"
     source = FilesystemSource(
-        paths, excludes=excludes, one_file_system=one_file_system, warn=warn, note=note, skip_dirs=skip_dirs
+        paths,
+        excludes=excludes,
+        one_file_system=one_file_system,
+        warn=warn,
+        note=note,
+        skip_dirs=skip_dirs,
+        selection=selection,
     )
     return source, "files"
+
+
+def read_path_list(path: str, *, nul: bool = False) -> list[str]:
+    """PATHs from a file (``--files-from``: one per line; ``--files-from0``: NUL-separated, for names with
+    newlines); ``-`` reads standard input.  Empty entries are skipped; in line mode so are lines starting with
+    ``#``.  Names are kept byte for byte (undecodable bytes as surrogate escapes)."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read the list of paths {path}: {exc.strerror}") from None
+    entries = data.split(b"\0") if nul else [line for line in data.splitlines() if not line.startswith(b"#")]
+    return [os.fsdecode(entry) for entry in entries if entry]

@@ -24,6 +24,41 @@ from .patterns import ExcludeMatcher
 
 Warn = Callable[[str, str], None]
 
+CACHEDIR_TAG = b"CACHEDIR.TAG"
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"  # https://bford.info/cachedir/
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a backup leaves out beyond exclude patterns (``create --exclude-caches`` etc.).
+
+    A directory marked as a cache (``CACHEDIR.TAG`` with its signature) or holding one of the
+    ``exclude_if_present`` names keeps its own entry and the marker file, so a restore shows what was left
+    out and why; everything else in it is skipped, with a note.  ``exclude_larger_than`` skips regular files
+    above that many bytes, with a note."""
+
+    exclude_caches: bool = False
+    exclude_if_present: tuple[str, ...] = ()
+    exclude_larger_than: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.exclude_caches or bool(self.exclude_if_present) or self.exclude_larger_than is not None
+
+    def marker(self, directory: bytes, names: list[bytes]) -> bytes | None:
+        """The marker that makes ``directory`` a left-out one (its name), or None."""
+        present = set(names)
+        for name in self.exclude_if_present:
+            if os.fsencode(name) in present:
+                return os.fsencode(name)
+        if self.exclude_caches and CACHEDIR_TAG in present:
+            try:
+                with open(os.path.join(directory, CACHEDIR_TAG), "rb") as f:
+                    if f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE:
+                        return CACHEDIR_TAG
+            except OSError:
+                return None
+        return None
+
 
 @dataclass
 class Entry:
@@ -53,9 +88,12 @@ class FilesystemSource:
         warn: Warn,
         note: Warn | None = None,
         skip_dirs: Mapping[str, str] | None = None,
+        selection: Selection | None = None,
     ):
         """``note``: told about what is left out on purpose (``warn``: about what could not be read).
-        ``skip_dirs``: directory path -> why it is not backed up (matched by device and inode)."""
+        ``skip_dirs``: directory path -> why it is not backed up (matched by device and inode).
+        ``selection``: caches, marked directories and large files to leave out."""
+        self.selection = selection or Selection()
         # sorted by components, the order of the walk itself: an outer PATH comes before the PATHs inside it
         self.roots = sorted((os.fsencode(os.path.normpath(os.path.abspath(p))) for p in paths), key=_components)
         self.excludes = excludes
@@ -111,6 +149,12 @@ class FilesystemSource:
         except OSError as exc:
             self.warn(os.fsdecode(path), f"cannot list directory: {exc.strerror}")
             return
+        if self.selection:
+            marker = self.selection.marker(path, names)
+            if marker is not None:
+                what = "a cache directory" if marker == CACHEDIR_TAG else f"marked by {os.fsdecode(marker)}"
+                self.note(os.fsdecode(path), f"contents not backed up: {what} (only the marker is stored)")
+                names = [marker]
         for name in names:
             child = os.path.join(path, name)
             try:
@@ -154,6 +198,10 @@ class FilesystemSource:
             return Entry(item, path)
         if kind != it.FILE:
             return Entry(item, path)
+        limit = self.selection.exclude_larger_than
+        if limit is not None and st.st_size > limit:
+            self.note(os.fsdecode(path), f"not backed up: larger than --exclude-larger-than ({st.st_size} bytes)")
+            return None
         if st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             first = self._hardlinks.get(key)

@@ -236,10 +236,22 @@ def cmd_create(args) -> int:
     130/143 after SIGINT/SIGTERM (what was stored is indexed first, so a rerun resumes)."""
     from ..archive.create import ArchiveCreator
     from ..archive.patterns import ExcludeMatcher
-    from ..archive.sources import build_source
+    from ..archive.sources import build_source, read_path_list
+    from ..archive.walker import Selection
 
     location, archive = split_location(args.location, need_archive=True)
     excludes = ExcludeMatcher.from_options(args.exclude, args.exclude_from)
+    paths = list(args.paths)
+    for listed, nul in [(f, False) for f in args.files_from] + [(f, True) for f in args.files_from0]:
+        paths += read_path_list(listed, nul=nul)
+    if not paths:
+        raise UsageError("nothing to back up: give PATHs, --files-from FILE, or '-' for standard input")
+    larger = args.exclude_larger_than
+    selection = Selection(
+        exclude_caches=args.exclude_caches,
+        exclude_if_present=tuple(args.exclude_if_present),
+        exclude_larger_than=parse_size(larger, what="--exclude-larger-than") if larger else None,
+    )
     live = LiveProgress(args.progress)
     creator: ArchiveCreator | None = None
 
@@ -253,7 +265,7 @@ def cmd_create(args) -> int:
     try:
         with _sigterm_interrupts(), _opened_for_writing(args, location) as repo, live:
             source, files_cache_name = build_source(
-                args.paths,
+                paths,
                 excludes,
                 args.one_file_system,
                 lambda path, msg: creator.warn(path, msg),
@@ -262,6 +274,7 @@ def cmd_create(args) -> int:
                 stdin=sys.stdin.buffer,
                 stdin_name=args.stdin_name,
                 stdin_command=args.stdin_from_command,
+                selection=selection,
             )
             creator = ArchiveCreator(
                 repo,
@@ -274,7 +287,7 @@ def cmd_create(args) -> int:
                 on_note=lambda path, msg: live.print(f"note: {path}: {msg}"),
             )
             live.start("create")
-            entry = creator.run(source, paths=list(args.paths), cmdline=sys.argv)
+            entry = creator.run(source, paths=paths, cmdline=sys.argv)
             live.stop()
             requests = requests_of(repo)
     except KeyboardInterrupt as exc:

@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the new archive's name")
     p.add_argument(
         "paths",
-        nargs="+",
+        nargs="*",
         metavar="PATH",
         help="local paths, s3://bucket/prefix sources, '-' for standard input, or with --stdin-from-command "
         "the command and its arguments (after '--')",
@@ -166,6 +166,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--exclude-from", action="append", default=[], metavar="FILE", help="read exclude patterns from FILE"
+    )
+    p.add_argument(
+        "--files-from",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="back up the paths listed in FILE, one per line ('-': standard input), besides any PATHs",
+    )
+    p.add_argument(
+        "--files-from0",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="like --files-from, with NUL-separated paths (find -print0)",
+    )
+    p.add_argument(
+        "--exclude-caches",
+        action="store_true",
+        help="leave out the contents of directories tagged as caches (CACHEDIR.TAG with its signature)",
+    )
+    p.add_argument(
+        "--exclude-if-present",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave out the contents of directories that contain a file NAME (repeatable)",
+    )
+    p.add_argument(
+        "--exclude-larger-than",
+        metavar="SIZE",
+        default=None,
+        help="leave out files larger than SIZE (e.g. 100M)",
     )
     p.add_argument("--one-file-system", "-x", action="store_true", help="stay on the file system of each PATH")
     p.add_argument("--comment", default="", help="a comment stored with the archive")
