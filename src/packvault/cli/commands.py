@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fnmatch
 import json
 import os
 import signal
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
@@ -410,7 +412,8 @@ def cmd_list(args) -> int:
             entry = repo.find_archive(archive)
             meta = load_archive(reader, entry)
             selected = path_filter(args.paths)
-            items = (item for item in iter_archive_items(reader, meta) if selected(item))
+            excluded = _item_excludes(args)
+            items = (i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
             if args.json_lines:
                 for item in items:
                     print_json_line(_item_json(item))
@@ -554,7 +557,8 @@ def cmd_extract(args) -> int:
             "verify" if args.dry_run else "extract", total=None if args.paths else meta.stats.get("original_size")
         )
         try:
-            stats = extractor.run(item for item in iter_archive_items(reader, meta) if selected(item))
+            excluded = _item_excludes(args)
+            stats = extractor.run(i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
         finally:
             live.stop()
         for path in selected.unmatched():
@@ -856,10 +860,10 @@ def cmd_export_tar(args) -> int:
     with open_repository(args, location) as repo, ChunkReader(repo) as reader:
         meta = load_archive(reader, repo.find_archive(archive))
         selected = PathSelector(args.paths)
+        excluded = _item_excludes(args)
         with _binary_output(args.file) as out:
-            stats = write_tar(
-                reader, (i for i in iter_archive_items(reader, meta) if selected(i)), out, on_warning=_print_warning
-            )
+            items = (i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
+            stats = write_tar(reader, items, out, on_warning=_print_warning)
     for path in selected.unmatched():
         stats.warnings.append(f"{path}: matches nothing in the archive")
         _print_warning(path, "matches nothing in the archive")
@@ -914,4 +918,42 @@ def cmd_completion(args) -> int:
     from .main import build_parser
 
     sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
+    return EXIT_OK
+
+
+def _item_excludes(args):
+    """The ``--exclude``/``--exclude-from`` patterns of a reading command, as a predicate on items."""
+    from ..archive.patterns import ArchivePatterns, read_pattern_files
+
+    patterns = ArchivePatterns(list(args.exclude) + read_pattern_files(args.exclude_from))
+    return patterns.item_matches if patterns else (lambda item: False)
+
+
+def cmd_find(args) -> int:
+    """Which archives hold paths matching PATTERNs (docs/patterns.md), with type, size and mtime."""
+    from ..archive.archive import iter_archive_items, load_archive
+    from ..archive.patterns import ArchivePatterns
+    from ..repository.reader import ChunkReader
+
+    location, _ = split_location(args.repo)
+    patterns = ArchivePatterns(args.patterns)
+    found = 0
+    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+        entries = [e for e in repo.archive_entries() if not args.archive or fnmatch.fnmatchcase(e.name, args.archive)]
+        if args.archive and not entries:
+            raise UsageError(f"no archive matches {args.archive!r}", hint="see 'packvault list REPO'")
+        for entry in entries:
+            for item in iter_archive_items(reader, load_archive(reader, entry)):
+                if not patterns.item_matches(item):
+                    continue
+                found += 1
+                if args.json_lines:
+                    print_json_line({"archive": entry.name, "archive_time": entry.time, **_item_json(item)})
+                else:
+                    mtime = datetime.fromtimestamp(item.get("mt", 0) / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                    size = item.get("s", 0)
+                    print(f"{escape_name(entry.name)}  {item['t']} {size:>12} {mtime}  {escape_name(item['p'])}")
+    if not found:
+        print(f"packvault: no path matches {' '.join(args.patterns)!r}", file=sys.stderr)
+        return EXIT_WARNING
     return EXIT_OK

@@ -77,6 +77,18 @@ def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True, reading: 
     g.add_argument("--s3-storage-class", metavar="CLASS", help="storage class of data packs (e.g. STANDARD_IA)")
 
 
+def _add_item_excludes(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--exclude",
+        "-e",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out items matching PATTERN (docs/patterns.md)",
+    )
+    p.add_argument("--exclude-from", action="append", default=[], metavar="FILE", help="read PATTERNs from FILE")
+
+
 _REPO_HELP = "the repository: a path, file:///path or s3://bucket[/prefix] (default: $PACKVAULT_REPO)"
 _EXIT_CODES = (
     "exit codes: 0 done; 1 done with warnings (the archive or result is committed; the warnings are on "
@@ -230,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("location", nargs="?", metavar="REPO[::ARCHIVE]", help=_REPO_HELP + ", and an archive")
     p.add_argument("paths", nargs="*", metavar="PATH", help="only items at or below these archive paths")
+    _add_item_excludes(p)
     p.add_argument("--json-lines", action="store_true", help="one JSON object per item, one per line")
     p.add_argument("--deleted", action="store_true", help="list soft-deleted archives (see undelete)")
     _add_common(p, reading=True)
@@ -273,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make each restored directory mirror the archive: remove entries it does not have (directory "
         "targets only)",
     )
+    _add_item_excludes(p)
     p.add_argument("--dry-run", action="store_true", help="read and verify everything, write nothing")
     p.add_argument("--numeric-ids", action="store_true", help="restore owners by uid/gid, not by name")
     p.add_argument("--progress", action="store_true", help="show progress on the terminal")
@@ -302,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the archive")
     p.add_argument("file", metavar="FILE", help="where to write the tar stream ('-': standard output)")
     p.add_argument("paths", nargs="*", metavar="PATH", help="only items at or below these archive paths")
+    _add_item_excludes(p)
     _add_common(p, reading=True)
     p.set_defaults(func="cmd_export_tar")
 
@@ -315,6 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("other", metavar="ARCHIVE2", help="the newer archive")
     _add_common(p, reading=True)
     p.set_defaults(func="cmd_diff")
+
+    p = command(
+        "find",
+        "find paths across archives",
+        "List every item of every archive (or of those whose name matches --archive) that matches one of the "
+        "PATTERNs: which backups hold a file, and its size and mtime in each.  Patterns as for --exclude "
+        "(docs/patterns.md): '*.pdf', 'node_modules', 'home/me/docs/report.odt'.",
+        before_exit_codes="For find: 1 when nothing matches.",
+    )
+    p.add_argument("repo", metavar="REPO", help=_REPO_HELP)
+    p.add_argument("patterns", nargs="+", metavar="PATTERN", help="a glob, a base name, or an archive path")
+    p.add_argument("--archive", metavar="GLOB", default=None, help="only archives whose name matches GLOB")
+    p.add_argument("--json-lines", action="store_true", help="one JSON object per match, one per line")
+    _add_common(p, reading=True, json_flag=False)
+    p.set_defaults(func="cmd_find")
 
     p = command(
         "delete",
