@@ -15,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, PackvaultError
-from . import early_unlock
+from . import early_unlock, mount
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -341,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func="cmd_break_lock")
 
+    mount.add_parser(command, _add_common)
+
     key = command(
         "key",
         "export, import or re-protect the repository key",
@@ -441,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands
 
     try:
-        return int(getattr(commands, args.func)(args) or 0)
+        return int((args.func if callable(args.func) else getattr(commands, args.func))(args) or 0)
     except PackvaultError as exc:
         if os.environ.get("PACKVAULT_DEBUG"):
             raise
