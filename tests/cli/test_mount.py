@@ -11,6 +11,7 @@ and must run them) and are skipped elsewhere, saying what is missing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import shutil
@@ -299,3 +300,34 @@ def test_bad_mount_points_and_archives_fail_in_one_line(fuse, pv, tmp_path) -> N
     _one_line_failure(run(f"file://{tmp_path / 'nothing-here'}", mnt), "no repository")
     with mounted(url, mountpoint=mnt):
         _one_line_failure(run(url, mnt), "already a mount point", "fusermount3 -u")
+
+
+def test_an_unreadable_chunk_is_eio_for_its_file_only_and_a_warning(fuse, pv, tmp_path) -> None:
+    from packvault.repository.repository import Repository
+    from tests.archive.crafted import PASSPHRASE
+
+    source = make_tree(tmp_path / "src")
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url)
+    pv("create", f"{url}::a", source)
+    repo = Repository(url)
+    repo.open(lambda: PASSPHRASE, lock=None)
+    with repo:
+        data = (source / "sub" / "f4").read_bytes()
+        loc = repo.index.get(repo.chunk_id(data))  # 300,001 bytes: one chunk
+    (pack,) = (tmp_path / "repo").rglob(loc.pack)
+    damaged = bytearray(pack.read_bytes())
+    damaged[loc.offset + loc.size // 2] ^= 0x40
+    pack.write_bytes(bytes(damaged))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    shown = mnt / "a" / str(source).lstrip("/")
+    with mounted(url, mountpoint=mnt) as proc:
+        with pytest.raises(OSError) as info:
+            (shown / "sub" / "f4").read_bytes()
+        assert info.value.errno == errno.EIO
+        assert (shown / "sub" / "f3").read_bytes() == (source / "sub" / "f3").read_bytes()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err  # served, with warnings
+    assert "sub/f4" in err and "unreadable" in err and "Traceback" not in err

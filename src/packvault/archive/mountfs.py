@@ -25,8 +25,8 @@ Decoded records of each tree are kept in an LRU of ``RECORD_CACHE`` entries.
 
 **File data** is read through ``ChunkReader`` (coalesced ranged reads, one GET per run on S3) into one LRU
 cache of decrypted chunks shared by every open file, bounded at ``MountOptions.cache_bytes`` (64 MiB by
-default) in total.  A sequential reader that misses fetches up to ``READAHEAD_BYTES`` (8 MiB) of the
-following chunks in the same ranged read.  Beyond the cache, a read holds only the chunks it returns (at
+default) in total.  A sequential reader that misses fetches up to ``READAHEAD_BYTES`` (8 MiB, at most a
+quarter of the cache) of the following chunks in the same ranged read.  Beyond the cache, a read holds only the chunks it returns (at
 most the read size plus the read-ahead per FUSE thread), and an open file holds its chunk list (40 bytes
 per chunk).
 
@@ -683,7 +683,8 @@ class RepositoryFS:
         wanted = last - first + 1
         stop = last + 1
         if offset == handle.position:  # sequential: what follows is likely next
-            limit = ends[last] + self.options.readahead_bytes
+            # a quarter of the cache at most, so that what is read ahead is still there when it is wanted
+            limit = ends[last] + min(self.options.readahead_bytes, self.options.cache_bytes // 4)
             while stop < len(ends) and ends[stop] <= limit:
                 stop += 1
         ids = [handle.ids[n * ID_SIZE : (n + 1) * ID_SIZE] for n in range(first, stop)]
