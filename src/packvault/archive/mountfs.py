@@ -16,8 +16,10 @@ in memory) and keeps, per item:
   and 8-byte end offsets, packed);
 - in memory: 8 bytes of record offset, 4 of first child, 4 of next sibling, 4 of subdirectory count and
   1 of type (``array``/``bytearray``), and one entry of a ``borghash`` table (a 16-byte hash of parent and
-  name -> 4-byte item number; with the table's slack about 40 bytes): about 60 bytes per item, and no
-  Python object per item.  A hardlinked file adds two dict entries per name.
+  name -> 4-byte item number; with the table's slack about 33 bytes): about 60 bytes per item (measured:
+  26 + 33 for 100,000 items), and no Python object per item.  A hardlinked file adds two dict entries per
+  name.  (libfuse's high-level API adds its own node, about 150 bytes, for each path the kernel looked up
+  and has not forgotten yet: see bench/README.md.)
 
 At most ``MountOptions.trees`` trees (default 8) are kept; the least recently used one is dropped and
 rebuilt when visited again (inode numbers are (archive number, item number), so they do not change).
@@ -26,9 +28,9 @@ Decoded records of each tree are kept in an LRU of ``RECORD_CACHE`` entries.
 **File data** is read through ``ChunkReader`` (coalesced ranged reads, one GET per run on S3) into one LRU
 cache of decrypted chunks shared by every open file, bounded at ``MountOptions.cache_bytes`` (64 MiB by
 default) in total.  A sequential reader that misses fetches up to ``READAHEAD_BYTES`` (8 MiB, at most a
-quarter of the cache) of the following chunks in the same ranged read.  Beyond the cache, a read holds only the chunks it returns (at
-most the read size plus the read-ahead per FUSE thread), and an open file holds its chunk list (40 bytes
-per chunk).
+quarter of the cache) of the following chunks in the same ranged read.  Beyond the cache, a read holds only
+the chunks it returns (at most the read size plus the read-ahead per FUSE thread), and an open file holds
+its chunk list (40 bytes per chunk).
 
 Permissions are shown as archived but not enforced: whoever can mount the repository holds its key and can
 read every file anyway.  Hardlinks share the inode number of their first name and report the group's size
@@ -133,9 +135,9 @@ class ArchiveTree:
         self._spool = tempfile.TemporaryFile(dir=spool_dir, prefix="pv-mount-")  # noqa: SIM115 - lives with the tree
         self._end = 0
         self._records = array("q", [_NONE])
-        self._first = array("l", [_NONE])
-        self._next = array("l", [_NONE])
-        self._subdirs = array("L", [0])
+        self._first = array("i", [_NONE])
+        self._next = array("i", [_NONE])
+        self._subdirs = array("I", [0])
         self._kinds = bytearray([_DIR])
         self._names = HashTable(key_size=16, value_size=4)
         self._links: dict[int, int] = {}  # hardlink item -> the file item it names
@@ -152,7 +154,7 @@ class ArchiveTree:
     # --- building -----------------------------------------------------------------------------------------
 
     def _build(self, items: Iterable[dict], warn: Warn) -> None:
-        last = array("l", [_NONE])  # last child of each item, only while building (children keep their order)
+        last = array("i", [_NONE])  # last child of each item, only while building (children keep their order)
         recent: dict[bytes, int] = {b"": ROOT}  # directory path -> item number, for the next items' parents
         made_up: set[int] = set()  # directories shown without an item of their own (so far)
 
