@@ -32,7 +32,7 @@ MOUNT_TIMEOUT = 60
 def _fuse_missing() -> str | None:
     if not os.path.exists("/dev/fuse"):
         return "/dev/fuse does not exist"
-    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
+    if shutil.which("fusermount3") is None:  # mounting as non-root needs it, and the tests unmount with it
         return "fusermount3 is not installed (Debian package fuse3)"
     try:
         import mfusepy  # noqa: F401  (looks libfuse up when imported)
