@@ -83,11 +83,13 @@ def test_crafted_items_show_what_is_sound_and_skip_the_rest_with_a_warning(url) 
             (item("h", "a/bad", h=b"nope"), None),
             (item("f", b"../evil"), b"outside"),
             (item("l", "a/link", l=b"b/file1"), None),
+            (item("f", "/".join(["z"] * 1500) + "/deep"), b"deep"),  # deeper than Python's recursion limit
         ],
     )
     with mounted_fs(url, uid=4321, gid=8765) as fs:
         assert _names(fs, b"/") == [b".", b"..", b"odd"]
-        assert _names(fs, b"/odd") == [b".", b"..", b"a", b"x"]
+        assert _names(fs, b"/odd") == [b".", b"..", b"a", b"x", b"z"]
+        assert _read_all(fs, ("/odd/" + "/".join(["z"] * 1500) + "/deep").encode()) == b"deep"
         assert _names(fs, b"/odd/a") == [b".", b"..", b"b", b"hl", b"link"]
         a = fs.getattr(b"/odd/a")
         assert stat.S_IMODE(a["st_mode"]) == 0o700 and a["st_mtime"] == MTIME + 5  # the late item's attributes

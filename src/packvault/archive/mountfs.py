@@ -164,12 +164,13 @@ class ArchiveTree:
 
         def add(parent: int, name: bytes, kind: int, item: dict | None) -> int:
             number = len(self._kinds)
-            if number >= 0xFFFFFFFF:
-                raise PackvaultError("the archive has more items than a mount can show (2**32)")
+            if number >= 0x7FFFFFFF:
+                raise PackvaultError("the archive has more items than a mount can show (2**31)")
+            record = self._write_record(name, self._root_attrs if item is None else item)  # may refuse the item
             self._names[_name_key(parent, name)] = number.to_bytes(4, "little")
             if item is None:
                 made_up.add(number)
-            self._records.append(self._write_record(name, self._root_attrs if item is None else item))
+            self._records.append(record)
             self._first.append(_NONE)
             self._next.append(_NONE)
             self._subdirs.append(0)
@@ -190,28 +191,25 @@ class ArchiveTree:
             number = recent.get(path)
             if number is not None:
                 return number
-            parent_path, _, name = path.rpartition(b"/")
-            parent = directory(parent_path)
-            if parent is None:
-                return None
-            found = self._names.get(_name_key(parent, name))
-            if found is None:
-                number = add(parent, name, _DIR, None)
-            else:
-                number = int.from_bytes(found, "little")
-                if self._kinds[number] != _DIR:
-                    return None
+            known, missing = path, []  # the longest known prefix, then down (a loop: paths may be deep)
+            while (number := recent.get(known)) is None:
+                known, _, name = known.rpartition(b"/")
+                missing.append(name)
+            for name in reversed(missing):
+                found = self._names.get(_name_key(number, name))
+                if found is None:
+                    number = add(number, name, _DIR, None)
+                else:
+                    number = int.from_bytes(found, "little")
+                    if self._kinds[number] != _DIR:
+                        return None
             if len(recent) > 1024:
                 recent.clear()
                 recent[b""] = ROOT
             recent[path] = number
             return number
 
-        for item in items:
-            reason = it.unsafe_item_reason(item)
-            if reason is not None:
-                skip(item, reason)
-                continue
+        def place(item: dict) -> None:
             kind = ord(item["t"])
             path = item["p"]
             if path == it.ROOT_PATH:
@@ -219,12 +217,12 @@ class ArchiveTree:
                     self._records[ROOT] = self._write_record(b"", item)
                 else:
                     skip(item, "a second entry of the archive's root")
-                continue
+                return
             parent_path, _, name = path.rpartition(b"/")
             parent = directory(parent_path)
             if parent is None:
                 skip(item, "its parent in the archive is not a directory")
-                continue
+                return
             found = self._names.get(_name_key(parent, name))
             if found is not None:
                 number = int.from_bytes(found, "little")
@@ -233,17 +231,27 @@ class ArchiveTree:
                     self._records[number] = self._write_record(name, item)  # a directory listed after its contents
                 else:
                     skip(item, "a second entry of the same path")
-                continue
+                return
             target = None
             if kind == _HARDLINK:
                 target = self._find(item["h"])
                 if target is None or self._kinds[target] != _FILE:
                     skip(item, "hardlink to a file that is not in the archive")
-                    continue
+                    return
             number = add(parent, name, kind, item)
             if target is not None:
                 self._links[number] = target
                 self._nlinks[target] = self._nlinks.get(target, 1) + 1
+
+        for item in items:
+            reason = it.unsafe_item_reason(item)
+            if reason is not None:
+                skip(item, reason)
+                continue
+            try:
+                place(item)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a field of the wrong shape
+                skip(item, f"malformed item ({exc!r})")
 
     def _write_record(self, name: bytes, item: dict) -> int:
         attrs = {key: value for key, value in item.items() if key not in _DROPPED_KEYS}
@@ -253,7 +261,9 @@ class ArchiveTree:
             ids = b"".join(chunk_id for chunk_id, _ in chunks)
             ends = array("Q", [0] * len(chunks))
             total = 0
-            for number, (_, size) in enumerate(chunks):
+            for number, (chunk_id, size) in enumerate(chunks):
+                if len(chunk_id) != ID_SIZE or size < 0:
+                    raise ValueError(f"chunk {number + 1} has a malformed id or size")
                 total += size
                 ends[number] = total
             attrs["s"] = total  # what reading the file gives, whatever size the backup recorded
