@@ -474,7 +474,10 @@ class MountReport:
     trees_built: int = 0
     items_skipped: int = 0
     read_errors: int = 0
-    warnings: list[str] = field(default_factory=list)
+    warnings: int = 0
+    first_warnings: list[str] = field(default_factory=list)  # the first KEPT_WARNINGS of them
+
+    KEPT_WARNINGS = 100  # a program retrying a damaged file must not grow the report without bound
 
 
 class RepositoryFS:
@@ -519,7 +522,9 @@ class RepositoryFS:
 
     def _warn(self, path: str, message: str) -> None:
         with self._lock:
-            self.report.warnings.append(f"{path}: {message}")
+            self.report.warnings += 1
+            if len(self.report.first_warnings) < MountReport.KEPT_WARNINGS:
+                self.report.first_warnings.append(f"{path}: {message}")
         if self._on_warning is not None:
             self._on_warning(path, message)
 
