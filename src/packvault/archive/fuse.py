@@ -26,7 +26,7 @@ FUSE_PACKAGE = "fuse3"
 class FuseUnavailable(PackvaultError):
     """libfuse (or the Python binding) is not installed: mounting is impossible on this machine."""
 
-    hint = f"install the '{FUSE_PACKAGE}' package (Debian/Ubuntu: apt-get install {FUSE_PACKAGE})"
+    hint = f"install the {FUSE_PACKAGE} package, e.g. apt-get install {FUSE_PACKAGE}"
 
 
 class MountFailed(PackvaultError):
@@ -46,7 +46,7 @@ def load_fuse() -> ModuleType:
             "mount needs the Python package 'mfusepy'", hint="reinstall packvault (mfusepy is one of its dependencies)"
         ) from None
     except (OSError, AttributeError) as exc:  # mfusepy looks libfuse up when imported
-        raise FuseUnavailable(f"mount needs libfuse 3, which was not found ({exc})") from None
+        raise FuseUnavailable(f"mount needs libfuse 3: {exc}") from None
 
 
 def _text(path: str) -> bytes:
