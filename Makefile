@@ -25,6 +25,7 @@ demo: $(STAMP)
 # Everything: unit, integration (moto server started by the tests, LocalStack started here), infra checks.
 test: $(STAMP)
 	bash .ci/install-checkov.sh
+	bash .ci/install-fuse.sh
 	bash localstack/start-host.sh $(LOCALSTACK_PORT)
 	set -o pipefail; rc=0; \
 	PACKVAULT_TEST_LOCALSTACK=http://127.0.0.1:$(LOCALSTACK_PORT) $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \

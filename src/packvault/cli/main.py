@@ -15,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, PackvaultError
-from . import early_unlock
+from . import early_unlock, mount
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -458,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete for")
     _add_verbose(p)
     p.set_defaults(func="cmd_completion")
+    mount.add_parser(command, _add_common)
 
     key = command(
         "key",
@@ -559,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands
 
     try:
-        return int(getattr(commands, args.func)(args) or 0)
+        return int((args.func if callable(args.func) else getattr(commands, args.func))(args) or 0)
     except PackvaultError as exc:
         if os.environ.get("PACKVAULT_DEBUG"):
             raise
