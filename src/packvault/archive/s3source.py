@@ -38,6 +38,7 @@ from ..storage.accounting import RequestCounter
 from ..storage.s3_client import make_client
 from ..storage.s3_config import S3Settings, parse_s3_url
 from ..storage.s3_errors import error_code, give_up_error, is_not_found, is_precondition_failed, is_transient, translate
+from ..storage.settings import from_environment
 from . import items as it
 from .patterns import ExcludeMatcher
 from .walker import Entry, Warn
@@ -53,7 +54,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def parse_source_url(url: str) -> S3Settings:
     """``s3://bucket[/prefix][?endpoint=...]``: the repository URL syntax, parsed by the S3 backend's parser."""
-    return parse_s3_url(url)
+    return parse_s3_url(url, settings=from_environment())
 
 
 def client_key(settings: S3Settings) -> tuple:
@@ -62,7 +63,7 @@ def client_key(settings: S3Settings) -> tuple:
 
 
 def endpoint_label(settings: S3Settings) -> str:
-    return settings.endpoint or settings.env_endpoint() or "AWS S3"
+    return settings.endpoint_label()
 
 
 def s3_call(settings: S3Settings, what: str, fn):

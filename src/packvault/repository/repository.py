@@ -44,6 +44,7 @@ from ..errors import (
     WrongPassphrase,
 )
 from ..storage import layout, localfs
+from ..storage.settings import from_environment
 from ..storage.spool import SpoolFile
 from ..storage.store import Store, discard, store_new
 from ..storage.url import store_from_location
@@ -153,7 +154,9 @@ class Repository:
         self.location = location
         self.s3_options = s3_options or {}
         # the cache directory keeps what the storage layer learnt about this location (S3: conditional writes)
-        self.store: Store = store_from_location(location, self.s3_options, cache_dir=cache_root())
+        self.store: Store = store_from_location(
+            location, self.s3_options, cache_dir=cache_root(), settings=from_environment()
+        )
         self.config: RepoConfig | None = None
         self.key: KeyMaterial | None = None
         self.codec: ObjectCodec | None = None

@@ -90,6 +90,7 @@ from .s3_multipart import CopySource, MultipartUpload
 from .s3_plan import CopyPart, DataPart, coalesce_reads, merge_runs, plan_copy_parts
 from .s3_probe import ConditionalWrites, ProbeRecord, content_md5, probe, probe_key
 from .s3_stream import RangeStream
+from .settings import StorageSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,14 +111,16 @@ def open_s3_backend(
     *,
     policy: WritePolicy | None = None,
     cache_dir: str | os.PathLike | None = None,
+    settings: StorageSettings | None = None,
 ) -> S3Backend:
     """The (not yet opened) backend for ``s3://BUCKET[/PREFIX][?...]``; ``options`` win over the query.
 
     ``policy``: how each namespace is written (default: everything overwritten, borgstore's plain contract).
     ``cache_dir``: a local directory where the result of the conditional-write probe of this location is
     kept; without one, no probe is made and the service is trusted until it answers 501.
+    ``settings``: defaults from the environment, below the options and the query (``storage/settings.py``).
     """
-    return S3Backend(parse_s3_url(url, options), policy=policy, cache_dir=cache_dir)
+    return S3Backend(parse_s3_url(url, options, settings=settings), policy=policy, cache_dir=cache_dir)
 
 
 class S3Backend(BackendBase):
