@@ -279,7 +279,7 @@ def test_store_from_location_probes_through_the_cache_dir(moto_endpoint, make_s3
 
 
 def test_probe_record_survives_damage(tmp_path):
-    from packvault.storage.s3_probe import CACHE_SUBDIR, ConditionalWrites, ProbeRecord
+    from packvault.storage.s3.probe import CACHE_SUBDIR, ConditionalWrites, ProbeRecord
 
     record = ProbeRecord(tmp_path, "http://x s3://b/p")
     assert record.load() is None

@@ -6,7 +6,7 @@ import pytest
 
 from packvault.errors import EXIT_ERROR, InvalidRepositoryURL
 from packvault.storage.retry import RetryPolicy
-from packvault.storage.s3_config import DEFAULT_MULTIPART_THRESHOLD, parse_s3_url
+from packvault.storage.s3.config import DEFAULT_MULTIPART_THRESHOLD, parse_s3_url
 from packvault.storage.settings import StorageSettings, from_environment
 
 

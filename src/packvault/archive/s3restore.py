@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator
 from ..errors import AccessDenied, BucketNotFound, EndpointUnreachable, NoCredentials, StorageError, UsageError
 from ..repository.reader import ChunkReader
 from ..storage.accounting import RequestCounter
-from ..storage.s3_client import make_client
-from ..storage.s3_errors import is_not_found, is_precondition_failed
+from ..storage.s3.client import make_client
+from ..storage.s3.errors import is_not_found, is_precondition_failed
 from . import items as it
 from .extract import (
     OVERWRITE_ALWAYS,

@@ -35,9 +35,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from ..errors import EndpointUnreachable, ServiceUnavailable, StorageError
 from ..storage.accounting import RequestCounter
-from ..storage.s3_client import make_client
-from ..storage.s3_config import S3Settings, parse_s3_url
-from ..storage.s3_errors import error_code, give_up_error, is_not_found, is_precondition_failed, is_transient, translate
+from ..storage.s3.client import make_client
+from ..storage.s3.config import S3Settings, parse_s3_url
+from ..storage.s3.errors import error_code, give_up_error, is_not_found, is_precondition_failed, is_transient, translate
 from ..storage.settings import from_environment
 from . import items as it
 from .patterns import ExcludeMatcher

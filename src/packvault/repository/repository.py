@@ -541,7 +541,7 @@ class Repository:
 
     def open_pack_stream(self, kind: int, pack: str, offset: int, size: int) -> PackStream:
         """Bytes [offset, offset + size) of a pack, read sequentially from one request (see
-        ``storage/s3_stream.py``); only where ``streams_packs``."""
+        ``storage/s3/stream.py``); only where ``streams_packs``."""
         name = self.store.find(self.pack_name(kind, pack))
         return PackStream(self.store.backend.open_range(name, offset, size), pack)
 

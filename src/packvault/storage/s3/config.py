@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..errors import InvalidRepositoryURL
-from .retry import RetryPolicy
-from .settings import StorageSettings
+from ...errors import InvalidRepositoryURL
+from ..retry import RetryPolicy
+from ..settings import StorageSettings
 
 MiB = 1024 * 1024
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .s3_errors import TransientError, is_transient
+from .errors import TransientError, is_transient
 
 
 class RangeStream:
