@@ -2,7 +2,7 @@
 
 Why per request and not per backend call: a backend call (store of a large object, defrag) is made of
 several requests, and only the failed one should be repeated.  Writes stay safe to repeat because the S3
-backend makes them convergent (create-only, compare-and-swap), see ``s3.py``.
+backend makes them convergent (create-only, compare-and-swap), see ``s3/writes.py``.
 
 The policy is bounded twice: by a number of attempts and by a total time.  The backoff never sleeps past
 the time bound, so "the service stays down" turns into one clear error within the configured time (plus,

@@ -16,9 +16,8 @@ import os
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
-from borgstore.backends._base import BackendBase
-
 from ..errors import InvalidRepositoryURL
+from .backend import PackvaultBackend
 from .layout import STORE_CONFIG, WRITE_POLICY
 from .settings import StorageSettings
 from .store import Store
@@ -51,7 +50,7 @@ def backend_from_location(
     *,
     cache_dir: str | os.PathLike | None = None,
     settings: StorageSettings | None = None,
-) -> BackendBase:
+) -> PackvaultBackend:
     """Build the (not yet opened) backend for ``location``, wrapped so that it counts its requests.
 
     An S3 backend gets the repository's namespace write policy (``layout.WRITE_POLICY``) and ``cache_dir``,
@@ -71,11 +70,11 @@ def backend_from_location(
     if path is None:
         scheme = location.split("://", 1)[0]
         raise InvalidRepositoryURL(f"unsupported repository URL scheme {scheme!r}: {location!r}")
-    from borgstore.backends.posixfs import PosixFS
+    from .local import LocalBackend
 
     # fsync every object: packs are large, so the cost is small, and a power cut must not leave an empty pack
     # behind a name the index already points at.
-    return CountingBackend(PosixFS(path, do_fsync=True))
+    return CountingBackend(LocalBackend(path, do_fsync=True))
 
 
 def store_from_location(

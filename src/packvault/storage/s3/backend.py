@@ -20,13 +20,15 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from borgstore.backends._base import BackendBase, ItemInfo, StoreValue, validate_name, validate_sources, validate_value
+from borgstore.backends._base import ItemInfo, StoreValue, validate_name, validate_sources, validate_value
 from borgstore.backends.errors import BackendMustBeOpen, BackendMustNotBeOpen
 
-from ...errors import RepositoryAlreadyExists, RepositoryNotFound, StorageError
-from ..layout import WritePolicy
+from ...errors import IntegrityError, RepositoryAlreadyExists, RepositoryNotFound, StorageError
+from ..backend import PackvaultBackend
+from ..layout import WriteMode, WritePolicy
 from ..payload import BufferPayload, Payload
 from ..settings import StorageSettings
+from ..spool import SpoolFile
 from .bucket import EtagMemory, S3Bucket
 from .config import S3Settings, parse_s3_url
 from .defrag import S3Defrag
@@ -55,8 +57,9 @@ def open_s3_backend(
     return S3Backend(parse_s3_url(url, options, settings=settings), policy=policy, cache_dir=cache_dir)
 
 
-class S3Backend(BackendBase):
+class S3Backend(PackvaultBackend):
     precreate_dirs = False  # mkdir is a no-op: pre-creating 256 nesting dirs would only waste calls
+    streams_ranges = True  # a range is one GET read object by object (stream.py)
 
     def __init__(
         self,
@@ -239,13 +242,27 @@ class S3Backend(BackendBase):
         """
         self.writes.store(self._checked(name), payload)
 
+    def store_spool(self, name: str, spool: SpoolFile) -> None:
+        """Upload a spooled pack from its file, in small blocks (``store_payload``)."""
+        self.store_payload(name, spool.payload())
+
+    def store_new(self, name: str, value: bytes) -> bool:
+        """A create-only write (``If-None-Match: *``) whatever the namespace's policy: nothing is stored when
+        different content is there (False); the same bytes count as created (a retried write)."""
+        try:
+            self.writes.store_create_only(self._checked(name), BufferPayload(value), WriteMode.CREATE_ONLY)
+        except IntegrityError:
+            return False
+        return True
+
     def delete(self, name: str) -> None:
         self.writes.delete(self._checked(name))
 
-    def discard(self, name: str) -> None:
+    def discard(self, name: str) -> bool:
         """DELETE without asking first whether the object exists (one request, not two), for callers that
         don't care: releasing a lock, whose object is ours and gone either way afterwards."""
         self.writes.discard(self._checked(name))
+        return True
 
     def move(self, curr_name: str, new_name: str) -> None:
         self._check_open()
