@@ -23,9 +23,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import StorageError
 from .accounting import RequestCounter
+from .s3.bucket import request
 from .s3.client import make_client
 from .s3.config import S3Settings, parse_s3_url
-from .s3.errors import error_code, give_up_error, is_not_found, is_precondition_failed, is_transient, translate
+from .s3.errors import error_code, is_not_found, is_precondition_failed
 from .s3.listing import pages
 from .s3.stream import RangeStream
 from .settings import StorageSettings
@@ -100,16 +101,13 @@ class Bucket:
         self._requests = requests
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        """One request with the bounded retries; a final failure is a ``StorageError`` (``refusal`` tells
-        which answer it was)."""
+        """One request with the bounded retries (the S3 backend's ``bucket.request``); every final failure is
+        a ``StorageError`` (``refusal`` tells which answer it was)."""
         label = self.location.endpoint_label()
         try:
-            return self.location.retry.call(fn, is_transient=is_transient, give_up=give_up_error(label, what))
+            return request(self.location, label, what, fn)
         except (ClientError, BotoCoreError) as exc:
-            mapped = translate(exc, bucket=self.name, endpoint=label, what=what)
-            if mapped is exc:
-                raise StorageError(f"{what} failed at {label}: {error_code(exc) or exc}") from exc
-            raise mapped from exc
+            raise StorageError(f"{what} failed at {label}: {error_code(exc) or exc}") from exc
 
     # --- reading --------------------------------------------------------------------------------------------
 

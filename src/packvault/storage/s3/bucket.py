@@ -33,6 +33,34 @@ class DownloadChecksumMismatch(TransientError):
     """A full download did not match the MD5 stored with the object (repeated: it may be transit damage)."""
 
 
+def request(
+    settings: S3Settings,
+    endpoint: str,
+    what: str,
+    fn: Callable[[], T],
+    *,
+    transient: Callable[[BaseException], bool] = is_transient,
+    give_up: Callable[[BaseException, int, float], BaseException] | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Run one request of ``settings``' bucket under its retry policy; map auth / missing-bucket errors to
+    Packvault errors.  A failure without a Packvault meaning is raised as botocore raised it, for the caller
+    to interpret (404, 412, ...).  ``give_up``: the error when the bounds are reached (default: the endpoint
+    is unreachable or kept failing)."""
+    try:
+        return settings.retry.call(
+            fn,
+            is_transient=transient,
+            give_up=give_up if give_up is not None else give_up_error(endpoint, what),
+            on_retry=on_retry,
+        )
+    except (bex.BotoCoreError, bex.ClientError) as exc:
+        mapped = translate(exc, bucket=settings.bucket, endpoint=endpoint, what=what)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
 class EtagMemory:
     """The ETag last loaded or stored of each compare-and-swap key: what the next write of it expects."""
 
@@ -76,23 +104,19 @@ class S3Bucket:
     def request(
         self, what: str, fn: Callable[[], T], *, transient: Callable[[BaseException], bool] = is_transient
     ) -> T:
-        """Run one request with bounded retries; map auth / missing-bucket errors to Packvault errors.
+        """Run one request with bounded retries (``request``), each retry counted.
 
         ``transient``: which failures are repeated (``is_transient_or_conflict`` for a PUT, which may be sent
-        again after a 409).  A failure without a Packvault meaning is raised as botocore raised it, for the
-        caller to interpret (404, 412, ...)."""
-        try:
-            return self.settings.retry.call(
-                fn,
-                is_transient=transient,
-                give_up=self._give_up(what),
-                on_retry=lambda _exc: self.counter.add("retries"),
-            )
-        except (bex.BotoCoreError, bex.ClientError) as exc:
-            mapped = translate(exc, bucket=self.name, endpoint=self.endpoint, what=what)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+        again after a 409)."""
+        return request(
+            self.settings,
+            self.endpoint,
+            what,
+            fn,
+            transient=transient,
+            give_up=self._give_up(what),
+            on_retry=lambda _exc: self.counter.add("retries"),
+        )
 
     def _give_up(self, what: str) -> Callable[[BaseException, int, float], BaseException]:
         generic = give_up_error(self.endpoint, what)
