@@ -274,3 +274,56 @@ def test_source_survives_a_faulty_network(repo_path, moto_endpoint, source_bucke
             if item["t"] == "f":
                 key = item["p"].decode().split("/", 1)[1]
                 assert b"".join(reader.read_chunk(c) for c, _ in item["c"]) == TREE[key]
+
+
+# --- one retry policy, one resumable stream, one door into the storage layer -----------------------------
+
+
+def _read_object(source: S3Source, name: str) -> bytes:
+    entry = next(e for e in source if e.item["p"].decode().endswith(name))
+    stream = entry.opener()
+    try:
+        return stream.read()
+    finally:
+        stream.close()
+
+
+def test_cut_downloads_resume_where_they_broke(moto_endpoint, source_bucket, fault_proxy):
+    proxy = fault_proxy(
+        moto_endpoint, fault_rate=1.0, kinds=["cut_body"], methods=["GET"], path_contains="b.bin", max_faults=2
+    )
+    source = S3Source([src_url(source_bucket, proxy.endpoint)], warn=print)
+    assert _read_object(source, "data/a/b.bin") == TREE["data/a/b.bin"]
+    assert proxy.faults["cut_body"] == 2
+    counted = source.requests.snapshot()
+    assert counted["GET"] == 3 and counted["resumed"] == 2  # each resumption from where it broke
+    assert counted["bytes_down"] == len(TREE["data/a/b.bin"])
+
+
+def test_a_source_that_keeps_cutting_is_given_up_on_with_one_clear_error(
+    moto_endpoint, source_bucket, fault_proxy, monkeypatch
+):
+    """The storage layer's bounded policy ends the read with a ``ServiceUnavailable`` (one line, exit 2),
+    not whatever the HTTP library raised last."""
+    from packvault.errors import ServiceUnavailable
+
+    monkeypatch.setenv("PACKVAULT_S3_RETRY_ATTEMPTS", "3")
+    monkeypatch.setenv("PACKVAULT_S3_RETRY_MAX_SECONDS", "5")
+    proxy = fault_proxy(moto_endpoint, fault_rate=1.0, kinds=["cut_body"], methods=["GET"], path_contains="b.bin")
+    source = S3Source([src_url(source_bucket, proxy.endpoint)], warn=print)
+    with pytest.raises(ServiceUnavailable, match="kept failing"):
+        _read_object(source, "data/a/b.bin")
+
+
+def test_bucket_sources_and_targets_use_only_the_storage_layers_bucket_api():
+    """No S3 client, configuration, error codes, request counter or retry library of their own."""
+    archive = Path(__file__).resolve().parents[2] / "src" / "packvault" / "archive"
+    for module in ("s3source.py", "s3restore.py"):
+        text = (archive / module).read_text()
+        imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
+        bad = [
+            line
+            for line in imports
+            if any(word in line for word in ("botocore", "boto3", "tenacity", "storage.s3", "storage.accounting"))
+        ]
+        assert not bad, (module, bad)

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STALE = 3.0
 REFRESH = 0.5
 HAVE_S3_SUPPORT = (ROOT / "tests" / "support" / "s3servers.py").exists() and (
-    ROOT / "src" / "packvault" / "storage" / "s3.py"
+    ROOT / "src" / "packvault" / "storage" / "s3" / "__init__.py"
 ).exists()
 
 

@@ -10,6 +10,7 @@ from borgstore.backends.posixfs import PosixFS
 
 from packvault.storage.accounting import CountingBackend
 from packvault.storage.s3 import S3Backend
+from packvault.storage.settings import from_environment
 from packvault.storage.url import backend_from_location
 
 
@@ -19,11 +20,11 @@ def open_s3(make_s3_url) -> Iterator[Callable[..., S3Backend]]:
     fresh bucket, built the way a repository builds it (with the repository's namespace write policy)."""
     opened: list[S3Backend] = []
 
-    def make(
-        endpoint: str, url: str | None = None, create: bool = True, cache_dir=None, **options: str
-    ) -> S3Backend:
+    def make(endpoint: str, url: str | None = None, create: bool = True, cache_dir=None, **options: str) -> S3Backend:
         extra = {} if cache_dir is None else {"cache_dir": cache_dir}
-        backend = backend_from_location(url or make_s3_url(endpoint), {k: str(v) for k, v in options.items()}, **extra)
+        backend = backend_from_location(
+            url or make_s3_url(endpoint), {k: str(v) for k, v in options.items()}, **extra, settings=from_environment()
+        )
         if create:
             backend.create()
         backend.open()

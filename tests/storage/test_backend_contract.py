@@ -14,6 +14,7 @@ from borgstore.store import Store
 
 from packvault.storage.layout import STORE_CONFIG
 from packvault.storage.s3 import S3Backend
+from packvault.storage.settings import from_environment
 from packvault.storage.url import backend_from_location
 
 
@@ -210,7 +211,7 @@ def test_move_onto_itself_is_a_no_op(backend):
 @pytest.fixture
 def unopened(any_backend_url):
     """A backend of each kind for a location nothing was created at, not opened."""
-    return backend_from_location(any_backend_url)
+    return backend_from_location(any_backend_url, settings=from_environment())
 
 
 def test_destroy_of_a_destroyed_location_raises(unopened):

@@ -18,6 +18,7 @@ from packvault.errors import IntegrityError
 from packvault.storage import layout
 from packvault.storage.layout import WRITE_POLICY, WriteMode, WritePolicy
 from packvault.storage.s3 import open_s3_backend
+from packvault.storage.settings import from_environment
 from tests.storage.test_s3_writes import conditional_warnings
 from tests.support.s3servers import s3_client
 
@@ -169,7 +170,7 @@ def test_probe_of_a_service_that_honours_conditions(endpoint, open_s3, make_s3_u
     assert first.request_stats()["PUT"] == 3
     first.close()
     first.destroy()
-    recreated = open_s3_backend(other, {}, policy=WRITE_POLICY, cache_dir=tmp_path)
+    recreated = open_s3_backend(other, {}, policy=WRITE_POLICY, cache_dir=tmp_path, settings=from_environment())
     recreated.create()
     recreated.open()
     try:
@@ -222,7 +223,7 @@ def test_tombstones_keep_the_first_write(endpoint, open_s3):
 def test_the_backend_follows_the_policy_it_is_given(endpoint, make_s3_url):
     url = make_s3_url(endpoint)
     policy = WritePolicy(modes=(("mine", WriteMode.CREATE_ONLY),))
-    be = open_s3_backend(url, {}, policy=policy)
+    be = open_s3_backend(url, {}, policy=policy, settings=from_environment())
     be.create()
     be.open()
     try:
@@ -260,7 +261,7 @@ def test_store_from_location_probes_through_the_cache_dir(moto_endpoint, make_s3
 
     url = make_s3_url(moto_endpoint)
     proxy = fault_proxy(moto_endpoint, fault_rate=0.0, strip_conditional=True)
-    store = store_from_location(proxied(url, moto_endpoint, proxy), cache_dir=tmp_path)
+    store = store_from_location(proxied(url, moto_endpoint, proxy), cache_dir=tmp_path, settings=from_environment())
     store.create()
     store.open()
     caplog.set_level(logging.WARNING, logger="packvault.storage.s3")
@@ -278,7 +279,7 @@ def test_store_from_location_probes_through_the_cache_dir(moto_endpoint, make_s3
 
 
 def test_probe_record_survives_damage(tmp_path):
-    from packvault.storage.s3_probe import CACHE_SUBDIR, ConditionalWrites, ProbeRecord
+    from packvault.storage.s3.probe import CACHE_SUBDIR, ConditionalWrites, ProbeRecord
 
     record = ProbeRecord(tmp_path, "http://x s3://b/p")
     assert record.load() is None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from packvault.errors import EXIT_ERROR, InvalidRepositoryURL
-from packvault.storage.s3_config import DEFAULT_MULTIPART_THRESHOLD, parse_s3_url
+from packvault.storage.retry import RetryPolicy
+from packvault.storage.s3.config import DEFAULT_MULTIPART_THRESHOLD, parse_s3_url
+from packvault.storage.settings import StorageSettings, from_environment
 
 
 def test_minimal_url():
@@ -36,16 +38,45 @@ def test_options_win_over_query(monkeypatch):
 
 def test_env_endpoint_turns_on_path_style(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1234")
-    assert parse_s3_url("s3://bucket").addressing_style() == "path"
-    assert parse_s3_url("s3://bucket?path_style=0").addressing_style() == "auto"
+    assert parse_s3_url("s3://bucket", settings=from_environment()).addressing_style() == "path"
+    assert parse_s3_url("s3://bucket?path_style=0", settings=from_environment()).addressing_style() == "auto"
 
 
 def test_retry_bounds_from_environment(monkeypatch):
     monkeypatch.setenv("PACKVAULT_S3_RETRY_ATTEMPTS", "2")
     monkeypatch.setenv("PACKVAULT_S3_RETRY_MAX_SECONDS", "1.5")
-    s = parse_s3_url("s3://bucket")
+    s = parse_s3_url("s3://bucket", settings=from_environment())
     assert (s.retry.attempts, s.retry.max_seconds) == (2, 1.5)
-    assert parse_s3_url("s3://bucket", {"retry_attempts": "7"}).retry.attempts == 7
+    assert parse_s3_url("s3://bucket", {"retry_attempts": "7"}, settings=from_environment()).retry.attempts == 7
+
+
+def test_the_storage_layer_reads_no_environment(monkeypatch):
+    """Retry bounds and endpoint variables reach the storage layer only as ``StorageSettings``, read at the
+    edge: parsing a location (or building a retry policy) without them ignores the environment."""
+    monkeypatch.setenv("PACKVAULT_S3_RETRY_ATTEMPTS", "2")
+    monkeypatch.setenv("PACKVAULT_S3_RETRY_MAX_SECONDS", "1.5")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1234")
+    s = parse_s3_url("s3://bucket")
+    assert (s.retry.attempts, s.retry.max_seconds) == (RetryPolicy().attempts, RetryPolicy().max_seconds)
+    assert s.addressing_style() == "auto"
+    assert RetryPolicy.from_options(None, None) == RetryPolicy()
+
+
+def test_settings_from_a_given_environment():
+    settings = from_environment(
+        {"PACKVAULT_S3_RETRY_ATTEMPTS": "3", "AWS_ENDPOINT_URL": "http://b:2", "AWS_ENDPOINT_URL_S3": "http://a:1"}
+    )
+    assert settings == StorageSettings(retry_attempts="3", retry_max_seconds=None, s3_endpoint="http://a:1")
+    assert from_environment({"AWS_ENDPOINT_URL": "http://b:2"}).s3_endpoint == "http://b:2"
+    assert from_environment({}) == StorageSettings()
+    s = parse_s3_url("s3://bucket?retry_max_seconds=4", settings=settings)
+    assert (s.retry.attempts, s.retry.max_seconds) == (3, 4.0)
+    assert s.endpoint_label() == "http://a:1" and s.addressing_style() == "path"
+
+
+def test_a_bad_retry_bound_in_the_environment_is_refused_where_used():
+    with pytest.raises(InvalidRepositoryURL):
+        parse_s3_url("s3://bucket", settings=StorageSettings(retry_attempts="many"))
 
 
 def test_sizes():

@@ -10,7 +10,7 @@ from borgstore.backends._base import BackendBase
 from borgstore.backends.errors import ObjectNotFound, ReadRangeError
 
 from packvault.errors import ConflictError, IntegrityError
-from packvault.storage.s3_plan import MIN_PART, CopyPart, DataPart, plan_copy_parts
+from packvault.storage.s3.plan import MIN_PART, CopyPart, DataPart, plan_copy_parts
 from tests.support.s3servers import s3_client
 
 MiB = 1024 * 1024

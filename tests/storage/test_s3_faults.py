@@ -126,11 +126,14 @@ def test_attempt_bound(moto_endpoint, open_s3, make_s3_url, fault_proxy):
 
 def test_closed_port_is_unreachable_within_bound(s3_env):
     from packvault.storage.s3 import open_s3_backend
+    from packvault.storage.settings import from_environment
 
     port = free_port()  # nothing listens there
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
-    be = open_s3_backend(f"s3://bucket?endpoint=http://127.0.0.1:{port}", {"retry_max_seconds": "2"})
+    be = open_s3_backend(
+        f"s3://bucket?endpoint=http://127.0.0.1:{port}", {"retry_max_seconds": "2"}, settings=from_environment()
+    )
     started = time.monotonic()
     with pytest.raises(EndpointUnreachable) as info:
         be.open()

@@ -89,7 +89,7 @@ def test_sorted_level_matches_a_full_sort_for_any_page_split():
 
     from borgstore.backends._base import ItemInfo
 
-    from packvault.storage.s3_listing import held_until, sorted_level
+    from packvault.storage.s3.listing import held_until, sorted_level
 
     assert held_until("b-1") == "b/" and held_until("ab.x-y") == "ab/" and held_until("abc") is None
     rng = random.Random(7)

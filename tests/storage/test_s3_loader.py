@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from packvault.storage import s3_loader
 from packvault.storage.accounting import RequestCounter
-from packvault.storage.s3_client import make_client
-from packvault.storage.s3_config import parse_s3_url
+from packvault.storage.s3 import client as s3_loader
+from packvault.storage.s3.client import make_client
+from packvault.storage.s3.config import parse_s3_url
 
 
 @pytest.fixture

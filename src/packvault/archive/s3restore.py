@@ -30,9 +30,8 @@ from collections.abc import Callable, Iterator
 
 from ..errors import AccessDenied, BucketNotFound, EndpointUnreachable, NoCredentials, StorageError, UsageError
 from ..repository.reader import ChunkReader
-from ..storage.accounting import RequestCounter
-from ..storage.s3_client import make_client
-from ..storage.s3_errors import is_not_found, is_precondition_failed
+from ..storage.buckets import NOT_FOUND, PRECONDITION_FAILED, Buckets, ObjectInfo, ObjectUpload, refusal
+from ..storage.settings import StorageSettings, from_environment
 from . import items as it
 from .extract import (
     OVERWRITE_ALWAYS,
@@ -46,7 +45,7 @@ from .extract import (
     shown_path,
     strip_path,
 )
-from .s3source import parse_source_url, s3_call
+from .s3source import parse_source_url
 
 PART_SIZE = 16 * 1024 * 1024  # S3 minimum part size is 5 MiB; 16 MiB keeps requests few and memory flat
 MAX_PARTS = 10_000
@@ -67,21 +66,22 @@ class S3Restorer:
         overwrite: str = OVERWRITE_NEVER,
         progress: Callable[[ExtractStats, str], None] | None = None,
         warn: Warn | None = None,
-        client=None,
+        settings: StorageSettings | None = None,
     ):
         if overwrite not in OVERWRITE_MODES:
             raise UsageError(f"unknown overwrite mode {overwrite!r}", hint=f"use one of {', '.join(OVERWRITE_MODES)}")
         if strip_components < 0:
             raise UsageError("--strip-components must not be negative")
         self.reader = reader
-        self.location = parse_source_url(target)
+        self.location = parse_source_url(target, settings if settings is not None else from_environment())
         self.dry_run = dry_run
         self.strip_components = strip_components
         self.overwrite = overwrite
         self.progress = progress
         self._report = warn
-        self.requests = RequestCounter()  # every HTTP attempt to the target bucket
-        self.client = client if client is not None else make_client(self.location, self.requests)
+        self.buckets = Buckets()
+        self.requests = self.buckets.requests  # every HTTP attempt to the target bucket
+        self.bucket = self.buckets.bucket(self.location)
         self.stats = ExtractStats()
 
     def warn(self, path: str, message: str) -> None:
@@ -107,14 +107,11 @@ class S3Restorer:
         if self.dry_run:
             return
         try:
-            s3_call(self.location, f"write to {self.location.location()}", self._head_bucket)
+            self.bucket.check_exists(f"write to {self.location.location()}")
         except StorageError as exc:
-            if exc.__cause__ is not None and is_not_found(exc.__cause__):
+            if refusal(exc) == NOT_FOUND:
                 raise BucketNotFound(f"target bucket {self.location.bucket!r} does not exist") from exc
             raise
-
-    def _head_bucket(self):
-        return self.client.head_bucket(Bucket=self.location.bucket)
 
     def run(self, items: Iterator[dict]) -> ExtractStats:
         self.check_target()
@@ -165,34 +162,22 @@ class S3Restorer:
             return _Upload(self, item, None)
         upload = _Upload(self, item, key)
         if self.overwrite in (OVERWRITE_IF_NEWER, OVERWRITE_IF_CHANGED) and not self.dry_run:
-            upload.existing = self._head(key)
+            upload.existing = self.bucket.head(key)
             if upload.existing is not None and not self._replaces(item, upload.existing):
                 self.stats.nskipped += 1
                 return _Upload(self, item, None)
         return upload
 
-    def _head(self, key: str) -> dict | None:
-        try:
-            return s3_call(
-                self.location,
-                f"look up s3://{self.location.bucket}/{key}",
-                lambda: self.client.head_object(Bucket=self.location.bucket, Key=key),
-            )
-        except StorageError as exc:
-            if exc.__cause__ is not None and is_not_found(exc.__cause__):
-                return None
-            raise
-
-    def _replaces(self, item: dict, existing: dict) -> bool:
+    def _replaces(self, item: dict, existing: ObjectInfo) -> bool:
         """``if-newer``: the object is older than the archived file.  ``if-changed``: its size differs, or
         its ETag differs from the one recorded at backup (without one, the MD5 is compared at upload)."""
         if self.overwrite == OVERWRITE_IF_NEWER:
-            modified = existing["LastModified"].timestamp()
+            modified = existing.modified.timestamp()
             return item["mt"] > int(modified * 1_000_000) * 1000
-        if existing.get("ContentLength") != item.get("s", 0):
+        if existing.size != item.get("s", 0):
             return True
         recorded = (item.get("s3") or {}).get("etag")
-        return recorded is None or recorded != existing.get("ETag")
+        return recorded is None or recorded != existing.etag
 
     def _finish(self, upload: _Upload) -> None:
         if upload.key is None:
@@ -209,7 +194,7 @@ class S3Restorer:
             raise
         except StorageError as exc:
             upload.abort()
-            if exc.__cause__ is not None and is_precondition_failed(exc.__cause__):
+            if refusal(exc) == PRECONDITION_FAILED:
                 self.stats.nskipped += 1  # the key exists (or changed since it was looked at): it is kept
                 return
             self.error(path, str(exc))
@@ -238,21 +223,16 @@ class _Upload:
         size = int(item.get("s", 0))
         self.part_size = max(PART_SIZE, -(-size // MAX_PARTS))
         self.buffer = bytearray()
-        self.upload_id: str | None = None
-        self.parts: list[dict] = []
-        self.existing: dict | None = None  # HEAD of the object at the key (if-newer, if-changed)
+        self.multipart: ObjectUpload | None = None
+        self.existing: ObjectInfo | None = None  # the object at the key (if-newer, if-changed)
 
-    def _condition(self) -> dict[str, str]:
+    def _condition(self) -> dict:
         """The write condition of the final request, by overwrite mode (see the module docstring)."""
         if self.restorer.overwrite == OVERWRITE_ALWAYS:
             return {}
         if self.existing is not None:
-            return {"IfMatch": self.existing["ETag"]}
-        return {"IfNoneMatch": "*"}
-
-    @property
-    def _bucket(self) -> str:
-        return self.restorer.location.bucket
+            return {"if_match": self.existing.etag}
+        return {"create_only": True}
 
     def write(self, data: bytes) -> None:
         if self.failed or self.key is None:
@@ -272,70 +252,41 @@ class _Upload:
     def _upload_part(self, data: bytes) -> None:
         if self.restorer.dry_run:
             return
-        client = self.restorer.client
-        if self.upload_id is None:
-            response = self._s3(client.create_multipart_upload, Bucket=self._bucket, Key=self.key)
-            self.upload_id = response["UploadId"]
-        number = len(self.parts) + 1
-        response = self._s3(
-            client.upload_part,
-            Bucket=self._bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=data,
-            ContentMD5=_md5(data),
-        )
-        self.parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        if self.multipart is None:
+            self.multipart = self.restorer.bucket.upload(self.key)
+        self.multipart.add_part(data, _md5(data))
 
     def complete(self) -> bool:
         """Create the object; False when ``if-changed`` found the same content there (nothing written)."""
         if self.restorer.dry_run:
             return True
-        client = self.restorer.client
-        if self.upload_id is None:
+        if self.multipart is None:
             data = bytes(self.buffer)
             md5 = hashlib.md5(data, usedforsecurity=False)
-            same = self.existing is not None and self.existing.get("ETag", "").strip('"') == md5.hexdigest()
+            same = self.existing is not None and self.existing.etag.strip('"') == md5.hexdigest()
             if same and self.restorer.overwrite == OVERWRITE_IF_CHANGED:
                 self.buffer = bytearray()
                 return False
-            self._s3(
-                client.put_object,
-                Bucket=self._bucket,
-                Key=self.key,
-                Body=data,
-                ContentMD5=base64.b64encode(md5.digest()).decode("ascii"),
-                **self._condition(),
+            self.restorer.bucket.put(
+                self.key, data, md5=base64.b64encode(md5.digest()).decode("ascii"), **self._condition()
             )
             self.buffer = bytearray()
             return True
         if self.buffer:
             self._upload_part(bytes(self.buffer))
             self.buffer = bytearray()
-        self._s3(
-            client.complete_multipart_upload,
-            Bucket=self._bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            MultipartUpload={"Parts": self.parts},
-            **self._condition(),
-        )
-        self.upload_id = None
+        self.multipart.complete(**self._condition())
+        self.multipart = None
         return True
 
     def abort(self) -> None:
         self.buffer = bytearray()
-        if self.upload_id is not None and not self.restorer.dry_run:
-            upload_id, self.upload_id = self.upload_id, None
+        multipart, self.multipart = self.multipart, None
+        if multipart is not None and not self.restorer.dry_run:
             try:
-                self.restorer.client.abort_multipart_upload(Bucket=self._bucket, Key=self.key, UploadId=upload_id)
+                multipart.abort()
             except Exception as exc:  # noqa: BLE001 - best effort; a lifecycle rule removes leftovers
                 self.restorer.warn(it.path_str(self.item), f"could not abort the multipart upload: {exc}")
-
-    def _s3(self, method, **kwargs):
-        """One request with bounded retries.  Repeating a PUT or a part is harmless: same key, same bytes."""
-        return s3_call(self.restorer.location, f"write s3://{self._bucket}/{self.key}", lambda: method(**kwargs))
 
 
 def _md5(data: bytes) -> str:

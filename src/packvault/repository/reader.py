@@ -39,7 +39,7 @@ WINDOW_BYTES = 64 * 1024 * 1024
 # Packvault runs (small VMs, functions); a GET costs a fraction of a cent per thousand.
 SCATTER_RUN_BYTES = 4 * 1024 * 1024
 SCATTER_WINDOW_BYTES = 16 * 1024 * 1024
-# A remote store streams each run (one object in memory at a time, ``storage/s3_stream.py``), so a run
+# A remote store streams each run (one object in memory at a time, ``storage/s3/stream.py``), so a run
 # may cover a whole pack: one GET per pack instead of eight, for the same memory.  The window then counts
 # a streamed run as SCATTER_RUN_BYTES, which keeps four streams open.
 STREAM_RUN_BYTES = 64 * 1024 * 1024

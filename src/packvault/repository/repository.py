@@ -52,9 +52,10 @@ from ..errors import (
     UsageError,
     WrongPassphrase,
 )
-from ..storage import layout, localfs
+from ..storage import layout
+from ..storage.settings import from_environment
 from ..storage.spool import SpoolFile
-from ..storage.store import Store, discard, store_new
+from ..storage.store import Store, backend_of, discard, store_new
 from ..storage.url import store_from_location
 from .cache import RepositoryCache, cache_root, config_root
 from .config import (
@@ -167,7 +168,9 @@ class Repository:
         self.location = location
         self.s3_options = s3_options or {}
         # the cache directory keeps what the storage layer learnt about this location (S3: conditional writes)
-        self.store: Store = store_from_location(location, self.s3_options, cache_dir=cache_root())
+        self.store: Store = store_from_location(
+            location, self.s3_options, cache_dir=cache_root(), settings=from_environment()
+        )
         self.config: RepoConfig | None = None
         self.key: KeyMaterial | None = None
         self.codec: ObjectCodec | None = None
@@ -467,16 +470,9 @@ class Repository:
 
     def list_namespace(self, namespace: str, *, deleted: bool = False):
         """List a namespace (soft-deleted names only, with ``deleted``); a namespace nothing was written to
-        yet is empty (not an error).  A store that can list a whole tree at once (S3: ``list_tree``) is
-        asked once, not once per nesting directory."""
-        list_tree = getattr(self.store.backend, "list_tree", None)
-        if list_tree is None:
-            try:
-                yield from self.store.list(namespace, deleted=deleted)
-            except ObjectNotFound:
-                return
-            return
-        for info in list_tree(namespace):
+        yet is empty (not an error).  The backend lists the whole tree (``list_tree``: on S3 one LIST per
+        1000 objects rather than one per nesting directory)."""
+        for info in backend_of(self.store).list_tree(namespace):
             soft_deleted = info.name.endswith(DEL_SUFFIX)
             if deleted and soft_deleted:
                 yield info._replace(name=info.name.removesuffix(DEL_SUFFIX))
@@ -513,8 +509,7 @@ class Repository:
         self.store.store(EPOCH_NAME, os.urandom(16))
 
     def request_stats(self) -> dict[str, int]:
-        stats = getattr(self.store.backend, "request_stats", None)
-        return dict(stats()) if stats else {}
+        return dict(backend_of(self.store).request_stats())
 
     # --- pack I/O (thread-safe) ------------------------------------------------------------------------
 
@@ -536,15 +531,15 @@ class Repository:
     @property
     def links_pack_spools(self) -> bool:
         """True for a local directory repository whose packs are spooled in place and linked in."""
-        return localfs.spool_directory(self.store.backend) is not None
+        return backend_of(self.store).spool_directory() is not None
 
     def new_pack_spool(self, directory: str | os.PathLike | None = None) -> SpoolFile:
         """An empty spool file for a pack; it hashes its content for the pack name when that is asked for.
 
         A local directory repository creates it inside itself (``directory`` is ignored) so that storing it
-        is a link (``storage/localfs.py``); for others it goes to ``directory``, with the MD5 uploads send.
+        is a link (``storage/local.py``); for others it goes to ``directory``, with the MD5 uploads send.
         """
-        local = localfs.spool_directory(self.store.backend)
+        local = backend_of(self.store).spool_directory()
         if local is not None:
             return SpoolFile(local, content_hash=blake3.blake3(), md5=False, linkable=True)
         return SpoolFile(directory, content_hash=blake3.blake3())
@@ -559,15 +554,7 @@ class Repository:
         happened.
         """
         pack = spool.content_digest()
-        name = self.store.find(self.pack_name(kind, pack))
-        backend = self.store.backend
-        if localfs.link_spool(backend, name, spool):
-            return pack
-        store_payload = getattr(backend, "store_payload", None)
-        if store_payload is not None:
-            store_payload(name, spool.payload())
-        else:
-            backend.store(name, spool.read_all())
+        backend_of(self.store).store_spool(self.store.find(self.pack_name(kind, pack)), spool)
         return pack
 
     def load_pack_range(self, kind: int, pack: str, offset: int = 0, size: int | None = None) -> bytes:
@@ -579,13 +566,13 @@ class Repository:
     @property
     def streams_packs(self) -> bool:
         """True if pack ranges can be read as streams (``open_pack_stream``): remote stores."""
-        return hasattr(self.store.backend, "open_range")
+        return backend_of(self.store).streams_ranges
 
     def open_pack_stream(self, kind: int, pack: str, offset: int, size: int) -> PackStream:
         """Bytes [offset, offset + size) of a pack, read sequentially from one request (see
-        ``storage/s3_stream.py``); only where ``streams_packs``."""
+        ``storage/s3/stream.py``); only where ``streams_packs``."""
         name = self.store.find(self.pack_name(kind, pack))
-        return PackStream(self.store.backend.open_range(name, offset, size), pack)
+        return PackStream(backend_of(self.store).open_range(name, offset, size), pack)
 
     def list_packs(self, kind: int):
         """ItemInfos of the packs of one kind (name, size, mtime), sorted by name."""

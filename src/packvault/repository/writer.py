@@ -8,7 +8,7 @@ The pipeline, all bounded so memory stays flat whatever the size of the backup::
 
 An open pack is an anonymous spool file (``_SpooledPack``): for a remote repository in the cache directory,
 uploaded from there (uploads are slow and two run at once, so in-memory packs would dominate the peak
-memory); for a local directory inside the repository, linked in when complete (``storage/localfs.py``).
+memory); for a local directory inside the repository, linked in when complete (``storage/local.py``).
 Only a store that can do neither fills a ``bytearray``.
 
 The order of durable writes is the DESIGN's: a pack is stored before any fragment names it, a fragment

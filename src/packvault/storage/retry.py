@@ -2,7 +2,7 @@
 
 Why per request and not per backend call: a backend call (store of a large object, defrag) is made of
 several requests, and only the failed one should be repeated.  Writes stay safe to repeat because the S3
-backend makes them convergent (create-only, compare-and-swap), see ``s3.py``.
+backend makes them convergent (create-only, compare-and-swap), see ``s3/writes.py``.
 
 The policy is bounded twice: by a number of attempts and by a total time.  The backoff never sleeps past
 the time bound, so "the service stays down" turns into one clear error within the configured time (plus,
@@ -13,7 +13,6 @@ translated by the caller-supplied ``give_up`` function into a user-facing ``Stor
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -28,8 +27,6 @@ T = TypeVar("T")
 
 DEFAULT_ATTEMPTS = 8
 DEFAULT_MAX_SECONDS = 120.0
-ENV_ATTEMPTS = "PACKVAULT_S3_RETRY_ATTEMPTS"
-ENV_MAX_SECONDS = "PACKVAULT_S3_RETRY_MAX_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -43,12 +40,11 @@ class RetryPolicy:
 
     @classmethod
     def from_options(cls, attempts: str | int | None, max_seconds: str | float | None) -> RetryPolicy:
-        """Options win over the environment, the environment over the defaults."""
-        raw_attempts = attempts if attempts not in (None, "") else os.environ.get(ENV_ATTEMPTS)
-        raw_seconds = max_seconds if max_seconds not in (None, "") else os.environ.get(ENV_MAX_SECONDS)
+        """The policy for bounds given as text (a URL option, an environment value); None or "" means the
+        default.  Where the values come from, and which source wins, is the caller's business."""
         try:
-            n = int(raw_attempts) if raw_attempts not in (None, "") else DEFAULT_ATTEMPTS
-            s = float(raw_seconds) if raw_seconds not in (None, "") else DEFAULT_MAX_SECONDS
+            n = int(attempts) if attempts not in (None, "") else DEFAULT_ATTEMPTS
+            s = float(max_seconds) if max_seconds not in (None, "") else DEFAULT_MAX_SECONDS
         except ValueError as exc:
             raise ValueError(f"invalid retry bound: {exc}") from None
         if n < 1 or s <= 0:

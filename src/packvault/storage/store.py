@@ -17,10 +17,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from borgstore.backends.errors import ObjectNotFound  # a leaf module: imports no backend
-
-from ..errors import IntegrityError
-from . import localfs
+from .accounting import CountingBackend
+from .backend import PackvaultBackend
 
 _UNUSED_BACKEND_CLIENTS = ("boto3", "requests", "paramiko")
 
@@ -45,36 +43,28 @@ else:
         from borgstore.store import Store
 
 
+def backend_of(store: Store) -> PackvaultBackend:
+    """The store's backend with Packvault's optional operations (``backend.PackvaultBackend``).
+
+    A store built by ``url.store_from_location`` has such a backend.  A store over a plain borgstore backend
+    (a tool or a test that builds ``Store(backend=PosixFS(...))``) gets the operations' plain defaults, run
+    over its backend through the counting wrapper."""
+    backend = store.backend
+    return backend if isinstance(backend, PackvaultBackend) else CountingBackend(backend)
+
+
 def discard(store: Store, name: str, *, deleted: bool = False) -> bool:
     """Delete ``name`` (its soft-deleted form with ``deleted``) when the caller doesn't need to know whether
     it still existed: our own lock object, a pack compact proved unreferenced, an entry or a fragment just
-    listed under the exclusive lock.  A backend that can delete without asking first (S3: ``discard``) does
-    it in one request instead of a HEAD and a DELETE; True if the object was there or may have been."""
-    backend_discard = getattr(store.backend, "discard", None)
-    if backend_discard is not None:
-        backend_discard(store.find(name, deleted=deleted))
-        return True
-    try:
-        store.delete(name, deleted=deleted)
-    except ObjectNotFound:
-        return False
-    return True
-
-
-__all__ = ["Store", "discard"]
+    listed under the exclusive lock.  True if the object was there or may have been
+    (``PackvaultBackend.discard``: S3 deletes without asking first, one request instead of two)."""
+    return backend_of(store).discard(store.find(name, deleted=deleted))
 
 
 def store_new(store: Store, name: str, value: bytes) -> bool:
-    """Store ``name`` only if nothing is there yet; False if an object with other content was there first.
+    """Store ``name`` only if nothing is there yet; False if something was there first
+    (``PackvaultBackend.store_new``: a hard link on a local directory, ``If-None-Match: *`` on S3)."""
+    return backend_of(store).store_new(store.find(name), value)
 
-    Local directories create it with a hard link (``localfs.store_new``); S3 with its create-only write
-    (``If-None-Match: *``), which stores nothing and raises when different content is there.  The same bytes
-    already there count as created: that is a retry of this very write."""
-    local = localfs.store_new(store.backend, store.find(name), value)
-    if local is not None:
-        return local
-    try:
-        store.store(name, value)
-    except IntegrityError:
-        return False
-    return True
+
+__all__ = ["Store", "backend_of", "discard", "store_new"]

@@ -16,10 +16,10 @@ import os
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
-from borgstore.backends._base import BackendBase
-
 from ..errors import InvalidRepositoryURL
+from .backend import PackvaultBackend
 from .layout import STORE_CONFIG, WRITE_POLICY
+from .settings import StorageSettings
 from .store import Store
 
 
@@ -49,28 +49,32 @@ def backend_from_location(
     s3_options: Mapping[str, str] | None = None,
     *,
     cache_dir: str | os.PathLike | None = None,
-) -> BackendBase:
+    settings: StorageSettings | None = None,
+) -> PackvaultBackend:
     """Build the (not yet opened) backend for ``location``, wrapped so that it counts its requests.
 
     An S3 backend gets the repository's namespace write policy (``layout.WRITE_POLICY``) and ``cache_dir``,
     the local cache directory where it remembers per-location facts (whether the service honours
-    conditional writes); without one it probes nothing.
+    conditional writes); without one it probes nothing.  ``settings`` carries the environment's defaults
+    (``storage.settings.from_environment()``, read by the caller); without, none are used.
     """
     from .accounting import CountingBackend
 
     if is_s3_url(location):
         from .s3 import open_s3_backend
 
-        return open_s3_backend(location, dict(s3_options or {}), policy=WRITE_POLICY, cache_dir=cache_dir)
+        return open_s3_backend(
+            location, dict(s3_options or {}), policy=WRITE_POLICY, cache_dir=cache_dir, settings=settings
+        )
     path = local_path(location)
     if path is None:
         scheme = location.split("://", 1)[0]
         raise InvalidRepositoryURL(f"unsupported repository URL scheme {scheme!r}: {location!r}")
-    from .localfs import LocalDirectory
+    from .local import LocalBackend
 
     # fsync every object: packs are large, so the cost is small, and a power cut must not leave an empty pack
     # behind a name the index already points at.
-    return CountingBackend(LocalDirectory(path, do_fsync=True))
+    return CountingBackend(LocalBackend(path, do_fsync=True))
 
 
 def store_from_location(
@@ -78,6 +82,8 @@ def store_from_location(
     s3_options: Mapping[str, str] | None = None,
     *,
     cache_dir: str | os.PathLike | None = None,
+    settings: StorageSettings | None = None,
 ) -> Store:
     """A ``Store`` with Packvault's namespace layout (and write policy) over the backend for ``location``."""
-    return Store(backend=backend_from_location(location, s3_options, cache_dir=cache_dir), config=STORE_CONFIG)
+    backend = backend_from_location(location, s3_options, cache_dir=cache_dir, settings=settings)
+    return Store(backend=backend, config=STORE_CONFIG)

@@ -1,4 +1,7 @@
-"""A byte range of an S3 object read as a stream: one GET, consumed object by object.
+"""A byte range of an S3 object read as a stream: one GET, consumed piece by piece, resumed if it breaks.
+
+The one resumable download of Packvault: the backend's pack ranges (``S3Backend.open_range``) and the
+objects of a bucket backed up as a source (``storage/buckets.py``) both read through it.
 
 Why: restore reads each pack's wanted objects in a few long ranged reads.  Read whole into memory, a range
 costs its full size per worker thread, so ranges had to stay small (4 MiB), and small ranges cost GETs:
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .s3_errors import TransientError, is_transient
+from .errors import TransientError, is_transient
 
 
 class RangeStream:
@@ -28,15 +31,22 @@ class RangeStream:
         start: int,
         size: int,
         on_bytes: Callable[[int], None] | None = None,
+        *,
+        body: object | None = None,
+        on_resume: Callable[[], None] | None = None,
     ):
         """``open_body(first, last)`` GETs that inclusive byte range and returns the streaming body;
-        ``call_with_retries(fn)`` runs ``fn`` under the backend's retry policy; ``on_bytes(n)`` counts."""
+        ``call_with_retries(fn)`` runs ``fn`` under the retry policy; ``on_bytes(n)`` counts bytes handed
+        out.  ``body``: a response body already open at ``start`` (the caller's first GET); ``on_resume()`` is
+        called whenever a body has to be opened again after one broke."""
         self._open_body = open_body
         self._call = call_with_retries
         self._on_bytes = on_bytes
+        self._on_resume = on_resume
         self._pos = start  # first byte not yet handed out
         self._end = start + size
-        self._body = None
+        self._body = body
+        self._opened = body is not None
 
     def read(self, n: int) -> bytes:
         """Exactly the next ``n`` bytes (fewer only if the range ends first)."""
@@ -52,7 +62,10 @@ class RangeStream:
     def _read_once(self, n: int) -> bytes:
         try:
             if self._body is None:
+                if self._opened and self._on_resume is not None:
+                    self._on_resume()
                 self._body = self._open_body(self._pos, self._end - 1)
+                self._opened = True
             data = self._body.read(n)
             if len(data) != n:
                 raise TransientError(f"stream ended {self._end - self._pos - len(data)} bytes early")

@@ -1,20 +1,22 @@
 """``s3://BUCKET[/PREFIX][?key=value&...]`` -> ``S3Settings``.
 
 Everything the backend can be told comes through one dictionary: the URL query gives the defaults of a
-location, and the CLI's options (same keys) win over it.  Anything not given comes from the standard AWS
-chain (profile, ``AWS_*`` variables, ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``), which boto3 resolves.
+location, and the CLI's options (same keys) win over it.  The process environment comes third, read at the
+edge and handed in as ``StorageSettings`` (retry bounds, the endpoint variables).  Anything not given comes
+from the standard AWS chain (profile, ``AWS_*`` variables, ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``),
+which botocore resolves itself.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..errors import InvalidRepositoryURL
-from .retry import RetryPolicy
+from ...errors import InvalidRepositoryURL
+from ..retry import RetryPolicy
+from ..settings import StorageSettings
 
 MiB = 1024 * 1024
 
@@ -63,7 +65,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 class S3Settings:
     bucket: str
     prefix: str  # "" or "some/prefix" (no leading or trailing slash)
-    endpoint: str | None = None  # explicit endpoint (URL/option); env endpoints are left to boto3
+    endpoint: str | None = None  # explicit endpoint (URL/option); env endpoints are left to botocore
     region: str | None = None
     profile: str | None = None
     path_style: bool | None = None  # None: path style exactly when a custom endpoint is in use
@@ -74,12 +76,14 @@ class S3Settings:
     concurrency: int = DEFAULT_CONCURRENCY
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-
-    def env_endpoint(self) -> str | None:
-        return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    env_endpoint: str | None = None  # the endpoint botocore takes from the environment (StorageSettings)
 
     def uses_custom_endpoint(self) -> bool:
-        return bool(self.endpoint or self.env_endpoint())
+        return bool(self.endpoint or self.env_endpoint)
+
+    def endpoint_label(self) -> str:
+        """The endpoint requests go to, for messages."""
+        return self.endpoint or self.env_endpoint or "AWS S3"
 
     def addressing_style(self) -> str:
         path_style = self.uses_custom_endpoint() if self.path_style is None else self.path_style
@@ -121,8 +125,15 @@ def _number(key: str, value: str, kind=float):
     return result
 
 
-def parse_s3_url(url: str, options: Mapping[str, str | None] | None = None) -> S3Settings:
-    """Parse the location and merge the option overrides; raise ``InvalidRepositoryURL`` for bad input."""
+def parse_s3_url(
+    url: str, options: Mapping[str, str | None] | None = None, *, settings: StorageSettings | None = None
+) -> S3Settings:
+    """Parse the location and merge the option overrides; raise ``InvalidRepositoryURL`` for bad input.
+
+    ``settings``: the environment's defaults (``storage.settings.from_environment``); options and the URL
+    query win over them.  Without, nothing comes from the environment but what botocore reads itself.
+    """
+    settings = settings if settings is not None else StorageSettings()
     parts = urlsplit(url)
     if parts.scheme != "s3":
         raise InvalidRepositoryURL(f"not an s3:// URL: {url!r}")
@@ -167,7 +178,10 @@ def parse_s3_url(url: str, options: Mapping[str, str | None] | None = None) -> S
         if storage_class not in STORAGE_CLASSES:
             raise InvalidRepositoryURL(f"unknown storage class {storage_class!r}")
     try:
-        retry = RetryPolicy.from_options(merged.get("retry_attempts"), merged.get("retry_max_seconds"))
+        retry = RetryPolicy.from_options(
+            merged.get("retry_attempts") or settings.retry_attempts,
+            merged.get("retry_max_seconds") or settings.retry_max_seconds,
+        )
     except ValueError as exc:
         raise InvalidRepositoryURL(str(exc)) from None
     threshold = _size("multipart_threshold", merged["multipart_threshold"]) if "multipart_threshold" in merged else None
@@ -190,4 +204,5 @@ def parse_s3_url(url: str, options: Mapping[str, str | None] | None = None) -> S
         concurrency=_number("max_concurrency", merged["max_concurrency"], int) if "max_concurrency" in merged else 4,
         connect_timeout=_number("connect_timeout", merged["connect_timeout"]) if "connect_timeout" in merged else 10.0,
         read_timeout=_number("read_timeout", merged["read_timeout"]) if "read_timeout" in merged else 60.0,
+        env_endpoint=settings.s3_endpoint,
     )

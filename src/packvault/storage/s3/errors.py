@@ -11,7 +11,7 @@ import http.client
 import botocore.exceptions as bex
 import urllib3.exceptions as u3ex
 
-from ..errors import (
+from ...errors import (
     AccessDenied,
     BucketNotFound,
     EndpointUnreachable,

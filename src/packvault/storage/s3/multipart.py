@@ -23,8 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
-from .payload import BufferPayload, Payload
-from .s3_errors import error_code
+from ..payload import BufferPayload, Payload
+from .errors import error_code
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,128 @@
+"""``PackvaultBackend``: borgstore's backend contract plus the optional operations Packvault uses, declared.
+
+An optional operation exists on this base class with a plain default that works for every backend, written
+only in terms of borgstore's contract (``list``, ``load``, ``store``, ``delete``); a backend that can do
+better overrides it (S3: one LIST per 1000 keys for a tree, uploads from a file, streamed ranges, a DELETE
+without a HEAD; a local directory: pack spool files linked in, create-only by hard link).  Callers call the
+operation and never ask whether a backend has it, as borgstore's own ``defrag`` works.  A wrapper (request
+counting, ``accounting.py``) forwards every operation listed in ``OPTIONAL_OPERATIONS`` explicitly, so a new
+one cannot slip past it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from borgstore.backends._base import BackendBase, ItemInfo
+from borgstore.backends.errors import ObjectNotFound, ReadRangeError
+
+from .payload import Payload
+from .spool import SpoolFile
+
+# Every operation this base class adds to borgstore's; a wrapper must forward each one of them.
+OPTIONAL_OPERATIONS = (
+    "list_tree",
+    "store_payload",
+    "spool_directory",
+    "store_spool",
+    "open_range",
+    "discard",
+    "store_new",
+    "request_stats",
+    "reset_request_stats",
+)
+
+
+class RangeReader(Protocol):
+    """Sequential reads over a byte range of an object (``open_range``)."""
+
+    def read(self, n: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class PackvaultBackend(BackendBase):
+    """A borgstore backend with Packvault's optional operations (module doc)."""
+
+    # True where ``open_range`` streams (one request, one object in memory at a time, so a range may span a
+    # whole pack); the default reads the range into memory, where a reader keeps ranges small.
+    streams_ranges: bool = False
+
+    def list_tree(self, name: str) -> Iterator[ItemInfo]:
+        """Every object below ``name`` at any depth, soft-deleted ones included, named by their last path
+        component; nothing for a ``name`` that does not exist.
+
+        Default: the directories one ``list`` at a time, depth first and sorted by name within each, as
+        borgstore's ``Store.list`` walks them (for Packvault's hex-named nesting that is key order too).
+        """
+        entries = iter(self.list(name))
+        while True:
+            try:
+                info = next(entries)
+            except StopIteration:
+                return
+            except ObjectNotFound:  # raised by the first step of a listing of a missing directory
+                return
+            if info.directory:
+                yield from self.list_tree(f"{name}/{info.name}")
+            else:
+                yield info
+
+    def store_payload(self, name: str, payload: Payload) -> None:
+        """``store`` for content that need not be in memory (a spooled pack); default: read it, then store."""
+        self.store(name, payload.read_at(0, payload.size))
+
+    def spool_directory(self) -> Path | None:
+        """Where pack spool files must be created for ``store_spool`` to take them without a copy; None:
+        anywhere (the default stores a copy)."""
+        return None
+
+    def store_spool(self, name: str, spool: SpoolFile) -> None:
+        """Store a finished spool file's content as ``name``; the caller closes the spool file afterwards.
+
+        Default: the bytes, read back into memory, stored like any value."""
+        self.store(name, spool.read_all())
+
+    def open_range(self, name: str, offset: int, size: int) -> RangeReader:
+        """Bytes [offset, offset + size) of ``name``, read in pieces; ``ReadRangeError`` if it ends early.
+
+        Default: one ``load`` of the whole range (see ``streams_ranges``)."""
+        data = self.load(name, offset=offset, size=size)
+        if len(data) != size:
+            raise ReadRangeError(f"{name} ends before byte {offset + size}")
+        return io.BytesIO(data)
+
+    def discard(self, name: str) -> bool:
+        """Delete ``name`` for a caller that doesn't need to know whether it still existed; True if it was
+        there or may have been (a backend that deletes without asking first cannot tell).
+
+        Default: ``delete``, with a missing object not an error."""
+        try:
+            self.delete(name)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def store_new(self, name: str, value: bytes) -> bool:
+        """Store ``name`` only if nothing is there yet; False if something was there first.  A backend that
+        compares may count the same bytes already there as created (a retry of this very write): S3 and this
+        default do, the local directory's hard link cannot tell.
+
+        Default: look, then store.  Right for one writer; two racing writers may both see nothing, which is
+        why the local and the S3 backend override it with an atomic create."""
+        try:
+            existing = self.load(name)
+        except ObjectNotFound:
+            self.store(name, value)
+            return True
+        return existing == bytes(value)
+
+    def request_stats(self) -> dict[str, int]:
+        """Requests made so far by kind (``accounting.empty_stats`` keys); default: nothing counted."""
+        return {}
+
+    def reset_request_stats(self) -> None:
+        """Start counting from zero; default: nothing to reset."""
