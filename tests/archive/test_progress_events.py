@@ -87,7 +87,7 @@ def test_extract_counts_bytes_as_they_arrive(repo, tmp_path):
 
 
 def test_check_reports_bytes_of_a_known_total(repo, tmp_path):
-    from packvault.maintenance.check import Options, check
+    from packvault.maintenance.check import CheckOptions, check
 
     src = _source(tmp_path / "src", files=4, size=1 * MiB)
     creator = ArchiveCreator(repo, "a")
@@ -99,7 +99,7 @@ def test_check_reports_bytes_of_a_known_total(repo, tmp_path):
         if "total" in counts:
             counted.append((counts["completed"], counts["total"]))
 
-    report = check(repo, Options(), progress)
+    report = check(repo, CheckOptions(), progress)
     assert report.problems == []
     pack_bytes = sum(info.size for kind in (0, 1) for info in repo.list_packs(kind))
     assert len(counted) >= 4 and {total for _, total in counted} == {pack_bytes}

@@ -614,7 +614,7 @@ def test_item_stream_survives_a_lost_chunk():
     """Decoding resumes after a gap at the next whole item; items before and after it survive."""
     import msgpack
 
-    from packvault.maintenance.check import iter_items_robust
+    from packvault.archive.items import iter_items_robust
 
     items = [{"p": f"dir/file{i:04d}".encode(), "t": "f", "s": i, "c": [[os.urandom(32), i]]} for i in range(300)]
     stream = b"".join(msgpack.packb(item) for item in items)

@@ -18,6 +18,7 @@ deduplicated like data.  It is cut incrementally: only the bytes after the last 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 import msgpack
@@ -149,4 +150,88 @@ def unsafe_item_reason(item: dict) -> str | None:
         link = item.get("l")
         if not isinstance(link, bytes) or not link or b"\0" in link:
             return "symlink target is empty, not bytes or holds a NUL byte"
+    return None
+
+
+# --- item stream decoding that survives lost chunks -------------------------------------------------------------
+
+
+def _is_item(obj) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("p"), bytes) and isinstance(obj.get("t"), str)
+
+
+def iter_items_robust(chunks) -> Iterator[dict]:
+    """Items from an item stream whose chunks may be missing (``None``).
+
+    The stream is msgpack concatenated and cut at content-defined points, so after a lost chunk the next
+    chunk starts in the middle of some item.  Decoding resumes at the first offset from which a whole
+    item (a map with a bytes path and a type) decodes: the items wholly inside the lost chunk, and the
+    two cut by its edges, are lost; every other item survives.
+    """
+    unpacker = _new_unpacker()
+    pending: bytearray | None = None  # bytes after a gap, until a plausible item start is found
+    for data in chunks:
+        if data is None:
+            unpacker = _new_unpacker()
+            pending = bytearray()
+            continue
+        if pending is None:
+            unpacker.feed(data)
+            try:
+                for obj in unpacker:
+                    if _is_item(obj):
+                        yield obj
+            except (ValueError, msgpack.UnpackException):
+                unpacker = _new_unpacker()
+                pending = bytearray()
+            continue
+        pending += data
+        start = _find_item_start(pending, final=False)
+        if start is None:
+            continue
+        unpacker.feed(bytes(pending[start:]))
+        pending = None
+        try:
+            for obj in unpacker:
+                if _is_item(obj):
+                    yield obj
+        except (ValueError, msgpack.UnpackException):
+            unpacker = _new_unpacker()
+            pending = bytearray()
+    if pending:
+        start = _find_item_start(pending, final=True)
+        if start is not None:
+            unpacker = _new_unpacker()
+            unpacker.feed(bytes(pending[start:]))
+            try:
+                for obj in unpacker:
+                    if _is_item(obj):
+                        yield obj
+            except (ValueError, msgpack.UnpackException):
+                return
+
+
+def _new_unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=64 * 1024 * 1024)
+
+
+_MAP_START = re.compile(rb"[\x80-\x8f\xde]")  # msgpack fixmap and map16: where an item can begin
+
+
+def _find_item_start(buf: bytearray, *, final: bool) -> int | None:
+    """Offset of the first plausible item in ``buf``; None to wait for more bytes (or, if final, none)."""
+    for match in _MAP_START.finditer(buf):
+        pos = match.start()
+        probe = _new_unpacker()
+        probe.feed(bytes(buf[pos:]))
+        try:
+            obj = probe.unpack()
+        except msgpack.OutOfData:
+            if final:
+                continue
+            return None  # maybe an item that continues in the next chunk: decide when it is there
+        except Exception:  # msgpack raises several types on garbage
+            continue
+        if _is_item(obj):
+            return pos
     return None

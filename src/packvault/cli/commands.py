@@ -748,10 +748,29 @@ def cmd_compact(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from ..maintenance.check import run_check_command
+    from ..maintenance.check import check
+    from . import render
+    from .options import check_options
+    from .output import Progress
 
     location, _ = split_location(args.repo)
-    return run_check_command(args, location, s3_options(args))
+    opts = check_options(args)
+    repo = Repository(location, s3_options=s3_options(args))
+    bar = Progress(bool(getattr(args, "progress", False)))
+    try:
+        repo.open(None, lock=None)
+        repo.tolerate_config_damage = True  # check reports it (and repair restores it) instead of refusing
+        if not opts.repository_only:
+            repo.unlock(passphrase_provider()())
+            repo.acquire_lock(exclusive=opts.repair, wait=getattr(args, "lock_wait", None))
+        try:
+            report = check(repo, opts, bar.update)
+        finally:
+            bar.finish()
+    finally:
+        repo.close()
+    render.check_report(report, opts, as_json=bool(getattr(args, "json", False)))
+    return EXIT_WARNING if report.problems else EXIT_OK
 
 
 def cmd_break_lock(args) -> int:

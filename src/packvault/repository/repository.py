@@ -519,8 +519,12 @@ class Repository:
     # --- pack I/O (thread-safe) ------------------------------------------------------------------------
 
     @staticmethod
+    def pack_namespace(kind: int) -> str:
+        return layout.META_PACKS if kind else layout.DATA_PACKS
+
+    @staticmethod
     def pack_name(kind: int, pack: str) -> str:
-        return f"{layout.META_PACKS if kind else layout.DATA_PACKS}/{pack}"
+        return layout.name(Repository.pack_namespace(kind), pack)
 
     def store_pack(self, kind: int, data: bytes | memoryview) -> str:
         """Store a finished pack under its content name, from any thread; returns the pack name."""
@@ -587,10 +591,18 @@ class Repository:
         name = self.store.find(self.pack_name(kind, pack))
         return PackStream(self.store.backend.open_range(name, offset, size), pack)
 
+    def copy_forward(self, kind: int, ranges: list[tuple[str, int, int]], *, target: str | None = None) -> str:
+        """A new pack of ``kind`` from (pack, offset, size) ranges of existing packs of that kind, in order
+        (compact's copy-forward; server-side where the store can).  Named ``target`` (a ``defrag_pack_name``
+        the caller proved free), or by the blake3 of the copied bytes when None; returns the new pack name."""
+        namespace = self.pack_namespace(kind)
+        if target is None:
+            return self.store.defrag(ranges, namespace=namespace, algorithm="blake3")
+        return self.store.defrag(ranges, namespace=namespace, target=target)
+
     def list_packs(self, kind: int):
         """ItemInfos of the packs of one kind (name, size, mtime), sorted by name."""
-        namespace = layout.META_PACKS if kind else layout.DATA_PACKS
-        return self.list_namespace(namespace)
+        return self.list_namespace(self.pack_namespace(kind))
 
     def delete_pack(self, kind: int, pack: str) -> None:
         """Delete a pack that compact proved unreferenced.  Where the store can delete without asking first
@@ -606,6 +618,11 @@ class Repository:
         self.store.store(f"{namespace}/{name}", sealed)
         return name
 
+    def load_raw(self, namespace: str, name: str, *, deleted: bool = False) -> bytes:
+        """A small object (``keys/``, ``index/``, ``archives/``) as stored, unopened: for the checks that need
+        no key (structure, checksums, content name)."""
+        return self.store.load(layout.name(namespace, name), deleted=deleted)
+
     def get_sealed(self, namespace: str, name: str, *, deleted: bool = False) -> bytes:
         return self.codec.open(self.store.load(f"{namespace}/{name}", deleted=deleted))[2]
 
@@ -616,6 +633,10 @@ class Repository:
 
     def write_fragment(self, plaintext: bytes) -> str:
         return self.put_sealed(layout.INDEX, TYPE_INDEX, plaintext)
+
+    def discard_fragment(self, name: str) -> None:
+        """Delete an index fragment the caller listed under the exclusive lock and replaced (compact, repair)."""
+        discard(self.store, layout.name(layout.INDEX, name))
 
     @property
     def index(self) -> ChunkIndex:
@@ -791,8 +812,12 @@ class Repository:
             )
 
     def soft_delete_archive(self, entry: ArchiveEntry) -> None:
-        key = self.entry_names()[entry.id]
-        self.store.move(f"{layout.ARCHIVES}/{key}", delete=True)
+        self.soft_delete_entry(self.entry_names()[entry.id])
+
+    def soft_delete_entry(self, key: str) -> None:
+        """Soft-delete the ``archives/`` entry stored as ``key`` (reversible until compact): also an entry
+        that does not open, which repair retires by its store key."""
+        self.store.move(layout.name(layout.ARCHIVES, key), delete=True)
 
     def undelete_archive(self, entry: ArchiveEntry) -> None:
         key = self.entry_names(deleted=True)[entry.id]

@@ -34,16 +34,17 @@ from datetime import UTC, datetime
 
 import msgpack
 
-from ..archive import items as it
-from ..archive.archive import DAMAGE_FILES, DAMAGE_LOST_ITEM_CHUNKS, DAMAGE_REPAIRED, META_DAMAGE
-from ..errors import IntegrityError, PackvaultError
-from ..repository.config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
-from ..repository.index import ChunkIndex, Location, encode_index_fragments
-from ..repository.objects import TYPE_ARCHIVE, iter_headers
-from ..repository.repository import ArchiveEntry, content_name, defrag_pack_name
-from ..repository.writer import RepositoryWriter
-from ..storage import layout
-from .check import FLAG_BAD, REQUIRED_META_KEYS, Checker, iter_items_robust
+from ...archive import items as it
+from ...archive.archive import DAMAGE_FILES, DAMAGE_LOST_ITEM_CHUNKS, DAMAGE_REPAIRED, META_DAMAGE
+from ...archive.items import iter_items_robust
+from ...errors import IntegrityError, PackvaultError
+from ...repository.config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
+from ...repository.index import ChunkIndex, Location, encode_index_fragments
+from ...repository.objects import TYPE_ARCHIVE, iter_headers
+from ...repository.repository import ArchiveEntry, content_name, defrag_pack_name
+from ...repository.writer import RepositoryWriter
+from .checker import Checker
+from .report import FLAG_BAD, REQUIRED_META_KEYS
 
 
 def repair(checker: Checker, *, dry_run: bool) -> None:
@@ -174,7 +175,7 @@ def rebuild_index(checker: Checker, *, dry_run: bool) -> None:
     for name in checker.fragments:
         if name not in new:
             repo.check_lock()
-            repo.store.delete(f"{layout.INDEX}/{name}")
+            repo.discard_fragment(name)
     checker.fragments = new
     repo.save_index_cache(index, repo.epoch(), sorted(new))
     repo.reset_index(index)
@@ -239,7 +240,7 @@ def retire_entries(checker: Checker, *, dry_run: bool) -> None:
         checker.report.repairs.append(f"soft-delete archives/ entry {key}: {why}")
         if not dry_run:
             repo.check_lock()
-            repo.store.move(f"{layout.ARCHIVES}/{key}", delete=True)
+            repo.soft_delete_entry(key)
     retired = {key for key, _ in doomed}
     checker.entries = [(key, entry) for key, entry in checker.entries if key not in retired]
 
@@ -367,4 +368,4 @@ def _rewrite_one(
     writer.flush()
     repo.check_lock()
     repo.put_archive_entry(dataclasses.replace(entry, id=archive_id))  # the new entry first...
-    repo.store.move(f"{layout.ARCHIVES}/{key}", delete=True)  # ...then the old one goes (reversibly)
+    repo.soft_delete_entry(key)  # ...then the old one goes (reversibly)
