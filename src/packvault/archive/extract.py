@@ -113,17 +113,9 @@ def strip_path(path: bytes, components: int) -> bytes | None:
     return b"/".join(parts[components:])
 
 
-def damaged_chunks(item: dict) -> int | None:
-    """How many chunks of a file ``check --repair`` replaced by zeros, or None when it is intact."""
-    if not item.get("e"):
-        return None
-    original = item.get("ch") or []
-    return sum(1 for (now, _), (then, _) in zip(item.get("c") or [], original, strict=False) if now != then)
-
-
 def damage_note(item: dict) -> str | None:
     """The warning for a file restored with zeros in place of lost chunks, or None."""
-    count = damaged_chunks(item)
+    count = it.damaged_chunks(item)
     if count is None:
         return None
     return f"restored with {count} damaged chunk(s) replaced by zeros; see check"
@@ -131,7 +123,7 @@ def damage_note(item: dict) -> str | None:
 
 def shown_path(item: dict) -> str:
     """The item's path for messages, whatever damage or crafting put there."""
-    path = item.get("p")
+    path = item.get(it.PATH)
     return it.path_str(item) if isinstance(path, bytes) else repr(path)
 
 
@@ -146,7 +138,7 @@ class PathSelector:
     def __call__(self, item: dict) -> bool:
         if not self._prefixes:
             return True
-        path = item["p"]
+        path = item[it.PATH]
         hit = False
         for arg, prefix in self._prefixes:
             if not prefix or path == prefix or path.startswith(prefix + b"/"):
@@ -291,7 +283,7 @@ class Extractor:
         if reason is not None:
             self._not_restored(shown, f"unsafe item in the archive ({reason})")
             return
-        rel = strip_path(item["p"], self.strip_components)
+        rel = strip_path(item[it.PATH], self.strip_components)
         if rel is None:
             return
         if self._kept is not None:
@@ -301,27 +293,27 @@ class Extractor:
             self._kept = None
         self._leave_dirs(rel)
         self._note_name(rel)
-        self._position = rel if item["t"] == it.DIR else rel.rpartition(b"/")[0]
+        self._position = rel if item[it.TYPE] == it.DIR else rel.rpartition(b"/")[0]
         try:
-            if item["t"] == it.FILE:
+            if item[it.TYPE] == it.FILE:
                 self._plan_file(item, rel, shown, requests, pending)
-            elif item["t"] == it.DIR:
+            elif item[it.TYPE] == it.DIR:
                 self._plan_dir(item, rel, shown)
             else:
                 self._plan_other(item, rel, shown, pending)
         except _Kept:
             self.stats.nskipped += 1
-            if item["t"] == it.DIR:
+            if item[it.TYPE] == it.DIR:
                 self._kept = rel
         except _Skip as exc:
             self._not_restored(shown, str(exc))
-            if item["t"] == it.DIR:
+            if item[it.TYPE] == it.DIR:
                 self._kept = rel  # its entries have nowhere to go: one warning, not one per entry
         except OSError as exc:
             if exc.errno in _DISK_FULL:
                 raise
             self._not_restored(shown, exc.strerror or str(exc))
-            if item["t"] == it.DIR:
+            if item[it.TYPE] == it.DIR:
                 self._kept = rel
 
     # --- directories ----------------------------------------------------------------------------------------
@@ -430,15 +422,15 @@ class Extractor:
         if mode == OVERWRITE_NEVER:
             return False
         if mode == OVERWRITE_IF_NEWER:
-            return item["mt"] > st.st_mtime_ns
-        kind = it.FILE if item["t"] == it.HARDLINK else item["t"]
+            return item[it.MTIME] > st.st_mtime_ns
+        kind = it.FILE if item[it.TYPE] == it.HARDLINK else item[it.TYPE]
         if fsmeta.item_type(st.st_mode) != kind:
             return True
         if kind == it.FILE:
-            return (st.st_size, st.st_mtime_ns) != (item.get("s", 0), item["mt"])
+            return (st.st_size, st.st_mtime_ns) != (item.get(it.SIZE, 0), item[it.MTIME])
         if kind == it.SYMLINK:
-            return os.readlink(name, dir_fd=pfd) != item["l"]
-        return (st.st_mtime_ns, stat.S_IMODE(st.st_mode)) != (item["mt"], stat.S_IMODE(item["m"]))
+            return os.readlink(name, dir_fd=pfd) != item[it.SYMLINK_TARGET]
+        return (st.st_mtime_ns, stat.S_IMODE(st.st_mode)) != (item[it.MTIME], stat.S_IMODE(item[it.MODE]))
 
     def _place(self, pfd: int, name: bytes, rel: bytes, item: dict, make: Callable[[bytes], None]) -> bool:
         """Create an entry with ``make(name)``; whatever is in its place is replaced only by a complete new
@@ -491,7 +483,7 @@ class Extractor:
     # --- links and special files ------------------------------------------------------------------------------
 
     def _plan_other(self, item: dict, rel: bytes, shown: str, pending: dict[bytes, _OutFile]) -> None:
-        kind = item["t"]
+        kind = item[it.TYPE]
         if self.dry_run:
             self.stats.nother += 1
             return
@@ -500,7 +492,7 @@ class Extractor:
         pfd = self.tree.get(parent)
         source: _OutFile | None = None
         if kind == it.HARDLINK:
-            source_rel = strip_path(item["h"], self.strip_components)
+            source_rel = strip_path(item[it.HARDLINK_TARGET], self.strip_components)
             if source_rel is None:
                 raise _Skip("its hardlink target is not restored (--strip-components)")
             source = pending.get(source_rel)
@@ -524,17 +516,17 @@ class Extractor:
         elif kind == it.SYMLINK:
 
             def make(at: bytes) -> None:
-                os.symlink(item["l"], at, dir_fd=pfd)
+                os.symlink(item[it.SYMLINK_TARGET], at, dir_fd=pfd)
 
         elif kind == it.FIFO:
 
             def make(at: bytes) -> None:
-                os.mkfifo(at, stat.S_IMODE(item["m"]), dir_fd=pfd)
+                os.mkfifo(at, stat.S_IMODE(item[it.MODE]), dir_fd=pfd)
 
         else:
 
             def make(at: bytes) -> None:
-                os.mknod(at, item["m"], item.get("r", 0), dir_fd=pfd)
+                os.mknod(at, item[it.MODE], item.get(it.RDEV, 0), dir_fd=pfd)
 
         if not self._place(pfd, name, rel, item, make):
             return
@@ -565,10 +557,10 @@ class Extractor:
         self.stats.nfiles += 1
         out = _OutFile(self, pfd, name, rel, item)
         offset = 0
-        for chunk_id, size in item.get("c") or ():
+        for chunk_id, size in item.get(it.CHUNKS) or ():
             requests.append(((out, offset, size), chunk_id))
             offset += size
-        out.remaining = len(item.get("c") or ())
+        out.remaining = len(item.get(it.CHUNKS) or ())
         if out.remaining:
             if rel in pending:  # the same path twice in one archive: the last one wins
                 pending[rel].superseded = True
@@ -664,7 +656,7 @@ def _batches(items: Iterator[dict]) -> Iterator[list[dict]]:
     batch: list[dict] = []
     nchunks = 0
     for item in items:
-        n = len(item.get("c") or ())
+        n = len(item.get(it.CHUNKS) or ())
         if batch and (nchunks + n > BATCH_CHUNKS or len(batch) >= BATCH_ITEMS):
             yield batch
             batch, nchunks = [], 0
@@ -782,8 +774,8 @@ class _OutFile:
             self.open_name = _temp_name()
             fd = os.open(self.open_name, flags, 0o600, dir_fd=self.dir_fd)
         try:
-            if self.item.get("s"):
-                os.ftruncate(fd, self.item["s"])
+            if self.item.get(it.SIZE):
+                os.ftruncate(fd, self.item[it.SIZE])
         except BaseException:
             os.close(fd)
             raise
@@ -851,6 +843,5 @@ __all__ = [
     "PackvaultError",
     "PathSelector",
     "damage_note",
-    "damaged_chunks",
     "strip_path",
 ]

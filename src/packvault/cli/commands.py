@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -13,18 +12,10 @@ from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.repository import Repository
-from ..units import parse_duration, parse_size
+from ..units import parse_size
+from . import options, render
 from .gc_policy import freeze_long_lived_objects
-from .output import (
-    escape_name,
-    fmt_duration,
-    fmt_size,
-    has_control_characters,
-    name_fields,
-    print_json,
-    print_json_line,
-    print_table,
-)
+from .output import escape_name, fmt_size, has_control_characters, print_json
 from .progress import LiveProgress
 
 # --- locations and opening -----------------------------------------------------------------------------
@@ -100,11 +91,7 @@ def open_repository(args, location: str, *, lock: str | None = "shared", key: bo
         if key and lock:
             held = repo.acquire_lock(exclusive=(lock == "exclusive"), wait=args.lock_wait, if_writable=reading)
             if not held:
-                print(
-                    f"packvault: notice: cannot write a lock to {location} ({repo.lock_refused}); reading without "
-                    "one, so a compact running at the same time could remove data this command reads",
-                    file=sys.stderr,
-                )
+                render.no_lock_notice(location, repo.lock_refused)
         freeze_long_lived_objects()  # the S3 client and the key live as long as the command
         yield repo
     finally:
@@ -113,16 +100,6 @@ def open_repository(args, location: str, *, lock: str | None = "shared", key: bo
 
 def requests_of(repo: Repository) -> dict:
     return repo.request_stats()
-
-
-def print_requests(stats: dict) -> None:
-    if not stats:
-        return
-    parts = [f"{k} {stats[k]}" for k in ("PUT", "GET", "HEAD", "LIST", "DELETE", "COPY") if stats.get(k)]
-    print(
-        f"Requests:          {', '.join(parts) or 'none'}; "
-        f"up {fmt_size(stats.get('bytes_up', 0))}, down {fmt_size(stats.get('bytes_down', 0))}"
-    )
 
 
 # --- init ------------------------------------------------------------------------------------------------
@@ -168,17 +145,7 @@ def cmd_init(args) -> int:
         requests = requests_of(repo)
     finally:
         repo.close()
-    if args.json:
-        print_json(
-            {
-                "repository": {"location": location, "id": config.repository_id.hex(), "encryption": config.encryption},
-                "requests": requests,
-            }
-        )
-    else:
-        print(f"Initialized repository {location} (id {config.repository_id.hex()[:16]}, {config.encryption})")
-        if config.encryption == "keyfile":
-            print("The key is stored locally only: back it up with 'packvault key export'.")
+    render.init(location, config, requests, as_json=args.json)
     return EXIT_OK
 
 
@@ -276,82 +243,21 @@ def cmd_create(args) -> int:
             requests = requests_of(repo)
     except KeyboardInterrupt as exc:
         signame, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("SIGINT", 130)
-        stored = creator.stored_packs if creator is not None else None
-        if stored:
-            done = f"the {stored} pack(s) stored so far are indexed; run the same command again to resume"
-        elif stored == 0:
-            done = "nothing was stored yet"
-        else:
-            done = "no archive was written"
-        print(f"packvault: interrupted by {signame}: {done}", file=sys.stderr)
+        render.interrupted(signame, creator.stored_packs if creator is not None else None)
         return code
-    stats = creator.stats.as_dict()
-    if args.json:
-        print_json(
-            {
-                "archive": {"name": entry.name, "id": entry.hex, "time": entry.time, "end": entry.end},
-                "stats": stats,
-                "requests": requests,
-                "warnings": creator.stats.warnings,
-                "notes": creator.stats.notes,
-            }
-        )
-    else:
-        print(f"Archive:           {entry.name} ({entry.hex[:16]})")
-        print(
-            f"Files:             {stats['nfiles']} ({stats['files_read']} read, "
-            f"{stats['files_unchanged']} unchanged), {stats['ndirs']} directories"
-        )
-        print(f"Original size:     {fmt_size(stats['original_size'])}")
-        print(f"Deduplicated size: {fmt_size(stats['deduplicated_size'])} (new data)")
-        print(f"Stored size:       {fmt_size(stats['compressed_size'])} (compressed, encrypted)")
-        rate = fmt_size(stats["throughput"])
-        print(f"Duration:          {fmt_duration(stats['duration'])} ({rate}/s)")
-        if args.stats:
-            print_requests(requests)
-        if creator.stats.warnings:
-            print(f"{len(creator.stats.warnings)} warning(s); see above.", file=sys.stderr)
+    render.create(
+        entry,
+        creator.stats.as_dict(),
+        creator.stats.warnings,
+        creator.stats.notes,
+        requests,
+        as_json=args.json,
+        show_requests=args.stats,
+    )
     return EXIT_WARNING if creator.stats.warnings else EXIT_OK
 
 
 # --- list / info -------------------------------------------------------------------------------------------
-
-
-def _item_json(item: dict) -> dict:
-    from ..archive.extract import damaged_chunks
-
-    out = {
-        **name_fields("path", item["p"]),
-        "type": item["t"],
-        "mode": oct(item["m"]),
-        "user": item.get("U"),
-        "group": item.get("G"),
-        "uid": item.get("u"),
-        "gid": item.get("g"),
-        "mtime_ns": item.get("mt"),
-        "size": item.get("s", 0),
-    }
-    if "l" in item:
-        out.update(name_fields("target", item["l"]))
-    if "h" in item:
-        out.update(name_fields("hardlink_to", item["h"]))
-    damaged = damaged_chunks(item)
-    if damaged is not None:
-        out["damaged_chunks"] = damaged  # check --repair replaced them by zeros
-        out["damage_note"] = item["e"]
-    return out
-
-
-def _print_item_document(archive: dict, items: Iterator[dict], requests_after) -> None:
-    """One JSON document, written as the items stream by: an archive can hold millions of items, and the
-    memory of ``list --json`` must not grow with them."""
-    out = sys.stdout
-    out.write('{"archive": ' + json.dumps(archive) + ', "items": [')
-    separator = "\n  "
-    for item in items:
-        out.write(separator + json.dumps(_item_json(item)))
-        separator = ",\n  "
-    out.write('\n], "requests": ' + json.dumps(requests_after()) + "}\n")
 
 
 def cmd_list(args) -> int:
@@ -362,33 +268,7 @@ def cmd_list(args) -> int:
     with open_repository(args, location) as repo:
         if archive is None:
             entries = repo.archive_entries(deleted=args.deleted)
-            if args.json:
-                print_json(
-                    {
-                        "archives": [
-                            {
-                                "name": e.name,
-                                "id": e.hex,
-                                "time": e.time,
-                                "end": e.end,
-                                "host": e.host,
-                                "user": e.user,
-                                "comment": e.comment,
-                                "paths": list(e.paths) if e.paths is not None else None,
-                                "stats": e.stats,
-                            }
-                            for e in entries
-                        ],
-                        "requests": requests_of(repo),
-                    }
-                )
-            else:
-                rows = [
-                    (escape_name(e.name), e.time[:19].replace("T", " "), escape_name(e.host), e.hex[:16])
-                    for e in entries
-                ]
-                if rows:
-                    print_table(rows, ("Archive", "Time (UTC)", "Host", "ID"))
+            render.archives(entries, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
         with ChunkReader(repo) as reader:
             entry = repo.find_archive(archive)
@@ -396,22 +276,11 @@ def cmd_list(args) -> int:
             selected = path_filter(args.paths)
             items = (item for item in iter_archive_items(reader, meta) if selected(item))
             if args.json_lines:
-                for item in items:
-                    print_json_line(_item_json(item))
+                render.item_lines(items)
             elif args.json:
-                _print_item_document({"name": entry.name, "id": entry.hex}, items, lambda: requests_of(repo))
+                render.item_document({"name": entry.name, "id": entry.hex}, items, lambda: requests_of(repo))
             else:
-                from ..archive.extract import damaged_chunks
-
-                for item in items:
-                    size = item.get("s", 0)
-                    line = f"{item['t']} {oct(item['m'])[-4:]} {size:>12} {escape_name(item['p'])}"
-                    if "l" in item:
-                        line += f" -> {escape_name(item['l'])}"
-                    damaged = damaged_chunks(item)
-                    if damaged is not None:
-                        line += f"  [damaged: {damaged} chunk(s) replaced by zeros; see check]"
-                    print(line)
+                render.item_table(items)
     return EXIT_OK
 
 
@@ -426,28 +295,7 @@ def cmd_info(args) -> int:
             entry = repo.find_archive(archive)
             with ChunkReader(repo) as reader:
                 meta = load_archive(reader, entry)
-            info = {
-                "name": meta.name,
-                "id": entry.hex,
-                "time": meta.time,
-                "end": meta.end,
-                "host": meta.host,
-                "user": meta.user,
-                "comment": meta.comment,
-                "paths": meta.paths,
-                "command_line": meta.cmdline,
-                "items": meta.nitems,
-                "stats": meta.stats,
-            }
-            if args.json:
-                print_json({"archive": info, "requests": requests_of(repo)})
-            else:
-                for key in ("name", "id", "time", "end", "host", "user", "comment", "items"):
-                    print(f"{key.capitalize() + ':':<14} {escape_name(str(info[key]))}")
-                print(f"{'Paths:':<14} {' '.join(escape_name(path) for path in meta.paths)}")
-                st = meta.stats
-                print(f"{'Original:':<14} {fmt_size(st.get('original_size', 0))}")
-                print(f"{'New data:':<14} {fmt_size(st.get('deduplicated_size', 0))}")
+            render.archive_info(entry, meta, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
         data = [info.size for info in repo.list_packs(0)]
         meta_packs = [info.size for info in repo.list_packs(1)]
@@ -467,25 +315,11 @@ def cmd_info(args) -> int:
             "meta_bytes": sum(meta_packs),
             "chunks_indexed": len(repo.index),
         }
-        if args.json:
-            print_json({"repository": info, "requests": requests_of(repo)})
-        else:
-            print(f"Repository:   {location}")
-            print(f"ID:           {info['id']}")
-            print(f"Encryption:   {cfg.encryption} ({cfg.cipher})")
-            print(f"Compression:  {cfg.compression}; pack size {fmt_size(cfg.pack_size)}")
-            print(f"Archives:     {info['archives']}")
-            print(f"Data packs:   {info['data_packs']} ({fmt_size(info['data_bytes'])})")
-            print(f"Meta packs:   {info['meta_packs']} ({fmt_size(info['meta_bytes'])})")
-            print(f"Chunks:       {info['chunks_indexed']}")
+        render.repository_info(location, cfg, info, requests_of(repo) if args.json else {}, as_json=args.json)
     return EXIT_OK
 
 
 # --- extract / diff ----------------------------------------------------------------------------------------
-
-
-def _print_warning(path: str, message: str) -> None:
-    print(f"warning: {path}: {message}", file=sys.stderr)
 
 
 def cmd_extract(args) -> int:
@@ -519,7 +353,7 @@ def cmd_extract(args) -> int:
                 strip_components=args.strip_components,
                 overwrite=args.overwrite or "never",
                 progress=report if live.enabled else None,
-                warn=_print_warning,
+                warn=render.warning,
             )
         else:
             extractor = Extractor(
@@ -531,7 +365,7 @@ def cmd_extract(args) -> int:
                 delete=args.delete,
                 strip_components=args.strip_components,
                 progress=report if live.enabled else None,
-                warn=_print_warning,
+                warn=render.warning,
             )
         # the whole archive's size is known (a time left can be shown); a selection's is not
         live.start(
@@ -543,35 +377,19 @@ def cmd_extract(args) -> int:
             live.stop()
         for path in selected.unmatched():
             stats.warnings.append(f"{path}: matches nothing in the archive")
-            _print_warning(path, "matches nothing in the archive")
+            render.warning(path, "matches nothing in the archive")
         if meta.lost_item_chunks:
             message = (
                 f"archive is damaged: {len(meta.lost_item_chunks)} part(s) of its file list could not be read by "
                 "check --repair, the files listed there were not restored"
             )
             stats.warnings.append(f"{archive}: {message}")
-            _print_warning(archive, message)
+            render.warning(archive, message)
         requests = requests_of(repo)
         if to_bucket:
             requests = {"repository": requests, "target": extractor.requests.snapshot()}
-    if args.json:
-        print_json({"stats": stats.as_dict(), "errors": stats.errors, "warnings": stats.warnings, "requests": requests})
-    else:
-        verb = "Verified" if args.dry_run else "Restored"
-        extra = "".join(
-            f", {n} {what}"
-            for n, what in ((stats.nskipped, "kept as they were"), (stats.ndeleted, "deleted"))
-            if n
-        )
-        print(
-            f"{verb} {stats.nfiles} files, {stats.ndirs} directories, {fmt_size(stats.bytes_written)}{extra} "
-            f"in {fmt_duration(stats.duration)}"
-        )
-    if stats.warnings:
-        failed = f", {len(stats.errors)} entries not restored" if stats.errors else ""
-        print(f"packvault: {len(stats.warnings)} warning(s){failed} (see above)", file=sys.stderr)
-        return EXIT_WARNING
-    return EXIT_OK
+    render.extract(stats, requests, as_json=args.json, dry_run=args.dry_run)
+    return EXIT_WARNING if stats.warnings else EXIT_OK
 
 
 def cmd_diff(args) -> int:
@@ -584,23 +402,7 @@ def cmd_diff(args) -> int:
         meta_a = load_archive(reader, repo.find_archive(first))
         meta_b = load_archive(reader, repo.find_archive(args.other))
         changes = list(diff_items(iter_archive_items(reader, meta_a), iter_archive_items(reader, meta_b)))
-    if args.json:
-        print_json(
-            {
-                "changes": [
-                    {
-                        "change": c.kind,
-                        **name_fields("path", c.path.encode("utf-8", "surrogateescape")),
-                        "what": list(c.what),
-                    }
-                    for c in changes
-                ]
-            }
-        )
-    else:
-        for c in changes:
-            suffix = f" ({', '.join(c.what)})" if c.what else ""
-            print(f"{c.kind:<9} {escape_name(c.path)}{suffix}")
+    render.diff(changes, as_json=args.json)
     return EXIT_OK
 
 
@@ -620,7 +422,7 @@ def cmd_delete(args) -> int:
         for name, entry in zip(names, entries, strict=True):
             repo.soft_delete_archive(entry)
             if not args.json:
-                print(f"Deleted archive {escape_name(name)} (undelete possible until the next compact)")
+                render.deleted(name)
         requests = requests_of(repo)
     if args.json:
         print_json({"deleted": names, "requests": requests})
@@ -643,7 +445,7 @@ def cmd_undelete(args) -> int:
         for name in names:
             repo.undelete_archive(deleted[name])
             if not args.json:
-                print(f"Restored archive {escape_name(name)}")
+                render.undeleted(name)
         requests = requests_of(repo)
     if args.json:
         print_json({"undeleted": names, "requests": requests})
@@ -655,64 +457,13 @@ def cmd_undelete(args) -> int:
 
 def cmd_prune(args) -> int:
     from ..maintenance.prune import prune
-    from ..maintenance.retention import RetentionPolicy
 
     location, _ = split_location(args.repo)
-    # the policy is checked before the repository is opened: a typo in a cron job fails fast
-    policy = RetentionPolicy(
-        keep_last=args.keep_last,
-        keep_within=parse_duration(args.keep_within, what="--keep-within") if args.keep_within else None,
-        keep_hourly=args.keep_hourly,
-        keep_daily=args.keep_daily,
-        keep_weekly=args.keep_weekly,
-        keep_monthly=args.keep_monthly,
-        keep_yearly=args.keep_yearly,
-    )
-    group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
+    opts = options.prune_options(args)  # before the repository is opened: a typo in a cron job fails fast
     with open_repository(args, location) as repo:
-        decisions = prune(repo, policy, match=args.match, group_by=group_by, dry_run=args.dry_run)
+        decisions = prune(repo, opts)
         requests = requests_of(repo)
-    pruned = [d for d in decisions if not d.keep]
-    if args.json:
-        print_json(
-            {
-                "dry_run": args.dry_run,
-                "group_by": list(group_by),
-                "decisions": [
-                    {
-                        "name": d.archive.name,
-                        "id": d.archive.id,
-                        "time": d.archive.time.isoformat(),
-                        "host": d.archive.host,
-                        "paths": list(d.archive.paths),
-                        "keep": d.keep,
-                        "reasons": list(d.reasons),
-                        "group": list(d.group),
-                    }
-                    for d in decisions
-                ],
-                "requests": requests,
-            }
-        )
-        return EXIT_OK
-    if args.list and decisions:
-        rows = [
-            (
-                "keep" if d.keep else ("would prune" if args.dry_run else "pruned"),
-                escape_name(d.archive.name),
-                d.archive.time.isoformat(timespec="seconds"),
-                escape_name(" ".join(d.group)) if d.group else "(all)",
-                ", ".join(d.reasons),
-            )
-            for d in decisions
-        ]
-        print_table(rows, ("Decision", "Archive", "Time", f"Group ({', '.join(group_by) or 'none'})", "Kept by"))
-    verb = "Would prune" if args.dry_run else "Pruned"
-    groups = len({d.group for d in decisions})
-    print(
-        f"{verb} {len(pruned)} of {len(decisions)} archives in {groups} group(s) by "
-        f"{', '.join(group_by) or 'nothing'}; run 'packvault compact' to reclaim space"
-    )
+    render.prune(decisions, opts.group_by, requests, dry_run=opts.dry_run, as_json=args.json, as_list=args.list)
     return EXIT_OK
 
 
@@ -720,41 +471,20 @@ def cmd_compact(args) -> int:
     from ..maintenance.compact import compact
 
     location, _ = split_location(args.repo)
-    # parsed before the exclusive lock is taken: a typo must not hold up every other client
-    min_age = parse_duration(args.min_age, what="--min-age", allow_zero=True)
+    opts = options.compact_options(args)  # before the exclusive lock is taken: a typo must not hold up others
     with open_repository(args, location, lock="exclusive") as repo:
-        report = compact(repo, threshold=args.threshold, min_age=min_age.total_seconds(), dry_run=args.dry_run)
+        report = compact(repo, opts)
         requests = requests_of(repo)
-    if args.json:
-        print_json({"compact": {**report.as_dict(), "min_age_seconds": min_age.total_seconds()}, "requests": requests})
-        return EXIT_OK
-    prefix = "Would free" if args.dry_run else "Freed"
-    print(
-        f"Packs: {report.packs_total} examined, {report.packs_dropped} dropped, {report.packs_rewritten} rewritten, "
-        f"{report.packs_merged} merged, {report.packs_created} created, {report.packs_too_young} too young to touch"
-    )
-    print(f"{prefix} {fmt_size(report.bytes_freed)}; copied {fmt_size(report.bytes_copied)} forward")
-    print(
-        f"Repository: {fmt_size(report.bytes_before)} -> {fmt_size(report.bytes_after)} "
-        f"(live data {fmt_size(report.live_bytes)}); {fmt_duration(report.duration)}"
-    )
-    if report.packs_too_young:
-        print(
-            f"{report.packs_too_young} pack(s) younger than --min-age {args.min_age} were left alone: a backup "
-            f"running now may still need them. Run compact again later, or pass a shorter --min-age (e.g. "
-            f"--min-age 0) when no other client is writing to this repository."
-        )
+    render.compact(report, requests, min_age_text=args.min_age, min_age_seconds=opts.min_age, as_json=args.json)
     return EXIT_OK
 
 
 def cmd_check(args) -> int:
     from ..maintenance.check import check
-    from . import render
-    from .options import check_options
     from .output import Progress
 
     location, _ = split_location(args.repo)
-    opts = check_options(args)
+    opts = options.check_options(args)
     repo = Repository(location, s3_options=s3_options(args))
     bar = Progress(bool(getattr(args, "progress", False)))
     try:
@@ -777,12 +507,7 @@ def cmd_break_lock(args) -> int:
     location, _ = split_location(args.repo)
     with open_repository(args, location, lock=None) as repo:
         count = repo.new_lock_manager().break_locks(force=args.force)
-    if args.force:
-        print("warning: removed all locks; operations still running will stop with 'lock lost'", file=sys.stderr)
-    if args.json:
-        print_json({"removed": count})
-    else:
-        print(f"Removed {count} lock(s)")
+    render.locks_broken(count, force=args.force, as_json=args.json)
     return EXIT_OK
 
 

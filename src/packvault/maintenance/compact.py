@@ -35,6 +35,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 
+from ..archive import items as it
 from ..archive.archive import iter_archive_items, load_archive
 from ..errors import IntegrityError, ObjectMissing
 from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entry, encode_index_fragments
@@ -141,9 +142,9 @@ def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> int:
             for chunk_id in meta.item_ids:
                 use(chunk_id, label)
             for item in iter_archive_items(reader, meta):
-                for chunk_id, _ in item.get("c") or ():
+                for chunk_id, _ in item.get(it.CHUNKS) or ():
                     use(chunk_id, label)
-                for chunk_id, _ in item.get("ch") or ():
+                for chunk_id, _ in item.get(it.ORIGINAL_CHUNKS) or ():
                     keep_if_present(chunk_id)  # the original chunks of a repaired file, for healing
         except ObjectMissing as exc:
             raise ObjectMissing(
@@ -294,9 +295,15 @@ def _verify_copy(repo: Repository, kind: int, pack: str, batch, index: ChunkInde
         ) from None
 
 
-def compact(
-    repo: Repository, *, threshold: float = 10.0, min_age: float = 7200.0, dry_run: bool = False
-) -> CompactReport:
+@dataclass(frozen=True)
+class CompactOptions:
+    threshold: float = 10.0  # rewrite a pack once at least this many percent of its bytes are dead
+    min_age: float = 7200.0  # seconds: younger unreferenced packs may belong to a backup running now
+    dry_run: bool = False
+
+
+def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
+    threshold, min_age, dry_run = opts.threshold, opts.min_age, opts.dry_run
     started = time.monotonic()
     report = CompactReport(dry_run=dry_run)
     before_requests = repo.request_stats()

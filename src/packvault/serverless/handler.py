@@ -184,16 +184,16 @@ def _backup(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
 
 
 def _prune(repo, job: Job, log: JsonLog) -> dict:
-    from ..maintenance.prune import prune
+    from ..maintenance.prune import PruneOptions, prune
 
-    decisions = prune(repo, job.prune, match=f"{job.prefix}-*", group_by=("prefix",))
+    decisions = prune(repo, PruneOptions(job.prune, match=f"{job.prefix}-*", group_by=("prefix",)))
     pruned = [d.archive.name for d in decisions if not d.keep]
     log("prune.done", kept=len(decisions) - len(pruned), pruned=pruned)
     return {"kept": len(decisions) - len(pruned), "pruned": pruned}
 
 
 def _compact(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
-    from ..maintenance.compact import compact
+    from ..maintenance.compact import CompactOptions, compact
     from ..units import parse_duration
 
     if not deadline.has_time_for_maintenance():
@@ -204,7 +204,7 @@ def _compact(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
         repo.lock_manager = None
     repo.acquire_lock(exclusive=True, wait=deadline.lock_wait())
     min_age = parse_duration(job.compact_min_age, what="compact_min_age", allow_zero=True).total_seconds()
-    report = compact(repo, threshold=job.compact_threshold, min_age=min_age)
+    report = compact(repo, CompactOptions(threshold=job.compact_threshold, min_age=min_age))
     data = report.as_dict()
     log("compact.done", **{k: v for k, v in data.items() if k != "requests"})
     return data

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import msgpack
-
 from ...archive import items as it
-from ...archive.archive import DAMAGE_LOST_ITEM_CHUNKS, META_DAMAGE
+from ...archive.archive import ArchiveMeta, IncompleteArchiveMeta
 from ...archive.items import iter_items_robust
 from ...errors import IntegrityError, PackvaultError
 from ...repository.index import Location
-from .report import FLAG_BAD, REQUIRED_META_KEYS, ArchiveFindings
+from .report import FLAG_BAD, ArchiveFindings
 
 
 class ArchiveLevel:
@@ -46,7 +44,7 @@ class ArchiveLevel:
 
     # --- level 2 -------------------------------------------------------------------------------------------------
 
-    def load_archive_meta(self, archive_id: bytes, label: str) -> dict | None:
+    def load_archive_meta(self, archive_id: bytes, label: str) -> ArchiveMeta | None:
         loc, status = self.locate(archive_id)
         if loc is None:
             self.report.add(
@@ -58,8 +56,17 @@ class ArchiveLevel:
             )
             return None
         try:
-            meta = msgpack.unpackb(self.read_object(archive_id, loc))
-        except (IntegrityError, ValueError, TypeError, msgpack.UnpackException) as exc:
+            meta = ArchiveMeta.decode(self.read_object(archive_id, loc), archive_id)
+        except IncompleteArchiveMeta as exc:
+            self.report.add(
+                "archives",
+                "archive-meta-incomplete",
+                f"archive metadata {exc}",
+                archive=label,
+                object=archive_id.hex(),
+            )
+            return None
+        except IntegrityError as exc:
             self.report.add(
                 "archives",
                 "archive-meta-lost",
@@ -70,27 +77,17 @@ class ArchiveLevel:
                 offset=loc.offset,
             )
             return None
-        missing = [k for k in REQUIRED_META_KEYS if not isinstance(meta, dict) or k not in meta]
-        if missing:
-            self.report.add(
-                "archives",
-                "archive-meta-incomplete",
-                f"archive metadata lacks {', '.join(missing)}",
-                archive=label,
-                object=archive_id.hex(),
-            )
-            return None
         if status != "ok":
             self.report.count("chunks_unindexed_referenced")
         return meta
 
-    def walk_archive(self, label: str, meta: dict) -> ArchiveFindings:
+    def walk_archive(self, label: str, meta: ArchiveMeta) -> ArchiveFindings:
         """Decode an archive's item stream and resolve every chunk; problems are reported as found."""
         findings = ArchiveFindings()
         report = self.report
 
         def chunks() -> Iterator[bytes | None]:
-            for item_id in meta["items"]:
+            for item_id in meta.item_ids:
                 loc, status = self.locate(item_id)
                 data = None
                 if loc is not None:
@@ -130,13 +127,13 @@ class ArchiveLevel:
                     "item-unsafe",
                     f"item would leave the restore target ({unsafe}); extract skips it",
                     archive=label,
-                    path=it.path_str(item) if isinstance(item.get("p"), bytes) else repr(item.get("p")),
+                    path=it.path_str(item) if isinstance(item.get(it.PATH), bytes) else repr(item.get(it.PATH)),
                 )
-            if item.get("t") != it.FILE:
+            if item.get(it.TYPE) != it.FILE:
                 continue
             findings.files += 1
             path = it.path_str(item)
-            chunk_list = item.get("c") or []
+            chunk_list = item.get(it.CHUNKS) or []
             lost = 0
             for chunk_id, _size in chunk_list:
                 _, status = self.locate(chunk_id)
@@ -155,29 +152,29 @@ class ArchiveLevel:
                     archive=label,
                     path=path,
                 )
-            elif sum(size for _, size in chunk_list) != item.get("s", 0):
+            elif sum(size for _, size in chunk_list) != item.get(it.SIZE, 0):
                 report.add(
                     "archives", "file-size", "chunk sizes do not add up to the file size", archive=label, path=path
                 )
-            healthy = item.get("ch")
+            healthy = item.get(it.ORIGINAL_CHUNKS)
             if healthy is not None:
                 if all(self.locate(cid)[1] != "lost" for cid, _ in healthy):
                     findings.healable += 1
-                    findings.healable_paths.add(item["p"])
+                    findings.healable_paths.add(item[it.PATH])
                     report.notes.append(
                         f"archive {label!r}: file {path!r} was repaired with zeros; its original "
                         "chunks are back, repair restores it"
                     )
                 else:
                     findings.known_damaged += 1
-            if "e" in item:
+            if it.ERROR in item:
                 # a repaired file is still damaged: it restores with zeros, so it stays a problem until healed
-                report.add("archives", "file-repaired", str(item["e"]), archive=label, path=path)
-        if findings.lost_item_chunks == 0 and findings.items != meta.get("nitems", findings.items):
+                report.add("archives", "file-repaired", str(item[it.ERROR]), archive=label, path=path)
+        if findings.lost_item_chunks == 0 and findings.items != meta.nitems:
             report.add(
                 "archives",
                 "archive-meta-incomplete",
-                f"metadata says {meta.get('nitems')} items, the item stream has {findings.items}",
+                f"metadata says {meta.nitems} items, the item stream has {findings.items}",
                 archive=label,
             )
         if findings.unindexed:
@@ -188,7 +185,7 @@ class ArchiveLevel:
                 "(repair re-indexes them)",
                 archive=label,
             )
-        lost_before = (meta.get(META_DAMAGE) or {}).get(DAMAGE_LOST_ITEM_CHUNKS) or []
+        lost_before = meta.lost_item_chunks
         if lost_before:
             report.add(
                 "archives",
@@ -216,7 +213,7 @@ class ArchiveLevel:
             name = "?"
             try:
                 loc, _ = self.locate(archive_id)
-                name = msgpack.unpackb(self.read_object(archive_id, loc)).get("name", "?")
+                name = ArchiveMeta.name_of(self.read_object(archive_id, loc))
             except Exception:  # reported later by repair when it tries to use it
                 pass
             if name in names:

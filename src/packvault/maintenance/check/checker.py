@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ...archive.archive import ArchiveMeta
 from ...repository.index import ChunkIndex, Location
 from ...repository.repository import ArchiveEntry, Repository
 from .archives import ArchiveLevel
@@ -35,7 +36,7 @@ class Checker(RepositoryLevel, PackLevel, ArchiveLevel):
         self.index_changed = False  # the index disagrees with the packs: repair rebuilds it
         self.lost_ids: set[bytes] = set()  # referenced chunks with no intact copy (proportional to damage)
         self.findings: dict[str, ArchiveFindings] = {}  # per entry store key
-        self.metas: dict[str, dict] = {}  # archive metadata per entry store key
+        self.metas: dict[str, ArchiveMeta] = {}  # archive metadata per entry store key
         self.orphans: list[bytes] = []  # archive metadata objects without an entry
         self.config_rewrite = False  # the config, its copy or its MAC needs to be (re)written
         self.repoint_targets: set[str] = set()  # packs holding the intact copy of a bad index entry

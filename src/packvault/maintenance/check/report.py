@@ -9,7 +9,6 @@ from ...errors import UsageError
 
 FLAG_SEEN = 2  # the entry's location holds an intact object with its id
 FLAG_BAD = 4  # the entry's location does not (missing pack, damaged or absent object)
-REQUIRED_META_KEYS = ("version", "name", "time", "end", "host", "user", "items", "nitems")
 
 
 # --- results -----------------------------------------------------------------------------------------------
