@@ -42,7 +42,6 @@ def _findings(paths: list[Path], visit) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="the settings object is not carried down yet")
 def test_the_engine_neither_prints_nor_reads_the_environment():
     def visit(node: ast.AST) -> str | None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":

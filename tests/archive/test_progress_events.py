@@ -13,6 +13,7 @@ from packvault.archive.patterns import ExcludeMatcher
 from packvault.archive.walker import FilesystemSource
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
+from tests.support.settings import env_settings
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -21,10 +22,10 @@ PASSPHRASE = "progress-events"
 
 @pytest.fixture
 def repo(pv_env, tmp_path):
-    r = Repository(str(tmp_path / "repo"))
+    r = Repository(str(tmp_path / "repo"), settings=env_settings())
     r.create(PASSPHRASE, pack_size=256 * KiB)
     r.close()
-    r = Repository(str(tmp_path / "repo"))
+    r = Repository(str(tmp_path / "repo"), settings=env_settings())
     r.open(lambda: PASSPHRASE)
     yield r
     r.close()

@@ -30,6 +30,7 @@ from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from tests.support.cli import pv, pv_env  # noqa: F401  (fixtures)
 from tests.support.s3servers import s3_client
+from tests.support.settings import env_settings
 
 PACK_SIZE = "256K"
 
@@ -171,7 +172,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def _open(url: str) -> Repository:
-    repo = Repository(url)
+    repo = Repository(url, settings=env_settings())
     repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock=None)
     return repo
 

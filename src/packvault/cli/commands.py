@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..crypto.kdf import Passphrase
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.repository import Repository
 from ..units import parse_size
@@ -17,6 +18,7 @@ from . import options, render
 from .gc_policy import freeze_long_lived_objects
 from .output import escape_name, fmt_size, has_control_characters, print_json
 from .progress import LiveProgress
+from .run import Run
 
 # --- locations and opening -----------------------------------------------------------------------------
 
@@ -54,20 +56,13 @@ def s3_options(args) -> dict[str, str]:
     return options
 
 
-def passphrase_provider(*, confirm: bool = False):
-    from ..crypto.passphrase import get_passphrase
-
-    return lambda: get_passphrase(confirm=confirm)
-
-
-def new_passphrase(args, **sources) -> str:
+def new_passphrase(args, run: Run, **sources) -> Passphrase:
     """A passphrase to seal a key under (init, change-passphrase): empty only when the user asked for that,
     since an empty passphrase leaves the backups readable by anyone who can read the repository."""
-    from ..crypto.passphrase import get_passphrase
     from ..errors import PassphraseError
 
-    value = get_passphrase(confirm=True, **sources)
-    if not value and not args.allow_empty_passphrase:
+    value = run.new_passphrase(**sources)
+    if not value.text and not args.allow_empty_passphrase:
         raise PassphraseError(
             "the new passphrase is empty", hint="choose one, or pass --allow-empty-passphrase to really use none"
         )
@@ -75,7 +70,9 @@ def new_passphrase(args, **sources) -> str:
 
 
 @contextlib.contextmanager
-def open_repository(args, location: str, *, lock: str | None = "shared", key: bool = True) -> Iterator[Repository]:
+def open_repository(
+    args, run: Run, location: str, *, lock: str | None = "shared", key: bool = True
+) -> Iterator[Repository]:
     """Open ``location`` and take its lock: ``"exclusive"``, ``"shared"`` or None.
 
     A command that only reads (its parser declares ``--no-lock``) takes no lock with ``--no-lock``, and
@@ -85,9 +82,9 @@ def open_repository(args, location: str, *, lock: str | None = "shared", key: bo
     reading = hasattr(args, "no_lock")
     if lock == "shared" and reading and args.no_lock:
         lock = None
-    repo = Repository(location, s3_options=s3_options(args))
+    repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
     try:
-        repo.open(passphrase_provider() if key else None, lock=None)
+        repo.open(run.passphrase if key else None, lock=None)
         if key and lock:
             held = repo.acquire_lock(exclusive=(lock == "exclusive"), wait=args.lock_wait, if_writable=reading)
             if not held:
@@ -128,12 +125,12 @@ def _check_local_target(location: str) -> None:
         )
 
 
-def cmd_init(args) -> int:
+def cmd_init(args, run: Run) -> int:
     location, _ = split_location(args.repo)
     _check_local_target(location)
     pack_size = parse_size(args.pack_size, what="--pack-size")
-    passphrase = new_passphrase(args)
-    repo = Repository(location, s3_options=s3_options(args))
+    passphrase = new_passphrase(args, run)
+    repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
     try:
         config = repo.create(
             passphrase,
@@ -169,12 +166,11 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _skip_dirs(location: str) -> dict[str, str]:
+def _skip_dirs(location: str, run: Run) -> dict[str, str]:
     """Directories a backup must not store: the repository it writes to, and Packvault's own cache."""
-    from ..repository.cache import cache_root
     from ..storage.url import local_path
 
-    skip = {str(cache_root()): "the Packvault cache"}
+    skip = {str(run.settings.cache_dir): "the Packvault cache"}
     repo_path = local_path(location)
     if repo_path is not None:
         skip[repo_path] = "the repository this backup is written to"
@@ -182,7 +178,7 @@ def _skip_dirs(location: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _opened_for_writing(args, location: str) -> Iterator[Repository]:
+def _opened_for_writing(args, run, location: str) -> Iterator[Repository]:
     """``open_repository``, where a repository that cannot be written to (opening and locking write: a
     read-only or full disk, an S3 service refusing the lock) is one line naming it, like any other write
     failure of ``create``."""
@@ -191,14 +187,14 @@ def _opened_for_writing(args, location: str) -> Iterator[Repository]:
 
     stack = contextlib.ExitStack()
     try:
-        repo = stack.enter_context(open_repository(args, location))
+        repo = stack.enter_context(open_repository(args, run, location))
     except (OSError, StorageError) as exc:
         raise write_failure(exc, f"repository {location}", "opening it and taking its lock") from exc
     with stack:
         yield repo
 
 
-def cmd_create(args) -> int:
+def cmd_create(args, run: Run) -> int:
     """Exit 0 or 1 only once the archive's entry is written (see ``archive/create.py``); 2 when it was not,
     130/143 after SIGINT/SIGTERM (what was stored is indexed first, so a rerun resumes)."""
     from ..archive.create import ArchiveCreator
@@ -218,14 +214,14 @@ def cmd_create(args) -> int:
         )
 
     try:
-        with _sigterm_interrupts(), _opened_for_writing(args, location) as repo, live:
+        with _sigterm_interrupts(), _opened_for_writing(args, run, location) as repo, live:
             source, files_cache_name = build_source(
                 args.paths,
                 excludes,
                 args.one_file_system,
                 lambda path, msg: creator.warn(path, msg),
                 note=lambda path, msg: creator.note(path, msg),
-                skip_dirs=_skip_dirs(location),
+                skip_dirs=_skip_dirs(location, run),
             )
             creator = ArchiveCreator(
                 repo,
@@ -260,12 +256,12 @@ def cmd_create(args) -> int:
 # --- list / info -------------------------------------------------------------------------------------------
 
 
-def cmd_list(args) -> int:
+def cmd_list(args, run: Run) -> int:
     from ..archive.archive import iter_archive_items, load_archive, path_filter
     from ..repository.reader import ChunkReader
 
     location, archive = split_location(args.location)
-    with open_repository(args, location) as repo:
+    with open_repository(args, run, location) as repo:
         if archive is None:
             entries = repo.archive_entries(deleted=args.deleted)
             render.archives(entries, requests_of(repo) if args.json else {}, as_json=args.json)
@@ -284,12 +280,12 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
-def cmd_info(args) -> int:
+def cmd_info(args, run: Run) -> int:
     from ..archive.archive import load_archive
     from ..repository.reader import ChunkReader
 
     location, archive = split_location(args.location)
-    with open_repository(args, location) as repo:
+    with open_repository(args, run, location) as repo:
         cfg = repo.config
         if archive is not None:
             entry = repo.find_archive(archive)
@@ -322,7 +318,7 @@ def cmd_info(args) -> int:
 # --- extract / diff ----------------------------------------------------------------------------------------
 
 
-def cmd_extract(args) -> int:
+def cmd_extract(args, run: Run) -> int:
     from ..archive.archive import iter_archive_items, load_archive
     from ..archive.extract import Extractor, PathSelector
     from ..repository.reader import ChunkReader
@@ -336,7 +332,7 @@ def cmd_extract(args) -> int:
         raise UsageError("--strip-components must not be negative")
     tune_for_chunk_reads()
     live = LiveProgress(args.progress)
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader, live:
+    with open_repository(args, run, location) as repo, ChunkReader(repo) as reader, live:
         meta = load_archive(reader, repo.find_archive(archive))
         selected = PathSelector(args.paths)
 
@@ -392,13 +388,13 @@ def cmd_extract(args) -> int:
     return EXIT_WARNING if stats.warnings else EXIT_OK
 
 
-def cmd_diff(args) -> int:
+def cmd_diff(args, run: Run) -> int:
     from ..archive.archive import iter_archive_items, load_archive
     from ..archive.diff import diff_items
     from ..repository.reader import ChunkReader
 
     location, first = split_location(args.location, need_archive=True)
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+    with open_repository(args, run, location) as repo, ChunkReader(repo) as reader:
         meta_a = load_archive(reader, repo.find_archive(first))
         meta_b = load_archive(reader, repo.find_archive(args.other))
         changes = list(diff_items(iter_archive_items(reader, meta_a), iter_archive_items(reader, meta_b)))
@@ -409,12 +405,12 @@ def cmd_diff(args) -> int:
 # --- delete / undelete -----------------------------------------------------------------------------------
 
 
-def cmd_delete(args) -> int:
+def cmd_delete(args, run: Run) -> int:
     from ..errors import ArchiveNotFound
 
     location, first = split_location(args.location, need_archive=True)
     names = list(dict.fromkeys([first, *args.more]))
-    with open_repository(args, location) as repo:
+    with open_repository(args, run, location) as repo:
         try:
             entries = [repo.find_archive(name) for name in names]  # all found, or nothing is deleted
         except ArchiveNotFound as exc:
@@ -429,12 +425,12 @@ def cmd_delete(args) -> int:
     return EXIT_OK
 
 
-def cmd_undelete(args) -> int:
+def cmd_undelete(args, run: Run) -> int:
     from ..errors import ArchiveNotFound
 
     location, first = split_location(args.location, need_archive=True)
     names = list(dict.fromkeys([first, *args.more]))
-    with open_repository(args, location) as repo:
+    with open_repository(args, run, location) as repo:
         deleted = {e.name: e for e in repo.archive_entries(deleted=True)}
         missing = [name for name in names if name not in deleted]
         if missing:  # all found, or nothing is restored
@@ -455,43 +451,43 @@ def cmd_undelete(args) -> int:
 # --- maintenance -------------------------------------------------------------------------------------------
 
 
-def cmd_prune(args) -> int:
+def cmd_prune(args, run: Run) -> int:
     from ..maintenance.prune import prune
 
     location, _ = split_location(args.repo)
     opts = options.prune_options(args)  # before the repository is opened: a typo in a cron job fails fast
-    with open_repository(args, location) as repo:
+    with open_repository(args, run, location) as repo:
         decisions = prune(repo, opts)
         requests = requests_of(repo)
     render.prune(decisions, opts.group_by, requests, dry_run=opts.dry_run, as_json=args.json, as_list=args.list)
     return EXIT_OK
 
 
-def cmd_compact(args) -> int:
+def cmd_compact(args, run: Run) -> int:
     from ..maintenance.compact import compact
 
     location, _ = split_location(args.repo)
     opts = options.compact_options(args)  # before the exclusive lock is taken: a typo must not hold up others
-    with open_repository(args, location, lock="exclusive") as repo:
+    with open_repository(args, run, location, lock="exclusive") as repo:
         report = compact(repo, opts)
         requests = requests_of(repo)
     render.compact(report, requests, min_age_text=args.min_age, min_age_seconds=opts.min_age, as_json=args.json)
     return EXIT_OK
 
 
-def cmd_check(args) -> int:
+def cmd_check(args, run: Run) -> int:
     from ..maintenance.check import check
     from .output import Progress
 
     location, _ = split_location(args.repo)
     opts = options.check_options(args)
-    repo = Repository(location, s3_options=s3_options(args))
+    repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
     bar = Progress(bool(getattr(args, "progress", False)))
     try:
         repo.open(None, lock=None)
         repo.tolerate_config_damage = True  # check reports it (and repair restores it) instead of refusing
         if not opts.repository_only:
-            repo.unlock(passphrase_provider()())
+            repo.unlock(run.passphrase())
             repo.acquire_lock(exclusive=opts.repair, wait=getattr(args, "lock_wait", None))
         try:
             report = check(repo, opts, bar.update)
@@ -503,9 +499,9 @@ def cmd_check(args) -> int:
     return EXIT_WARNING if report.problems else EXIT_OK
 
 
-def cmd_break_lock(args) -> int:
+def cmd_break_lock(args, run: Run) -> int:
     location, _ = split_location(args.repo)
-    with open_repository(args, location, lock=None) as repo:
+    with open_repository(args, run, location, lock=None) as repo:
         count = repo.new_lock_manager().break_locks(force=args.force)
     render.locks_broken(count, force=args.force, as_json=args.json)
     return EXIT_OK
@@ -517,9 +513,9 @@ _ARMOR_BEGIN = "-----BEGIN PACKVAULT KEY-----"
 _ARMOR_END = "-----END PACKVAULT KEY-----"
 
 
-def cmd_key_export(args) -> int:
+def cmd_key_export(args, run: Run) -> int:
     location, _ = split_location(args.repo)
-    with open_repository(args, location, lock=None) as repo:
+    with open_repository(args, run, location, lock=None) as repo:
         blob = repo.key_blobs()[0]
     body = base64.encodebytes(blob).decode("ascii")
     text = f"{_ARMOR_BEGIN}\n{body}{_ARMOR_END}\n"
@@ -533,7 +529,7 @@ def cmd_key_export(args) -> int:
     return EXIT_OK
 
 
-def cmd_key_import(args) -> int:
+def cmd_key_import(args, run: Run) -> int:
     location, _ = split_location(args.repo)
     try:
         with open(args.file, encoding="ascii") as f:
@@ -545,7 +541,7 @@ def cmd_key_import(args) -> int:
         blob = base64.b64decode("".join(lines), validate=True)
     except ValueError:
         raise UsageError(f"{args.file} is not an exported Packvault key") from None
-    repo = Repository(location, s3_options=s3_options(args))
+    repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
     try:
         repo.open(None)
         repo.store_key_blob(blob)
@@ -555,10 +551,10 @@ def cmd_key_import(args) -> int:
     return EXIT_OK
 
 
-def cmd_key_change_passphrase(args) -> int:
+def cmd_key_change_passphrase(args, run: Run) -> int:
     location, _ = split_location(args.repo)
-    with open_repository(args, location, lock="exclusive") as repo:
-        new = new_passphrase(args, prompt="New passphrase: ", env="PACKVAULT_NEW_PASSPHRASE", command_env=None)
+    with open_repository(args, run, location, lock="exclusive") as repo:
+        new = new_passphrase(args, run, prompt="New passphrase: ", env="PACKVAULT_NEW_PASSPHRASE", command_env=None)
         repo.reseal_key(new)
     print("Passphrase changed", file=sys.stderr)
     return EXIT_OK

@@ -16,6 +16,7 @@ import sys
 from .. import __version__
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, PackvaultError
 from . import early_unlock
+from .run import Run
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -435,13 +436,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="packvault: %(levelname)s: %(message)s"
     )
     location = early_unlock.repository_location(getattr(args, "location", None) or getattr(args, "repo", None))
-    mark = early_unlock.mark()
-    if args.command != "init":
-        early_unlock.derive_early(location)  # before the commands (and boto3) are imported: see its docstring
-    from . import commands
-
+    run: Run | None = None
     try:
-        return int(getattr(commands, args.func)(args) or 0)
+        run = Run.from_environ()
+        # before the commands (and boto3) are imported: see its docstring; init has no key to derive yet
+        early_unlock.derive_early(location, run, derive=args.command != "init")
+        from . import commands
+
+        return int(getattr(commands, args.func)(args, run) or 0)
     except PackvaultError as exc:
         if os.environ.get("PACKVAULT_DEBUG"):
             raise
@@ -461,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         print("packvault: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        early_unlock.remember(location, mark)
+        if run is not None:
+            early_unlock.remember(location, run)
 
 
 def entry_point() -> None:

@@ -14,7 +14,6 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import blake3
 import msgpack
@@ -30,6 +29,7 @@ from borgstore.constants import DEL_SUFFIX
 from ..chunking.chunker import Chunker
 from ..chunking.compression import CompressionSpec, Compressor
 from ..crypto.aead import CIPHER_NAMES
+from ..crypto.kdf import Passphrase
 from ..crypto.keys import (
     KeyMaterial,
     key_blob_repository_id,
@@ -52,11 +52,12 @@ from ..errors import (
     UsageError,
     WrongPassphrase,
 )
+from ..settings import Settings
 from ..storage import layout, localfs
 from ..storage.spool import SpoolFile
 from ..storage.store import Store, discard, store_new
 from ..storage.url import store_from_location
-from .cache import RepositoryCache, cache_root, config_root
+from .cache import RepositoryCache
 from .config import (
     CONFIG_COPY_NAME,
     CONFIG_MAC_NAME,
@@ -72,7 +73,7 @@ from .objects import TYPE_ARCHIVE_ENTRY, TYPE_INDEX, TYPE_LOCK, ObjectCodec
 
 log = logging.getLogger(__name__)
 
-PassphraseProvider = Callable[[], str]
+PassphraseProvider = Callable[[], Passphrase | str]
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,6 @@ class ArchiveEntry:
         )
 
 
-def keyfile_path(repository_id: bytes) -> Path:
-    override = os.environ.get("PACKVAULT_KEY_FILE")
-    return Path(override) if override else config_root() / "keys" / repository_id.hex()
-
-
 def content_name(data: bytes | memoryview) -> str:
     """Unkeyed name of stored bytes: a retried write of the same bytes lands on the same key."""
     return blake3.blake3(data).hexdigest()
@@ -163,11 +159,13 @@ def pack_name_matches(name: str, buf: bytes | memoryview) -> bool:
 
 
 class Repository:
-    def __init__(self, location: str, *, s3_options: dict[str, str] | None = None):
+    def __init__(self, location: str, *, settings: Settings, s3_options: dict[str, str] | None = None):
+        """``settings`` come from the edge (``Settings.from_environ`` in the CLI and the scheduled job)."""
         self.location = location
+        self.settings = settings
         self.s3_options = s3_options or {}
         # the cache directory keeps what the storage layer learnt about this location (S3: conditional writes)
-        self.store: Store = store_from_location(location, self.s3_options, cache_dir=cache_root())
+        self.store: Store = store_from_location(location, self.s3_options, cache_dir=settings.cache_dir)
         self.config: RepoConfig | None = None
         self.key: KeyMaterial | None = None
         self.codec: ObjectCodec | None = None
@@ -189,7 +187,7 @@ class Repository:
 
     def create(
         self,
-        passphrase: str,
+        passphrase: Passphrase | str,
         *,
         encryption: str = "repokey",
         pack_size: int = DEFAULT_PACK_SIZE,
@@ -215,11 +213,11 @@ class Repository:
         self._opened = True
         repository_id = os.urandom(32)
         material = new_key_material(repository_id, CIPHER_NAMES[cipher])
-        blob = seal_key(material, passphrase)
+        blob = seal_key(material, passphrase, memory_kib=self.settings.kdf_memory_kib)
         if encryption == "repokey":
             self.store.store(f"{layout.KEYS}/{content_name(blob)}", blob)
         else:
-            write_key_file(keyfile_path(repository_id), blob)
+            write_key_file(self.settings.key_file_for(repository_id), blob)
         self.store.store(EPOCH_NAME, os.urandom(16))
         config = RepoConfig(
             repository_id=repository_id,
@@ -332,12 +330,10 @@ class Repository:
             return self.codec.open(data)[2]
 
         kwargs = {}
-        stale = os.environ.get("PACKVAULT_LOCK_STALE_SECONDS")
-        if stale:
-            kwargs["stale_seconds"] = float(stale)
-        refresh = os.environ.get("PACKVAULT_LOCK_REFRESH_SECONDS")
-        if refresh:
-            kwargs["refresh_seconds"] = float(refresh)
+        if self.settings.lock_stale_seconds is not None:
+            kwargs["stale_seconds"] = self.settings.lock_stale_seconds
+        if self.settings.lock_refresh_seconds is not None:
+            kwargs["refresh_seconds"] = self.settings.lock_refresh_seconds
         return LockManager(self.store, seal=seal, unseal=unseal, **kwargs)
 
     def acquire_lock(self, *, exclusive: bool, wait: float | None = None, if_writable: bool = False) -> bool:
@@ -349,7 +345,7 @@ class Repository:
         """
         self.lock_manager = self.new_lock_manager()
         if wait is None:
-            wait = float(os.environ.get("PACKVAULT_LOCK_WAIT", "60"))
+            wait = self.settings.lock_wait
         try:
             self.lock_manager.acquire(exclusive=exclusive, wait=wait)
         except (OSError, PermissionDenied) as exc:
@@ -415,7 +411,7 @@ class Repository:
             if not blobs:
                 raise IntegrityError("the repository key is missing", hint="restore it with 'packvault key import'")
             return blobs
-        path = keyfile_path(self.config.repository_id)
+        path = self.settings.key_file_for(self.config.repository_id)
         try:
             return [path.read_bytes()]
         except FileNotFoundError:
@@ -424,7 +420,9 @@ class Repository:
                 hint="import it with 'packvault key import' or set PACKVAULT_KEY_FILE",
             ) from None
 
-    def unlock(self, passphrase: str) -> KeyMaterial:
+    def unlock(self, passphrase: Passphrase | str) -> KeyMaterial:
+        """Open the key with ``passphrase``; a ``Passphrase`` that already derived the key (the CLI's early
+        unlock) is not asked to derive it again."""
         errors: list[Exception] = []
         for blob in self.key_blobs():
             try:
@@ -459,11 +457,11 @@ class Repository:
                 if name != new:
                     self.store.delete(f"{layout.KEYS}/{name}")
         else:
-            write_key_file(keyfile_path(self.config.repository_id), blob)
+            write_key_file(self.settings.key_file_for(self.config.repository_id), blob)
 
-    def reseal_key(self, new_passphrase: str) -> None:
+    def reseal_key(self, new_passphrase: Passphrase | str) -> None:
         assert self.key is not None
-        self.store_key_blob(seal_key(self.key, new_passphrase))
+        self.store_key_blob(seal_key(self.key, new_passphrase, memory_kib=self.settings.kdf_memory_kib))
 
     def list_namespace(self, namespace: str, *, deleted: bool = False):
         """List a namespace (soft-deleted names only, with ``deleted``); a namespace nothing was written to
@@ -488,7 +486,7 @@ class Repository:
     @property
     def cache(self) -> RepositoryCache:
         assert self.config is not None
-        return RepositoryCache(self.config.repository_id)
+        return RepositoryCache(self.settings.cache_dir, self.config.repository_id)
 
     def chunker(self) -> Chunker:
         assert self.config is not None and self.key is not None

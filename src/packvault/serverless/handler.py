@@ -53,16 +53,6 @@ class JsonLog:
         self.stream.flush()
 
 
-class _JobCreator(ArchiveCreator):
-    """ArchiveCreator whose per-file warnings are JSON log lines rather than plain stderr text."""
-
-    log: JsonLog
-
-    def warn(self, path: str, message: str) -> None:
-        self.stats.warnings.append(f"{path}: {message}")
-        self.log("warning", level="warning", path=path, message=message)
-
-
 def prepare_environment(env=os.environ) -> None:
     """In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) caches and keys go below /tmp, the only writable place;
     explicit settings win."""
@@ -107,9 +97,10 @@ def handler(event, context=None) -> dict:
 
 def run_job(job: Job, deadline: Deadline, log: JsonLog) -> dict:
     from ..repository.repository import Repository
+    from ..settings import Settings
 
     result: dict = {"status": None}
-    repo = Repository(job.repository)
+    repo = Repository(job.repository, settings=Settings.from_environ(os.environ))
     try:
         repo.open(None, lock=None)
         try:
@@ -155,15 +146,15 @@ def _backup(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
     source, files_cache_name = build_source(
         list(job.sources), ExcludeMatcher(list(job.excludes)), True, lambda path, msg: creator.warn(path, msg)
     )
-    creator = _JobCreator(
+    creator = ArchiveCreator(
         repo,
         job.archive,
         comment=f"scheduled job {job.prefix}",
         progress=progress,
         deadline=deadline.expired,
         files_cache_name=files_cache_name,
+        on_warning=lambda path, message: log("warning", level="warning", path=path, message=message),
     )
-    creator.log = log
     log("create.start", archive=job.archive, sources=job.describe()["sources"])
     result: dict = {"archive": job.archive}
     try:
