@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from ..crypto.kdf import Passphrase
+from .location import repository_part
 from .run import Run
 
 _ENV = "PACKVAULT_PASSPHRASE"
@@ -35,9 +36,7 @@ def _hint_path(location: str, run: Run | None = None) -> Path:
 
 def repository_location(location_arg: str | None) -> str | None:
     """The repository part of a ``REPO::ARCHIVE`` argument (or PACKVAULT_REPO), as the commands resolve it."""
-    text = location_arg or ""
-    repo = text.rsplit("::", 1)[0] if "::" in text else text
-    return repo or os.environ.get("PACKVAULT_REPO") or None
+    return repository_part(location_arg) or None
 
 
 def derive_early(location: str | None, run: Run, *, derive: bool = True) -> None:
