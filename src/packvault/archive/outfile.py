@@ -27,10 +27,10 @@ class OutFile:
     """A regular file being restored, written with ``pwrite`` from reader threads.
 
     The file is created by whichever reader thread writes its first chunk (at its final size, so chunks can
-    land in any order and all-zero chunks stay holes), not by the planning thread.  Creating 5,000 files
-    took ~1.1 s on this benchmark's ext4, and the planning thread did it before the first byte was read;
-    in the readers it overlaps the downloads, as restic does it.  Where something already exists, the file
-    is written under a temporary name and renamed over it when complete (``Extractor._put_in_place``).
+    land in any order and all-zero chunks stay holes), not by the planning thread: file creation then
+    overlaps the downloads instead of preceding the first read, as restic does it.  Where something already
+    exists, the file is written under a temporary name and renamed over it when complete
+    (``OverwritePolicy._put_in_place``).
     """
 
     def __init__(self, extractor: Extractor, dir_fd: int | None, name: bytes, rel: bytes, item: dict):
