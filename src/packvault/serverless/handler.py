@@ -109,7 +109,7 @@ def run_job(job: Job, deadline: Deadline, log: JsonLog) -> dict:
             forget()  # a rotated secret: fetch it again next time
             raise
         if job.does_backup:
-            repo.acquire_lock(exclusive=False, wait=deadline.lock_wait())
+            repo.acquire_lock(exclusive=False, wait=deadline.lock_wait(repo.settings.lock_wait))
             result.update(_backup(repo, job, deadline, log))
             if result["status"] != "created":
                 result["requests"] = repo.request_stats()
@@ -118,7 +118,7 @@ def run_job(job: Job, deadline: Deadline, log: JsonLog) -> dict:
             result["status"] = "done"
         if job.prune_due():
             if repo.lock_manager is None:
-                repo.acquire_lock(exclusive=False, wait=deadline.lock_wait())
+                repo.acquire_lock(exclusive=False, wait=deadline.lock_wait(repo.settings.lock_wait))
             result["prune"] = _prune(repo, job, log)
         if job.compact_due():
             result["compact"] = _compact(repo, job, deadline, log)
@@ -193,7 +193,7 @@ def _compact(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
     if repo.lock_manager is not None:  # shared (backup) -> exclusive
         repo.lock_manager.release()
         repo.lock_manager = None
-    repo.acquire_lock(exclusive=True, wait=deadline.lock_wait())
+    repo.acquire_lock(exclusive=True, wait=deadline.lock_wait(repo.settings.lock_wait))
     min_age = parse_duration(job.compact_min_age, what="compact_min_age", allow_zero=True).total_seconds()
     report = compact(repo, CompactOptions(threshold=job.compact_threshold, min_age=min_age))
     data = report.as_dict()
