@@ -27,6 +27,7 @@ from packvault.repository.index import KIND_DATA, encode_fragment  # noqa: E402
 from packvault.repository.objects import TYPE_ARCHIVE  # noqa: E402
 from packvault.repository.repository import ArchiveEntry, Repository  # noqa: E402
 from packvault.repository.writer import RepositoryWriter  # noqa: E402
+from packvault.settings import Settings  # noqa: E402
 
 CHUNKS_PER_PACK = 4000
 CHUNK_SIZE = 8192
@@ -37,8 +38,9 @@ def build(location: str, chunks: int, env: dict[str, str]) -> None:
 
     from packvault.archive.items import ItemStreamWriter
 
-    Repository(location).create(env["PACKVAULT_PASSPHRASE"])
-    repo = Repository(location)
+    settings = Settings.from_environ(env)
+    Repository(location, settings=settings).create(env["PACKVAULT_PASSPHRASE"])
+    repo = Repository(location, settings=settings)
     repo.open(lambda: env["PACKVAULT_PASSPHRASE"], lock=None)
     writer = RepositoryWriter(repo)
     stream = ItemStreamWriter(repo.chunker(), repo.chunk_id, writer.put_chunk)

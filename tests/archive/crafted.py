@@ -8,6 +8,7 @@ import io
 from packvault.archive.create import ArchiveCreator
 from packvault.archive.walker import Entry
 from packvault.repository.repository import Repository
+from tests.support.settings import env_settings
 
 PASSPHRASE = "correct horse battery staple"  # the pv_env fixture's
 MTIME = 1_500_000_000_000_000_000
@@ -29,7 +30,7 @@ def write_archive(location: str, name: str, items: list[tuple[dict, bytes | None
             entries.append(Entry(fields, b"", opener=lambda content=content: io.BytesIO(content)))
         else:
             entries.append(Entry(dict(fields), b""))
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.open(lambda: PASSPHRASE, lock="shared")
     with repo:
         ArchiveCreator(repo, name, use_files_cache=False).run(entries, paths=["crafted"], cmdline=["test"])

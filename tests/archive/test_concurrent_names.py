@@ -15,6 +15,7 @@ import random
 import subprocess
 
 from tests.support.cli import cli_command, pv, pv_env  # noqa: F401  (fixtures)
+from tests.support.settings import env_settings
 
 WRITERS = 4
 
@@ -65,7 +66,7 @@ def test_a_claim_whose_backup_died_does_not_block_the_name(pv, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "f").write_bytes(b"data")
-    repo = Repository(url)
+    repo = Repository(url, settings=env_settings())
     repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock="shared")
     repo.claim_archive_name("x", bytes(32))  # claimed, entry not written yet: its backup is still running
     result = pv("create", f"{url}::x", src, expect=2)

@@ -25,6 +25,7 @@ from packvault.archive.walker import FilesystemSource
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from tests.support.cli import pv, pv_env, tree_snapshot  # noqa: F401  (fixtures)
+from tests.support.settings import env_settings
 
 
 def _tree(root: Path) -> Path:
@@ -44,7 +45,7 @@ def _tree(root: Path) -> Path:
 
 
 def _open(url: str, lock="shared") -> Repository:
-    repo = Repository(url)
+    repo = Repository(url, settings=env_settings())
     repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock=lock)
     return repo
 

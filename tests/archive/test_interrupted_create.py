@@ -13,6 +13,7 @@ import pytest
 
 from packvault.repository.repository import Repository
 from tests.support.cli import cli_command, tree_snapshot
+from tests.support.settings import env_settings
 
 MiB = 1024 * 1024
 
@@ -40,7 +41,7 @@ def test_kill_9_during_create_then_rerun(pv, tmp_path, pv_env):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
-    r = Repository(str(repo))
+    r = Repository(str(repo), settings=env_settings())
     r.open(lambda: pv_env["PACKVAULT_PASSPHRASE"], lock=None)
     uploaded = sum(info.size for info in r.list_packs(0))
     indexed = sum(r.index.get(cid).size for cid, _ in r.index.entries() if r.index.get(cid).kind == 0)

@@ -20,6 +20,7 @@ from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from tests.archive.crafted import MTIME, PASSPHRASE, item, write_archive
 from tests.support.cli import pv, pv_env  # noqa: F401  (fixtures)
+from tests.support.settings import env_settings
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def url(pv, tmp_path) -> str:
 
 @contextmanager
 def mounted_fs(location: str, *, archive: str | None = None, **options) -> Iterator[RepositoryFS]:
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.open(lambda: PASSPHRASE, lock=None)
     warnings: list[str] = []
     try:

@@ -13,6 +13,7 @@ from packvault.archive.patterns import ExcludeMatcher
 from packvault.archive.walker import FilesystemSource
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
+from tests.support.settings import env_settings
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -21,10 +22,10 @@ PASSPHRASE = "progress-events"
 
 @pytest.fixture
 def repo(pv_env, tmp_path):
-    r = Repository(str(tmp_path / "repo"))
+    r = Repository(str(tmp_path / "repo"), settings=env_settings())
     r.create(PASSPHRASE, pack_size=256 * KiB)
     r.close()
-    r = Repository(str(tmp_path / "repo"))
+    r = Repository(str(tmp_path / "repo"), settings=env_settings())
     r.open(lambda: PASSPHRASE)
     yield r
     r.close()
@@ -87,7 +88,7 @@ def test_extract_counts_bytes_as_they_arrive(repo, tmp_path):
 
 
 def test_check_reports_bytes_of_a_known_total(repo, tmp_path):
-    from packvault.maintenance.check import Options, check
+    from packvault.maintenance.check import CheckOptions, check
 
     src = _source(tmp_path / "src", files=4, size=1 * MiB)
     creator = ArchiveCreator(repo, "a")
@@ -99,7 +100,7 @@ def test_check_reports_bytes_of_a_known_total(repo, tmp_path):
         if "total" in counts:
             counted.append((counts["completed"], counts["total"]))
 
-    report = check(repo, Options(), progress)
+    report = check(repo, CheckOptions(), progress)
     assert report.problems == []
     pack_bytes = sum(info.size for kind in (0, 1) for info in repo.list_packs(kind))
     assert len(counted) >= 4 and {total for _, total in counted} == {pack_bytes}

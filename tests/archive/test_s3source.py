@@ -23,6 +23,7 @@ from packvault.archive.walker import FilesystemSource
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from tests.support.s3servers import new_bucket, s3_client
+from tests.support.settings import env_settings
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -61,7 +62,7 @@ def src_url(bucket: str, endpoint: str, prefix: str = "data") -> str:
 
 
 def open_repo(location: str) -> Repository:
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.open(lambda: PASSPHRASE, lock="shared")
     return repo
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from packvault.repository.repository import Repository
+from tests.support.settings import env_settings
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -59,7 +60,7 @@ def _archives(pv, location: str) -> list[str]:
 
 
 def _indexed_and_stored_packs(location: str, passphrase: str) -> tuple[set[str], set[str]]:
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.open(lambda: passphrase, lock=None)
     try:
         indexed = {repo.index.get(cid).pack for cid, _ in repo.index.entries()}

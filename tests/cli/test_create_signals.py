@@ -16,6 +16,7 @@ from borgstore.constants import TMP_SUFFIX
 
 from packvault.repository.repository import Repository
 from tests.support.cli import cli_command
+from tests.support.settings import env_settings
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -32,7 +33,7 @@ def _stored_packs(repo: Path, kind: str) -> dict[str, int]:
 
 def _indexed(repo: Path, passphrase: str) -> dict[int, dict[str, int]]:
     """kind -> pack -> bytes of it the index points at."""
-    r = Repository(str(repo))
+    r = Repository(str(repo), settings=env_settings())
     r.open(lambda: passphrase, lock=None)
     try:
         out: dict[int, dict[str, int]] = {0: {}, 1: {}}

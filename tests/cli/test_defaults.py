@@ -10,6 +10,7 @@ import msgpack
 import pytest
 
 from packvault.repository.repository import ArchiveEntry, Repository
+from tests.support.settings import env_settings
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_group_by_prefix_and_json_show_the_groups(pv, four_archives, tmp_path) -
 def test_entries_written_before_paths_were_recorded_still_group_by_paths(pv, four_archives, tmp_path) -> None:
     repo, src = four_archives
     # rewrite every entry as older versions wrote them: without "paths"
-    with Repository(str(repo)) as r:
+    with Repository(str(repo), settings=env_settings()) as r:
         r.open(lambda: "correct horse battery staple", lock="exclusive")
         for entry in r.archive_entries():
             r.soft_delete_archive(entry)

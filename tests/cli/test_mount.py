@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import cli_command, pv, pv_env  # noqa: F401  (fixtures)
+from tests.support.settings import env_settings
 
 MOUNT_TIMEOUT = 60
 
@@ -310,7 +311,7 @@ def test_an_unreadable_chunk_is_eio_for_its_file_only_and_a_warning(fuse, pv, tm
     url = f"file://{tmp_path / 'repo'}"
     pv("init", url)
     pv("create", f"{url}::a", source)
-    repo = Repository(url)
+    repo = Repository(url, settings=env_settings())
     repo.open(lambda: PASSPHRASE, lock=None)
     with repo:
         data = (source / "sub" / "f4").read_bytes()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import cli_command, tree_snapshot
+from tests.support.settings import env_settings
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -146,7 +147,7 @@ def test_lock_timeout_names_the_holder(pv, tmp_path, monkeypatch):
     pv("init", location)
     from packvault.repository.repository import Repository
 
-    holder = Repository(location)
+    holder = Repository(location, settings=env_settings())
     holder.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock=None)
     holder.acquire_lock(exclusive=True, wait=5)
     try:

@@ -7,7 +7,7 @@ import os
 import msgpack
 import pytest
 
-from packvault.crypto.kdf import KdfParams, derive_key
+from packvault.crypto.kdf import KdfParams, Passphrase, derive_key
 from packvault.crypto.keys import (
     KeyMaterial,
     key_blob_repository_id,
@@ -20,14 +20,12 @@ from packvault.errors import IntegrityError, WrongPassphrase
 REPO_ID = bytes(range(32))
 
 
-@pytest.fixture(autouse=True)
-def cheap_kdf(monkeypatch):
-    monkeypatch.setenv("PACKVAULT_KDF_MEMORY_KIB", "1024")
+CHEAP = 1024  # KiB of Argon2id memory: enough to test with, quick to derive
 
 
 def test_seal_and_unseal_round_trip():
     material = new_key_material(REPO_ID)
-    blob = seal_key(material, "a passphrase")
+    blob = seal_key(material, "a passphrase", memory_kib=CHEAP)
     opened = unseal_key(blob, "a passphrase")
     assert opened == material
     assert key_blob_repository_id(blob) == REPO_ID
@@ -35,7 +33,7 @@ def test_seal_and_unseal_round_trip():
 
 
 def test_wrong_passphrase_is_told_from_damage():
-    blob = seal_key(new_key_material(REPO_ID), "right")
+    blob = seal_key(new_key_material(REPO_ID), "right", memory_kib=CHEAP)
     with pytest.raises(WrongPassphrase):
         unseal_key(blob, "wrong")
     damaged = bytearray(blob)
@@ -47,7 +45,7 @@ def test_wrong_passphrase_is_told_from_damage():
 
 def test_two_seals_of_one_key_differ_but_open_alike():
     material = new_key_material(REPO_ID)
-    first, second = seal_key(material, "p"), seal_key(material, "p")
+    first, second = seal_key(material, "p", memory_kib=CHEAP), seal_key(material, "p", memory_kib=CHEAP)
     assert first != second  # fresh salt and nonce each time
     assert unseal_key(first, "p") == unseal_key(second, "p") == material
 
@@ -69,16 +67,14 @@ def material_cipher() -> int:
     return new_key_material(REPO_ID).cipher
 
 
-def test_kdf_parameters_travel_with_the_key_and_bound_the_memory(monkeypatch):
-    monkeypatch.setenv("PACKVAULT_KDF_MEMORY_KIB", "2048")
-    params = KdfParams.new()
+def test_kdf_parameters_travel_with_the_key_and_bound_the_memory():
+    params = KdfParams.new(2048)
     assert params.memory_kib == 2048 and len(params.salt) == 16
     assert KdfParams.from_dict(params.to_dict()) == params
-    monkeypatch.setenv("PACKVAULT_KDF_MEMORY_KIB", "1")
-    assert KdfParams.new().memory_kib >= 8 * params.lanes  # never below what Argon2id accepts
-    blob = seal_key(new_key_material(REPO_ID), "p")
+    assert KdfParams.new(1).memory_kib >= 8 * params.lanes  # never below what Argon2id accepts
+    blob = seal_key(new_key_material(REPO_ID), "p", memory_kib=1)
     body = msgpack.unpackb(msgpack.unpackb(blob)["body"])
-    assert KdfParams.from_dict(body["kdf"]).memory_kib == KdfParams.new().memory_kib
+    assert KdfParams.from_dict(body["kdf"]).memory_kib == KdfParams.new(1).memory_kib
 
 
 def test_derive_key_is_deterministic_and_memoised():
@@ -88,3 +84,23 @@ def test_derive_key_is_deterministic_and_memoised():
     assert derive_key("q", params) != first
     assert derive_key("p", KdfParams(salt=os.urandom(16), memory_kib=1024, iterations=1, lanes=1)) != first
     assert len(first) == 32
+
+
+def test_a_passphrase_derives_each_key_once_and_remembers_its_uses(monkeypatch):
+    from packvault.crypto import kdf
+
+    runs = []
+    real = kdf._argon2id
+    monkeypatch.setattr(kdf, "_argon2id", lambda *a: runs.append(a[1]) or real(*a))
+    material = new_key_material(REPO_ID)
+    blob = seal_key(material, "p", memory_kib=CHEAP)
+    runs.clear()
+    params = KdfParams.from_dict(msgpack.unpackb(msgpack.unpackb(blob)["body"])["kdf"])
+    passphrase = Passphrase("p")
+    passphrase.prederive(params)  # what the CLI's early unlock does
+    assert passphrase.used_params() == [] and len(runs) == 1
+    assert unseal_key(blob, passphrase) == material
+    assert unseal_key(blob, passphrase) == material
+    assert len(runs) == 1, "the key derived early is reused, never derived again"
+    assert passphrase.used_params() == [params]
+    assert unseal_key(blob, Passphrase("p")) == material and len(runs) == 2  # nothing shared between objects

@@ -30,6 +30,7 @@ from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from tests.support.cli import pv, pv_env  # noqa: F401  (fixtures)
 from tests.support.s3servers import s3_client
+from tests.support.settings import env_settings
 
 PACK_SIZE = "256K"
 
@@ -171,7 +172,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def _open(url: str) -> Repository:
-    repo = Repository(url)
+    repo = Repository(url, settings=env_settings())
     repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock=None)
     return repo
 
@@ -614,7 +615,7 @@ def test_item_stream_survives_a_lost_chunk():
     """Decoding resumes after a gap at the next whole item; items before and after it survive."""
     import msgpack
 
-    from packvault.maintenance.check import iter_items_robust
+    from packvault.archive.items import iter_items_robust
 
     items = [{"p": f"dir/file{i:04d}".encode(), "t": "f", "s": i, "c": [[os.urandom(32), i]]} for i in range(300)]
     stream = b"".join(msgpack.packb(item) for item in items)

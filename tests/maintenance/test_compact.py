@@ -20,6 +20,7 @@ from packvault.repository.index import KIND_DATA
 from packvault.repository.objects import iter_headers
 from packvault.repository.repository import Repository
 from tests.support.cli import cli_command, tree_snapshot
+from tests.support.settings import env_settings
 
 KiB = 1024
 
@@ -32,7 +33,7 @@ def _make_files(root: Path, count: int, size: int, seed: int) -> None:
 
 
 def _repo_bytes(location: str) -> int:
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.open(None)
     try:
         return sum(info.size for kind in (0, 1) for info in repo.list_packs(kind))
@@ -133,7 +134,7 @@ def test_stale_cache_of_another_client_never_skips_a_removed_chunk(pv, tmp_path,
 
 def _creator(location: str, cache: Path, monkeypatch, name: str, src: Path) -> tuple[Repository, ArchiveCreator]:
     monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(cache))
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock="shared")
     repo.index  # noqa: B018 - load the index now, as a writer that started at this moment would
     return repo, ArchiveCreator(repo, name)
@@ -153,7 +154,7 @@ def test_duplicates_from_concurrent_writers_are_reclaimed(pv, tmp_path, monkeypa
         repo.close()
 
     def copies() -> dict[bytes, int]:
-        repo = Repository(location)
+        repo = Repository(location, settings=env_settings())
         repo.open(None)
         counts: dict[bytes, int] = {}
         for info in repo.list_packs(KIND_DATA):
@@ -166,7 +167,7 @@ def test_duplicates_from_concurrent_writers_are_reclaimed(pv, tmp_path, monkeypa
     pv("compact", location, "--min-age", "0")
     after = copies()
     assert set(after.values()) == {1}
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock=None)
     packs_present = {info.name for info in repo.list_packs(KIND_DATA)}
     for chunk_id in after:

@@ -30,6 +30,7 @@ from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository, content_name
 from tests.maintenance.test_check import RawStore, build, check_json, pack_rel
 from tests.support.cli import pv, pv_env, tree_snapshot  # noqa: F401  (fixtures)
+from tests.support.settings import env_settings
 
 KiB = 1024
 
@@ -50,7 +51,7 @@ def _files(root: Path, count: int, size: int, seed: int) -> None:
 
 
 def _open(url: str, *, lock: str | None = None) -> Repository:
-    repo = Repository(url)
+    repo = Repository(url, settings=env_settings())
     repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock=lock)
     return repo
 

@@ -10,6 +10,7 @@ import shutil
 import msgpack
 
 from packvault.repository.repository import Repository
+from tests.support.settings import env_settings
 
 KiB = 1024
 
@@ -20,7 +21,7 @@ def _gets(pv, *args) -> int:
 
 def _cached_fragments(location: str, passphrase: str) -> tuple[set[str], set[str], os.PathLike]:
     """(fragments named by the local cache, fragments in the repository, the cache directory)."""
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.open(lambda: passphrase, lock=None)
     try:
         meta = msgpack.unpackb(repo.cache.read("index.meta"))

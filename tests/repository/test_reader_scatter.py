@@ -16,6 +16,7 @@ from packvault.repository.objects import TYPE_DATA
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from packvault.repository.writer import RepositoryWriter
+from tests.support.settings import env_settings
 
 KiB = 1024
 PASSPHRASE = "scatter"
@@ -29,7 +30,7 @@ def filled_repo(request, pv_env, tmp_path):
         location = f"file://{tmp_path / 'repo'}"
     else:
         location = request.getfixturevalue("make_s3_url")(request.getfixturevalue("moto_endpoint"))
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.create(PASSPHRASE, pack_size=256 * KiB)
     rnd = random.Random(7)
     chunks = {}

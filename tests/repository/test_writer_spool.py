@@ -15,6 +15,7 @@ from packvault.repository.objects import TYPE_DATA, TYPE_ITEMS
 from packvault.repository.repository import Repository, content_name
 from packvault.repository.writer import RepositoryWriter
 from packvault.storage.spool import SpoolFile
+from tests.support.settings import env_settings
 
 KiB = 1024
 PASSPHRASE = "writer-spool"
@@ -26,7 +27,7 @@ def new_repo(pv_env) -> Callable[..., Repository]:
     repos: list[Repository] = []
 
     def make(location: str, pack_size: int = 64 * KiB) -> Repository:
-        repo = Repository(location)
+        repo = Repository(location, settings=env_settings())
         repo.create(PASSPHRASE, pack_size=pack_size)
         repos.append(repo)
         return repo
@@ -92,7 +93,7 @@ def test_spooled_backup_round_trips_and_leaves_no_spool_file(new_repo, moto_endp
     assert list(spool_dir.iterdir()) == []
     assert_round_trip(repo, chunks)
     # a second client sees every chunk through the index fragments the writer wrote
-    again = Repository(location)
+    again = Repository(location, settings=env_settings())
     again.open(lambda: PASSPHRASE, lock=None)
     try:
         assert_round_trip(again, chunks)

@@ -23,6 +23,7 @@ from packvault.repository.repository import Repository
 from packvault.serverless import handler
 from packvault.serverless import secrets as pv_secrets
 from tests.support.s3servers import new_bucket, s3_client
+from tests.support.settings import env_settings
 
 pytestmark = pytest.mark.localstack
 
@@ -78,7 +79,7 @@ def job_env(monkeypatch, pv, pv_env, localstack_endpoint, make_s3_url):
 
 
 def open_repo(location: str) -> Repository:
-    repo = Repository(location)
+    repo = Repository(location, settings=env_settings())
     repo.open(lambda: PASSPHRASE, lock="shared")
     return repo
 

@@ -27,17 +27,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import msgpack
-
 from ..errors import ArchiveExists, PackvaultError
 from ..repository.objects import TYPE_ARCHIVE
 from ..repository.repository import ArchiveEntry, Repository
 from ..repository.writer import RepositoryWriter
 from . import items as it
+from .archive import ArchiveMeta
 from .filescache import FilesCache
 from .walker import Entry
-
-ARCHIVE_VERSION = 1
 
 
 @dataclass
@@ -139,7 +136,7 @@ class ArchiveCreator:
                     self._backup_entry(entry, writer, chunker, stream)
                 except _DeadlineInFile:
                     self._stop_at_deadline(writer)
-                self._report(entry.item["p"].decode("utf-8", "replace"))
+                self._report(entry.item[it.PATH].decode("utf-8", "replace"))
             if stream.count == 0:
                 raise NothingToBackUp(
                     "nothing to back up: none of the given paths could be read"
@@ -153,33 +150,33 @@ class ArchiveCreator:
             self.stats.compressed_size = writer.stats["bytes_stored"]
             self.stats.chunks_new = writer.stats["chunks_new"]
             ended = datetime.now(UTC)
-            meta = {
-                "version": ARCHIVE_VERSION,
-                "name": self.name,
-                "time": self.started.isoformat(),
-                "end": ended.isoformat(),
-                "host": socket.gethostname(),
-                "user": getpass.getuser(),
-                "comment": self.comment,
-                "paths": paths,
-                "cmdline": cmdline,
-                "items": item_ids,
-                "nitems": stream.count,
-                "stats": self.stats.as_dict(),
-            }
-            plaintext = msgpack.packb(meta)
+            meta = ArchiveMeta(
+                id=b"",  # a MAC of the encoding, known once it is encoded
+                name=self.name,
+                time=self.started.isoformat(),
+                end=ended.isoformat(),
+                host=socket.gethostname(),
+                user=getpass.getuser(),
+                comment=self.comment,
+                paths=paths,
+                cmdline=cmdline,
+                item_ids=item_ids,
+                nitems=stream.count,
+                stats=self.stats.as_dict(),
+            )
+            plaintext = meta.encode()
             archive_id = repo.chunk_id(plaintext)
             writer.put_chunk(archive_id, plaintext, TYPE_ARCHIVE)
             writer.flush()  # archive metadata -> its fragment
             entry = ArchiveEntry(
                 id=archive_id,
                 name=self.name,
-                time=meta["time"],
-                end=meta["end"],
-                host=meta["host"],
-                user=meta["user"],
+                time=meta.time,
+                end=meta.end,
+                host=meta.host,
+                user=meta.user,
                 comment=self.comment,
-                stats=meta["stats"],
+                stats=meta.stats,
                 paths=tuple(paths),
             )
             repo.prove_unchanged()  # against the store, not a flag: see its docstring
@@ -250,7 +247,7 @@ class ArchiveCreator:
 
     def _backup_entry(self, entry: Entry, writer: RepositoryWriter, chunker, stream: it.ItemStreamWriter) -> None:
         item = entry.item
-        kind = item["t"]
+        kind = item[it.TYPE]
         if kind == it.DIR:
             self.stats.ndirs += 1
         elif kind in (it.FILE, it.HARDLINK):
@@ -261,13 +258,13 @@ class ArchiveCreator:
             chunks = self._file_chunks(entry, writer, chunker)
             if chunks is None:
                 return  # unreadable: warned, not in the archive
-            item["c"] = [[cid, size] for cid, size in chunks]
-            self.stats.original_size += item["s"]
+            item[it.CHUNKS] = [[cid, size] for cid, size in chunks]
+            self.stats.original_size += item[it.SIZE]
             self.stats.chunks += len(chunks)
         stream.add(item)
 
     def _file_chunks(self, entry: Entry, writer: RepositoryWriter, chunker) -> list[tuple[bytes, int]] | None:
-        path_text = entry.item["p"].decode("utf-8", "replace")
+        path_text = entry.item[it.PATH].decode("utf-8", "replace")
         cache = self.files_cache
         if cache is not None and entry.cache_key is not None:
             cached = cache.lookup(entry.source_path, *entry.cache_key)
@@ -283,7 +280,7 @@ class ArchiveCreator:
             return self._unreadable(path_text, exc, chunks)
         try:
             try:
-                pieces = iter(chunker.chunks_of_file(f, entry.item.get("s", 0)))
+                pieces = iter(chunker.chunks_of_file(f, entry.item.get(it.SIZE, 0)))
             except OSError as exc:
                 return self._unreadable(path_text, exc, chunks)
             while True:
@@ -314,11 +311,11 @@ class ArchiveCreator:
             )
             if changed:
                 self.warn(path_text, "changed while being backed up (stored as read)")
-                entry.item["s"] = size
+                entry.item[it.SIZE] = size
                 return chunks  # not remembered: the next run reads it again
             if cache is not None:
                 cache.remember(entry.source_path, *entry.cache_key, chunks)
-        entry.item["s"] = size
+        entry.item[it.SIZE] = size
         return chunks
 
     def _unreadable(self, path_text: str, exc: OSError, chunks: list[tuple[bytes, int]]) -> None:

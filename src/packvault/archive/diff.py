@@ -38,9 +38,9 @@ def _summary(item: dict) -> tuple[bytes, ...]:
 
 
 def diff_items(items_a: Iterable[dict], items_b: Iterable[dict]) -> Iterator[Change]:
-    before: dict[bytes, tuple[bytes, ...]] = {item["p"]: _summary(item) for item in items_a}
+    before: dict[bytes, tuple[bytes, ...]] = {item[it.PATH]: _summary(item) for item in items_a}
     for item in items_b:
-        path = item["p"]
+        path = item[it.PATH]
         old = before.pop(path, None)
         if old is None:
             yield Change("added", it.path_str(item))

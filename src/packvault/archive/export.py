@@ -66,24 +66,24 @@ def _name(path: bytes, strip: bytes) -> str:
 
 def _tarinfo(item: dict, name: str, hardlink_name: str | None) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
-    info.type = _TAR_TYPES[item["t"]]
-    info.mode = stat.S_IMODE(item.get("m", 0o644))
-    info.uid, info.gid = item.get("u", 0), item.get("g", 0)
-    info.uname, info.gname = item.get("U") or "", item.get("G") or ""
-    seconds, nanos = divmod(item.get("mt", 0), 1_000_000_000)
+    info.type = _TAR_TYPES[item[it.TYPE]]
+    info.mode = stat.S_IMODE(item.get(it.MODE, 0o644))
+    info.uid, info.gid = item.get(it.UID, 0), item.get(it.GID, 0)
+    info.uname, info.gname = item.get(it.USER) or "", item.get(it.GROUP) or ""
+    seconds, nanos = divmod(item.get(it.MTIME, 0), 1_000_000_000)
     info.mtime = seconds
     if nanos:  # exact to the nanosecond (a float of seconds is not), for readers that keep it (GNU tar)
         info.pax_headers["mtime"] = f"{seconds}.{nanos:09d}"
-    if item["t"] == it.FILE:
-        info.size = item.get("s", 0)
-    elif item["t"] == it.SYMLINK:
-        info.linkname = os.fsdecode(item["l"])
-    elif item["t"] == it.HARDLINK:
+    if item[it.TYPE] == it.FILE:
+        info.size = item.get(it.SIZE, 0)
+    elif item[it.TYPE] == it.SYMLINK:
+        info.linkname = os.fsdecode(item[it.SYMLINK_TARGET])
+    elif item[it.TYPE] == it.HARDLINK:
         info.linkname = hardlink_name or ""
-    elif item["t"] in (it.CHARDEV, it.BLOCKDEV):
-        rdev = item.get("r", 0)
+    elif item[it.TYPE] in (it.CHARDEV, it.BLOCKDEV):
+        rdev = item.get(it.RDEV, 0)
         info.devmajor, info.devminor = os.major(rdev), os.minor(rdev)
-    xattrs = item.get("x") or {}
+    xattrs = item.get(it.XATTRS) or {}
     for key, value in xattrs.items():
         key_text = key if isinstance(key, str) else os.fsdecode(key)
         info.pax_headers[f"SCHILY.xattr.{key_text}"] = os.fsdecode(value) if isinstance(value, bytes) else value
@@ -101,7 +101,7 @@ class _FileBody(io.RawIOBase):
         self._pairs = pairs
         self._warn = warn
         self._path = path
-        self._sizes = [size for _, size in item.get("c") or ()]
+        self._sizes = [size for _, size in item.get(it.CHUNKS) or ()]
         self._index = 0
         self._buffer = memoryview(b"")
         self.after = None
@@ -161,23 +161,23 @@ def write_tar(
         pending = next(pairs, None)
         while pending is not None:
             item, data = pending
-            path = item["p"]
+            path = item[it.PATH]
             name = _name(path, strip)
             shown = it.path_str(item)
-            if item["t"] not in _TAR_TYPES:
-                warn(shown, f"unknown item type {item['t']!r}; skipped")
+            if item[it.TYPE] not in _TAR_TYPES:
+                warn(shown, f"unknown item type {item[it.TYPE]!r}; skipped")
                 pending = next(pairs, None)
                 continue
             target = None
-            if item["t"] == it.HARDLINK:
-                target = names.get(item["h"])
+            if item[it.TYPE] == it.HARDLINK:
+                target = names.get(item[it.HARDLINK_TARGET])
                 if target is None:
                     warn(shown, "hardlink to a file outside the selection; skipped")
                     pending = next(pairs, None)
                     continue
             info = _tarinfo(item, name, target)
             stats.items += 1
-            if item["t"] == it.FILE and data is not None:
+            if item[it.TYPE] == it.FILE and data is not None:
                 body = _FileBody(item, data, pairs, warn, shown)
                 tar.addfile(info, io.BufferedReader(body, 1 << 16))  # tarfile wants whole reads
                 body.drain()
@@ -185,12 +185,12 @@ def write_tar(
                 stats.files += 1
                 stats.bytes_written += info.size
             else:
-                if item["t"] == it.FILE:
-                    info.size = 0 if not item.get("c") else info.size
+                if item[it.TYPE] == it.FILE:
+                    info.size = 0 if not item.get(it.CHUNKS) else info.size
                     stats.files += 1
                 tar.addfile(info)
                 pending = next(pairs, None)
-            if item["t"] == it.FILE:
+            if item[it.TYPE] == it.FILE:
                 names[path] = name
     finally:
         tar.close()
@@ -201,7 +201,7 @@ def write_file(reader: ChunkReader, item: dict, out: BinaryIO, *, on_warning: Wa
     """Write one file's bytes to ``out`` (``dump`` of a file)."""
     stats = ExportStats(items=1, files=1)
     warn = _Warner(stats, on_warning)
-    chunks = item.get("c") or []
+    chunks = item.get(it.CHUNKS) or []
     shown = it.path_str(item)
     datas = reader.iter_chunks(cid for cid, _ in chunks)
     for number, ((_, size), data) in enumerate(zip(chunks, datas, strict=True), 1):

@@ -63,19 +63,19 @@ def item_type(mode: int) -> str | None:
 
 def stat_fields(st: os.stat_result) -> dict:
     fields = {
-        "m": st.st_mode,
-        "u": st.st_uid,
-        "g": st.st_gid,
-        "mt": st.st_mtime_ns,
-        "at": st.st_atime_ns,
-        "ct": st.st_ctime_ns,
+        it.MODE: st.st_mode,
+        it.UID: st.st_uid,
+        it.GID: st.st_gid,
+        it.MTIME: st.st_mtime_ns,
+        it.ATIME: st.st_atime_ns,
+        it.CTIME: st.st_ctime_ns,
     }
     user = user_name(st.st_uid)
     if user is not None:
-        fields["U"] = user
+        fields[it.USER] = user
     group = group_name(st.st_gid)
     if group is not None:
-        fields["G"] = group
+        fields[it.GROUP] = group
     return fields
 
 
@@ -109,14 +109,14 @@ def apply_metadata(path, item: dict, *, fd: int, numeric_ids: bool = False, warn
     entry in warnings.
     """
     _owner(fd, item, numeric_ids, warn, path)
-    for name, value in (item.get("x") or {}).items():
+    for name, value in (item.get(it.XATTRS) or {}).items():
         try:
             os.setxattr(fd, name, value)
         except OSError as exc:
             if warn:
                 warn(path, f"cannot set xattr {os.fsdecode(name)}: {exc.strerror}")
-    os.chmod(fd, stat.S_IMODE(item["m"]))
-    os.utime(fd, ns=(item.get("at", item["mt"]), item["mt"]))
+    os.chmod(fd, stat.S_IMODE(item[it.MODE]))
+    os.utime(fd, ns=(item.get(it.ATIME, item[it.MTIME]), item[it.MTIME]))
 
 def _proc_path(fd: int, name: bytes = b"") -> bytes:
     """A path to what ``fd`` refers to (or to ``name`` inside the directory ``fd``) that resolves through the
@@ -134,31 +134,32 @@ def apply_metadata_at(dir_fd: int, name: bytes, item: dict, *, numeric_ids: bool
     ``O_PATH`` descriptor of the entry, checked to be the type restore just made.
     """
     shown = name
-    if item["t"] == it.SYMLINK:
+    if item[it.TYPE] == it.SYMLINK:
         _owner(name, item, numeric_ids, warn, shown, dir_fd=dir_fd, follow_symlinks=False)
-        for xname, value in (item.get("x") or {}).items():
+        for xname, value in (item.get(it.XATTRS) or {}).items():
             try:
                 os.setxattr(_proc_path(dir_fd, name), xname, value, follow_symlinks=False)
             except OSError as exc:
                 if warn:
                     warn(shown, f"cannot set xattr {os.fsdecode(xname)}: {exc.strerror}")
         with contextlib.suppress(NotImplementedError, OSError):
-            os.utime(name, ns=(item.get("at", item["mt"]), item["mt"]), dir_fd=dir_fd, follow_symlinks=False)
+            times = (item.get(it.ATIME, item[it.MTIME]), item[it.MTIME])
+            os.utime(name, ns=times, dir_fd=dir_fd, follow_symlinks=False)
         return
     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
-        if item_type(os.fstat(fd).st_mode) != item["t"]:
+        if item_type(os.fstat(fd).st_mode) != item[it.TYPE]:
             raise FileExistsError(errno.EEXIST, "replaced while being restored", os.fsdecode(name))
         path = _proc_path(fd)
         _owner(path, item, numeric_ids, warn, shown)
-        for xname, value in (item.get("x") or {}).items():
+        for xname, value in (item.get(it.XATTRS) or {}).items():
             try:
                 os.setxattr(path, xname, value)
             except OSError as exc:
                 if warn:
                     warn(shown, f"cannot set xattr {os.fsdecode(xname)}: {exc.strerror}")
-        os.chmod(path, stat.S_IMODE(item["m"]))
-        os.utime(path, ns=(item.get("at", item["mt"]), item["mt"]))
+        os.chmod(path, stat.S_IMODE(item[it.MODE]))
+        os.utime(path, ns=(item.get(it.ATIME, item[it.MTIME]), item[it.MTIME]))
     finally:
         os.close(fd)
 
@@ -166,10 +167,10 @@ def apply_metadata_at(dir_fd: int, name: bytes, item: dict, *, numeric_ids: bool
 def _owner(where, item: dict, numeric_ids: bool, warn, shown, **kwargs) -> None:
     if not _running_as_root():
         return
-    uid, gid = item.get("u", -1), item.get("g", -1)
+    uid, gid = item.get(it.UID, -1), item.get(it.GID, -1)
     if not numeric_ids:
-        uid = uid_of(item["U"]) if item.get("U") and uid_of(item["U"]) is not None else uid
-        gid = gid_of(item["G"]) if item.get("G") and gid_of(item["G"]) is not None else gid
+        uid = uid_of(item[it.USER]) if item.get(it.USER) and uid_of(item[it.USER]) is not None else uid
+        gid = gid_of(item[it.GROUP]) if item.get(it.GROUP) and gid_of(item[it.GROUP]) is not None else gid
     try:
         os.chown(where, uid, gid, **kwargs)
     except OSError as exc:

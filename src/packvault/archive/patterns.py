@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from ..errors import UsageError
+from . import items as it
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -92,7 +93,7 @@ class ArchivePatterns(PatternSet):
     def item_matches(self, item: dict) -> bool:
         """Whether the item or a directory above it matches: at ``create`` a matching directory is not
         walked into, so here too everything below a matching directory is selected with it."""
-        path = "/" + os.fsdecode(item["p"])
+        path = "/" + os.fsdecode(item[it.PATH])
         while path:
             if self.matches(path):
                 return True

@@ -48,17 +48,17 @@ class StreamSource:
         now = time.time_ns()
         uid, gid = os.getuid(), os.getgid()
         item = {
-            "p": self.path,
-            "t": it.FILE,
-            "m": DEFAULT_MODE,
-            "u": uid,
-            "g": gid,
-            "U": _user_name(),
-            "G": _group_name(gid),
-            "mt": now,
-            "at": now,
-            "ct": now,
-            "s": 0,  # unknown until read: the stream chunker is used, and the size set from what was read
+            it.PATH: self.path,
+            it.TYPE: it.FILE,
+            it.MODE: DEFAULT_MODE,
+            it.UID: uid,
+            it.GID: gid,
+            it.USER: _user_name(),
+            it.GROUP: _group_name(gid),
+            it.MTIME: now,
+            it.ATIME: now,
+            it.CTIME: now,
+            it.SIZE: 0,  # unknown until read: the stream chunker is used, and the size set from what was read
         }
         yield Entry(item, self.path, opener=self._open_stream)
         if self._finish is not None:

@@ -139,7 +139,7 @@ class FilesystemSource:
         if entry is None:
             return
         yield entry
-        if entry.item["t"] != it.DIR:
+        if entry.item[it.TYPE] != it.DIR:
             return
         if self.one_file_system and st.st_dev != root_dev:
             return
@@ -182,19 +182,19 @@ class FilesystemSource:
             what = "a socket" if stat.S_ISSOCK(st.st_mode) else f"an unsupported file type ({st.st_mode:o})"
             self.warn(os.fsdecode(path), f"not backed up: {what}")
             return None
-        item = {"p": archive_path(path), "t": kind, **fsmeta.stat_fields(st)}
+        item = {it.PATH: archive_path(path), it.TYPE: kind, **fsmeta.stat_fields(st)}
         xattrs = fsmeta.read_xattrs(path)
         if xattrs:
-            item["x"] = xattrs
+            item[it.XATTRS] = xattrs
         if kind == it.SYMLINK:
             try:
-                item["l"] = os.readlink(path)
+                item[it.SYMLINK_TARGET] = os.readlink(path)
             except OSError as exc:
                 self.warn(os.fsdecode(path), f"cannot read link: {exc.strerror}")
                 return None
             return Entry(item, path)
         if kind in (it.CHARDEV, it.BLOCKDEV):
-            item["r"] = st.st_rdev
+            item[it.RDEV] = st.st_rdev
             return Entry(item, path)
         if kind != it.FILE:
             return Entry(item, path)
@@ -206,11 +206,11 @@ class FilesystemSource:
             key = (st.st_dev, st.st_ino)
             first = self._hardlinks.get(key)
             if first is not None:
-                item["t"] = it.HARDLINK
-                item["h"] = first
+                item[it.TYPE] = it.HARDLINK
+                item[it.HARDLINK_TARGET] = first
                 return Entry(item, path)
-            self._hardlinks[key] = item["p"]
-        item["s"] = st.st_size
+            self._hardlinks[key] = item[it.PATH]
+        item[it.SIZE] = st.st_size
         return Entry(
             item,
             path,

@@ -3,13 +3,12 @@
 Restore and ``check --verify-data`` allocate and free one ciphertext run and one plaintext per chunk, a few
 MiB each, from several threads.  With glibc's defaults each of those frees hands its pages back to the
 kernel (the buffer was mmap'd, or it sat at the top of a thread's heap above the trim threshold), so the
-next chunk faults in fresh zeroed pages: a 1 GiB restore took ~200,000 page faults and spent a good part
-of its system time zeroing memory it had just returned.  Serving MiB-sized blocks from the heap, keeping
-freed heap memory, and using two arenas instead of one per thread brought that to ~35,000 faults at the
-same peak RSS (measured against moto, bench/).
+next chunk faults in fresh zeroed pages, and a restore spends a good part of its system time zeroing memory
+it had just returned.  Serving MiB-sized blocks from the heap, keeping freed heap memory, and using two
+arenas instead of one per thread avoids most of those faults at the same peak RSS (bench/README.md).
 
 Backup is left on the defaults on purpose: its peak RSS is the scarcer resource there, and holding on to
-freed pack buffers raised it by 20-40 MiB in the same measurement.
+freed pack buffers raised it in the same measurement.
 
 Other C libraries (musl, macOS) have no ``mallopt`` with these parameters; there this does nothing.
 """

@@ -1,130 +1,50 @@
-"""One function per command: parse-level glue between argparse and the layers below (no business logic)."""
+"""One function per command: parse-level glue between argparse and the layers below (no business logic).
+
+``main.py`` dispatches by name to the ``cmd_*`` functions of this module; the commands that write
+(``backup.py``), maintain (``maintain.py``) and manage the key (``keys.py``) live beside it.
+"""
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import fnmatch
-import json
 import os
-import signal
-import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.repository import Repository
-from ..units import parse_duration, parse_size
-from .gc_policy import freeze_long_lived_objects
-from .output import (
-    escape_name,
-    fmt_duration,
-    fmt_size,
-    has_control_characters,
-    name_fields,
-    print_json,
-    print_json_line,
-    print_table,
-)
+from ..units import parse_size
+from . import render
+from .backup import cmd_create
+from .keys import cmd_key_change_passphrase, cmd_key_export, cmd_key_import
+from .location import split_location
+from .maintain import cmd_break_lock, cmd_check, cmd_compact, cmd_prune
+from .mount import cmd_mount
+from .opening import new_passphrase, open_repository, requests_of, s3_options
+from .output import print_json
 from .progress import LiveProgress
+from .run import Run
+from .streaming import cmd_completion, cmd_dump, cmd_export_tar, cmd_find, item_excludes
 
-# --- locations and opening -----------------------------------------------------------------------------
-
-
-def split_location(text: str | None, *, need_archive: bool = False) -> tuple[str, str | None]:
-    """``REPO::ARCHIVE`` -> (repo, archive); the repo part may come from PACKVAULT_REPO."""
-    text = text or ""
-    repo, archive = text, None
-    if "::" in text:
-        repo, archive = text.rsplit("::", 1)
-        archive = archive or None
-    if not repo:
-        repo = os.environ.get("PACKVAULT_REPO", "")
-    if not repo:
-        raise UsageError("no repository given", hint="pass REPO or set PACKVAULT_REPO")
-    if need_archive and not archive:
-        raise UsageError("no archive name given", hint="use REPO::ARCHIVE")
-    if archive is not None and ("/" in archive or archive.startswith(".")):
-        raise UsageError(f"invalid archive name {escape_name(archive)!r}", hint="no '/' and no leading '.'")
-    if archive is not None and has_control_characters(archive):
-        # control characters (or bytes that are not UTF-8) in a name would reach every terminal that lists it
-        raise UsageError(
-            f"invalid archive name '{escape_name(archive)}': it holds control characters or bytes that are not UTF-8",
-            hint="use printable characters only",
-        )
-    return repo, archive
-
-
-def s3_options(args) -> dict[str, str]:
-    options = {}
-    for name in ("endpoint", "region", "profile", "storage_class"):
-        value = getattr(args, f"s3_{name}", None)
-        if value:
-            options[name] = value
-    return options
-
-
-def passphrase_provider(*, confirm: bool = False):
-    from ..crypto.passphrase import get_passphrase
-
-    return lambda: get_passphrase(confirm=confirm)
-
-
-def new_passphrase(args, **sources) -> str:
-    """A passphrase to seal a key under (init, change-passphrase): empty only when the user asked for that,
-    since an empty passphrase leaves the backups readable by anyone who can read the repository."""
-    from ..crypto.passphrase import get_passphrase
-    from ..errors import PassphraseError
-
-    value = get_passphrase(confirm=True, **sources)
-    if not value and not args.allow_empty_passphrase:
-        raise PassphraseError(
-            "the new passphrase is empty", hint="choose one, or pass --allow-empty-passphrase to really use none"
-        )
-    return value
-
-
-@contextlib.contextmanager
-def open_repository(args, location: str, *, lock: str | None = "shared", key: bool = True) -> Iterator[Repository]:
-    """Open ``location`` and take its lock: ``"exclusive"``, ``"shared"`` or None.
-
-    A command that only reads (its parser declares ``--no-lock``) takes no lock with ``--no-lock``, and
-    reads without one, after a one-line notice, from a repository where the lock cannot be written (a
-    read-only mount, a bucket that denies PUT), as restic does with ``--no-lock``.
-    """
-    reading = hasattr(args, "no_lock")
-    if lock == "shared" and reading and args.no_lock:
-        lock = None
-    repo = Repository(location, s3_options=s3_options(args))
-    try:
-        repo.open(passphrase_provider() if key else None, lock=None)
-        if key and lock:
-            held = repo.acquire_lock(exclusive=(lock == "exclusive"), wait=args.lock_wait, if_writable=reading)
-            if not held:
-                print(
-                    f"packvault: notice: cannot write a lock to {location} ({repo.lock_refused}); reading without "
-                    "one, so a compact running at the same time could remove data this command reads",
-                    file=sys.stderr,
-                )
-        freeze_long_lived_objects()  # the S3 client and the key live as long as the command
-        yield repo
-    finally:
-        repo.close()
-
-
-def requests_of(repo: Repository) -> dict:
-    return repo.request_stats()
-
-
-def print_requests(stats: dict) -> None:
-    if not stats:
-        return
-    parts = [f"{k} {stats[k]}" for k in ("PUT", "GET", "HEAD", "LIST", "DELETE", "COPY") if stats.get(k)]
-    print(
-        f"Requests:          {', '.join(parts) or 'none'}; "
-        f"up {fmt_size(stats.get('bytes_up', 0))}, down {fmt_size(stats.get('bytes_down', 0))}"
-    )
+__all__ = [
+    "cmd_completion",
+    "cmd_dump",
+    "cmd_export_tar",
+    "cmd_find",
+    "cmd_mount",
+    "cmd_break_lock",
+    "cmd_check",
+    "cmd_compact",
+    "cmd_create",
+    "cmd_delete",
+    "cmd_diff",
+    "cmd_extract",
+    "cmd_info",
+    "cmd_init",
+    "cmd_key_change_passphrase",
+    "cmd_key_export",
+    "cmd_key_import",
+    "cmd_list",
+    "cmd_prune",
+    "cmd_undelete",
+]
 
 
 # --- init ------------------------------------------------------------------------------------------------
@@ -153,12 +73,12 @@ def _check_local_target(location: str) -> None:
         )
 
 
-def cmd_init(args) -> int:
+def cmd_init(args, run: Run) -> int:
     location, _ = split_location(args.repo)
     _check_local_target(location)
     pack_size = parse_size(args.pack_size, what="--pack-size")
-    passphrase = new_passphrase(args)
-    repo = Repository(location, s3_options=s3_options(args))
+    passphrase = new_passphrase(args, run)
+    repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
     try:
         config = repo.create(
             passphrase,
@@ -170,303 +90,50 @@ def cmd_init(args) -> int:
         requests = requests_of(repo)
     finally:
         repo.close()
-    if args.json:
-        print_json(
-            {
-                "repository": {"location": location, "id": config.repository_id.hex(), "encryption": config.encryption},
-                "requests": requests,
-            }
-        )
-    else:
-        print(f"Initialized repository {location} (id {config.repository_id.hex()[:16]}, {config.encryption})")
-        if config.encryption == "keyfile":
-            print("The key is stored locally only: back it up with 'packvault key export'.")
+    render.init(location, config, requests, as_json=args.json)
     return EXIT_OK
-
-
-# --- create ------------------------------------------------------------------------------------------
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that ``create`` stops the
-    same careful way (a checkpoint of what is stored) instead of being killed where it stands."""
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    def raise_terminated(signum, frame) -> None:
-        raise _Terminated
-
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _skip_dirs(location: str) -> dict[str, str]:
-    """Directories a backup must not store: the repository it writes to, and Packvault's own cache."""
-    from ..repository.cache import cache_root
-    from ..storage.url import local_path
-
-    skip = {str(cache_root()): "the Packvault cache"}
-    repo_path = local_path(location)
-    if repo_path is not None:
-        skip[repo_path] = "the repository this backup is written to"
-    return skip
-
-
-@contextlib.contextmanager
-def _opened_for_writing(args, location: str) -> Iterator[Repository]:
-    """``open_repository``, where a repository that cannot be written to (opening and locking write: a
-    read-only or full disk, an S3 service refusing the lock) is one line naming it, like any other write
-    failure of ``create``."""
-    from ..errors import StorageError
-    from ..repository.writer import write_failure
-
-    stack = contextlib.ExitStack()
-    try:
-        repo = stack.enter_context(open_repository(args, location))
-    except (OSError, StorageError) as exc:
-        raise write_failure(exc, f"repository {location}", "opening it and taking its lock") from exc
-    with stack:
-        yield repo
-
-
-def cmd_create(args) -> int:
-    """Exit 0 or 1 only once the archive's entry is written (see ``archive/create.py``); 2 when it was not,
-    130/143 after SIGINT/SIGTERM (what was stored is indexed first, so a rerun resumes)."""
-    from ..archive.create import ArchiveCreator
-    from ..archive.patterns import ExcludeMatcher
-    from ..archive.sources import build_source, read_path_list
-    from ..archive.walker import Selection
-
-    location, archive = split_location(args.location, need_archive=True)
-    excludes = ExcludeMatcher.from_options(args.exclude, args.exclude_from)
-    paths = list(args.paths)
-    for listed, nul in [(f, False) for f in args.files_from] + [(f, True) for f in args.files_from0]:
-        paths += read_path_list(listed, nul=nul)
-    if not paths:
-        raise UsageError("nothing to back up: give PATHs, --files-from FILE, or '-' for standard input")
-    larger = args.exclude_larger_than
-    selection = Selection(
-        exclude_caches=args.exclude_caches,
-        exclude_if_present=tuple(args.exclude_if_present),
-        exclude_larger_than=parse_size(larger, what="--exclude-larger-than") if larger else None,
-    )
-    live = LiveProgress(args.progress)
-    creator: ArchiveCreator | None = None
-
-    def report(stats, path: str) -> None:
-        live.update(
-            completed=stats.bytes_read,
-            counts=f"{stats.nfiles} files, {fmt_size(stats.deduplicated_size)} new; read",
-            path=path,
-        )
-
-    try:
-        with _sigterm_interrupts(), _opened_for_writing(args, location) as repo, live:
-            source, files_cache_name = build_source(
-                paths,
-                excludes,
-                args.one_file_system,
-                lambda path, msg: creator.warn(path, msg),
-                note=lambda path, msg: creator.note(path, msg),
-                skip_dirs=_skip_dirs(location),
-                stdin=sys.stdin.buffer,
-                stdin_name=args.stdin_name,
-                stdin_command=args.stdin_from_command,
-                selection=selection,
-            )
-            creator = ArchiveCreator(
-                repo,
-                archive,
-                comment=args.comment,
-                use_files_cache=not args.no_files_cache,
-                progress=report if live.enabled else None,
-                files_cache_name=files_cache_name,
-                on_warning=lambda path, msg: live.print(f"warning: {path}: {msg}"),
-                on_note=lambda path, msg: live.print(f"note: {path}: {msg}"),
-            )
-            live.start("create")
-            entry = creator.run(source, paths=paths, cmdline=sys.argv)
-            live.stop()
-            requests = requests_of(repo)
-    except KeyboardInterrupt as exc:
-        signame, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("SIGINT", 130)
-        stored = creator.stored_packs if creator is not None else None
-        if stored:
-            done = f"the {stored} pack(s) stored so far are indexed; run the same command again to resume"
-        elif stored == 0:
-            done = "nothing was stored yet"
-        else:
-            done = "no archive was written"
-        print(f"packvault: interrupted by {signame}: {done}", file=sys.stderr)
-        return code
-    stats = creator.stats.as_dict()
-    if args.json:
-        print_json(
-            {
-                "archive": {"name": entry.name, "id": entry.hex, "time": entry.time, "end": entry.end},
-                "stats": stats,
-                "requests": requests,
-                "warnings": creator.stats.warnings,
-                "notes": creator.stats.notes,
-            }
-        )
-    else:
-        print(f"Archive:           {entry.name} ({entry.hex[:16]})")
-        print(
-            f"Files:             {stats['nfiles']} ({stats['files_read']} read, "
-            f"{stats['files_unchanged']} unchanged), {stats['ndirs']} directories"
-        )
-        print(f"Original size:     {fmt_size(stats['original_size'])}")
-        print(f"Deduplicated size: {fmt_size(stats['deduplicated_size'])} (new data)")
-        print(f"Stored size:       {fmt_size(stats['compressed_size'])} (compressed, encrypted)")
-        rate = fmt_size(stats["throughput"])
-        print(f"Duration:          {fmt_duration(stats['duration'])} ({rate}/s)")
-        if args.stats:
-            print_requests(requests)
-        if creator.stats.warnings:
-            print(f"{len(creator.stats.warnings)} warning(s); see above.", file=sys.stderr)
-    return EXIT_WARNING if creator.stats.warnings else EXIT_OK
 
 
 # --- list / info -------------------------------------------------------------------------------------------
 
 
-def _item_json(item: dict) -> dict:
-    from ..archive.extract import damaged_chunks
-
-    out = {
-        **name_fields("path", item["p"]),
-        "type": item["t"],
-        "mode": oct(item["m"]),
-        "user": item.get("U"),
-        "group": item.get("G"),
-        "uid": item.get("u"),
-        "gid": item.get("g"),
-        "mtime_ns": item.get("mt"),
-        "size": item.get("s", 0),
-    }
-    if "l" in item:
-        out.update(name_fields("target", item["l"]))
-    if "h" in item:
-        out.update(name_fields("hardlink_to", item["h"]))
-    damaged = damaged_chunks(item)
-    if damaged is not None:
-        out["damaged_chunks"] = damaged  # check --repair replaced them by zeros
-        out["damage_note"] = item["e"]
-    return out
-
-
-def _print_item_document(archive: dict, items: Iterator[dict], requests_after) -> None:
-    """One JSON document, written as the items stream by: an archive can hold millions of items, and the
-    memory of ``list --json`` must not grow with them."""
-    out = sys.stdout
-    out.write('{"archive": ' + json.dumps(archive) + ', "items": [')
-    separator = "\n  "
-    for item in items:
-        out.write(separator + json.dumps(_item_json(item)))
-        separator = ",\n  "
-    out.write('\n], "requests": ' + json.dumps(requests_after()) + "}\n")
-
-
-def cmd_list(args) -> int:
+def cmd_list(args, run: Run) -> int:
     from ..archive.archive import iter_archive_items, load_archive, path_filter
     from ..repository.reader import ChunkReader
 
     location, archive = split_location(args.location)
-    with open_repository(args, location) as repo:
+    with open_repository(args, run, location) as repo:
         if archive is None:
             entries = repo.archive_entries(deleted=args.deleted)
-            if args.json:
-                print_json(
-                    {
-                        "archives": [
-                            {
-                                "name": e.name,
-                                "id": e.hex,
-                                "time": e.time,
-                                "end": e.end,
-                                "host": e.host,
-                                "user": e.user,
-                                "comment": e.comment,
-                                "paths": list(e.paths) if e.paths is not None else None,
-                                "stats": e.stats,
-                            }
-                            for e in entries
-                        ],
-                        "requests": requests_of(repo),
-                    }
-                )
-            else:
-                rows = [
-                    (escape_name(e.name), e.time[:19].replace("T", " "), escape_name(e.host), e.hex[:16])
-                    for e in entries
-                ]
-                if rows:
-                    print_table(rows, ("Archive", "Time (UTC)", "Host", "ID"))
+            render.archives(entries, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
         with ChunkReader(repo) as reader:
             entry = repo.find_archive(archive)
             meta = load_archive(reader, entry)
             selected = path_filter(args.paths)
-            excluded = _item_excludes(args)
+            excluded = item_excludes(args)
             items = (i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
             if args.json_lines:
-                for item in items:
-                    print_json_line(_item_json(item))
+                render.item_lines(items)
             elif args.json:
-                _print_item_document({"name": entry.name, "id": entry.hex}, items, lambda: requests_of(repo))
+                render.item_document({"name": entry.name, "id": entry.hex}, items, lambda: requests_of(repo))
             else:
-                from ..archive.extract import damaged_chunks
-
-                for item in items:
-                    size = item.get("s", 0)
-                    line = f"{item['t']} {oct(item['m'])[-4:]} {size:>12} {escape_name(item['p'])}"
-                    if "l" in item:
-                        line += f" -> {escape_name(item['l'])}"
-                    damaged = damaged_chunks(item)
-                    if damaged is not None:
-                        line += f"  [damaged: {damaged} chunk(s) replaced by zeros; see check]"
-                    print(line)
+                render.item_table(items)
     return EXIT_OK
 
 
-def cmd_info(args) -> int:
+def cmd_info(args, run: Run) -> int:
     from ..archive.archive import load_archive
     from ..repository.reader import ChunkReader
 
     location, archive = split_location(args.location)
-    with open_repository(args, location) as repo:
+    with open_repository(args, run, location) as repo:
         cfg = repo.config
         if archive is not None:
             entry = repo.find_archive(archive)
             with ChunkReader(repo) as reader:
                 meta = load_archive(reader, entry)
-            info = {
-                "name": meta.name,
-                "id": entry.hex,
-                "time": meta.time,
-                "end": meta.end,
-                "host": meta.host,
-                "user": meta.user,
-                "comment": meta.comment,
-                "paths": meta.paths,
-                "command_line": meta.cmdline,
-                "items": meta.nitems,
-                "stats": meta.stats,
-            }
-            if args.json:
-                print_json({"archive": info, "requests": requests_of(repo)})
-            else:
-                for key in ("name", "id", "time", "end", "host", "user", "comment", "items"):
-                    print(f"{key.capitalize() + ':':<14} {escape_name(str(info[key]))}")
-                print(f"{'Paths:':<14} {' '.join(escape_name(path) for path in meta.paths)}")
-                st = meta.stats
-                print(f"{'Original:':<14} {fmt_size(st.get('original_size', 0))}")
-                print(f"{'New data:':<14} {fmt_size(st.get('deduplicated_size', 0))}")
+            render.archive_info(entry, meta, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
         data = [info.size for info in repo.list_packs(0)]
         meta_packs = [info.size for info in repo.list_packs(1)]
@@ -486,28 +153,14 @@ def cmd_info(args) -> int:
             "meta_bytes": sum(meta_packs),
             "chunks_indexed": len(repo.index),
         }
-        if args.json:
-            print_json({"repository": info, "requests": requests_of(repo)})
-        else:
-            print(f"Repository:   {location}")
-            print(f"ID:           {info['id']}")
-            print(f"Encryption:   {cfg.encryption} ({cfg.cipher})")
-            print(f"Compression:  {cfg.compression}; pack size {fmt_size(cfg.pack_size)}")
-            print(f"Archives:     {info['archives']}")
-            print(f"Data packs:   {info['data_packs']} ({fmt_size(info['data_bytes'])})")
-            print(f"Meta packs:   {info['meta_packs']} ({fmt_size(info['meta_bytes'])})")
-            print(f"Chunks:       {info['chunks_indexed']}")
+        render.repository_info(location, cfg, info, requests_of(repo) if args.json else {}, as_json=args.json)
     return EXIT_OK
 
 
 # --- extract / diff ----------------------------------------------------------------------------------------
 
 
-def _print_warning(path: str, message: str) -> None:
-    print(f"warning: {path}: {message}", file=sys.stderr)
-
-
-def cmd_extract(args) -> int:
+def cmd_extract(args, run: Run) -> int:
     from ..archive.archive import iter_archive_items, load_archive
     from ..archive.extract import Extractor, PathSelector
     from ..repository.reader import ChunkReader
@@ -521,7 +174,7 @@ def cmd_extract(args) -> int:
         raise UsageError("--strip-components must not be negative")
     tune_for_chunk_reads()
     live = LiveProgress(args.progress)
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader, live:
+    with open_repository(args, run, location) as repo, ChunkReader(repo) as reader, live:
         meta = load_archive(reader, repo.find_archive(archive))
         selected = PathSelector(args.paths)
 
@@ -538,7 +191,7 @@ def cmd_extract(args) -> int:
                 strip_components=args.strip_components,
                 overwrite=args.overwrite or "never",
                 progress=report if live.enabled else None,
-                warn=_print_warning,
+                warn=render.warning,
             )
         else:
             extractor = Extractor(
@@ -550,87 +203,57 @@ def cmd_extract(args) -> int:
                 delete=args.delete,
                 strip_components=args.strip_components,
                 progress=report if live.enabled else None,
-                warn=_print_warning,
+                warn=render.warning,
             )
         # the whole archive's size is known (a time left can be shown); a selection's is not
         live.start(
             "verify" if args.dry_run else "extract", total=None if args.paths else meta.stats.get("original_size")
         )
         try:
-            excluded = _item_excludes(args)
+            excluded = item_excludes(args)
             stats = extractor.run(i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
         finally:
             live.stop()
         for path in selected.unmatched():
             stats.warnings.append(f"{path}: matches nothing in the archive")
-            _print_warning(path, "matches nothing in the archive")
+            render.warning(path, "matches nothing in the archive")
         if meta.lost_item_chunks:
             message = (
                 f"archive is damaged: {len(meta.lost_item_chunks)} part(s) of its file list could not be read by "
                 "check --repair, the files listed there were not restored"
             )
             stats.warnings.append(f"{archive}: {message}")
-            _print_warning(archive, message)
+            render.warning(archive, message)
         requests = requests_of(repo)
         if to_bucket:
             requests = {"repository": requests, "target": extractor.requests.snapshot()}
-    if args.json:
-        print_json({"stats": stats.as_dict(), "errors": stats.errors, "warnings": stats.warnings, "requests": requests})
-    else:
-        verb = "Verified" if args.dry_run else "Restored"
-        extra = "".join(
-            f", {n} {what}" for n, what in ((stats.nskipped, "kept as they were"), (stats.ndeleted, "deleted")) if n
-        )
-        print(
-            f"{verb} {stats.nfiles} files, {stats.ndirs} directories, {fmt_size(stats.bytes_written)}{extra} "
-            f"in {fmt_duration(stats.duration)}"
-        )
-    if stats.warnings:
-        failed = f", {len(stats.errors)} entries not restored" if stats.errors else ""
-        print(f"packvault: {len(stats.warnings)} warning(s){failed} (see above)", file=sys.stderr)
-        return EXIT_WARNING
-    return EXIT_OK
+    render.extract(stats, requests, as_json=args.json, dry_run=args.dry_run)
+    return EXIT_WARNING if stats.warnings else EXIT_OK
 
 
-def cmd_diff(args) -> int:
+def cmd_diff(args, run: Run) -> int:
     from ..archive.archive import iter_archive_items, load_archive
     from ..archive.diff import diff_items
     from ..repository.reader import ChunkReader
 
     location, first = split_location(args.location, need_archive=True)
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+    with open_repository(args, run, location) as repo, ChunkReader(repo) as reader:
         meta_a = load_archive(reader, repo.find_archive(first))
         meta_b = load_archive(reader, repo.find_archive(args.other))
         changes = list(diff_items(iter_archive_items(reader, meta_a), iter_archive_items(reader, meta_b)))
-    if args.json:
-        print_json(
-            {
-                "changes": [
-                    {
-                        "change": c.kind,
-                        **name_fields("path", c.path.encode("utf-8", "surrogateescape")),
-                        "what": list(c.what),
-                    }
-                    for c in changes
-                ]
-            }
-        )
-    else:
-        for c in changes:
-            suffix = f" ({', '.join(c.what)})" if c.what else ""
-            print(f"{c.kind:<9} {escape_name(c.path)}{suffix}")
+    render.diff(changes, as_json=args.json)
     return EXIT_OK
 
 
 # --- delete / undelete -----------------------------------------------------------------------------------
 
 
-def cmd_delete(args) -> int:
+def cmd_delete(args, run: Run) -> int:
     from ..errors import ArchiveNotFound
 
     location, first = split_location(args.location, need_archive=True)
     names = list(dict.fromkeys([first, *args.more]))
-    with open_repository(args, location) as repo:
+    with open_repository(args, run, location) as repo:
         try:
             entries = [repo.find_archive(name) for name in names]  # all found, or nothing is deleted
         except ArchiveNotFound as exc:
@@ -638,19 +261,19 @@ def cmd_delete(args) -> int:
         for name, entry in zip(names, entries, strict=True):
             repo.soft_delete_archive(entry)
             if not args.json:
-                print(f"Deleted archive {escape_name(name)} (undelete possible until the next compact)")
+                render.deleted(name)
         requests = requests_of(repo)
     if args.json:
         print_json({"deleted": names, "requests": requests})
     return EXIT_OK
 
 
-def cmd_undelete(args) -> int:
+def cmd_undelete(args, run: Run) -> int:
     from ..errors import ArchiveNotFound
 
     location, first = split_location(args.location, need_archive=True)
     names = list(dict.fromkeys([first, *args.more]))
-    with open_repository(args, location) as repo:
+    with open_repository(args, run, location) as repo:
         deleted = {e.name: e for e in repo.archive_entries(deleted=True)}
         missing = [name for name in names if name not in deleted]
         if missing:  # all found, or nothing is restored
@@ -661,299 +284,8 @@ def cmd_undelete(args) -> int:
         for name in names:
             repo.undelete_archive(deleted[name])
             if not args.json:
-                print(f"Restored archive {escape_name(name)}")
+                render.undeleted(name)
         requests = requests_of(repo)
     if args.json:
         print_json({"undeleted": names, "requests": requests})
-    return EXIT_OK
-
-
-# --- maintenance -------------------------------------------------------------------------------------------
-
-
-def cmd_prune(args) -> int:
-    from ..maintenance.prune import prune
-    from ..maintenance.retention import RetentionPolicy
-
-    location, _ = split_location(args.repo)
-    # the policy is checked before the repository is opened: a typo in a cron job fails fast
-    policy = RetentionPolicy(
-        keep_last=args.keep_last,
-        keep_within=parse_duration(args.keep_within, what="--keep-within") if args.keep_within else None,
-        keep_hourly=args.keep_hourly,
-        keep_daily=args.keep_daily,
-        keep_weekly=args.keep_weekly,
-        keep_monthly=args.keep_monthly,
-        keep_yearly=args.keep_yearly,
-    )
-    group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
-    with open_repository(args, location) as repo:
-        decisions = prune(repo, policy, match=args.match, group_by=group_by, dry_run=args.dry_run)
-        requests = requests_of(repo)
-    pruned = [d for d in decisions if not d.keep]
-    if args.json:
-        print_json(
-            {
-                "dry_run": args.dry_run,
-                "group_by": list(group_by),
-                "decisions": [
-                    {
-                        "name": d.archive.name,
-                        "id": d.archive.id,
-                        "time": d.archive.time.isoformat(),
-                        "host": d.archive.host,
-                        "paths": list(d.archive.paths),
-                        "keep": d.keep,
-                        "reasons": list(d.reasons),
-                        "group": list(d.group),
-                    }
-                    for d in decisions
-                ],
-                "requests": requests,
-            }
-        )
-        return EXIT_OK
-    if args.list and decisions:
-        rows = [
-            (
-                "keep" if d.keep else ("would prune" if args.dry_run else "pruned"),
-                escape_name(d.archive.name),
-                d.archive.time.isoformat(timespec="seconds"),
-                escape_name(" ".join(d.group)) if d.group else "(all)",
-                ", ".join(d.reasons),
-            )
-            for d in decisions
-        ]
-        print_table(rows, ("Decision", "Archive", "Time", f"Group ({', '.join(group_by) or 'none'})", "Kept by"))
-    verb = "Would prune" if args.dry_run else "Pruned"
-    groups = len({d.group for d in decisions})
-    print(
-        f"{verb} {len(pruned)} of {len(decisions)} archives in {groups} group(s) by "
-        f"{', '.join(group_by) or 'nothing'}; run 'packvault compact' to reclaim space"
-    )
-    return EXIT_OK
-
-
-def cmd_compact(args) -> int:
-    from ..maintenance.compact import compact
-
-    location, _ = split_location(args.repo)
-    # parsed before the exclusive lock is taken: a typo must not hold up every other client
-    min_age = parse_duration(args.min_age, what="--min-age", allow_zero=True)
-    with open_repository(args, location, lock="exclusive") as repo:
-        report = compact(repo, threshold=args.threshold, min_age=min_age.total_seconds(), dry_run=args.dry_run)
-        requests = requests_of(repo)
-    if args.json:
-        print_json({"compact": {**report.as_dict(), "min_age_seconds": min_age.total_seconds()}, "requests": requests})
-        return EXIT_OK
-    prefix = "Would free" if args.dry_run else "Freed"
-    print(
-        f"Packs: {report.packs_total} examined, {report.packs_dropped} dropped, {report.packs_rewritten} rewritten, "
-        f"{report.packs_merged} merged, {report.packs_created} created, {report.packs_too_young} too young to touch"
-    )
-    print(f"{prefix} {fmt_size(report.bytes_freed)}; copied {fmt_size(report.bytes_copied)} forward")
-    print(
-        f"Repository: {fmt_size(report.bytes_before)} -> {fmt_size(report.bytes_after)} "
-        f"(live data {fmt_size(report.live_bytes)}); {fmt_duration(report.duration)}"
-    )
-    if report.packs_too_young:
-        print(
-            f"{report.packs_too_young} pack(s) younger than --min-age {args.min_age} were left alone: a backup "
-            f"running now may still need them. Run compact again later, or pass a shorter --min-age (e.g. "
-            f"--min-age 0) when no other client is writing to this repository."
-        )
-    return EXIT_OK
-
-
-def cmd_check(args) -> int:
-    from ..maintenance.check import run_check_command
-
-    location, _ = split_location(args.repo)
-    return run_check_command(args, location, s3_options(args))
-
-
-def cmd_break_lock(args) -> int:
-    location, _ = split_location(args.repo)
-    with open_repository(args, location, lock=None) as repo:
-        count = repo.new_lock_manager().break_locks(force=args.force)
-    if args.force:
-        print("warning: removed all locks; operations still running will stop with 'lock lost'", file=sys.stderr)
-    if args.json:
-        print_json({"removed": count})
-    else:
-        print(f"Removed {count} lock(s)")
-    return EXIT_OK
-
-
-# --- key ---------------------------------------------------------------------------------------------------
-
-_ARMOR_BEGIN = "-----BEGIN PACKVAULT KEY-----"
-_ARMOR_END = "-----END PACKVAULT KEY-----"
-
-
-def cmd_key_export(args) -> int:
-    location, _ = split_location(args.repo)
-    with open_repository(args, location, lock=None) as repo:
-        blob = repo.key_blobs()[0]
-    body = base64.encodebytes(blob).decode("ascii")
-    text = f"{_ARMOR_BEGIN}\n{body}{_ARMOR_END}\n"
-    if args.file and args.file != "-":
-        from ..crypto.keys import write_key_file
-
-        write_key_file(Path(args.file), text.encode("ascii"))
-        print(f"Key written to {args.file} (still protected by the passphrase)", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
-
-
-def cmd_key_import(args) -> int:
-    location, _ = split_location(args.repo)
-    try:
-        with open(args.file, encoding="ascii") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read key file {args.file}: {exc}") from None
-    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("-----")]
-    try:
-        blob = base64.b64decode("".join(lines), validate=True)
-    except ValueError:
-        raise UsageError(f"{args.file} is not an exported Packvault key") from None
-    repo = Repository(location, s3_options=s3_options(args))
-    try:
-        repo.open(None)
-        repo.store_key_blob(blob)
-    finally:
-        repo.close()
-    print("Key imported", file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_key_change_passphrase(args) -> int:
-    location, _ = split_location(args.repo)
-    with open_repository(args, location, lock="exclusive") as repo:
-        new = new_passphrase(args, prompt="New passphrase: ", env="PACKVAULT_NEW_PASSPHRASE", command_env=None)
-        repo.reseal_key(new)
-    print("Passphrase changed", file=sys.stderr)
-    return EXIT_OK
-
-
-# --- streaming out -----------------------------------------------------------------------------------------
-
-
-def _binary_output(target: str | None):
-    if target in (None, "-"):
-        return contextlib.nullcontext(sys.stdout.buffer)
-    return open(target, "wb")  # noqa: SIM115 - returned as the context manager it is
-
-
-def cmd_export_tar(args) -> int:
-    """The archive (or PATHs of it) as one PAX tar stream to FILE or standard output."""
-    from ..archive.archive import iter_archive_items, load_archive
-    from ..archive.export import write_tar
-    from ..archive.extract import PathSelector
-    from ..repository.reader import ChunkReader
-
-    location, archive = split_location(args.location, need_archive=True)
-    if args.file in (None, "-") and sys.stdout.isatty():
-        raise UsageError("refusing to write a tar stream to a terminal", hint="redirect it, or give a FILE")
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
-        meta = load_archive(reader, repo.find_archive(archive))
-        selected = PathSelector(args.paths)
-        excluded = _item_excludes(args)
-        with _binary_output(args.file) as out:
-            items = (i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
-            stats = write_tar(reader, items, out, on_warning=_print_warning)
-    for path in selected.unmatched():
-        stats.warnings.append(f"{path}: matches nothing in the archive")
-        _print_warning(path, "matches nothing in the archive")
-    if args.json:  # beside the stream: on stdout only when the stream went to a file
-        summary = {"items": stats.items, "files": stats.files, "bytes": stats.bytes_written, "warnings": stats.warnings}
-        print(json.dumps(summary), file=sys.stdout if args.file not in (None, "-") else sys.stderr)
-    return EXIT_WARNING if stats.warnings else EXIT_OK
-
-
-def cmd_dump(args) -> int:
-    """One file's bytes to standard output; a directory (or the whole archive for '/') as a tar stream."""
-    from ..archive.archive import iter_archive_items, load_archive
-    from ..archive.export import NotInArchive, write_file, write_tar
-    from ..repository.reader import ChunkReader
-
-    location, archive = split_location(args.location, need_archive=True)
-    wanted = args.path.strip("/").encode("utf-8", "surrogateescape")
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
-        meta = load_archive(reader, repo.find_archive(archive))
-        items = iter_archive_items(reader, meta)
-        first = next((i for i in items if not wanted or i["p"] == wanted or i["p"].startswith(wanted + b"/")), None)
-        if first is None:
-            raise NotInArchive(
-                f"{args.path!r} is not in archive {archive!r}", hint="see 'packvault list REPO::ARCHIVE'"
-            )
-        out = sys.stdout.buffer
-        if first["t"] == "f" and first["p"] == wanted:
-            stats = write_file(reader, first, out, on_warning=_print_warning)
-        else:
-            if sys.stdout.isatty():
-                raise UsageError(
-                    f"{args.path!r} is a directory: its tar stream is not for a terminal",
-                    hint="redirect it (packvault dump ... > dir.tar), or pipe it into 'tar -x'",
-                )
-            strip = wanted.rpartition(b"/")[0] + b"/" if b"/" in wanted else b""
-
-            def below():
-                yield first
-                for item in items:
-                    if not wanted or item["p"] == wanted or item["p"].startswith(wanted + b"/"):
-                        yield item
-
-            stats = write_tar(reader, below(), out, strip=strip, on_warning=_print_warning)
-        out.flush()
-    return EXIT_WARNING if stats.warnings else EXIT_OK
-
-
-def cmd_completion(args) -> int:
-    """The completion script, from the parser itself: a test keeps every command and option in it."""
-    import shtab
-
-    from .main import build_parser
-
-    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
-    return EXIT_OK
-
-
-def _item_excludes(args):
-    """The ``--exclude``/``--exclude-from`` patterns of a reading command, as a predicate on items."""
-    from ..archive.patterns import ArchivePatterns, read_pattern_files
-
-    patterns = ArchivePatterns(list(args.exclude) + read_pattern_files(args.exclude_from))
-    return patterns.item_matches if patterns else (lambda item: False)
-
-
-def cmd_find(args) -> int:
-    """Which archives hold paths matching PATTERNs (docs/patterns.md), with type, size and mtime."""
-    from ..archive.archive import iter_archive_items, load_archive
-    from ..archive.patterns import ArchivePatterns
-    from ..repository.reader import ChunkReader
-
-    location, _ = split_location(args.repo)
-    patterns = ArchivePatterns(args.patterns)
-    found = 0
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
-        entries = [e for e in repo.archive_entries() if not args.archive or fnmatch.fnmatchcase(e.name, args.archive)]
-        if args.archive and not entries:
-            raise UsageError(f"no archive matches {args.archive!r}", hint="see 'packvault list REPO'")
-        for entry in entries:
-            for item in iter_archive_items(reader, load_archive(reader, entry)):
-                if not patterns.item_matches(item):
-                    continue
-                found += 1
-                if args.json_lines:
-                    print_json_line({"archive": entry.name, "archive_time": entry.time, **_item_json(item)})
-                else:
-                    mtime = datetime.fromtimestamp(item.get("mt", 0) / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
-                    size = item.get("s", 0)
-                    print(f"{escape_name(entry.name)}  {item['t']} {size:>12} {mtime}  {escape_name(item['p'])}")
-    if not found:
-        print(f"packvault: no path matches {' '.join(args.patterns)!r}", file=sys.stderr)
-        return EXIT_WARNING
     return EXIT_OK

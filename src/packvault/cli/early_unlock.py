@@ -2,15 +2,16 @@
 
 Why: a run's peak memory is what sizes the machine or the function it runs in.  Argon2id needs 32 MiB for
 a fraction of a second, and the S3 client, once imported and built, holds about 30 MiB for the whole run.
-Opening a repository derives the key after both are loaded, so the two add up; an unchanged re-run to S3
-peaked at ~95 MiB where restic needs ~65 MiB.  Deriving first, while the process holds little more than
-the interpreter and ``cryptography``, lets the 32 MiB be freed before the big modules arrive.
+Opening a repository derives the key after both are loaded, so the two would add up; deriving first, while
+the process holds little more than the interpreter and ``cryptography``, lets the 32 MiB be freed before
+the big modules arrive (measurements: bench/README.md).
 
 The KDF parameters (salt and costs, which are not secret: they sit in clear in the repository's key blob)
 are remembered in the cache directory after a repository was opened, under a digest of its location.
 Only a passphrase from ``PACKVAULT_PASSPHRASE`` is used here: a pass command or a prompt must run once,
-where the command expects it.  A wrong guess costs nothing but time: the derivation is only reused when
-the key blob's parameters and the passphrase are exactly those used here.
+where the command expects it.  The derived key travels in the ``Passphrase`` object the run hands to
+``Repository.open``; a wrong guess costs nothing but time: the key is only reused when the key blob's
+parameters are exactly those used here.
 """
 
 from __future__ import annotations
@@ -20,59 +21,56 @@ import hashlib
 import os
 from pathlib import Path
 
+from ..crypto.kdf import Passphrase
+from .location import repository_part
+from .run import Run
+
 _ENV = "PACKVAULT_PASSPHRASE"
 
 
-def _hint_path(location: str) -> Path:
-    from ..repository.cache import cache_root
-
+def _hint_path(location: str, run: Run | None = None) -> Path:
+    settings = (run or Run.from_environ()).settings
     digest = hashlib.blake2b(location.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
-    return cache_root() / "kdf-params" / digest
+    return settings.kdf_hint_dir / digest
 
 
 def repository_location(location_arg: str | None) -> str | None:
     """The repository part of a ``REPO::ARCHIVE`` argument (or PACKVAULT_REPO), as the commands resolve it."""
-    text = location_arg or ""
-    repo = text.rsplit("::", 1)[0] if "::" in text else text
-    return repo or os.environ.get("PACKVAULT_REPO") or None
+    return repository_part(location_arg) or None
 
 
-def derive_early(location: str | None) -> None:
-    """Derive the key for ``location`` now if its parameters were remembered; otherwise do nothing."""
-    passphrase = os.environ.get(_ENV)
-    if not location or passphrase is None:
+def derive_early(location: str | None, run: Run, *, derive: bool = True) -> None:
+    """Take the passphrase of PACKVAULT_PASSPHRASE into ``run`` and, with ``derive``, derive its key for
+    ``location`` now if the parameters were remembered; otherwise the key is derived on open."""
+    text = os.environ.get(_ENV)
+    if text is None:
+        return
+    run.early = Passphrase(text)
+    if not location or not derive:
         return
     try:
         import msgpack
 
-        raw = _hint_path(location).read_bytes()
+        raw = _hint_path(location, run).read_bytes()
         d = msgpack.unpackb(raw)
-        from ..crypto.kdf import KdfParams, prederive
+        from ..crypto.kdf import KdfParams
 
         params = KdfParams.from_dict(d)
     except (OSError, ValueError, KeyError, TypeError, msgpack.UnpackException):
         return  # no hint, or an unreadable one: the key is derived when the repository is opened
-    prederive(passphrase, params)
+    run.early.prederive(params)
 
 
-def mark() -> int:
-    from ..crypto.kdf import usage_mark
-
-    return usage_mark()
-
-
-def remember(location: str | None, since: int) -> None:
-    """After a command, remember the KDF parameters it used (since ``mark()``), if it used exactly one."""
-    if not location or os.environ.get(_ENV) is None:
+def remember(location: str | None, run: Run) -> None:
+    """After a command, remember the KDF parameters it used, if it used exactly one set."""
+    if not location or run.early is None:
         return
-    from ..crypto.kdf import used_params
-
-    params = used_params(since)
+    params = run.used_params()
     if len(params) != 1:
         return  # nothing opened, or a passphrase change: no single key to predict
     import msgpack
 
-    path = _hint_path(location)
+    path = _hint_path(location, run)
     data = msgpack.packb(params[0].to_dict())
     with contextlib.suppress(OSError):  # a read-only cache only costs the early derivation
         if path.exists() and path.read_bytes() == data:

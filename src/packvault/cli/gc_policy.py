@@ -3,7 +3,7 @@
 Why: by the time a repository is open, the process holds ~70,000 objects that stay until it exits, most
 of them botocore's parsed S3 model.  A restore or a backup then creates items, chunk lists and buffers
 fast enough to trigger full collections again and again, and each one walks all of those long-lived
-objects too: in a 1 GiB restore from S3 the collector took ~5 % of the CPU.  ``gc.freeze()`` moves what
+objects too, a visible share of a restore's CPU (bench/README.md).  ``gc.freeze()`` moves what
 exists now into a generation the collector never scans; reference counting still frees everything as
 usual, only cycles among the frozen objects would outlive their use, and a CLI process exits anyway.
 

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
+from .location import split_location
+from .run import Run
 
 DESCRIPTION = (
     "Browse archives as a read-only FUSE file system: REPO shows one directory per archive (by name), "
@@ -50,7 +52,7 @@ def add_parser(command: Callable[..., argparse.ArgumentParser], add_common: Call
         help="stay in the foreground until unmounted, showing warnings on stderr (default: detach once mounted)",
     )
     add_common(p, json_flag=False, reading=True)
-    p.set_defaults(func=cmd_mount)
+    p.set_defaults(func="cmd_mount")
 
 
 def _print_warning(path: str, message: str) -> None:
@@ -77,24 +79,24 @@ def _check_fuse() -> None:
         )
 
 
-def cmd_mount(args) -> int:
-    from .commands import split_location
-
+def cmd_mount(args, run: Run) -> int:
     location, archive = split_location(args.location)
     mountpoint = _mountpoint(args.mountpoint)
     _check_fuse()
     if args.foreground:
-        return _serve(args, location, archive, mountpoint, on_mounted=None)
-    return _detach_and_serve(args, location, archive, mountpoint)
+        return _serve(args, run, location, archive, mountpoint, on_mounted=None)
+    return _detach_and_serve(args, run, location, archive, mountpoint)
 
 
-def _serve(args, location: str, archive: str | None, mountpoint: str, on_mounted: Callable[[], None] | None) -> int:
+def _serve(
+    args, run: Run, location: str, archive: str | None, mountpoint: str, on_mounted: Callable[[], None] | None
+) -> int:
     from ..archive.fuse import serve
     from ..archive.mountfs import MountOptions, RepositoryFS
     from ..repository.reader import ChunkReader
-    from .commands import open_repository
+    from .opening import open_repository
 
-    with open_repository(args, location) as repo, ChunkReader(repo) as reader:
+    with open_repository(args, run, location) as repo, ChunkReader(repo) as reader:
         entries = [repo.find_archive(archive)] if archive else repo.archive_entries()
         fs = RepositoryFS(
             reader,
@@ -108,7 +110,7 @@ def _serve(args, location: str, archive: str | None, mountpoint: str, on_mounted
     return EXIT_WARNING if fs.report.warnings else EXIT_OK
 
 
-def _detach_and_serve(args, location: str, archive: str | None, mountpoint: str) -> int:
+def _detach_and_serve(args, run: Run, location: str, archive: str | None, mountpoint: str) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     ready_read, ready_write = os.pipe()
@@ -138,4 +140,4 @@ def _detach_and_serve(args, location: str, archive: str | None, mountpoint: str)
         os.write(ready_write, b"1")
         os.close(ready_write)
 
-    return _serve(args, location, archive, mountpoint, on_mounted=detach)
+    return _serve(args, run, location, archive, mountpoint, on_mounted=detach)

@@ -1,13 +1,18 @@
 """Passphrase -> key-encryption key with Argon2id.
 
 The cost parameters travel with the sealed key, so they can be raised later without breaking old
-repositories.  ``PACKVAULT_KDF_MEMORY_KIB`` lowers the memory cost for new keys: the test suite uses it
-to keep hundreds of ``init`` calls fast; it never weakens an existing key.
+repositories.  The memory cost of new keys is a parameter (``Settings.kdf_memory_kib``, from
+``PACKVAULT_KDF_MEMORY_KIB``): the test suite lowers it to keep hundreds of ``init`` calls fast; it never
+weakens an existing key.
+
+A ``Passphrase`` carries the keys derived from it in this process.  The CLI derives the key of the
+repository it is about to open before it loads the rest of the program (``cli/early_unlock.py``), so the
+KDF's 32 MiB and the S3 client's memory are never resident at the same time; it hands that same object to
+``Repository.open``, whose unlock then finds the key already derived.  Nothing is remembered in a module.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
@@ -28,9 +33,9 @@ class KdfParams:
     lanes: int = DEFAULT_LANES
 
     @classmethod
-    def new(cls) -> KdfParams:
-        memory = int(os.environ.get("PACKVAULT_KDF_MEMORY_KIB", DEFAULT_MEMORY_KIB))
-        return cls(salt=os.urandom(16), memory_kib=max(memory, 8 * DEFAULT_LANES))
+    def new(cls, memory_kib: int = DEFAULT_MEMORY_KIB) -> KdfParams:
+        """Parameters for a new key: a fresh salt, and never less memory than Argon2id accepts."""
+        return cls(salt=os.urandom(16), memory_kib=max(memory_kib, 8 * DEFAULT_LANES))
 
     def to_dict(self) -> dict:
         return {"salt": self.salt, "m": self.memory_kib, "t": self.iterations, "p": self.lanes}
@@ -40,44 +45,41 @@ class KdfParams:
         return cls(salt=d["salt"], memory_kib=d["m"], iterations=d["t"], lanes=d["p"])
 
 
-# Keys derived in this process, by (salt, cost parameters, passphrase digest).  The CLI derives the key of
-# the repository it is about to open before it loads the rest of the program (see cli/early_unlock.py), so
-# the KDF's 32 MiB and the S3 client's memory are never resident at the same time; the derivation that
-# opening the repository asks for later is then answered from here.
-_derived: dict[tuple, bytes] = {}
-_used: list[tuple] = []  # memo keys in the order derive_key was asked for them
+class Passphrase:
+    """A passphrase and the key-encryption keys derived from it so far, by their parameters.
+
+    ``used`` lists the parameters a key was asked for (``derive``), in order: after a command the CLI learns
+    from it which key the repository uses, to derive it early next time.  ``prederive`` derives a key that
+    is probably about to be asked for, without counting as a use."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._derived: dict[KdfParams, bytes] = {}
+        self.used: list[KdfParams] = []
+
+    def derive(self, params: KdfParams) -> bytes:
+        self.used.append(params)
+        kek = self._derived.get(params)
+        if kek is None:
+            kek = self._derived[params] = derive_key(self.text, params)
+        return kek
+
+    def prederive(self, params: KdfParams) -> None:
+        if params not in self._derived:
+            self._derived[params] = derive_key(self.text, params)
+
+    def used_params(self) -> list[KdfParams]:
+        """The distinct parameters ``derive`` was asked for, first use first."""
+        return list(dict.fromkeys(self.used))
 
 
-def _memo_key(passphrase: str, params: KdfParams) -> tuple:
-    digest = hashlib.blake2b(passphrase.encode("utf-8"), digest_size=32).digest()
-    return (params.salt, params.memory_kib, params.iterations, params.lanes, digest)
-
-
-def usage_mark() -> int:
-    """A mark for ``used_params``: call it before a command to learn afterwards which keys it used."""
-    return len(_used)
-
-
-def used_params(since: int = 0) -> list[KdfParams]:
-    """The distinct parameters derive_key was asked for since ``since``, first use first."""
-    distinct = list(dict.fromkeys(_used[since:]))
-    return [KdfParams(salt=k[0], memory_kib=k[1], iterations=k[2], lanes=k[3]) for k in distinct]
+def as_passphrase(passphrase: Passphrase | str) -> Passphrase:
+    return passphrase if isinstance(passphrase, Passphrase) else Passphrase(passphrase)
 
 
 def derive_key(passphrase: str, params: KdfParams) -> bytes:
-    key = _memo_key(passphrase, params)
-    _used.append(key)
-    kek = _derived.get(key)
-    if kek is None:
-        kek = _derived[key] = _argon2id(passphrase, params)
-    return kek
-
-
-def prederive(passphrase: str, params: KdfParams) -> None:
-    """Derive a key that is probably about to be asked for; not a use (see ``used_params``)."""
-    key = _memo_key(passphrase, params)
-    if key not in _derived:
-        _derived[key] = _argon2id(passphrase, params)
+    """The key-encryption key of ``passphrase`` under ``params`` (Argon2id; deterministic)."""
+    return _argon2id(passphrase, params)
 
 
 def _argon2id(passphrase: str, params: KdfParams) -> bytes:

@@ -35,14 +35,13 @@ import time
 from array import array
 from dataclasses import dataclass, field
 
+from ..archive import items as it
 from ..archive.archive import iter_archive_items, load_archive
 from ..errors import IntegrityError, ObjectMissing
 from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entry, encode_index_fragments
 from ..repository.objects import iter_headers, verify_parts
 from ..repository.reader import ChunkReader
 from ..repository.repository import Repository, defrag_pack_name
-from ..storage import layout
-from ..storage.store import discard
 
 UNDERSIZED_SHARE = 0.25  # a kept pack below this share of the target pack size is merged with others
 
@@ -143,9 +142,9 @@ def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> int:
             for chunk_id in meta.item_ids:
                 use(chunk_id, label)
             for item in iter_archive_items(reader, meta):
-                for chunk_id, _ in item.get("c") or ():
+                for chunk_id, _ in item.get(it.CHUNKS) or ():
                     use(chunk_id, label)
-                for chunk_id, _ in item.get("ch") or ():
+                for chunk_id, _ in item.get(it.ORIGINAL_CHUNKS) or ():
                     keep_if_present(chunk_id)  # the original chunks of a repaired file, for healing
         except ObjectMissing as exc:
             raise ObjectMissing(
@@ -220,7 +219,6 @@ def copy_forward(
     """Copy live objects of ``sources`` into new packs and repoint the index.  Returns new pack names."""
     numbers = sorted(index.packs.lookup(p.name) for p in sources if index.packs.lookup(p.name) is not None)
     by_pack = _live_objects_by_pack(index, set(numbers))
-    namespace = layout.META_PACKS if kind == KIND_META else layout.DATA_PACKS
     created = []
     batch: list[tuple[bytes, Entry]] = []
     batch_size = 0
@@ -231,18 +229,18 @@ def copy_forward(
             batch.append((chunk_id, Entry(no, offset, size, flags)))
             batch_size += size
             if batch_size >= repo.config.pack_size:
-                created.append(_write_pack(repo, index, kind, namespace, batch, report, existing))
+                created.append(_write_pack(repo, index, kind, batch, report, existing))
                 batch, batch_size = [], 0
         if kind == KIND_META and batch:  # one source pack's metadata stays apart from the others'
-            created.append(_write_pack(repo, index, kind, namespace, batch, report, existing))
+            created.append(_write_pack(repo, index, kind, batch, report, existing))
             batch, batch_size = [], 0
     if batch:
-        created.append(_write_pack(repo, index, kind, namespace, batch, report, existing))
+        created.append(_write_pack(repo, index, kind, batch, report, existing))
     return created
 
 
 def _write_pack(
-    repo, index: ChunkIndex, kind: int, namespace: str, batch, report: CompactReport, existing: set[str]
+    repo: Repository, index: ChunkIndex, kind: int, batch, report: CompactReport, existing: set[str]
 ) -> str:
     ranges: list[list] = []
     for _, entry in batch:
@@ -257,9 +255,9 @@ def _write_pack(
     if target in existing:
         # A pack of that name is already there (a crashed compact made it, or another copy of the same chunks
         # was): its bytes may differ from this copy, so name this one by its bytes instead (client-side copy).
-        new_name = repo.store.defrag([tuple(r) for r in ranges], namespace=namespace, algorithm="blake3")
+        new_name = repo.copy_forward(kind, [tuple(r) for r in ranges])
     else:
-        new_name = repo.store.defrag([tuple(r) for r in ranges], namespace=namespace, target=target)
+        new_name = repo.copy_forward(kind, [tuple(r) for r in ranges], target=target)
     existing.add(new_name)
     _verify_copy(repo, kind, new_name, batch, index)
     new_no = index.packs.number(new_name, kind)
@@ -297,9 +295,15 @@ def _verify_copy(repo: Repository, kind: int, pack: str, batch, index: ChunkInde
         ) from None
 
 
-def compact(
-    repo: Repository, *, threshold: float = 10.0, min_age: float = 7200.0, dry_run: bool = False
-) -> CompactReport:
+@dataclass(frozen=True)
+class CompactOptions:
+    threshold: float = 10.0  # rewrite a pack once at least this many percent of its bytes are dead
+    min_age: float = 7200.0  # seconds: younger unreferenced packs may belong to a backup running now
+    dry_run: bool = False
+
+
+def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
+    threshold, min_age, dry_run = opts.threshold, opts.min_age, opts.dry_run
     started = time.monotonic()
     report = CompactReport(dry_run=dry_run)
     before_requests = repo.request_stats()
@@ -361,7 +365,7 @@ def compact(
     new_fragments = [repo.write_fragment(fragment) for fragment in encode_index_fragments(index)]
     for name in old_fragments:
         if name not in new_fragments:  # listed above, under the exclusive lock: no existence check needed
-            discard(repo.store, f"{layout.INDEX}/{name}")
+            repo.discard_fragment(name)
     for p in plans:
         if p.name in removed:
             repo.check_lock()

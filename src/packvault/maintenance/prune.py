@@ -1,12 +1,13 @@
 """``prune``: apply a retention policy by soft-deleting archive entries.
 
 The decisions come from ``retention.plan_prune`` (pure, tested on its own); this module only feeds it
-the repository's archive list and soft-deletes what it rejects; the CLI prints the decisions.  Soft
+the repository's archive list and soft-deletes what it rejects; the caller shows the decisions.  Soft
 deletion is O(1) per archive and reversible with ``undelete`` until ``compact`` runs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..repository.repository import Repository
@@ -28,25 +29,28 @@ def _paths_of(repo: Repository, entries: list) -> dict[str, tuple[str, ...]]:
     return result
 
 
-def prune(
-    repo: Repository,
-    policy: RetentionPolicy,
-    *,
-    match: str | None = None,
-    group_by: tuple[str, ...] = DEFAULT_GROUP_BY,
-    dry_run: bool = False,
-    now: datetime | None = None,
-) -> list[Decision]:
+@dataclass(frozen=True)
+class PruneOptions:
+    policy: RetentionPolicy
+    match: str | None = None  # only archives whose name matches this glob
+    group_by: tuple[str, ...] = DEFAULT_GROUP_BY
+    dry_run: bool = False
+    now: datetime | None = None  # the policy's "now"; None: the current time
+
+
+def prune(repo: Repository, opts: PruneOptions) -> list[Decision]:
+    """Every archive's decision (kept, and why, or pruned); the pruned ones are soft-deleted unless a dry run."""
     entries = {e.hex: e for e in repo.archive_entries()}
-    paths = _paths_of(repo, list(entries.values())) if "paths" in group_by else {}
+    paths = _paths_of(repo, list(entries.values())) if "paths" in opts.group_by else {}
     summaries = [
         ArchiveSummary(
             id=e.hex, name=e.name, time=datetime.fromisoformat(e.time), host=e.host, paths=paths.get(e.hex, ())
         )
         for e in entries.values()
     ]
-    decisions = plan_prune(summaries, policy, now=now or datetime.now(UTC), match=match, group_by=group_by)
-    if not dry_run:
+    now = opts.now or datetime.now(UTC)
+    decisions = plan_prune(summaries, opts.policy, now=now, match=opts.match, group_by=opts.group_by)
+    if not opts.dry_run:
         for decision in decisions:
             if not decision.keep:
                 repo.check_lock()

@@ -1,4 +1,4 @@
-"""The local cache directory of one repository (platformdirs user cache dir, or PACKVAULT_CACHE_DIR).
+"""The local cache directory of one repository: ``<Settings.cache_dir>/<repository id>``.
 
 Everything here can be rebuilt from the repository; losing it costs time, never data.  Files are
 replaced atomically (write to a temp file, then rename), so a crash leaves the old or the new version.
@@ -10,22 +10,10 @@ import os
 import tempfile
 from pathlib import Path
 
-import platformdirs
-
-
-def cache_root() -> Path:
-    override = os.environ.get("PACKVAULT_CACHE_DIR")
-    return Path(override) if override else Path(platformdirs.user_cache_dir("packvault"))
-
-
-def config_root() -> Path:
-    override = os.environ.get("PACKVAULT_CONFIG_DIR")
-    return Path(override) if override else Path(platformdirs.user_config_dir("packvault"))
-
 
 class RepositoryCache:
-    def __init__(self, repository_id: bytes):
-        self.path = cache_root() / repository_id.hex()
+    def __init__(self, root: Path, repository_id: bytes):
+        self.path = root / repository_id.hex()
 
     def file(self, name: str) -> Path:
         return self.path / name

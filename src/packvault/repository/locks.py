@@ -20,24 +20,23 @@ after writing (see docs/locks.md for the full protocol and its race analysis).  
   refresh could not be completed before the lock might have looked stale to others, the lock is *lost*:
   ``check()`` raises ``LockLost`` and ``on_lost`` is called, so the operation stops instead of continuing
   unprotected.
+
+``LockManager`` is one unit on purpose: acquiring, judging other holders, refreshing and losing the lock
+share one record, one set of clocks and one lock-ordering rule, and the race analysis in docs/locks.md is
+read against it as a whole.  What stands apart is in ``lock_records.py`` (the record, the entries read
+back, the verdict) and ``lock_holders.py`` (host identity, local process liveness).
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import hashlib
 import logging
 import os
 import random
 import secrets
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from types import TracebackType
 
 import msgpack
@@ -46,6 +45,18 @@ from borgstore.backends.errors import ObjectNotFound
 from ..errors import LockError, LockLost, LockTimeout
 from ..storage.layout import LOCKS, name
 from ..storage.store import Store, discard
+from .lock_holders import default_host_id, pid_alive, process_start
+from .lock_records import RECORD_VERSION, Entry, LockInfo, Verdict, Written, boottime, decode_record, format_time
+
+__all__ = [
+    "DEFAULT_LOCK_WAIT",
+    "DEFAULT_STALE_SECONDS",
+    "LockInfo",
+    "LockManager",
+    "default_host_id",
+    "pid_alive",
+    "process_start",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,189 +75,6 @@ truncated to whole seconds, so an object can look up to this much older than it 
 
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
-
-RECORD_VERSION = 1
-
-
-class Verdict(enum.Enum):
-    """What a lock reader can conclude about a lock object."""
-
-    LIVE = "live"
-    STALE = "stale"
-    UNSURE = "unsure"  # expired by its writer's clock, but the store's clock is not known yet
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    """One lock object as seen by ``list_locks``; holder fields are None when the record is unreadable."""
-
-    key: str
-    host: str | None
-    pid: int | None
-    thread: int | None
-    exclusive: bool
-    time: float | None  # the writer's clock when this object was written
-    since: float | None  # the writer's clock when the holder started acquiring
-    store_mtime: float | None  # the store's clock when this object was written
-    stale: bool
-    readable: bool
-    session: str | None = None  # the holder's session, the same across its refreshes
-
-
-@dataclass
-class _Entry:
-    """A listed lock object and its decoded record (None when it does not unseal/decode)."""
-
-    key: str
-    mtime: float | None
-    record: dict | None
-
-    @property
-    def is_probe(self) -> bool:
-        return self.record is not None and bool(self.record.get("probe"))
-
-    def order(self) -> tuple[float, str]:
-        """Precedence among conflicting candidates: smaller wins.  An unreadable lock always precedes."""
-        if self.record is None:
-            return (float("-inf"), self.key)
-        return (float(self.record["since"]), str(self.record["session"]))
-
-
-@dataclass
-class _Written:
-    """A lock object this manager wrote, with the local clocks around the write."""
-
-    key: str
-    mono_before: float  # time.monotonic() just before the store call
-    wall_after: float  # time.time() just after it returned
-    wall_before: float = 0.0  # time.time() just before the store call
-    boot_before: float = 0.0  # _boottime() just before the store call
-
-    def age(self) -> float:
-        """Seconds since this object was written, by whichever local clock says more.
-
-        Monotonic time stands still while a machine is suspended, wall time can jump; the others judge our
-        lock by wall clocks (theirs and the store's).  So the holder counts every clock it has: a lock that
-        may have looked stale to anyone by any of them is treated as lost."""
-        return max(
-            time.monotonic() - self.mono_before,
-            _boottime() - self.boot_before,
-            time.time() - self.wall_before,
-        )
-
-
-def _boottime() -> float:
-    """A clock that keeps counting while the machine sleeps (Linux CLOCK_BOOTTIME), else monotonic."""
-    clock = getattr(time, "CLOCK_BOOTTIME", None)
-    return time.clock_gettime(clock) if clock is not None else time.monotonic()
-
-
-# --- host identity and local process liveness --------------------------------------------------------
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii") as f:
-            return f.read().strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def default_host_id() -> str:
-    """``hostname/digest``, where the digest names the scope in which this machine's pids are meaningful.
-
-    A pid can only be checked for liveness by a process that sees the same pid space: the same boot of the
-    same kernel, and the same pid namespace (containers on one host share the boot but not the pid space;
-    containers from one image often share /etc/machine-id).  So on Linux the digest covers the boot id and
-    the pid namespace's inode.  A lock left behind before a reboot thus counts as another host's and
-    expires by time, which is slower but never wrong.  Elsewhere, the MAC-derived node id stands in.
-    """
-    parts: list[str] = []
-    boot_id = _read_text("/proc/sys/kernel/random/boot_id")
-    if boot_id:
-        parts.append(boot_id)
-        with contextlib.suppress(OSError):
-            parts.append(f"pidns:{os.stat('/proc/self/ns/pid').st_ino}")
-    else:
-        parts.append(_read_text("/etc/machine-id") or f"node:{uuid.getnode():012x}")
-    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
-    return f"{socket.gethostname()}/{digest}"
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) of a process from /proc, or None where that is not available."""
-    text = _read_text(f"/proc/{pid}/stat")
-    if text is None:
-        return None
-    try:
-        fields = text[text.rindex(")") + 2 :].split()  # the command name may contain spaces and ")"
-        return fields[0], int(fields[19])
-    except (ValueError, IndexError):
-        return None
-
-
-def process_start(pid: int) -> int | None:
-    """An identity for the process ``pid`` beyond its number, so a reused pid is not taken for the holder."""
-    stat = _proc_stat(pid)
-    return None if stat is None else stat[1]
-
-
-def pid_alive(pid: int, start: int | None = None) -> bool:
-    """Whether ``pid`` (started at ``start``, if known) is a running process in our pid space.
-
-    Errs on the side of "alive": a wrongly live verdict only makes a dead holder's lock wait for expiry.
-    """
-    if pid <= 0:
-        return True  # not a real pid: os.kill would address a process group
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # e.g. EPERM: exists, but belongs to someone else
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True
-    state, started = stat
-    if state in ("Z", "X"):
-        return False  # exited; only its parent has not reaped it yet
-    return start is None or started == start
-
-
-# --- records -------------------------------------------------------------------------------------------
-
-_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "v": int,
-    "host": str,
-    "pid": int,
-    "thread": int,
-    "exclusive": bool,
-    "time": (int, float),
-    "since": (int, float),
-    "session": str,
-}
-
-
-def _decode_record(plain: bytes) -> dict | None:
-    try:
-        record = msgpack.unpackb(plain, raw=False)
-    except Exception:  # any malformed input: msgpack raises several unrelated types
-        return None
-    if not isinstance(record, dict):
-        return None
-    for field, kind in _RECORD_TYPES.items():
-        if not isinstance(record.get(field), kind):
-            return None
-    if record["v"] != RECORD_VERSION:
-        return None
-    start = record.get("pstart")
-    if start is not None and not isinstance(start, int):
-        return None
-    return record
-
-
-def _format_time(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
 # --- the manager -----------------------------------------------------------------------------------------
@@ -299,8 +127,8 @@ class LockManager:
         # state of the held lock, guarded by _mutex against the refresher
         self._mutex = threading.RLock()
         self._record: dict | None = None
-        self._current: _Written | None = None
-        self._previous: _Written | None = None  # kept until the next refresh, see the module docstring
+        self._current: Written | None = None
+        self._previous: Written | None = None  # kept until the next refresh, see the module docstring
         self._lost_reason: str | None = None
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
@@ -391,7 +219,7 @@ class LockManager:
         """The repository's locks (one per holder), oldest first, with a staleness verdict for each."""
         entries, store_now = self._scan_with_clock()
         # A holder briefly has two objects (see the module docstring): show only its newest one.
-        newest: dict[str, _Entry] = {}
+        newest: dict[str, Entry] = {}
         for entry in entries:
             if entry.is_probe:
                 continue
@@ -432,12 +260,12 @@ class LockManager:
 
     # -- acquisition -----------------------------------------------------------------------------------
 
-    def _acquire_loop(self, record: dict, wait: float) -> tuple[_Written, _Written | None]:
+    def _acquire_loop(self, record: dict, wait: float) -> tuple[Written, Written | None]:
         """Run the protocol until we hold the lock; return our current and previous lock objects."""
         deadline = time.monotonic() + max(0.0, wait)
         session = record["session"]
-        candidate: _Written | None = None
-        previous: _Written | None = None
+        candidate: Written | None = None
+        previous: Written | None = None
         attempt = 0
         try:
             while True:
@@ -450,7 +278,7 @@ class LockManager:
                     candidate = previous = None
                 ours = {obj.key for obj in (candidate, previous) if obj is not None}
                 store_now = self._store_now(entries, candidate)
-                conflicts: list[tuple[_Entry, Verdict]] = []
+                conflicts: list[tuple[Entry, Verdict]] = []
                 for entry in entries:
                     if entry.record is not None and entry.record.get("session") == session:
                         if entry.key not in ours:
@@ -494,7 +322,7 @@ class LockManager:
             raise
 
     @staticmethod
-    def _ahead_of_us(record: dict, conflicts: list[tuple[_Entry, Verdict]]) -> list[tuple[_Entry, Verdict]]:
+    def _ahead_of_us(record: dict, conflicts: list[tuple[Entry, Verdict]]) -> list[tuple[Entry, Verdict]]:
         """The conflicting locks we must give way to (delete our candidate and back off for).
 
         A shared candidate gives way to every exclusive lock, and an exclusive candidate to every exclusive
@@ -513,26 +341,26 @@ class LockManager:
         ]
 
     @staticmethod
-    def _conflicts(exclusive: bool, other: _Entry) -> bool:
+    def _conflicts(exclusive: bool, other: Entry) -> bool:
         if other.record is None:
             return True  # unknown holder: assume the worst
         if other.is_probe:
             return False
         return exclusive or bool(other.record["exclusive"])
 
-    def _locked_by_message(self, entry: _Entry) -> str:
+    def _locked_by_message(self, entry: Entry) -> str:
         rec = entry.record
         if rec is None:
-            when = _format_time(entry.mtime) if entry.mtime else "an unknown time"
+            when = format_time(entry.mtime) if entry.mtime else "an unknown time"
             return f"repository is locked by an unknown holder (unreadable lock {entry.key[:16]}) since {when}"
         kind = "exclusive" if rec["exclusive"] else "shared"
         return (
-            f"repository is locked by {rec['host']} pid {rec['pid']} since {_format_time(rec['since'])} ({kind} lock)"
+            f"repository is locked by {rec['host']} pid {rec['pid']} since {format_time(rec['since'])} ({kind} lock)"
         )
 
     # -- staleness -------------------------------------------------------------------------------------
 
-    def _judge(self, entry: _Entry, store_now: float | None) -> Verdict:
+    def _judge(self, entry: Entry, store_now: float | None) -> Verdict:
         rec = entry.record
         if rec is not None and rec["host"] == self.host_id and not pid_alive(rec["pid"], rec.get("pstart")):
             return Verdict.STALE
@@ -544,7 +372,7 @@ class LockManager:
         store_age = store_now - entry.mtime - STORE_MTIME_SLACK
         return Verdict.STALE if store_age >= self.stale_seconds else Verdict.LIVE
 
-    def _store_now(self, entries: list[_Entry], reference: _Written | None) -> float | None:
+    def _store_now(self, entries: list[Entry], reference: Written | None) -> float | None:
         """The store's clock now, estimated from the listed mtime of an object we wrote ourselves.
 
         The estimate errs low: the store stamped the object before our write call returned, so
@@ -557,7 +385,7 @@ class LockManager:
                     break
         return None if self._store_offset is None else time.time() + self._store_offset
 
-    def _scan_with_clock(self) -> tuple[list[_Entry], float | None]:
+    def _scan_with_clock(self) -> tuple[list[Entry], float | None]:
         """List the locks together with a store clock reading, writing a probe object when we hold nothing.
 
         A probe is a readable record flagged as such; it conflicts with nobody and lives for one listing.
@@ -655,16 +483,16 @@ class LockManager:
 
     # -- store access ----------------------------------------------------------------------------------
 
-    def _write(self, record: dict) -> _Written:
+    def _write(self, record: dict) -> Written:
         record = {**record, "time": time.time()}
         sealed = self._seal(msgpack.packb(record, use_bin_type=True))
         key = hashlib.sha256(sealed).hexdigest()
-        mono_before, boot_before, wall_before = time.monotonic(), _boottime(), time.time()
+        mono_before, boot_before, wall_before = time.monotonic(), boottime(), time.time()
         self.store.store(name(LOCKS, key), sealed)
         wall_after = time.time()
         with self._decoded_lock:
             self._decoded[key] = record
-        return _Written(key, mono_before, wall_after, wall_before, boot_before)
+        return Written(key, mono_before, wall_after, wall_before, boot_before)
 
     def _delete_quietly(self, key: str) -> bool:
         """Delete a lock object; False if it was already gone."""
@@ -677,7 +505,7 @@ class LockManager:
     def _exists(self, key: str) -> bool:
         return bool(self.store.info(name(LOCKS, key)).exists)
 
-    def _scan(self) -> list[_Entry]:
+    def _scan(self) -> list[Entry]:
         """List ``locks/`` and decode every object (each content-named object is loaded only once)."""
         try:
             listed = [info for info in self.store.list(LOCKS) if not info.directory]
@@ -696,7 +524,7 @@ class LockManager:
                 record = self._open(sealed)
                 with self._decoded_lock:
                     self._decoded[info.name] = record
-            entries.append(_Entry(key=info.name, mtime=info.mtime or None, record=record))
+            entries.append(Entry(key=info.name, mtime=info.mtime or None, record=record))
         listed_keys = {info.name for info in listed}
         with self._decoded_lock:
             for key in [key for key in self._decoded if key not in listed_keys]:
@@ -709,14 +537,14 @@ class LockManager:
         except Exception as exc:  # unseal's failure type is the key's business; any failure means unreadable
             logger.warning("unreadable lock object (%s); treating it as held by an unknown holder", exc)
             return None
-        record = _decode_record(plain)
+        record = decode_record(plain)
         if record is None:
             logger.warning("malformed lock record; treating it as held by an unknown holder")
         return record
 
-    def _describe(self, entry: _Entry) -> str:
+    def _describe(self, entry: Entry) -> str:
         rec = entry.record
         if rec is None:
             return f"{entry.key[:16]} (unreadable)"
         kind = "probe" if entry.is_probe else "exclusive" if rec["exclusive"] else "shared"
-        return f"{entry.key[:16]} ({kind}, {rec['host']} pid {rec['pid']} since {_format_time(rec['since'])})"
+        return f"{entry.key[:16]} ({kind}, {rec['host']} pid {rec['pid']} since {format_time(rec['since'])})"

@@ -33,10 +33,9 @@ from .repository import Repository
 MAX_RUN_BYTES = 16 * 1024 * 1024
 MAX_GAP_BYTES = 2 * 1024 * 1024
 WINDOW_BYTES = 64 * 1024 * 1024
-# scatter reads hand plaintext off in the worker, so only ciphertext runs are in flight.  Measured on a
-# 100 MiB day-2 restore from S3: 4 MiB runs in a 16 MiB window peak at 97 MiB RSS with 22 GETs, 8 MiB
-# runs in 24 MiB at 112 MiB with 14 GETs, in the same time.  Memory is the scarcer resource where
-# Packvault runs (small VMs, functions); a GET costs a fraction of a cent per thousand.
+# scatter reads hand plaintext off in the worker, so only ciphertext runs are in flight.  Larger runs save
+# GETs but cost peak memory at the same speed (bench/README.md, history); memory is the scarcer resource
+# where Packvault runs (small VMs, functions), and a GET costs a fraction of a cent per thousand.
 SCATTER_RUN_BYTES = 4 * 1024 * 1024
 SCATTER_WINDOW_BYTES = 16 * 1024 * 1024
 # A remote store streams each run (one object in memory at a time, ``storage/s3/stream.py``), so a run

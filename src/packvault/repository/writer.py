@@ -36,13 +36,9 @@ from borgstore.backends.errors import BackendError
 
 from ..errors import RepositoryWriteError, StorageError, StorageFull
 from ..storage.spool import SpoolFile
-from .cache import cache_root
 from .index import KIND_DATA, KIND_META, encode_fragment
 from .objects import TYPE_DATA
 from .repository import Repository
-
-DEFAULT_CHECKPOINT_PACKS = 8
-DEFAULT_CHECKPOINT_SECONDS = 300.0
 
 
 class _OpenPack:
@@ -124,12 +120,8 @@ class RepositoryWriter:
         self.repo = repo
         self.index = repo.index
         self.pack_size = repo.config.pack_size
-        self.checkpoint_packs = checkpoint_packs or int(
-            os.environ.get("PACKVAULT_CHECKPOINT_PACKS", DEFAULT_CHECKPOINT_PACKS)
-        )
-        self.checkpoint_seconds = checkpoint_seconds or float(
-            os.environ.get("PACKVAULT_CHECKPOINT_SECONDS", DEFAULT_CHECKPOINT_SECONDS)
-        )
+        self.checkpoint_packs = checkpoint_packs or repo.settings.checkpoint_packs
+        self.checkpoint_seconds = checkpoint_seconds or repo.settings.checkpoint_seconds
         threads = seal_threads or max(2, os.cpu_count() or 2)
         # A local store writes a pack in milliseconds: one upload at a time keeps two packs in memory at most.
         # A remote store overlaps two uploads with filling the next pack (spooled: on disk, not in memory).
@@ -146,7 +138,7 @@ class RepositoryWriter:
         # directory: spooled inside the repository and linked in, so the bytes are written once.  Otherwise
         # (a local store that can't link) a pack in memory is cheaper than writing it twice.
         self.spool = (repo.is_remote or repo.links_pack_spools) if spool is None else spool
-        self.spool_dir = Path(spool_dir) if spool_dir is not None else cache_root() / "spool"
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else repo.settings.spool_dir
         self._spooled: set[_SpooledPack] = set()  # spool files not yet removed (closed by close())
         self._open = {KIND_DATA: self._new_pack(KIND_DATA), KIND_META: self._new_pack(KIND_META)}
         self._unsaved: list[tuple[bytes, str, int, int, int]] = []  # stored, not yet in a fragment

@@ -18,7 +18,6 @@ import time
 
 DEFAULT_MARGIN_SECONDS = 20.0
 DEFAULT_MARGIN_FRACTION = 0.10
-DEFAULT_LOCK_WAIT = 60.0
 
 
 class Deadline:
@@ -55,9 +54,8 @@ class Deadline:
         remaining = self.remaining_seconds()
         return remaining is None or remaining >= 2 * self.margin
 
-    def lock_wait(self) -> float:
-        """Wait for a lock at most PACKVAULT_LOCK_WAIT seconds, and never into the margin."""
-        wait = float(os.environ.get("PACKVAULT_LOCK_WAIT", DEFAULT_LOCK_WAIT))
+    def lock_wait(self, wait: float) -> float:
+        """Wait for a lock at most ``wait`` seconds (``Settings.lock_wait``), and never into the margin."""
         remaining = self.remaining_seconds()
         if remaining is not None:
             wait = min(wait, max(0.0, remaining - self.margin))

@@ -53,16 +53,6 @@ class JsonLog:
         self.stream.flush()
 
 
-class _JobCreator(ArchiveCreator):
-    """ArchiveCreator whose per-file warnings are JSON log lines rather than plain stderr text."""
-
-    log: JsonLog
-
-    def warn(self, path: str, message: str) -> None:
-        self.stats.warnings.append(f"{path}: {message}")
-        self.log("warning", level="warning", path=path, message=message)
-
-
 def prepare_environment(env=os.environ) -> None:
     """In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) caches and keys go below /tmp, the only writable place;
     explicit settings win."""
@@ -107,9 +97,10 @@ def handler(event, context=None) -> dict:
 
 def run_job(job: Job, deadline: Deadline, log: JsonLog) -> dict:
     from ..repository.repository import Repository
+    from ..settings import Settings
 
     result: dict = {"status": None}
-    repo = Repository(job.repository)
+    repo = Repository(job.repository, settings=Settings.from_environ(os.environ))
     try:
         repo.open(None, lock=None)
         try:
@@ -118,7 +109,7 @@ def run_job(job: Job, deadline: Deadline, log: JsonLog) -> dict:
             forget()  # a rotated secret: fetch it again next time
             raise
         if job.does_backup:
-            repo.acquire_lock(exclusive=False, wait=deadline.lock_wait())
+            repo.acquire_lock(exclusive=False, wait=deadline.lock_wait(repo.settings.lock_wait))
             result.update(_backup(repo, job, deadline, log))
             if result["status"] != "created":
                 result["requests"] = repo.request_stats()
@@ -127,7 +118,7 @@ def run_job(job: Job, deadline: Deadline, log: JsonLog) -> dict:
             result["status"] = "done"
         if job.prune_due():
             if repo.lock_manager is None:
-                repo.acquire_lock(exclusive=False, wait=deadline.lock_wait())
+                repo.acquire_lock(exclusive=False, wait=deadline.lock_wait(repo.settings.lock_wait))
             result["prune"] = _prune(repo, job, log)
         if job.compact_due():
             result["compact"] = _compact(repo, job, deadline, log)
@@ -155,15 +146,15 @@ def _backup(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
     source, files_cache_name = build_source(
         list(job.sources), ExcludeMatcher(list(job.excludes)), True, lambda path, msg: creator.warn(path, msg)
     )
-    creator = _JobCreator(
+    creator = ArchiveCreator(
         repo,
         job.archive,
         comment=f"scheduled job {job.prefix}",
         progress=progress,
         deadline=deadline.expired,
         files_cache_name=files_cache_name,
+        on_warning=lambda path, message: log("warning", level="warning", path=path, message=message),
     )
-    creator.log = log
     log("create.start", archive=job.archive, sources=job.describe()["sources"])
     result: dict = {"archive": job.archive}
     try:
@@ -184,16 +175,16 @@ def _backup(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
 
 
 def _prune(repo, job: Job, log: JsonLog) -> dict:
-    from ..maintenance.prune import prune
+    from ..maintenance.prune import PruneOptions, prune
 
-    decisions = prune(repo, job.prune, match=f"{job.prefix}-*", group_by=("prefix",))
+    decisions = prune(repo, PruneOptions(job.prune, match=f"{job.prefix}-*", group_by=("prefix",)))
     pruned = [d.archive.name for d in decisions if not d.keep]
     log("prune.done", kept=len(decisions) - len(pruned), pruned=pruned)
     return {"kept": len(decisions) - len(pruned), "pruned": pruned}
 
 
 def _compact(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
-    from ..maintenance.compact import compact
+    from ..maintenance.compact import CompactOptions, compact
     from ..units import parse_duration
 
     if not deadline.has_time_for_maintenance():
@@ -202,9 +193,9 @@ def _compact(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
     if repo.lock_manager is not None:  # shared (backup) -> exclusive
         repo.lock_manager.release()
         repo.lock_manager = None
-    repo.acquire_lock(exclusive=True, wait=deadline.lock_wait())
+    repo.acquire_lock(exclusive=True, wait=deadline.lock_wait(repo.settings.lock_wait))
     min_age = parse_duration(job.compact_min_age, what="compact_min_age", allow_zero=True).total_seconds()
-    report = compact(repo, threshold=job.compact_threshold, min_age=min_age)
+    report = compact(repo, CompactOptions(threshold=job.compact_threshold, min_age=min_age))
     data = report.as_dict()
     log("compact.done", **{k: v for k, v in data.items() if k != "requests"})
     return data

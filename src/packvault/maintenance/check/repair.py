@@ -32,18 +32,23 @@ import dataclasses
 import hmac
 from datetime import UTC, datetime
 
-import msgpack
-
-from ..archive import items as it
-from ..archive.archive import DAMAGE_FILES, DAMAGE_LOST_ITEM_CHUNKS, DAMAGE_REPAIRED, META_DAMAGE
-from ..errors import IntegrityError, PackvaultError
-from ..repository.config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
-from ..repository.index import ChunkIndex, Location, encode_index_fragments
-from ..repository.objects import TYPE_ARCHIVE, iter_headers
-from ..repository.repository import ArchiveEntry, content_name, defrag_pack_name
-from ..repository.writer import RepositoryWriter
-from ..storage import layout
-from .check import FLAG_BAD, REQUIRED_META_KEYS, Checker, iter_items_robust
+from ...archive import items as it
+from ...archive.archive import (
+    DAMAGE_FILES,
+    DAMAGE_LOST_ITEM_CHUNKS,
+    DAMAGE_REPAIRED,
+    ArchiveMeta,
+    IncompleteArchiveMeta,
+)
+from ...archive.items import iter_items_robust
+from ...errors import IntegrityError, PackvaultError
+from ...repository.config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
+from ...repository.index import ChunkIndex, Location, encode_index_fragments
+from ...repository.objects import TYPE_ARCHIVE, iter_headers
+from ...repository.repository import ArchiveEntry, content_name, defrag_pack_name
+from ...repository.writer import RepositoryWriter
+from .checker import Checker
+from .report import FLAG_BAD
 
 
 def repair(checker: Checker, *, dry_run: bool) -> None:
@@ -174,7 +179,7 @@ def rebuild_index(checker: Checker, *, dry_run: bool) -> None:
     for name in checker.fragments:
         if name not in new:
             repo.check_lock()
-            repo.store.delete(f"{layout.INDEX}/{name}")
+            repo.discard_fragment(name)
     checker.fragments = new
     repo.save_index_cache(index, repo.epoch(), sorted(new))
     repo.reset_index(index)
@@ -191,25 +196,27 @@ def recreate_entries(checker: Checker, *, dry_run: bool) -> None:
         try:
             if loc is None:
                 raise PackvaultError("its object is gone")
-            meta = msgpack.unpackb(checker.read_object(archive_id, loc))
-            if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META_KEYS):
-                raise PackvaultError("its metadata is incomplete")
-        except (PackvaultError, ValueError, TypeError, msgpack.UnpackException) as exc:
+            data = checker.read_object(archive_id, loc)
+            try:
+                meta = ArchiveMeta.decode(data, archive_id)
+            except IncompleteArchiveMeta:
+                raise PackvaultError("its metadata is incomplete") from None
+        except PackvaultError as exc:
             checker.report.notes.append(f"archive metadata {archive_id.hex()} cannot be re-created: {exc}")
             continue
-        name = meta["name"]
+        name = meta.name
         if name in names:
             name = f"{name}.recovered-{archive_id.hex()[:8]}"
         names.add(name)
         entry = ArchiveEntry(
             id=archive_id,
             name=name,
-            time=meta["time"],
-            end=meta["end"],
-            host=meta["host"],
-            user=meta["user"],
-            comment=meta.get("comment", ""),
-            stats=meta.get("stats") or {},
+            time=meta.time,
+            end=meta.end,
+            host=meta.host,
+            user=meta.user,
+            comment=meta.comment,
+            stats=meta.stats,
         )
         checker.report.repairs.append(f"re-create the archives/ entry of archive {name!r} ({archive_id.hex()})")
         key = f"(new entry for {archive_id.hex()})"
@@ -239,7 +246,7 @@ def retire_entries(checker: Checker, *, dry_run: bool) -> None:
         checker.report.repairs.append(f"soft-delete archives/ entry {key}: {why}")
         if not dry_run:
             repo.check_lock()
-            repo.store.move(f"{layout.ARCHIVES}/{key}", delete=True)
+            repo.soft_delete_entry(key)
     retired = {key for key, _ in doomed}
     checker.entries = [(key, entry) for key, entry in checker.entries if key not in retired]
 
@@ -261,7 +268,7 @@ def rewrite_archives(checker: Checker, *, dry_run: bool) -> None:
     plans = []
     for key, entry in todo:
         meta = checker.metas[key]
-        locations = [(item_id, checker.locate(item_id)[0]) for item_id in meta["items"]]
+        locations = [(item_id, checker.locate(item_id)[0]) for item_id in meta.item_ids]
         plans.append((key, entry, meta, locations))
     writer = None
     if not dry_run:
@@ -282,7 +289,7 @@ def _rewrite_one(
     checker: Checker,
     key: str,
     entry: ArchiveEntry,
-    meta: dict,
+    meta: ArchiveMeta,
     locations: list[tuple[bytes, Location | None]],
     writer: RepositoryWriter | None,
 ) -> None:
@@ -318,42 +325,39 @@ def _rewrite_one(
     stream = it.ItemStreamWriter(repo.chunker(), repo.chunk_id, put)
     damaged = healed = 0
     for item in iter_items_robust(chunks()):
-        if item.get("t") == it.FILE:
+        if item.get(it.TYPE) == it.FILE:
             path = it.path_str(item)
-            if item["p"] in findings.healable_paths:
-                item["c"] = item.pop("ch")
-                item.pop("e", None)
+            if item[it.PATH] in findings.healable_paths:
+                item[it.CHUNKS] = item.pop(it.ORIGINAL_CHUNKS)
+                item.pop(it.ERROR, None)
                 healed += 1
                 checker.report.repairs.append(f"archive {entry.name!r}: file {path!r} healed, its chunks are back")
             else:
-                chunk_list = item.get("c") or []
+                chunk_list = item.get(it.CHUNKS) or []
                 lost = sum(1 for cid, _ in chunk_list if cid in checker.lost_ids)
                 if lost:
-                    item.setdefault("ch", [list(pair) for pair in chunk_list])
-                    item["c"] = [
+                    item.setdefault(it.ORIGINAL_CHUNKS, [list(pair) for pair in chunk_list])
+                    item[it.CHUNKS] = [
                         [zero_chunk(size), size] if cid in checker.lost_ids else [cid, size] for cid, size in chunk_list
                     ]
-                    item["e"] = f"damaged: {lost} chunk(s) lost, replaced by zeros (check --repair)"
+                    item[it.ERROR] = f"damaged: {lost} chunk(s) lost, replaced by zeros (check --repair)"
                     damaged += 1
                     checker.report.repairs.append(
                         f"archive {entry.name!r}: file {path!r} marked damaged, {lost} lost chunk(s) replaced by zeros"
                     )
         stream.add(item)
     item_ids = stream.finish()
-    new_meta = dict(meta)
-    new_meta["items"] = item_ids
-    new_meta["nitems"] = stream.count
-    new_meta["repaired"] = datetime.now(UTC).isoformat()
-    damage = dict(meta.get(META_DAMAGE) or {})
+    repaired = datetime.now(UTC).isoformat()
+    damage = dict(meta.damage)
     lost_items = list(damage.get(DAMAGE_LOST_ITEM_CHUNKS) or []) + findings.lost_item_ids
     if lost_items:
         damage[DAMAGE_LOST_ITEM_CHUNKS] = lost_items
     if damaged:
         damage[DAMAGE_FILES] = damage.get(DAMAGE_FILES, 0) + damaged
     if damage:
-        damage[DAMAGE_REPAIRED] = new_meta["repaired"]
-        new_meta[META_DAMAGE] = damage
-    plaintext = msgpack.packb(new_meta)
+        damage[DAMAGE_REPAIRED] = repaired
+    new_meta = dataclasses.replace(meta, item_ids=item_ids, nitems=stream.count, repaired=repaired, damage=damage)
+    plaintext = new_meta.encode()
     archive_id = repo.chunk_id(plaintext)
     checker.report.repairs.append(
         f"archive {entry.name!r}: new item stream ({stream.count} items, {damaged} damaged, {healed} healed, "
@@ -367,4 +371,4 @@ def _rewrite_one(
     writer.flush()
     repo.check_lock()
     repo.put_archive_entry(dataclasses.replace(entry, id=archive_id))  # the new entry first...
-    repo.store.move(f"{layout.ARCHIVES}/{key}", delete=True)  # ...then the old one goes (reversibly)
+    repo.soft_delete_entry(key)  # ...then the old one goes (reversibly)

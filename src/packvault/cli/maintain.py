@@ -1,0 +1,68 @@
+"""The maintenance commands: ``prune``, ``compact``, ``check`` and ``break-lock``."""
+
+from __future__ import annotations
+
+from ..errors import EXIT_OK, EXIT_WARNING
+from ..repository.repository import Repository
+from . import options, render
+from .location import split_location
+from .opening import open_repository, requests_of, s3_options
+from .run import Run
+
+# --- maintenance -------------------------------------------------------------------------------------------
+
+
+def cmd_prune(args, run: Run) -> int:
+    from ..maintenance.prune import prune
+
+    location, _ = split_location(args.repo)
+    opts = options.prune_options(args)  # before the repository is opened: a typo in a cron job fails fast
+    with open_repository(args, run, location) as repo:
+        decisions = prune(repo, opts)
+        requests = requests_of(repo)
+    render.prune(decisions, opts.group_by, requests, dry_run=opts.dry_run, as_json=args.json, as_list=args.list)
+    return EXIT_OK
+
+
+def cmd_compact(args, run: Run) -> int:
+    from ..maintenance.compact import compact
+
+    location, _ = split_location(args.repo)
+    opts = options.compact_options(args)  # before the exclusive lock is taken: a typo must not hold up others
+    with open_repository(args, run, location, lock="exclusive") as repo:
+        report = compact(repo, opts)
+        requests = requests_of(repo)
+    render.compact(report, requests, min_age_text=args.min_age, min_age_seconds=opts.min_age, as_json=args.json)
+    return EXIT_OK
+
+
+def cmd_check(args, run: Run) -> int:
+    from ..maintenance.check import check
+    from .output import Progress
+
+    location, _ = split_location(args.repo)
+    opts = options.check_options(args)
+    repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
+    bar = Progress(bool(getattr(args, "progress", False)))
+    try:
+        repo.open(None, lock=None)
+        repo.tolerate_config_damage = True  # check reports it (and repair restores it) instead of refusing
+        if not opts.repository_only:
+            repo.unlock(run.passphrase())
+            repo.acquire_lock(exclusive=opts.repair, wait=getattr(args, "lock_wait", None))
+        try:
+            report = check(repo, opts, bar.update)
+        finally:
+            bar.finish()
+    finally:
+        repo.close()
+    render.check_report(report, opts, as_json=bool(getattr(args, "json", False)))
+    return EXIT_WARNING if report.problems else EXIT_OK
+
+
+def cmd_break_lock(args, run: Run) -> int:
+    location, _ = split_location(args.repo)
+    with open_repository(args, run, location, lock=None) as repo:
+        count = repo.new_lock_manager().break_locks(force=args.force)
+    render.locks_broken(count, force=args.force, as_json=args.json)
+    return EXIT_OK

@@ -1,0 +1,57 @@
+"""argparse -> the engine's option objects.
+
+Each command's options are turned into the engine's typed options here, before the repository is opened (a
+typo in a cron job fails fast and never holds a lock).  The option objects validate their own combinations,
+so a caller without argparse (the scheduled job) gets the same one-line refusals.  The engines are imported
+when a command needs them, not when the CLI starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from ..units import parse_duration
+
+if TYPE_CHECKING:
+    from ..maintenance.check import CheckOptions
+    from ..maintenance.compact import CompactOptions
+    from ..maintenance.prune import PruneOptions
+
+
+def check_options(args: argparse.Namespace) -> CheckOptions:
+    from ..maintenance.check import CheckOptions
+
+    return CheckOptions(
+        repository_only=bool(getattr(args, "repository_only", False)),
+        archives_only=bool(getattr(args, "archives_only", False)),
+        verify_data=bool(getattr(args, "verify_data", False)),
+        subset=getattr(args, "read_data_subset", None),
+        max_duration=getattr(args, "max_duration", None),
+        repair=bool(getattr(args, "repair", False)),
+        dry_run=bool(getattr(args, "dry_run", False)),
+    )
+
+
+def prune_options(args: argparse.Namespace) -> PruneOptions:
+    from ..maintenance.prune import PruneOptions
+    from ..maintenance.retention import RetentionPolicy
+
+    policy = RetentionPolicy(
+        keep_last=args.keep_last,
+        keep_within=parse_duration(args.keep_within, what="--keep-within") if args.keep_within else None,
+        keep_hourly=args.keep_hourly,
+        keep_daily=args.keep_daily,
+        keep_weekly=args.keep_weekly,
+        keep_monthly=args.keep_monthly,
+        keep_yearly=args.keep_yearly,
+    )
+    group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
+    return PruneOptions(policy, match=args.match, group_by=group_by, dry_run=args.dry_run)
+
+
+def compact_options(args: argparse.Namespace) -> CompactOptions:
+    from ..maintenance.compact import CompactOptions
+
+    min_age = parse_duration(args.min_age, what="--min-age", allow_zero=True)
+    return CompactOptions(threshold=args.threshold, min_age=min_age.total_seconds(), dry_run=args.dry_run)

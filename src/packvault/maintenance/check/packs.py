@@ -1,0 +1,321 @@
+"""Level 1 of ``check``, the packs: every pack read whole, once, each object's structure verified (and, with
+the key, opened), and the index compared with what the packs really hold.
+
+A mixin of ``Checker`` (``checker.py``): the state it reads and fills is the checker's.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import msgpack
+
+from ...errors import IntegrityError, ObjectMissing
+from ...repository.index import KIND_DATA, KIND_META, Location
+from ...repository.objects import TYPE_ARCHIVE, parse_header, resync, verify_parts
+from ...repository.repository import pack_name_matches
+from .report import FLAG_BAD, FLAG_SEEN, PackState, parse_group, parse_percent
+
+META_CACHE_BYTES = 256 * 1024 * 1024  # metadata packs kept in memory for the archive walk
+PREFETCH_PACKS = 2  # packs downloaded ahead of the one being verified
+STATE_NAME = "check-state"  # rotation / resume state in the local cache
+
+
+class PackLevel:
+
+    def select_data_packs(self) -> tuple[list[str], bool]:
+        """Data packs to read in this run, in order, and whether that is a rotation (state to save)."""
+        names = sorted(p.name for p in self.packs.values() if p.kind == KIND_DATA)
+        if self.opts.archives_only and not self.data_pass:
+            return [], False
+        subset = self.opts.subset
+        if subset and "/" in subset:
+            n, t = parse_group(subset)
+            chosen = [name for name in names if int(name[:8], 16) * t >> 32 == n - 1]
+            return chosen, False
+        if not subset and self.deadline is None:
+            return names, False
+        cursor = self.load_state().get("cursor")
+        start = bisect.bisect_right(names, cursor) if cursor else 0
+        ordered = names[start:] + names[:start]
+        if subset:
+            count = min(len(names), math.ceil(parse_percent(subset) * len(names) / 100.0))
+            ordered = ordered[:count]
+        return ordered, True
+
+    def load_state(self) -> dict:
+        raw = self.repo.cache.read(STATE_NAME)
+        if raw is None:
+            return {}
+        try:
+            state = msgpack.unpackb(raw)
+            return state if isinstance(state, dict) else {}
+        except Exception:  # a damaged cache file only costs a restart of the rotation
+            return {}
+
+    def save_state(self, state: dict) -> None:
+        self.repo.cache.write(STATE_NAME, msgpack.packb(state))
+
+    @property
+    def data_pass(self) -> bool:
+        return self.opts.verify_data or bool(self.opts.subset)
+
+    def scan_packs(self) -> None:
+        work: list[tuple[int, str]] = []
+        if not self.opts.archives_only:
+            work += [(KIND_META, p.name) for p in sorted(self.packs.values(), key=lambda p: p.name) if p.kind]
+        data, rotating = self.select_data_packs()
+        work += [(KIND_DATA, name) for name in data]
+        total_data = sum(1 for p in self.packs.values() if p.kind == KIND_DATA)
+        total_bytes = sum(self.packs[name].size for _, name in work)
+        last_data: str | None = None
+        stopped = False
+        with ThreadPoolExecutor(PREFETCH_PACKS, thread_name_prefix="pv-check") as pool:
+            pending: list[tuple[int, str, Future]] = []
+            pos = 0
+            done = 0
+            while pos < len(work) or pending:
+                while pos < len(work) and len(pending) < PREFETCH_PACKS:
+                    kind, name = work[pos]
+                    pending.append((kind, name, pool.submit(self._load_pack, kind, name)))
+                    pos += 1
+                kind, name, future = pending.pop(0)
+                # at least one data pack per run, so a tiny --max-duration still makes progress
+                if kind == KIND_DATA and last_data is not None and self.deadline and time.monotonic() >= self.deadline:
+                    stopped = True
+                    for _, _, other in pending:
+                        other.cancel()
+                    break
+                buf = future.result()
+                if buf is None:
+                    del self.packs[name]
+                else:
+                    self.scan_pack(kind, name, buf)
+                    if kind == KIND_META and self._meta_cache_bytes + len(buf) <= META_CACHE_BYTES:
+                        self.meta_cache[name] = buf
+                        self._meta_cache_bytes += len(buf)
+                    self.report.count("bytes_read", len(buf))
+                del buf
+                done += 1
+                if kind == KIND_DATA:
+                    last_data = name
+                read = self.report.stats.get("bytes_read", 0)
+                self.progress(f"check: pack {done}/{len(work)}", completed=read, total=total_bytes)
+        scanned_data = sum(1 for p in self.packs.values() if p.kind == KIND_DATA and p.scanned)
+        self.report.stats["packs_read"] = sum(1 for p in self.packs.values() if p.scanned)
+        self.report.stats["data_packs_read"] = scanned_data
+        if stopped or scanned_data < total_data:
+            self.report.complete = False
+            why = "--max-duration reached" if stopped else "subset"
+            self.report.notes.append(
+                f"data packs read this run: {scanned_data} of {total_data} ({why}); the others were checked "
+                "for presence and size only"
+            )
+        if rotating:
+            state = self.load_state()
+            if not stopped and not self.opts.subset and scanned_data >= total_data:
+                state.pop("cursor", None)  # a full circle: start from the beginning next time
+            elif last_data is not None:
+                state["cursor"] = last_data
+            self.save_state(state)
+
+    def _load_pack(self, kind: int, name: str) -> bytes | None:
+        try:
+            return self.repo.load_pack_range(kind, name)
+        except ObjectMissing:
+            return None  # listed a moment ago, gone now: reported as a missing pack
+
+    def scan_pack(self, kind: int, name: str, buf: bytes) -> None:
+        """Verify one whole pack in memory; record intact objects and damaged byte ranges."""
+        state = self.packs[name]
+        state.scanned = True
+        state.misnamed = not pack_name_matches(name, buf)
+        if len(buf) != state.size:
+            state.size = len(buf)
+        decrypt = self.has_key and (kind == KIND_META or self.data_pass)
+        codec = self.repo.codec
+        offset = 0
+        end_of_pack = len(buf)
+        while offset < end_of_pack:
+            try:
+                header = parse_header(buf, offset)
+            except IntegrityError as exc:
+                nxt = resync(buf, offset)
+                state.damaged.append((offset, nxt, str(exc)))
+                offset = nxt
+                continue
+            end = offset + header.total_size
+            if end > end_of_pack:
+                why = f"truncated object (pack ends {end - end_of_pack} bytes early)"
+                state.damaged.append((offset, end_of_pack, why))
+                break
+            try:
+                verify_parts(header, buf, offset)
+            except IntegrityError as exc:
+                state.damaged.append((offset, end, str(exc)))
+                offset = end
+                continue
+            self.report.count("objects")
+            if decrypt:
+                try:
+                    _, meta, data = codec.open(buf, offset, expected_id=header.object_id)
+                    if self.repo.chunk_id(data) != header.object_id:
+                        raise IntegrityError("plaintext does not match its id (MAC)")
+                except IntegrityError as exc:
+                    state.damaged.append((offset, end, f"does not authenticate: {exc}"))
+                    offset = end
+                    continue
+                self.report.count("objects_verified")
+                if kind == KIND_META and meta.type == TYPE_ARCHIVE:
+                    self.archive_objects[header.object_id] = Location(name, kind, offset, header.total_size)
+            if self.has_key:
+                if not decrypt and not self._indexed_here(name, offset, header.total_size, header.object_id):
+                    # an object the index does not vouch for may be indexed by repair: it must be ours first
+                    # (an intact object of another repository's key passes every key-less check)
+                    try:
+                        codec.open(buf, offset, expected_id=header.object_id)
+                    except IntegrityError as exc:
+                        state.damaged.append((offset, end, f"does not authenticate under this key: {exc}"))
+                        offset = end
+                        continue
+                self._intact(kind, name, offset, header.total_size, header.object_id, state)
+            offset = end
+
+    def _indexed_here(self, name: str, offset: int, size: int, object_id: bytes) -> bool:
+        entry = self.index.table.get(object_id)
+        return (
+            entry is not None
+            and (entry.offset, entry.size) == (offset, size)
+            and self.index.packs.names[entry.pack] == name
+        )
+
+    def _intact(self, kind: int, name: str, offset: int, size: int, object_id: bytes, state: PackState) -> None:
+        entry = self.index.table.get(object_id)
+        if self._indexed_here(name, offset, size, object_id):
+            self.index.table[object_id] = entry._replace(flags=entry.flags | FLAG_SEEN)
+            state.indexed += 1
+            return
+        self.alt.add(object_id, name, kind, offset, size)
+        if entry is None:
+            state.unindexed += 1
+
+    def compare_index(self) -> None:
+        """Entries that do not point at an intact object become BAD; report them and unindexed objects."""
+        table = self.index.table
+        names = self.index.packs.names
+        per_missing_pack: dict[str, int] = {}
+        region_ids: dict[tuple[str, int], list[bytes]] = {}
+        for chunk_id, entry in self.index.entries():
+            if entry.flags & FLAG_SEEN:
+                continue
+            pack = names[entry.pack]
+            state = self.packs.get(pack)
+            if state is not None and not state.scanned:
+                if entry.offset + entry.size <= state.size:
+                    continue  # not read this run (subset): present and in bounds is all we can say
+                problem = "index entry points beyond the end of its pack"
+            elif state is None:
+                per_missing_pack[pack] = per_missing_pack.get(pack, 0) + 1
+                problem = "object is missing with its pack"
+            else:
+                problem = None
+                for start, end, _ in state.damaged:
+                    if start <= entry.offset < end:
+                        region_ids.setdefault((pack, start), []).append(chunk_id)
+                        break
+                else:
+                    problem = "index entry points at no intact object with this id"
+            table[chunk_id] = entry._replace(flags=entry.flags | FLAG_BAD)
+            elsewhere = self.alt.get(chunk_id)
+            if elsewhere is not None:
+                self.repoint_targets.add(elsewhere.pack)
+            self.index_changed = True
+            self.report.count("index_entries_bad")
+            if problem:
+                kind = "object-missing" if state is None else "index-dangling"
+                self.report.add(
+                    "repository",
+                    kind,
+                    problem + self._elsewhere(chunk_id),
+                    pack=pack,
+                    offset=entry.offset,
+                    object=chunk_id.hex(),
+                )
+        for pack, count in sorted(per_missing_pack.items()):
+            entries = f"{count} index entr{'y' if count == 1 else 'ies'}"
+            self.report.add("repository", "pack-missing", f"pack is missing; {entries} point into it", pack=pack)
+        for state in sorted(self.packs.values(), key=lambda p: p.name):
+            self._report_misnamed(state)
+            for start, end, why in state.damaged:
+                ids = region_ids.get((state.name, start), [])
+                if not ids:
+                    self.report.add(
+                        "repository",
+                        "bytes-damaged",
+                        f"bytes {start}..{end} damaged, not used by the index ({why})",
+                        pack=state.name,
+                        offset=start,
+                    )
+                for chunk_id in ids:
+                    message = f"object damaged ({why})" + self._elsewhere(chunk_id)
+                    self.report.add(
+                        "repository", "object-damaged", message, pack=state.name, offset=start, object=chunk_id.hex()
+                    )
+            if state.unindexed and not state.indexed and not state.damaged:
+                # A whole pack nothing points at is what an interrupted backup or compact leaves behind
+                # (DESIGN principle 1): not damage.  If archives needed it, level 2 reports them.
+                self.index_changed = True
+                self.report.count("objects_unindexed", state.unindexed)
+                self.report.notes.append(
+                    f"pack {state.name}: {state.unindexed} object(s), none indexed (left by an interrupted backup "
+                    "or compact; compact removes it once older than --min-age, repair indexes it)"
+                )
+            elif state.unindexed:
+                self.index_changed = True
+                self.report.count("objects_unindexed", state.unindexed)
+                self.report.add(
+                    "repository",
+                    "objects-unindexed",
+                    f"{state.unindexed} intact object(s) are not in the index (left by an interrupted or "
+                    "running backup, or a lost index fragment; repair indexes them)",
+                    pack=state.name,
+                )
+
+    def _report_misnamed(self, state: PackState) -> None:
+        """A pack whose bytes do not match its name is a problem while anything may read it through that name
+        (without the key, that cannot be ruled out).  Once repair has moved its intact objects to a correctly
+        named copy and nothing in the index points into it, it is only garbage that compact removes."""
+        if not state.misnamed:
+            return
+        unused = not (state.indexed or state.unindexed or state.damaged) and state.name not in self.repoint_targets
+        if self.has_key and unused:
+            self.report.notes.append(
+                f"pack {state.name}: its bytes do not match its name, and the index no longer uses it (its "
+                "objects have a correctly named copy); compact removes it once older than --min-age"
+            )
+            return
+        self.report.add(
+            "repository", "pack-name", "pack content does not match its name (its bytes changed)", pack=state.name
+        )
+
+    def report_damage_without_key(self) -> None:
+        """Without the key nothing says which object a damaged range held, but every checksum mismatch is
+        a problem: a pack's name proves its bytes only for packs named by content, not for those compact
+        names by the ids they hold."""
+        for state in sorted(self.packs.values(), key=lambda p: p.name):
+            self._report_misnamed(state)
+            for start, end, why in state.damaged:
+                self.report.add(
+                    "repository",
+                    "bytes-damaged",
+                    f"bytes {start}..{end} damaged ({why})",
+                    pack=state.name,
+                    offset=start,
+                )
+
+    def _elsewhere(self, chunk_id: bytes) -> str:
+        loc = self.alt.get(chunk_id)
+        return f"; an intact copy is in pack {loc.pack} @{loc.offset}" if loc else ""

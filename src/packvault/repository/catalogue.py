@@ -1,0 +1,216 @@
+"""The archive catalogue: the ``archives/`` entries (``ArchiveEntry``), claims on archive names, soft deletion
+and undeletion, tombstones and the purge of soft-deleted entries.
+
+A part of ``Repository`` (``repository.py``), whose store, key, cache and lock it uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgpack
+from borgstore.backends.errors import ObjectNotFound
+
+from ..errors import ArchiveExists, ArchiveNotFound, IntegrityError
+from ..storage import layout
+from ..storage.store import Store, discard, store_new
+from .objects import TYPE_ARCHIVE_ENTRY, ObjectCodec
+
+if TYPE_CHECKING:
+    from .locks import LockManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """The small record in ``archives/``: enough to list archives without reading their metadata."""
+
+    id: bytes  # id of the archive metadata object (in a metadata pack)
+    name: str
+    time: str  # ISO 8601 UTC start time
+    end: str
+    host: str
+    user: str
+    comment: str = ""
+    stats: dict | None = None
+    paths: tuple[str, ...] | None = None
+    """The paths given to ``create`` (prune's default grouping); None in entries written before they were
+    recorded here, whose paths are only in the archive metadata."""
+
+    @property
+    def hex(self) -> str:
+        return self.id.hex()
+
+    def encode(self) -> bytes:
+        record = {
+            "id": self.id,
+            "name": self.name,
+            "time": self.time,
+            "end": self.end,
+            "host": self.host,
+            "user": self.user,
+            "comment": self.comment,
+            "stats": self.stats or {},
+        }
+        if self.paths is not None:
+            record["paths"] = list(self.paths)
+        return msgpack.packb(record)
+
+    @classmethod
+    def decode(cls, data: bytes) -> ArchiveEntry:
+        d = msgpack.unpackb(data)
+        return cls(
+            id=d["id"],
+            name=d["name"],
+            time=d["time"],
+            end=d["end"],
+            host=d["host"],
+            user=d["user"],
+            comment=d.get("comment", ""),
+            stats=d.get("stats") or {},
+            paths=tuple(d["paths"]) if "paths" in d else None,
+        )
+
+
+class ArchiveCatalogue:
+    store: Store
+    codec: ObjectCodec | None
+    lock_manager: LockManager | None
+
+    def _entries(self, *, deleted: bool, strict: bool) -> list[tuple[str, ArchiveEntry]]:
+        """(store key, entry) of every archive entry.  Entries are immutable, so their plaintext is cached.
+
+        A damaged entry is skipped with a warning naming it (one bad object must not stop every command),
+        unless ``strict``: compact must not go on without knowing every archive."""
+        cache = self.cache
+        entries = []
+        for info in self.list_namespace(layout.ARCHIVES, deleted=deleted):
+            plaintext = cache.read(f"archive-{info.name}")
+            try:
+                if plaintext is None:
+                    plaintext = self.get_sealed(layout.ARCHIVES, info.name, deleted=deleted)
+                    cache.write(f"archive-{info.name}", plaintext)
+                entry = ArchiveEntry.decode(plaintext)
+            except (IntegrityError, ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+                if deleted:
+                    continue  # a damaged entry that repair soft-deleted: nothing to undelete
+                if strict:
+                    raise IntegrityError(
+                        f"archive entry {info.name} is damaged ({exc})", hint="run 'packvault check --repair' first"
+                    ) from None
+                log.warning("archive entry %s is damaged (%s); skipped: run 'packvault check --repair'", info.name, exc)
+                continue
+            entries.append((info.name, entry))
+        return entries
+
+    def archive_entries(self, *, deleted: bool = False, strict: bool = False) -> list[ArchiveEntry]:
+        """All archive entries, oldest first (damaged ones skipped with a warning unless ``strict``)."""
+        entries = [entry for _, entry in self._entries(deleted=deleted, strict=strict)]
+        entries.sort(key=lambda entry: (entry.time, entry.name))
+        return entries
+
+    def entry_names(self, *, deleted: bool = False) -> dict[bytes, str]:
+        """archive id -> store key of its entry."""
+        return {entry.id: key for key, entry in self._entries(deleted=deleted, strict=False)}
+
+    def find_archive(self, name: str) -> ArchiveEntry:
+        matches = [e for e in self.archive_entries() if e.name == name]
+        if not matches:
+            raise ArchiveNotFound(f"archive {name!r} not found")
+        return matches[-1]
+
+    def put_archive_entry(self, entry: ArchiveEntry) -> str:
+        """Store the entry, and keep its plaintext in the local cache: the next command that lists archives
+        on this machine (a scheduled re-run) need not GET what it wrote itself."""
+        plaintext = entry.encode()
+        name = self.put_sealed(layout.ARCHIVES, TYPE_ARCHIVE_ENTRY, plaintext)
+        with contextlib.suppress(OSError):  # the entry is stored: a cache that can't be written costs a GET
+            self.cache.write(f"archive-{name}", plaintext)
+        return name
+
+    def claim_archive_name(self, name: str, archive_id: bytes) -> None:
+        """Claim ``name`` for ``archive_id`` with a create-only write, right before its entry is written.
+
+        Two backups of the same name that started at the same time both passed the check for an existing
+        archive; only one may commit.  Each name has a series of claims ``names/<MAC of name>-<n>``, each
+        created only if absent (S3 ``If-None-Match``, a hard link locally), so of two writers racing for the
+        next free claim exactly one gets it; the other raises ArchiveExists and commits nothing.  A claim is
+        never overwritten or deleted by a writer (a create-only writer credential can do neither): when the
+        last claim's archive is not there, the claim is abandoned if that archive was deleted, or if no lock
+        of the session that claimed it is held any more (its backup died between claim and entry), and the
+        name is claimed again at ``n + 1``.
+        """
+        base = self.chunk_id(b"packvault archive name v1\0" + name.encode("utf-8", "surrogateescape")).hex()
+        generation, last = 0, None
+        while True:
+            try:
+                last = self.store.load(layout.name(layout.NAMES, f"{base}-{generation}"))
+            except ObjectNotFound:
+                break
+            generation += 1
+        if last is not None:
+            try:
+                header, _, plaintext = self.codec.open(last)
+                claimed, session = header.object_id, msgpack.unpackb(plaintext).get("session")
+            except (IntegrityError, ValueError, TypeError, AttributeError, msgpack.UnpackException):
+                claimed, session = None, None  # a damaged claim protects nothing: take the next one
+            if claimed == archive_id:
+                return  # our own claim: this is a retry
+            if claimed in {entry.id for entry in self.archive_entries()}:
+                raise ArchiveExists(f"an archive named {name!r} already exists; nothing was committed")
+            gone = claimed is None or claimed in self.tombstones() or claimed in self.entry_names(deleted=True)
+            held = {info.session for info in self.new_lock_manager().list_locks() if not info.stale}
+            if not gone and session in held:
+                raise ArchiveExists(
+                    f"another backup is committing an archive named {name!r} right now; nothing was committed",
+                    hint="run it again under another name",
+                )
+        session = self.lock_manager.session if self.lock_manager is not None else None
+        claim = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, msgpack.packb({"session": session}), compress=False)
+        if not store_new(self.store, layout.name(layout.NAMES, f"{base}-{generation}"), claim):
+            raise ArchiveExists(
+                f"another backup committed an archive named {name!r} at the same moment; nothing was committed",
+                hint="run it again under another name",
+            )
+
+    def soft_delete_archive(self, entry: ArchiveEntry) -> None:
+        self.soft_delete_entry(self.entry_names()[entry.id])
+
+    def soft_delete_entry(self, key: str) -> None:
+        """Soft-delete the ``archives/`` entry stored as ``key`` (reversible until compact): also an entry
+        that does not open, which repair retires by its store key."""
+        self.store.move(layout.name(layout.ARCHIVES, key), delete=True)
+
+    def undelete_archive(self, entry: ArchiveEntry) -> None:
+        key = self.entry_names(deleted=True)[entry.id]
+        self.store.move(f"{layout.ARCHIVES}/{key}", undelete=True)
+
+    def tombstones(self) -> set[bytes]:
+        """Ids of archives that compact purged for good."""
+        return {bytes.fromhex(info.name) for info in self.list_namespace(layout.TOMBSTONES)}
+
+    def purge_deleted_archives(self) -> int:
+        """Remove soft-deleted entries for good (compact).
+
+        A purged archive's metadata object can outlive its entry (in a pack compact keeps, or until a crashed
+        compact finishes), and would then look like an archive whose entry was lost.  A tombstone (its id,
+        sealed, no content) written before the entry is deleted tells ``check`` and ``repair`` it was deleted
+        on purpose and must not come back.
+        """
+        count = 0
+        for info in list(self.list_namespace(layout.ARCHIVES, deleted=True)):
+            try:
+                archive_id = ArchiveEntry.decode(self.get_sealed(layout.ARCHIVES, info.name, deleted=True)).id
+            except IntegrityError:
+                archive_id = None  # a damaged entry: nothing it could resurrect
+            if archive_id is not None:
+                sealed = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
+                self.store.store(f"{layout.TOMBSTONES}/{archive_id.hex()}", sealed)
+            discard(self.store, f"{layout.ARCHIVES}/{info.name}", deleted=True)  # listed just above
+            self.cache.remove(f"archive-{info.name}")
+            count += 1
+        return count
