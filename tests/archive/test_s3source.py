@@ -22,6 +22,7 @@ from packvault.archive.s3source import S3Source, _sorted_records, walk_sort_key
 from packvault.archive.walker import FilesystemSource
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
+from packvault.storage.settings import from_environment
 from tests.support.s3servers import new_bucket, s3_client
 from tests.support.settings import env_settings
 
@@ -70,7 +71,12 @@ def open_repo(location: str) -> Repository:
 def backup(location: str, name: str, urls: list[str], excludes: list[str] = ()) -> tuple[S3Source, dict]:
     """One ``create`` through the API, so the test can look at the source's own request counter."""
     warnings: list[str] = []
-    source = S3Source(urls, excludes=ExcludeMatcher(list(excludes)), warn=lambda p, m: warnings.append(f"{p}: {m}"))
+    source = S3Source(
+        urls,
+        excludes=ExcludeMatcher(list(excludes)),
+        warn=lambda p, m: warnings.append(f"{p}: {m}"),
+        settings=from_environment(os.environ),
+    )
     with open_repo(location) as repo:
         creator = ArchiveCreator(repo, name, files_cache_name="files-s3")
         creator.run(source, paths=urls, cmdline=["test"])
@@ -124,7 +130,7 @@ def test_order_matches_the_local_walker(tmp_path, moto_endpoint, source_bucket):
     ]
     prefix = str(disk).lstrip("/").removesuffix(source_bucket)
     local = [p.removeprefix(prefix) for p in local]
-    entries = list(S3Source([src_url(source_bucket, moto_endpoint)], warn=print))
+    entries = list(S3Source([src_url(source_bucket, moto_endpoint)], warn=print, settings=from_environment(os.environ)))
     remote = [e.item["p"].decode() for e in entries]
     assert remote[0] == source_bucket  # the bucket itself is a directory of the archive
     assert remote[1:] == local
@@ -196,7 +202,9 @@ def test_restore_into_a_bucket_bit_exact(repo_path, moto_endpoint, source_bucket
     target_bucket = new_bucket(moto_endpoint)
     items = archive_items(repo_path, "one")
     with open_repo(repo_path) as repo, ChunkReader(repo) as reader:
-        restorer = S3Restorer(reader, f"s3://{target_bucket}/restored?endpoint={moto_endpoint}")
+        restorer = S3Restorer(
+            reader, f"s3://{target_bucket}/restored?endpoint={moto_endpoint}", settings=from_environment(os.environ)
+        )
         stats = restorer.run(iter(items))
     assert not stats.errors
     assert stats.nfiles == len(TREE)
@@ -206,7 +214,12 @@ def test_restore_into_a_bucket_bit_exact(repo_path, moto_endpoint, source_bucket
     # strip_components=1 puts objects back under their original keys
     back_bucket = new_bucket(moto_endpoint)
     with open_repo(repo_path) as repo, ChunkReader(repo) as reader:
-        S3Restorer(reader, f"s3://{back_bucket}?endpoint={moto_endpoint}", strip_components=1).run(iter(items))
+        S3Restorer(
+            reader,
+            f"s3://{back_bucket}?endpoint={moto_endpoint}",
+            strip_components=1,
+            settings=from_environment(os.environ),
+        ).run(iter(items))
     assert bucket_objects(moto_endpoint, back_bucket) == TREE
 
 
@@ -220,7 +233,9 @@ def test_restore_of_a_large_object_uses_multipart(repo_path, moto_endpoint, s3_e
     backup(repo_path, "big", [src_url(bucket, moto_endpoint, "big")])
     target = new_bucket(moto_endpoint)
     with open_repo(repo_path) as repo, ChunkReader(repo) as reader:
-        restorer = S3Restorer(reader, f"s3://{target}?endpoint={moto_endpoint}", strip_components=1)
+        restorer = S3Restorer(
+            reader, f"s3://{target}?endpoint={moto_endpoint}", strip_components=1, settings=from_environment(os.environ)
+        )
         stats = restorer.run(iter(archive_items(repo_path, "big")))
     assert not stats.errors
     assert restorer.requests.snapshot()["PUT"] == 1 + 3 + 1  # create, three parts, complete (billed as PUTs)
@@ -293,7 +308,7 @@ def test_cut_downloads_resume_where_they_broke(moto_endpoint, source_bucket, fau
     proxy = fault_proxy(
         moto_endpoint, fault_rate=1.0, kinds=["cut_body"], methods=["GET"], path_contains="b.bin", max_faults=2
     )
-    source = S3Source([src_url(source_bucket, proxy.endpoint)], warn=print)
+    source = S3Source([src_url(source_bucket, proxy.endpoint)], warn=print, settings=from_environment(os.environ))
     assert _read_object(source, "data/a/b.bin") == TREE["data/a/b.bin"]
     assert proxy.faults["cut_body"] == 2
     counted = source.requests.snapshot()
@@ -311,7 +326,7 @@ def test_a_source_that_keeps_cutting_is_given_up_on_with_one_clear_error(
     monkeypatch.setenv("PACKVAULT_S3_RETRY_ATTEMPTS", "3")
     monkeypatch.setenv("PACKVAULT_S3_RETRY_MAX_SECONDS", "5")
     proxy = fault_proxy(moto_endpoint, fault_rate=1.0, kinds=["cut_body"], methods=["GET"], path_contains="b.bin")
-    source = S3Source([src_url(source_bucket, proxy.endpoint)], warn=print)
+    source = S3Source([src_url(source_bucket, proxy.endpoint)], warn=print, settings=from_environment(os.environ))
     with pytest.raises(ServiceUnavailable, match="kept failing"):
         _read_object(source, "data/a/b.bin")
 

@@ -22,6 +22,7 @@ from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from packvault.serverless import handler
 from packvault.serverless import secrets as pv_secrets
+from packvault.storage.settings import from_environment
 from tests.support.s3servers import new_bucket, s3_client
 from tests.support.settings import env_settings
 
@@ -143,9 +144,9 @@ def test_invocations_with_short_deadlines_complete_one_archive(job_env, pv, tmp_
     back = new_bucket(endpoint)
     with open_repo(repo) as r, ChunkReader(r) as reader:
         meta = load_archive(reader, r.find_archive("nightly-2026-11-20"))
-        stats = S3Restorer(reader, f"s3://{back}?endpoint={endpoint}", strip_components=1).run(
-            iter_archive_items(reader, meta)
-        )
+        stats = S3Restorer(
+            reader, f"s3://{back}?endpoint={endpoint}", strip_components=1, settings=from_environment(os.environ)
+        ).run(iter_archive_items(reader, meta))
     assert not stats.errors
     client = s3_client(endpoint)
     for key, data in objects.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -23,7 +24,10 @@ def open_s3(make_s3_url) -> Iterator[Callable[..., S3Backend]]:
     def make(endpoint: str, url: str | None = None, create: bool = True, cache_dir=None, **options: str) -> S3Backend:
         extra = {} if cache_dir is None else {"cache_dir": cache_dir}
         backend = backend_from_location(
-            url or make_s3_url(endpoint), {k: str(v) for k, v in options.items()}, **extra, settings=from_environment()
+            url or make_s3_url(endpoint),
+            {k: str(v) for k, v in options.items()},
+            **extra,
+            settings=from_environment(os.environ),
         )
         if create:
             backend.create()

@@ -54,7 +54,7 @@ def test_counting_backend_delegates_everything(tmp_path):
 
 
 def test_s3_request_numbers(moto_endpoint, make_s3_url):
-    be = open_s3_backend(make_s3_url(moto_endpoint), {}, settings=from_environment())
+    be = open_s3_backend(make_s3_url(moto_endpoint), {}, settings=from_environment(os.environ))
     be.create()
     assert requests_only(be.request_stats()) == {"LIST": 1}
     be.reset_request_stats()
@@ -89,7 +89,8 @@ def test_s3_request_numbers(moto_endpoint, make_s3_url):
 
 def test_repository_create_through_store_costs_one_request(moto_endpoint, make_s3_url):
     store = Store(
-        backend=open_s3_backend(make_s3_url(moto_endpoint), {}, settings=from_environment()), config=STORE_CONFIG
+        backend=open_s3_backend(make_s3_url(moto_endpoint), {}, settings=from_environment(os.environ)),
+        config=STORE_CONFIG,
     )
     store.create()
     assert requests_only(store.backend.request_stats()) == {"LIST": 1}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from packvault.storage.settings import from_environment
 from packvault.storage.url import store_from_location
 
 
 def test_fresh_location_round_trip(any_backend_url):
-    store = store_from_location(any_backend_url, settings=from_environment())
+    store = store_from_location(any_backend_url, settings=from_environment(os.environ))
     store.create()
     with store:
         store.store("packs/data/00ff", b"pack")

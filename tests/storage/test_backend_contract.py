@@ -211,7 +211,7 @@ def test_move_onto_itself_is_a_no_op(backend):
 @pytest.fixture
 def unopened(any_backend_url):
     """A backend of each kind for a location nothing was created at, not opened."""
-    return backend_from_location(any_backend_url, settings=from_environment())
+    return backend_from_location(any_backend_url, settings=from_environment(os.environ))
 
 
 def test_destroy_of_a_destroyed_location_raises(unopened):

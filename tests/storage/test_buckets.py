@@ -25,7 +25,7 @@ def md5(data: bytes) -> str:
 def bucket(moto_endpoint, s3_env):
     name = new_bucket(moto_endpoint)
     buckets = Buckets(extra_counts=("resumed",))
-    return buckets.bucket(parse_location(f"s3://{name}?endpoint={moto_endpoint}", from_environment()))
+    return buckets.bucket(parse_location(f"s3://{name}?endpoint={moto_endpoint}", from_environment(os.environ)))
 
 
 def test_list_head_and_missing(bucket, moto_endpoint):

@@ -5,6 +5,7 @@ base class's default."""
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 
@@ -190,7 +191,7 @@ def test_s3_store_new_is_create_only_whatever_the_policy(moto_endpoint, make_s3_
         make_s3_url(moto_endpoint),
         {},
         policy=WritePolicy(modes=(("names", WriteMode.OVERWRITE),)),
-        settings=from_environment(),
+        settings=from_environment(os.environ),
     )
     be.create()
     be.open()

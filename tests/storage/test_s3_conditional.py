@@ -170,7 +170,9 @@ def test_probe_of_a_service_that_honours_conditions(endpoint, open_s3, make_s3_u
     assert first.request_stats()["PUT"] == 3
     first.close()
     first.destroy()
-    recreated = open_s3_backend(other, {}, policy=WRITE_POLICY, cache_dir=tmp_path, settings=from_environment())
+    recreated = open_s3_backend(
+        other, {}, policy=WRITE_POLICY, cache_dir=tmp_path, settings=from_environment(os.environ)
+    )
     recreated.create()
     recreated.open()
     try:
@@ -223,7 +225,7 @@ def test_tombstones_keep_the_first_write(endpoint, open_s3):
 def test_the_backend_follows_the_policy_it_is_given(endpoint, make_s3_url):
     url = make_s3_url(endpoint)
     policy = WritePolicy(modes=(("mine", WriteMode.CREATE_ONLY),))
-    be = open_s3_backend(url, {}, policy=policy, settings=from_environment())
+    be = open_s3_backend(url, {}, policy=policy, settings=from_environment(os.environ))
     be.create()
     be.open()
     try:
@@ -261,7 +263,9 @@ def test_store_from_location_probes_through_the_cache_dir(moto_endpoint, make_s3
 
     url = make_s3_url(moto_endpoint)
     proxy = fault_proxy(moto_endpoint, fault_rate=0.0, strip_conditional=True)
-    store = store_from_location(proxied(url, moto_endpoint, proxy), cache_dir=tmp_path, settings=from_environment())
+    store = store_from_location(
+        proxied(url, moto_endpoint, proxy), cache_dir=tmp_path, settings=from_environment(os.environ)
+    )
     store.create()
     store.open()
     caplog.set_level(logging.WARNING, logger="packvault.storage.s3")

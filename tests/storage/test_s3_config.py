@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from packvault.errors import EXIT_ERROR, InvalidRepositoryURL
@@ -38,16 +40,18 @@ def test_options_win_over_query(monkeypatch):
 
 def test_env_endpoint_turns_on_path_style(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1234")
-    assert parse_s3_url("s3://bucket", settings=from_environment()).addressing_style() == "path"
-    assert parse_s3_url("s3://bucket?path_style=0", settings=from_environment()).addressing_style() == "auto"
+    assert parse_s3_url("s3://bucket", settings=from_environment(os.environ)).addressing_style() == "path"
+    assert parse_s3_url("s3://bucket?path_style=0", settings=from_environment(os.environ)).addressing_style() == "auto"
 
 
 def test_retry_bounds_from_environment(monkeypatch):
     monkeypatch.setenv("PACKVAULT_S3_RETRY_ATTEMPTS", "2")
     monkeypatch.setenv("PACKVAULT_S3_RETRY_MAX_SECONDS", "1.5")
-    s = parse_s3_url("s3://bucket", settings=from_environment())
+    s = parse_s3_url("s3://bucket", settings=from_environment(os.environ))
     assert (s.retry.attempts, s.retry.max_seconds) == (2, 1.5)
-    assert parse_s3_url("s3://bucket", {"retry_attempts": "7"}, settings=from_environment()).retry.attempts == 7
+    assert (
+        parse_s3_url("s3://bucket", {"retry_attempts": "7"}, settings=from_environment(os.environ)).retry.attempts == 7
+    )
 
 
 def test_the_storage_layer_reads_no_environment(monkeypatch):

@@ -132,7 +132,9 @@ def test_closed_port_is_unreachable_within_bound(s3_env):
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
     be = open_s3_backend(
-        f"s3://bucket?endpoint=http://127.0.0.1:{port}", {"retry_max_seconds": "2"}, settings=from_environment()
+        f"s3://bucket?endpoint=http://127.0.0.1:{port}",
+        {"retry_max_seconds": "2"},
+        settings=from_environment(os.environ),
     )
     started = time.monotonic()
     with pytest.raises(EndpointUnreachable) as info:

@@ -77,7 +77,7 @@ def test_storage_class_only_for_data_packs(moto_endpoint, open_s3):
 
 def test_create_refuses_non_empty_prefix_and_costs_one_request(endpoint, make_s3_url):
     url = make_s3_url(endpoint, prefix="deep/repo")
-    be = open_s3_backend(url, {}, settings=from_environment())
+    be = open_s3_backend(url, {}, settings=from_environment(os.environ))
     be.create()
     assert be.request_stats()["LIST"] == 1
     assert sum(be.request_stats()[k] for k in ("PUT", "GET", "HEAD", "LIST", "DELETE", "COPY")) == 1
@@ -85,14 +85,14 @@ def test_create_refuses_non_empty_prefix_and_costs_one_request(endpoint, make_s3
     be.store("keys/k", b"key")
     be.close()
     with pytest.raises(RepositoryAlreadyExists):
-        open_s3_backend(url, {}, settings=from_environment()).create()
+        open_s3_backend(url, {}, settings=from_environment(os.environ)).create()
     # a sibling prefix is still free
-    open_s3_backend(url.replace("deep/repo", "deep/other"), {}, settings=from_environment()).create()
+    open_s3_backend(url.replace("deep/repo", "deep/other"), {}, settings=from_environment(os.environ)).create()
 
 
 def test_destroy_removes_everything_under_the_prefix_only(endpoint, make_s3_url):
     url = make_s3_url(endpoint, prefix="r1")
-    be = open_s3_backend(url, {}, settings=from_environment())
+    be = open_s3_backend(url, {}, settings=from_environment(os.environ))
     be.create()
     be.open()
     for i in range(5):
@@ -106,7 +106,9 @@ def test_destroy_removes_everything_under_the_prefix_only(endpoint, make_s3_url)
 
 
 def test_missing_bucket(endpoint, s3_env):
-    be = open_s3_backend(f"s3://no-such-bucket-pv-{os.getpid()}?endpoint={endpoint}", {}, settings=from_environment())
+    be = open_s3_backend(
+        f"s3://no-such-bucket-pv-{os.getpid()}?endpoint={endpoint}", {}, settings=from_environment(os.environ)
+    )
     with pytest.raises(BucketNotFound) as info:
         be.open()
     assert info.value.exit_code == 2

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from ..errors import AccessDenied, BucketNotFound, EndpointUnreachable, NoCredentials, StorageError, UsageError
 from ..repository.reader import ChunkReader
 from ..storage.buckets import NOT_FOUND, PRECONDITION_FAILED, Buckets, ObjectInfo, ObjectUpload, refusal
-from ..storage.settings import StorageSettings, from_environment
+from ..storage.settings import StorageSettings
 from . import items as it
 from .extract import (
     OVERWRITE_ALWAYS,
@@ -73,7 +73,7 @@ class S3Restorer:
         if strip_components < 0:
             raise UsageError("--strip-components must not be negative")
         self.reader = reader
-        self.location = parse_source_url(target, settings if settings is not None else from_environment())
+        self.location = parse_source_url(target, settings if settings is not None else StorageSettings())
         self.dry_run = dry_run
         self.strip_components = strip_components
         self.overwrite = overwrite

@@ -45,7 +45,7 @@ from ..storage.buckets import (
     parse_location,
     refusal,
 )
-from ..storage.settings import StorageSettings, from_environment
+from ..storage.settings import StorageSettings
 from . import items as it
 from .patterns import ExcludeMatcher
 from .walker import Entry, Warn
@@ -61,8 +61,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def parse_source_url(url: str, settings: StorageSettings | None = None) -> BucketLocation:
     """``s3://bucket[/prefix][?endpoint=...]``: the repository URL syntax, parsed by the storage layer;
-    ``settings``: the environment's defaults (read here when not given, until the CLI passes them)."""
-    return parse_location(url, settings if settings is not None else from_environment())
+    ``settings``: the environment's storage defaults, read at the edge (none when not given)."""
+    return parse_location(url, settings if settings is not None else StorageSettings())
 
 
 # --- the listing, in walk order --------------------------------------------------------------------------
@@ -126,7 +126,7 @@ class S3Source:
     ):
         self.excludes = excludes
         self.warn = warn
-        settings = settings if settings is not None else from_environment()
+        settings = settings if settings is not None else StorageSettings()
         # every HTTP attempt to the source buckets (LIST, HEAD, GET, bytes_down), and resumed downloads
         self.buckets = Buckets(extra_counts=("resumed",))
         self.requests = self.buckets.requests

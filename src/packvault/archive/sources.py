@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import BinaryIO
 
 from ..errors import UsageError
+from ..storage.settings import StorageSettings
 from .patterns import ExcludeMatcher
 from .walker import FilesystemSource, Selection, Warn
 
@@ -24,6 +25,7 @@ def build_source(
     stdin_name: str | None = None,
     stdin_command: bool = False,
     selection: Selection | None = None,
+    storage_settings: StorageSettings | None = None,
 ):
     """(source, files cache name): local paths, ``s3://bucket/prefix`` objects (not both at once), standard
     input (PATH ``-``) or, with ``stdin_command``, the output of the command the PATHs spell out.
@@ -47,7 +49,7 @@ def build_source(
     if remote:
         from .s3source import S3Source
 
-        return S3Source(remote, excludes=excludes, warn=warn), "files-s3"
+        return S3Source(remote, excludes=excludes, warn=warn, settings=storage_settings), "files-s3"
     source = FilesystemSource(
         paths,
         excludes=excludes,

@@ -110,6 +110,7 @@ def cmd_create(args, run: Run) -> int:
                 stdin_name=args.stdin_name,
                 stdin_command=args.stdin_from_command,
                 selection=selection,
+                storage_settings=run.settings.storage,
             )
             creator = ArchiveCreator(
                 repo,

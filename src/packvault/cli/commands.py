@@ -192,6 +192,7 @@ def cmd_extract(args, run: Run) -> int:
                 overwrite=args.overwrite or "never",
                 progress=report if live.enabled else None,
                 warn=render.warning,
+                settings=run.settings.storage,
             )
         else:
             extractor = Extractor(

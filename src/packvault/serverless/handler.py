@@ -144,7 +144,11 @@ def _backup(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
             log("create.progress", nfiles=stats.nfiles, bytes_read=stats.bytes_read, path=path)
 
     source, files_cache_name = build_source(
-        list(job.sources), ExcludeMatcher(list(job.excludes)), True, lambda path, msg: creator.warn(path, msg)
+        list(job.sources),
+        ExcludeMatcher(list(job.excludes)),
+        True,
+        lambda path, msg: creator.warn(path, msg),
+        storage_settings=repo.settings.storage,
     )
     creator = ArchiveCreator(
         repo,

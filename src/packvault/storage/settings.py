@@ -13,7 +13,6 @@ them, so a bad value cannot break a local repository that never retries anything
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,12 +30,12 @@ class StorageSettings:
     s3_endpoint: str | None = None  # the endpoint botocore will use when a location names none
 
 
-def from_environment(environ: Mapping[str, str] | None = None) -> StorageSettings:
-    """The ``StorageSettings`` of this process: the one place the storage layer's variables are read.
+def from_environment(env: Mapping[str, str]) -> StorageSettings:
+    """The ``StorageSettings`` of an environment: the one place the storage layer's variables are named.
 
-    Meant to be called where the program starts (CLI, serverless handler) and passed down.
+    Called where the program starts (CLI, serverless handler: ``packvault.settings``) with their
+    environment, and passed down; the storage layer itself never reads ``os.environ``.
     """
-    env = os.environ if environ is None else environ
     return StorageSettings(
         retry_attempts=env.get(ENV_RETRY_ATTEMPTS) or None,
         retry_max_seconds=env.get(ENV_RETRY_MAX_SECONDS) or None,
