@@ -31,6 +31,7 @@ test: $(STAMP)
 	PACKVAULT_TEST_LOCALSTACK=http://127.0.0.1:$(LOCALSTACK_PORT) $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	bash localstack/stop.sh; \
 	if [ $$rc -eq 0 ]; then $(BIN)/ruff check src tests bench || rc=$$?; fi; \
+	if [ $$rc -eq 0 ]; then PYTHONPATH=src $(BIN)/lint-imports || rc=$$?; fi; \
 	exit $$rc
 
 # The quick inner loop: no LocalStack, no slow end-to-end cases.
@@ -39,6 +40,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	PYTHONPATH=src $(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

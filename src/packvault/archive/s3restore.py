@@ -96,7 +96,7 @@ class S3Restorer:
 
     def object_key(self, item: dict) -> str | None:
         """The destination key of an item, or None when it has no place under the target."""
-        rel = strip_path(item["p"], self.strip_components)
+        rel = strip_path(item[it.PATH], self.strip_components)
         if not rel:
             return None
         text = rel.decode("utf-8")  # S3 keys are UTF-8; other names raise UnicodeDecodeError
@@ -145,7 +145,7 @@ class S3Restorer:
         if reason is not None:
             self.error(path, f"unsafe item in the archive ({reason})")
             return _Upload(self, item, None)
-        kind = item["t"]
+        kind = item[it.TYPE]
         if kind == it.DIR:
             self.stats.ndirs += 1
             return None
@@ -173,10 +173,10 @@ class S3Restorer:
         its ETag differs from the one recorded at backup (without one, the MD5 is compared at upload)."""
         if self.overwrite == OVERWRITE_IF_NEWER:
             modified = existing.modified.timestamp()
-            return item["mt"] > int(modified * 1_000_000) * 1000
-        if existing.size != item.get("s", 0):
+            return item[it.MTIME] > int(modified * 1_000_000) * 1000
+        if existing.size != item.get(it.SIZE, 0):
             return True
-        recorded = (item.get("s3") or {}).get("etag")
+        recorded = (item.get(it.S3) or {}).get("etag")
         return recorded is None or recorded != existing.etag
 
     def _finish(self, upload: _Upload) -> None:
@@ -220,7 +220,7 @@ class _Upload:
         self.key = key
         self.failed: str | None = None
         self.written = 0
-        size = int(item.get("s", 0))
+        size = int(item.get(it.SIZE, 0))
         self.part_size = max(PART_SIZE, -(-size // MAX_PARTS))
         self.buffer = bytearray()
         self.multipart: ObjectUpload | None = None

@@ -201,17 +201,18 @@ class S3Source:
     @staticmethod
     def _dir_entry(path: str, mtime_ns: int) -> Entry:
         # synthesised directories get a fixed mtime (0), so an unchanged bucket gives identical items
-        item = {"p": path.encode("utf-8", "surrogateescape"), "t": it.DIR, "m": DIR_MODE, "mt": mtime_ns}
+        name = path.encode("utf-8", "surrogateescape")
+        item = {it.PATH: name, it.TYPE: it.DIR, it.MODE: DIR_MODE, it.MTIME: mtime_ns}
         return Entry(item, f"s3://{path}".encode("utf-8", "surrogateescape"))
 
     def _file_entry(self, root: BucketLocation, key: str, path: str, size: int, etag: str, mtime_ns: int) -> Entry:
         item = {
-            "p": path.encode("utf-8", "surrogateescape"),
-            "t": it.FILE,
-            "m": FILE_MODE,
-            "mt": mtime_ns,
-            "s": size,
-            "s3": {"etag": etag},
+            it.PATH: path.encode("utf-8", "surrogateescape"),
+            it.TYPE: it.FILE,
+            it.MODE: FILE_MODE,
+            it.MTIME: mtime_ns,
+            it.SIZE: size,
+            it.S3: {"etag": etag},
         }
         entry = Entry(
             item,
@@ -256,7 +257,7 @@ class _ObjectStream(io.RawIOBase):
         self._entry = entry
         try:
             self._reader: ObjectReader = source.bucket_for(root).open(
-                key, etag=entry.item["s3"]["etag"], size=entry.item["s"]
+                key, etag=entry.item[it.S3]["etag"], size=entry.item[it.SIZE]
             )
         except StorageError as exc:
             _raise_for_object(exc)
@@ -270,10 +271,10 @@ class _ObjectStream(io.RawIOBase):
         """The object changed since it was listed: describe what is actually read, and don't cache it."""
         replaced = self._reader.replaced
         item = self._entry.item
-        item["s3"] = {"etag": replaced.etag}
-        item["s"] = replaced.size
+        item[it.S3] = {"etag": replaced.etag}
+        item[it.SIZE] = replaced.size
         if replaced.modified is not None:
-            item["mt"] = _mtime_ns(replaced.modified)
+            item[it.MTIME] = _mtime_ns(replaced.modified)
         self._entry.cache_key = None
 
     def readinto(self, buffer) -> int:
