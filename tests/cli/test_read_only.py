@@ -156,3 +156,22 @@ def test_list_on_a_missing_bucket_says_the_bucket_is_missing(pv, moto_endpoint, 
     assert len(lines) == 1 and "Traceback" not in result.err
     assert "bucket" in lines[0] and ("does not exist" in lines[0] or "not found" in lines[0])
     assert "init" not in lines[0]
+
+
+@pytest.mark.parametrize("server", ["moto"])
+def test_check_reads_a_bucket_that_refuses_lock_writes(pv, tmp_path, request, server, make_s3_url, fault_proxy):
+    """check (without --repair) is a reading command too: it reads without a lock, after the notice."""
+    endpoint = request.getfixturevalue(f"{server}_endpoint")
+    location = make_s3_url(endpoint)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("alpha")
+    pv("init", location)
+    pv("create", f"{location}::one", src)
+    proxy = fault_proxy(endpoint, fault_rate=1.0, kinds=["403"], methods=["PUT"], path_contains="/locks/")
+    refused = location.replace(endpoint, proxy.endpoint)
+    result = pv("check", refused, "--verify-data")
+    assert result.err.strip().splitlines()[0].startswith(NOTICE)
+    assert "No problems found" in result.out
+    repaired = pv("check", refused, "--repair", expect=2)  # repair writes: refused in one line
+    assert len(repaired.err.strip().splitlines()) == 1

@@ -49,7 +49,12 @@ def cmd_check(args, run: Run) -> int:
         repo.tolerate_config_damage = True  # check reports it (and repair restores it) instead of refusing
         if not opts.repository_only:
             repo.unlock(run.passphrase())
-            repo.acquire_lock(exclusive=opts.repair, wait=getattr(args, "lock_wait", None))
+            # a check that repairs nothing only reads: from a repository where no lock can be written it reads
+            # without one, after a notice, like the other reading commands
+            if not repo.acquire_lock(
+                exclusive=opts.repair, wait=getattr(args, "lock_wait", None), if_writable=not opts.repair
+            ):
+                render.no_lock_notice(location, repo.lock_refused)
         try:
             report = check(repo, opts, bar.update)
         finally:
