@@ -13,6 +13,7 @@ from ..repository.repository import Repository
 from ..units import parse_size
 from . import render
 from .backup import cmd_create
+from .copy import cmd_copy
 from .keys import cmd_key_change_passphrase, cmd_key_export, cmd_key_import
 from .location import split_location
 from .maintain import cmd_break_lock, cmd_check, cmd_compact, cmd_prune
@@ -25,6 +26,7 @@ from .streaming import cmd_completion, cmd_dump, cmd_export_tar, cmd_find, item_
 
 __all__ = [
     "cmd_completion",
+    "cmd_copy",
     "cmd_dump",
     "cmd_export_tar",
     "cmd_find",

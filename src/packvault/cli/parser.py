@@ -11,7 +11,7 @@ import argparse
 
 from .. import __version__
 from ..errors import EXIT_ERROR
-from . import mount
+from . import copy, mount
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -456,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="cmd_completion")
 
     mount.add_parser(command, _add_common)
+    copy.add_parser(command, _add_common)
 
     key = command(
         "key",

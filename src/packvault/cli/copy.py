@@ -1,0 +1,60 @@
+"""``copy SRC_REPO DST_REPO [ARCHIVE...]``: the command line of ``maintenance/copy.py``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from ..errors import EXIT_OK
+from .location import split_location
+from .opening import open_repository
+from .output import escape_name, print_json
+from .run import Run
+
+DESCRIPTION = (
+    "Copy archives (all, or the ARCHIVEs named) from SRC_REPO into DST_REPO, e.g. a local repository to S3 "
+    "for a 3-2-1 backup.  Only chunks the destination lacks are sent.  When DST_REPO was created with "
+    "'init --copy-crypt-from SRC_REPO' chunks keep their ids and archives keep their ids; otherwise every file "
+    "is re-chunked and re-encrypted for the destination and the archive gets a new id there.  Archives already "
+    "in the destination are skipped, so an interrupted copy is resumed by running it again.  Both repositories "
+    "are opened with the passphrase ($PACKVAULT_PASSPHRASE, $PACKVAULT_PASSCOMMAND or a prompt)."
+)
+
+
+def add_parser(command: Callable[..., argparse.ArgumentParser], add_common: Callable[..., None]) -> None:
+    """The ``copy`` subcommand, added by the parser's ``command`` and ``_add_common`` helpers."""
+    p = command("copy", "copy archives into another repository", DESCRIPTION)
+    p.add_argument("src", metavar="SRC_REPO", help="the repository to copy from (a path, file:///path or s3://...)")
+    p.add_argument("dst", metavar="DST_REPO", help="the repository to copy into")
+    p.add_argument("archives", nargs="*", metavar="ARCHIVE", help="the archives to copy (default: all)")
+    add_common(p)
+    p.set_defaults(func="cmd_copy")
+
+
+def cmd_copy(args, run: Run) -> int:
+    from ..maintenance.copy import ArchiveCopier, select_archives
+
+    src_location, _ = split_location(args.src)
+    dst_location, _ = split_location(args.dst)
+
+    def tell(name: str, what: str) -> None:
+        if not args.json:
+            print(f"{what} {escape_name(name)}", flush=True)
+
+    with (
+        open_repository(args, run, src_location, lock="shared") as src,
+        open_repository(args, run, dst_location, lock="shared") as dst,
+    ):
+        copier = ArchiveCopier(src, dst, on_archive=tell)
+        report = copier.run(select_archives(src, args.archives))
+        if args.json:
+            print_json(
+                {**report.as_dict(), "requests": {"source": src.request_stats(), "destination": dst.request_stats()}}
+            )
+        else:
+            mode = "re-cut and re-encrypted" if report.recut else "same chunk ids"
+            print(
+                f"{len(report.copied)} archive(s) copied, {len(report.skipped)} already there ({mode}); "
+                f"{report.chunks_new} new chunks, {report.bytes_new} bytes"
+            )
+    return EXIT_OK

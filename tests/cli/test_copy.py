@@ -1,0 +1,136 @@
+"""``packvault copy`` end to end: file -> file, file -> moto, moto -> LocalStack; shared-id and re-cut copies;
+a second copy sends nothing; an interrupted copy is resumed (issue 19)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from packvault.maintenance.copy import ArchiveCopier, select_archives
+from packvault.repository.repository import Repository
+from packvault.repository.writer import RepositoryWriter
+from tests.support.cli import tree_snapshot
+from tests.support.settings import env_settings
+
+KiB = 1024
+
+
+def _tree(root: Path, seed: int) -> Path:
+    rnd = random.Random(seed)
+    (root / "sub").mkdir(parents=True)
+    for i in range(6):
+        (root / ("sub" if i % 2 else "") / f"f{i}.bin").write_bytes(rnd.randbytes(200 * KiB + i * 7919))
+    (root / "text.txt").write_text("compressible line\n" * 20_000)
+    (root / "empty").write_bytes(b"")
+    os.symlink("text.txt", root / "link")
+    os.link(root / "f0.bin", root / "sub" / "hard")
+    return root
+
+
+def _restored(pv, location: str, archive: str, target: Path, src: Path) -> dict:
+    pv("extract", f"{location}::{archive}", "--target", target)
+    return tree_snapshot(target / str(src).lstrip("/"))
+
+
+def _copy(pv, *args) -> dict:
+    return json.loads(pv("copy", "--json", *args).out)
+
+
+def _ids(pv, location: str) -> dict[str, str]:
+    return {a["name"]: a["id"] for a in json.loads(pv("list", "--json", location).out)["archives"]}
+
+
+def test_recut_copy_file_to_file_restores_and_second_copy_sends_nothing(pv, tmp_path):
+    src = _tree(tmp_path / "src", seed=1)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    pv("init", one, "--pack-size", "256K")
+    pv("init", two, "--pack-size", "256K")
+    pv("create", f"{one}::a", src)
+    (src / "new.bin").write_bytes(random.Random(9).randbytes(100 * KiB))
+    pv("create", f"{one}::b", src)
+
+    first = _copy(pv, one, two)
+    assert first["recut"] is True
+    assert first["copied"] == ["a", "b"] and first["skipped"] == []
+    assert first["chunks_new"] > 0
+    assert _restored(pv, two, "a", tmp_path / "out-a", src) != tree_snapshot(src)  # a has no new.bin
+    assert _restored(pv, two, "b", tmp_path / "out-b", src) == tree_snapshot(src)
+    assert set(_ids(pv, two)) == {"a", "b"}
+    assert set(_ids(pv, two).values()).isdisjoint(_ids(pv, one).values())  # re-cut: new archive ids
+
+    again = _copy(pv, one, two)
+    assert again["copied"] == [] and again["skipped"] == ["a", "b"]
+    assert again["chunks_new"] == 0
+    assert again["requests"]["destination"]["PUT"] <= 1  # the lock, nothing else
+    assert json.loads(pv("check", two, "--json").out)["problems"] == []
+
+
+def test_copy_named_archives_only(pv, tmp_path):
+    src = _tree(tmp_path / "src", seed=2)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    pv("init", one)
+    pv("init", two)
+    pv("create", f"{one}::a", src)
+    pv("create", f"{one}::b", src)
+    assert _copy(pv, one, two, "b")["copied"] == ["b"]
+    assert set(_ids(pv, two)) == {"b"}
+    result = pv("copy", one, two, "nope", expect=2)
+    assert "nope" in result.err and "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _writer_failing_after(new_chunks: int):
+    """A destination writer whose ``put_chunk`` raises once ``new_chunks`` new chunks were accepted."""
+
+    class Failing(RepositoryWriter):
+        accepted = 0
+
+        def put_chunk(self, chunk_id, data, obj_type=0):
+            if Failing.accepted >= new_chunks:
+                raise _Interrupted("stopped part-way")
+            new = super().put_chunk(chunk_id, data, obj_type)
+            Failing.accepted += new
+            return new
+
+    return Failing
+
+
+def _open(location: str, passphrase: str) -> Repository:
+    repo = Repository(location, settings=env_settings())
+    repo.open(lambda: passphrase, lock="shared")
+    return repo
+
+
+def test_interrupted_copy_resumes_without_sending_stored_packs_again(pv, pv_env, tmp_path):
+    src = _tree(tmp_path / "src", seed=3)
+    one, two, fresh = str(tmp_path / "one"), str(tmp_path / "two"), str(tmp_path / "fresh")
+    for location in (one, two, fresh):
+        pv("init", location, "--pack-size", "64K")
+    pv("create", f"{one}::a", src)
+    full = _copy(pv, one, fresh)["chunks_new"]
+
+    source, target = _open(one, pv_env["PACKVAULT_PASSPHRASE"]), _open(two, pv_env["PACKVAULT_PASSPHRASE"])
+    try:
+        copier = ArchiveCopier(source, target, writer_factory=_writer_failing_after(5))
+        try:
+            copier.run(select_archives(source, []))
+        except _Interrupted:
+            pass
+        else:
+            raise AssertionError("the copy was not interrupted")
+    finally:
+        target.close()
+        source.close()
+    assert _ids(pv, two) == {}  # no entry without all its chunks
+
+    resumed = _copy(pv, one, two)
+    assert resumed["copied"] == ["a"]
+    assert resumed["chunks_new"] < full  # the packs stored before the interruption were indexed, not resent
+    assert _restored(pv, two, "a", tmp_path / "out", src) == tree_snapshot(src)
+    assert json.loads(pv("check", two, "--json").out)["problems"] == []
