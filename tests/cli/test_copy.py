@@ -134,3 +134,45 @@ def test_interrupted_copy_resumes_without_sending_stored_packs_again(pv, pv_env,
     assert resumed["chunks_new"] < full  # the packs stored before the interruption were indexed, not resent
     assert _restored(pv, two, "a", tmp_path / "out", src) == tree_snapshot(src)
     assert json.loads(pv("check", two, "--json").out)["problems"] == []
+
+
+def test_shared_crypt_copy_keeps_ids_and_sends_only_missing_chunks(pv, tmp_path):
+    src = _tree(tmp_path / "src", seed=4)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    pv("init", one, "--pack-size", "256K")
+    pv("create", f"{one}::a", src)
+    pv("init", two, "--copy-crypt-from", one)
+    first = _copy(pv, one, two)
+    assert first["recut"] is False and first["copied"] == ["a"]
+    assert _ids(pv, two) == _ids(pv, one)  # metadata and item stream copied as chunks: the same archive id
+
+    (src / "more.bin").write_bytes(random.Random(5).randbytes(300 * KiB))
+    pv("create", f"{one}::b", src)
+    second = _copy(pv, one, two)
+    assert second["copied"] == ["b"] and second["skipped"] == ["a"]
+    # only b's new file, its item stream and metadata: far less than the whole tree again
+    assert 0 < second["bytes_new"] < first["bytes_new"] / 2
+    assert _ids(pv, two) == _ids(pv, one)
+    assert _restored(pv, two, "b", tmp_path / "out", src) == tree_snapshot(src)
+
+    third = _copy(pv, one, two)
+    assert third["copied"] == [] and third["chunks_new"] == 0
+    assert third["requests"]["destination"]["PUT"] <= 1  # the lock, nothing else
+    assert json.loads(pv("check", two, "--json").out)["problems"] == []
+
+
+def test_shared_crypt_destination_deduplicates_a_backup_of_the_same_files(pv, tmp_path):
+    src = _tree(tmp_path / "src", seed=6)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    pv("init", one)
+    pv("init", two, "--copy-crypt-from", one, "--encryption", "keyfile")
+    pv("create", f"{one}::a", src)
+    _copy(pv, one, two)
+    created = json.loads(pv("create", "--json", "--no-files-cache", f"{two}::direct", src).out)
+    assert created["stats"]["chunks_new"] <= 2  # the same cut points and ids: only item stream and metadata
+
+
+def test_copy_crypt_from_a_missing_repository_is_one_line(pv, tmp_path):
+    result = pv("init", tmp_path / "two", "--copy-crypt-from", tmp_path / "nothing", expect=2)
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "two").exists()

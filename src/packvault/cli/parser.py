@@ -147,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept an empty passphrase (anyone who can read the repository can then read the backups)",
     )
+    p.add_argument(
+        "--copy-crypt-from",
+        metavar="OTHER_REPO",
+        default=None,
+        help="share OTHER_REPO's chunk-id key and chunker parameters (opened with the same passphrase), so "
+        "'packvault copy' between the two sends chunks as they are instead of re-chunking every file",
+    )
     _add_common(p)
     p.set_defaults(func="cmd_init")
 
