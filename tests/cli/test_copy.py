@@ -8,6 +8,8 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 from packvault.maintenance.copy import ArchiveCopier, select_archives
 from packvault.repository.repository import Repository
 from packvault.repository.writer import RepositoryWriter
@@ -176,3 +178,48 @@ def test_copy_crypt_from_a_missing_repository_is_one_line(pv, tmp_path):
     result = pv("init", tmp_path / "two", "--copy-crypt-from", tmp_path / "nothing", expect=2)
     assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "two").exists()
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-ids", "recut"])
+def test_copy_file_to_moto(pv, tmp_path, moto_endpoint, make_s3_url, shared):
+    src = _tree(tmp_path / "src", seed=7)
+    local, remote = str(tmp_path / "local"), make_s3_url(moto_endpoint)
+    pv("init", local, "--pack-size", "256K")
+    pv("create", f"{local}::a", src)
+    pv("init", remote, "--pack-size", "256K", *(["--copy-crypt-from", local] if shared else []))
+    first = _copy(pv, local, remote)
+    assert first["recut"] is not shared and first["copied"] == ["a"]
+    assert first["requests"]["destination"]["PUT"] >= 3  # packs, fragments, entry
+    assert _restored(pv, remote, "a", tmp_path / "out", src) == tree_snapshot(src)
+    again = _copy(pv, local, remote)
+    assert again["skipped"] == ["a"] and again["chunks_new"] == 0
+    assert again["requests"]["destination"]["PUT"] <= 1  # the lock, nothing else
+    assert json.loads(pv("check", remote, "--json").out)["problems"] == []
+
+
+@pytest.mark.localstack
+def test_copy_moto_to_localstack(pv, tmp_path, moto_endpoint, localstack_endpoint, make_s3_url):
+    src = _tree(tmp_path / "src", seed=8)
+    moto, localstack = make_s3_url(moto_endpoint), make_s3_url(localstack_endpoint)
+    pv("init", moto, "--pack-size", "256K")
+    pv("create", f"{moto}::a", src)
+    pv("init", localstack, "--copy-crypt-from", moto)
+    first = _copy(pv, moto, localstack)
+    assert first["recut"] is False and first["copied"] == ["a"]
+    assert _ids(pv, localstack) == _ids(pv, moto)
+    assert _restored(pv, localstack, "a", tmp_path / "out", src) == tree_snapshot(src)
+    again = _copy(pv, moto, localstack)
+    assert again["skipped"] == ["a"] and again["chunks_new"] == 0
+    assert again["requests"]["destination"]["PUT"] <= 1
+
+
+@pytest.mark.localstack
+def test_recut_copy_moto_to_localstack(pv, tmp_path, moto_endpoint, localstack_endpoint, make_s3_url):
+    src = _tree(tmp_path / "src", seed=9)
+    moto, localstack = make_s3_url(moto_endpoint), make_s3_url(localstack_endpoint)
+    pv("init", moto, "--pack-size", "256K")
+    pv("create", f"{moto}::a", src)
+    pv("init", localstack)
+    assert _copy(pv, moto, localstack)["recut"] is True
+    assert _restored(pv, localstack, "a", tmp_path / "out", src) == tree_snapshot(src)
+    assert _copy(pv, moto, localstack)["chunks_new"] == 0
