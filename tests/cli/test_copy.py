@@ -223,3 +223,18 @@ def test_recut_copy_moto_to_localstack(pv, tmp_path, moto_endpoint, localstack_e
     assert _copy(pv, moto, localstack)["recut"] is True
     assert _restored(pv, localstack, "a", tmp_path / "out", src) == tree_snapshot(src)
     assert _copy(pv, moto, localstack)["chunks_new"] == 0
+
+
+def test_a_different_archive_of_the_same_name_in_the_destination_is_a_warning(pv, tmp_path):
+    src = _tree(tmp_path / "src", seed=10)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    pv("init", one)
+    pv("create", f"{one}::a", src)
+    pv("create", f"{one}::b", src)
+    pv("init", two, "--copy-crypt-from", one)
+    pv("create", f"{two}::a", src / "sub")  # the destination's own "a"
+    result = pv("copy", one, two, expect=1)
+    assert "'a'" in result.err and "Traceback" not in result.err
+    assert "copied b" in result.out
+    assert _ids(pv, two)["b"] == _ids(pv, one)["b"]
+    assert _ids(pv, two)["a"] != _ids(pv, one)["a"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, EXIT_WARNING
 from .location import split_location
 from .opening import open_repository
 from .output import escape_name, print_json
@@ -38,7 +39,14 @@ def cmd_copy(args, run: Run) -> int:
     dst_location, _ = split_location(args.dst)
 
     def tell(name: str, what: str) -> None:
-        if not args.json:
+        if what == "conflict":
+            print(
+                f"packvault: warning: archive {escape_name(name)!r} not copied: the destination has another "
+                "archive of that name (rename or delete one of them, then copy again)",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif not args.json:
             print(f"{what} {escape_name(name)}", flush=True)
 
     with (
@@ -54,7 +62,8 @@ def cmd_copy(args, run: Run) -> int:
         else:
             mode = "re-cut and re-encrypted" if report.recut else "same chunk ids"
             print(
-                f"{len(report.copied)} archive(s) copied, {len(report.skipped)} already there ({mode}); "
+                f"{len(report.copied)} archive(s) copied, {len(report.skipped)} already there, "
+                f"{len(report.conflicts)} not copied ({mode}); "
                 f"{report.chunks_new} new chunks, {report.bytes_new} bytes"
             )
-    return EXIT_OK
+    return EXIT_WARNING if report.conflicts else EXIT_OK

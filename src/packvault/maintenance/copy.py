@@ -45,6 +45,7 @@ class CopyReport:
     recut: bool
     copied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # names held by another archive in the destination
     chunks_new: int = 0
     bytes_new: int = 0  # plaintext bytes of chunks the destination did not have
     bytes_stored: int = 0  # their sealed size
@@ -54,13 +55,14 @@ class CopyReport:
             "recut": self.recut,
             "copied": self.copied,
             "skipped": self.skipped,
+            "conflicts": self.conflicts,
             "chunks_new": self.chunks_new,
             "bytes_new": self.bytes_new,
             "bytes_stored": self.bytes_stored,
         }
 
 
-Progress = Callable[[str, str], None]  # (archive name, "copied" | "skipped")
+Progress = Callable[[str, str], None]  # (archive name, "copied" | "skipped" | "conflict")
 
 
 def shares_chunk_ids(src: Repository, dst: Repository) -> bool:
@@ -106,10 +108,16 @@ class ArchiveCopier:
         self.report = CopyReport(recut=self.recut)
 
     def run(self, entries: Iterable[ArchiveEntry]) -> CopyReport:
+        dst_entries = self.dst.archive_entries()  # listed once: the copies this run commits are not candidates
         for entry in entries:
-            if self._already_there(entry):
+            if self._already_there(entry, dst_entries):
                 self.report.skipped.append(entry.name)
                 self._tell(entry.name, "skipped")
+                continue
+            if any(e.name == entry.name for e in dst_entries):
+                # another archive holds the name there: copying would fail at the name claim anyway
+                self.report.conflicts.append(entry.name)
+                self._tell(entry.name, "conflict")
                 continue
             self._copy_one(entry)
             self.report.copied.append(entry.name)
@@ -120,9 +128,8 @@ class ArchiveCopier:
         if self.on_archive is not None:
             self.on_archive(name, what)
 
-    def _already_there(self, entry: ArchiveEntry) -> bool:
+    def _already_there(self, entry: ArchiveEntry, dst_entries: list[ArchiveEntry]) -> bool:
         """Same id in the destination (shared ids), or a re-cut copy of this very source archive."""
-        dst_entries = self.dst.archive_entries()
         if not self.recut:
             return any(e.id == entry.id for e in dst_entries)
         same_name = [e for e in dst_entries if e.name == entry.name]
