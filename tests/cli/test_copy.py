@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ import pytest
 from packvault.maintenance.copy import ArchiveCopier, select_archives
 from packvault.repository.repository import Repository
 from packvault.repository.writer import RepositoryWriter
-from tests.support.cli import tree_snapshot
+from tests.support.cli import cli_command, tree_snapshot
 from tests.support.settings import env_settings
 
 KiB = 1024
@@ -238,3 +241,39 @@ def test_a_different_archive_of_the_same_name_in_the_destination_is_a_warning(pv
     assert "copied b" in result.out
     assert _ids(pv, two)["b"] == _ids(pv, one)["b"]
     assert _ids(pv, two)["a"] != _ids(pv, one)["a"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_copy_then_rerun_resumes(pv, pv_env, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rnd = random.Random(11)
+    total = 0
+    for i in range(24):
+        data = rnd.randbytes(2 * 1024 * KiB)
+        (src / f"f{i:02d}").write_bytes(data)
+        total += len(data)
+    one, two = tmp_path / "one", tmp_path / "two"
+    pv("init", one, "--pack-size", "1M")
+    pv("create", f"{one}::a", src)
+    pv("init", two, "--pack-size", "1M", "--copy-crypt-from", one)
+    env = {**os.environ, **pv_env}
+    proc = subprocess.Popen(cli_command("copy", one, two), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    data_dir = two / "packs" / "data"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until some packs are stored, then stop it
+        if data_dir.exists() and sum(1 for p in data_dir.rglob("*") if p.is_file()) >= 8:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "copy finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM" in err.decode() and "Traceback" not in err.decode()
+    assert _ids(pv, two) == {}
+
+    resumed = _copy(pv, one, two)
+    assert resumed["copied"] == ["a"]
+    assert resumed["bytes_new"] <= total - 6 * 1024 * KiB  # the packs stored before SIGTERM were indexed
+    assert _restored(pv, two, "a", tmp_path / "out", src) == tree_snapshot(src)
+    assert json.loads(pv("check", two, "--json").out)["problems"] == []

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 
 from ..errors import EXIT_OK, EXIT_WARNING
+from . import render
+from .backup import _sigterm_interrupts, _Terminated
 from .location import split_location
 from .opening import open_repository
 from .output import escape_name, print_json
@@ -49,21 +51,27 @@ def cmd_copy(args, run: Run) -> int:
         elif not args.json:
             print(f"{what} {escape_name(name)}", flush=True)
 
-    with (
-        open_repository(args, run, src_location, lock="shared") as src,
-        open_repository(args, run, dst_location, lock="shared") as dst,
-    ):
-        copier = ArchiveCopier(src, dst, on_archive=tell)
-        report = copier.run(select_archives(src, args.archives))
-        if args.json:
-            print_json(
-                {**report.as_dict(), "requests": {"source": src.request_stats(), "destination": dst.request_stats()}}
-            )
-        else:
-            mode = "re-cut and re-encrypted" if report.recut else "same chunk ids"
-            print(
-                f"{len(report.copied)} archive(s) copied, {len(report.skipped)} already there, "
-                f"{len(report.conflicts)} not copied ({mode}); "
-                f"{report.chunks_new} new chunks, {report.bytes_new} bytes"
-            )
+    copier: ArchiveCopier | None = None
+    try:
+        with (
+            _sigterm_interrupts(),
+            open_repository(args, run, src_location, lock="shared") as src,
+            open_repository(args, run, dst_location, lock="shared") as dst,
+        ):
+            copier = ArchiveCopier(src, dst, on_archive=tell)
+            report = copier.run(select_archives(src, args.archives))
+            source_requests, destination_requests = src.request_stats(), dst.request_stats()
+    except KeyboardInterrupt as exc:
+        signame, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("SIGINT", 130)
+        render.interrupted(signame, copier.stored_packs if copier is not None else None)
+        return code
+    if args.json:
+        print_json({**report.as_dict(), "requests": {"source": source_requests, "destination": destination_requests}})
+    else:
+        mode = "re-cut and re-encrypted" if report.recut else "same chunk ids"
+        print(
+            f"{len(report.copied)} archive(s) copied, {len(report.skipped)} already there, "
+            f"{len(report.conflicts)} not copied ({mode}); "
+            f"{report.chunks_new} new chunks, {report.bytes_new} bytes"
+        )
     return EXIT_WARNING if report.conflicts else EXIT_OK

@@ -106,6 +106,7 @@ class ArchiveCopier:
         self.writer_factory = writer_factory
         self.recut = not shares_chunk_ids(src, dst)
         self.report = CopyReport(recut=self.recut)
+        self.stored_packs: int | None = None  # after a stopped copy: packs it stored, all indexed (None: unknown)
 
     def run(self, entries: Iterable[ArchiveEntry]) -> CopyReport:
         dst_entries = self.dst.archive_entries()  # listed once: the copies this run commits are not candidates
@@ -179,7 +180,8 @@ class ArchiveCopier:
         except BaseException:
             if not committed:
                 try:
-                    writer.checkpoint_stored()  # what is stored is indexed: a rerun does not send it again
+                    # what is stored is indexed: a rerun does not send it again
+                    self.stored_packs = writer.checkpoint_stored()
                     self.dst.remember_written_fragments(writer.fragments_written)
                 except (PackvaultError, OSError):
                     pass  # the original failure is the one to report
