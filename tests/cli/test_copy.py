@@ -22,6 +22,12 @@ from tests.support.settings import env_settings
 KiB = 1024
 
 
+@pytest.fixture(autouse=True)
+def _no_other_passphrase(monkeypatch):
+    monkeypatch.delenv("PACKVAULT_OTHER_PASSPHRASE", raising=False)
+    monkeypatch.delenv("PACKVAULT_OTHER_PASSCOMMAND", raising=False)
+
+
 def _tree(root: Path, seed: int) -> Path:
     rnd = random.Random(seed)
     (root / "sub").mkdir(parents=True)
@@ -277,3 +283,21 @@ def test_sigterm_during_copy_then_rerun_resumes(pv, pv_env, tmp_path):
     assert resumed["bytes_new"] <= total - 6 * 1024 * KiB  # the packs stored before SIGTERM were indexed
     assert _restored(pv, two, "a", tmp_path / "out", src) == tree_snapshot(src)
     assert json.loads(pv("check", two, "--json").out)["problems"] == []
+
+
+def test_source_with_its_own_passphrase(pv, tmp_path, monkeypatch):
+    src = _tree(tmp_path / "src", seed=12)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    monkeypatch.setenv("PACKVAULT_PASSPHRASE", "the source passphrase")
+    pv("init", one)
+    pv("create", f"{one}::a", src)
+    monkeypatch.setenv("PACKVAULT_PASSPHRASE", "the offsite passphrase")
+    refused = pv("init", two, "--copy-crypt-from", one, expect=2)  # the source does not open with it
+    assert "passphrase" in refused.err and len(refused.err.strip().splitlines()) == 1
+    monkeypatch.setenv("PACKVAULT_OTHER_PASSPHRASE", "the source passphrase")
+    pv("init", two, "--copy-crypt-from", one)
+    assert _copy(pv, one, two)["copied"] == ["a"]
+    assert _restored(pv, two, "a", tmp_path / "out", src) == tree_snapshot(src)
+    monkeypatch.delenv("PACKVAULT_OTHER_PASSPHRASE")
+    result = pv("copy", one, two, expect=2)
+    assert "passphrase" in result.err and len(result.err.strip().splitlines()) == 1

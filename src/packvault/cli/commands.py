@@ -14,7 +14,7 @@ from ..repository.repository import Repository
 from ..units import parse_size
 from . import render
 from .backup import cmd_create
-from .copy import cmd_copy
+from .copy import cmd_copy, source_run
 from .keys import cmd_key_change_passphrase, cmd_key_export, cmd_key_import
 from .location import split_location
 from .maintain import cmd_break_lock, cmd_check, cmd_compact, cmd_prune
@@ -85,7 +85,7 @@ def cmd_init(args, run: Run) -> int:
         if args.copy_crypt_from:
             # opened first: a source that does not open leaves no half-made destination behind
             source_location, _ = split_location(args.copy_crypt_from)
-            share_ids_from = stack.enter_context(open_repository(args, run, source_location, lock=None))
+            share_ids_from = stack.enter_context(open_repository(args, source_run(run), source_location, lock=None))
         passphrase = new_passphrase(args, run)
         repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
         try:

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 
+from ..crypto.kdf import Passphrase
 from ..errors import EXIT_OK, EXIT_WARNING
 from . import render
 from .backup import _sigterm_interrupts, _Terminated
 from .location import split_location
 from .opening import open_repository
 from .output import escape_name, print_json
+from .passphrase import get_passphrase
 from .run import Run
+
+OTHER_PASSPHRASE = "PACKVAULT_OTHER_PASSPHRASE"
+OTHER_PASSCOMMAND = "PACKVAULT_OTHER_PASSCOMMAND"
 
 DESCRIPTION = (
     "Copy archives (all, or the ARCHIVEs named) from SRC_REPO into DST_REPO, e.g. a local repository to S3 "
     "for a 3-2-1 backup.  Only chunks the destination lacks are sent.  When DST_REPO was created with "
     "'init --copy-crypt-from SRC_REPO' chunks keep their ids and archives keep their ids; otherwise every file "
     "is re-chunked and re-encrypted for the destination and the archive gets a new id there.  Archives already "
-    "in the destination are skipped, so an interrupted copy is resumed by running it again.  Both repositories "
-    "are opened with the passphrase ($PACKVAULT_PASSPHRASE, $PACKVAULT_PASSCOMMAND or a prompt)."
+    "in the destination are skipped, so an interrupted copy is resumed by running it again.  DST_REPO is "
+    "opened with the passphrase ($PACKVAULT_PASSPHRASE, $PACKVAULT_PASSCOMMAND or a prompt), SRC_REPO with "
+    "$PACKVAULT_OTHER_PASSPHRASE or $PACKVAULT_OTHER_PASSCOMMAND when one is set, else with the same passphrase."
 )
 
 
@@ -32,6 +40,16 @@ def add_parser(command: Callable[..., argparse.ArgumentParser], add_common: Call
     p.add_argument("archives", nargs="*", metavar="ARCHIVE", help="the archives to copy (default: all)")
     add_common(p)
     p.set_defaults(func="cmd_copy")
+
+
+def source_run(run: Run) -> Run:
+    """The ``Run`` whose passphrase opens the other repository (copy's source, ``init --copy-crypt-from``):
+    $PACKVAULT_OTHER_PASSPHRASE / $PACKVAULT_OTHER_PASSCOMMAND when set (an offsite copy usually has its own
+    passphrase), else the passphrase of the repository itself."""
+    if os.environ.get(OTHER_PASSPHRASE) is None and not os.environ.get(OTHER_PASSCOMMAND):
+        return run
+    value = get_passphrase(prompt="Source passphrase: ", env=OTHER_PASSPHRASE, command_env=OTHER_PASSCOMMAND)
+    return replace(run, early=Passphrase(value))
 
 
 def cmd_copy(args, run: Run) -> int:
@@ -55,7 +73,7 @@ def cmd_copy(args, run: Run) -> int:
     try:
         with (
             _sigterm_interrupts(),
-            open_repository(args, run, src_location, lock="shared") as src,
+            open_repository(args, source_run(run), src_location, lock="shared") as src,
             open_repository(args, run, dst_location, lock="shared") as dst,
         ):
             copier = ArchiveCopier(src, dst, on_archive=tell)

@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--copy-crypt-from",
         metavar="OTHER_REPO",
         default=None,
-        help="share OTHER_REPO's chunk-id key and chunker parameters (opened with the same passphrase), so "
+        help="share OTHER_REPO's chunk-id key and chunker parameters (opened with $PACKVAULT_OTHER_PASSPHRASE or "
+        "$PACKVAULT_OTHER_PASSCOMMAND when set, else the same passphrase), so "
         "'packvault copy' between the two sends chunks as they are instead of re-chunking every file",
     )
     _add_common(p)
