@@ -1,4 +1,7 @@
-"""``copy SRC_REPO DST_REPO [ARCHIVE...]``: the command line of ``maintenance/copy.py``."""
+"""``copy SRC_REPO DST_REPO [ARCHIVE...]``: the command line of ``maintenance/copy.py``.
+
+The parser imports this module before the key is derived (``early_unlock.py``): what opens repositories is
+imported inside ``cmd_copy``, so the derivation still runs before the heavy modules load."""
 
 from __future__ import annotations
 
@@ -10,10 +13,7 @@ from dataclasses import replace
 
 from ..crypto.kdf import Passphrase
 from ..errors import EXIT_OK, EXIT_WARNING
-from . import render
-from .backup import _sigterm_interrupts, _Terminated
 from .location import split_location
-from .opening import open_repository
 from .output import escape_name, print_json
 from .passphrase import get_passphrase
 from .run import Run
@@ -54,6 +54,9 @@ def source_run(run: Run) -> Run:
 
 def cmd_copy(args, run: Run) -> int:
     from ..maintenance.copy import ArchiveCopier, select_archives
+    from . import render
+    from .backup import _sigterm_interrupts, _Terminated
+    from .opening import open_repository
 
     src_location, _ = split_location(args.src)
     dst_location, _ = split_location(args.dst)
