@@ -22,6 +22,7 @@ writer's pipeline, and nothing holds the whole index or all items.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -176,15 +177,15 @@ class ArchiveCopier:
             self.dst.claim_archive_name(entry.name, archive_id)
             self.dst.put_archive_entry(new_entry)  # last: the archive exists in the destination from here on
             committed = True
-            self.dst.remember_written_fragments(writer.fragments_written)
+            with contextlib.suppress(OSError):  # the archive exists: a stale local cache only costs time
+                self.dst.remember_written_fragments(writer.fragments_written)
         except BaseException:
             if not committed:
-                try:
-                    # what is stored is indexed: a rerun does not send it again
+                # what is stored is indexed: a rerun does not send it again; the original failure is the one
+                # to report (a second interrupt is no Exception: it abandons the checkpoint)
+                with contextlib.suppress(Exception):
                     self.stored_packs = writer.checkpoint_stored()
                     self.dst.remember_written_fragments(writer.fragments_written)
-                except (PackvaultError, OSError):
-                    pass  # the original failure is the one to report
             raise
         finally:
             writer.close()
