@@ -301,3 +301,20 @@ def test_source_with_its_own_passphrase(pv, tmp_path, monkeypatch):
     monkeypatch.delenv("PACKVAULT_OTHER_PASSPHRASE")
     result = pv("copy", one, two, expect=2)
     assert "passphrase" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_an_archive_deleted_in_the_destination_is_not_copied_again(pv, tmp_path):
+    src = _tree(tmp_path / "src", seed=13)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    pv("init", one)
+    pv("create", f"{one}::a", src)
+    pv("create", f"{one}::b", src)
+    pv("init", two, "--copy-crypt-from", one)
+    _copy(pv, one, two)
+    pv("delete", f"{two}::a")  # the offsite copy keeps its own retention
+    again = _copy(pv, one, two)
+    assert again["copied"] == [] and again["deleted_there"] == ["a"] and again["skipped"] == ["b"]
+    assert set(_ids(pv, two)) == {"b"}
+    pv("compact", two, "--min-age", "0")  # purged for good: a tombstone remembers it
+    assert _copy(pv, one, two)["deleted_there"] == ["a"]
+    assert set(_ids(pv, two)) == {"b"}

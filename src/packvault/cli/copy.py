@@ -26,7 +26,9 @@ DESCRIPTION = (
     "for a 3-2-1 backup.  Only chunks the destination lacks are sent.  When DST_REPO was created with "
     "'init --copy-crypt-from SRC_REPO' chunks keep their ids and archives keep their ids; otherwise every file "
     "is re-chunked and re-encrypted for the destination and the archive gets a new id there.  Archives already "
-    "in the destination are skipped, so an interrupted copy is resumed by running it again.  DST_REPO is "
+    "in the destination are skipped (with shared ids also those deleted there: their retention is the "
+    "destination's), so an "
+    "interrupted copy is resumed by running it again.  DST_REPO is "
     "opened with the passphrase ($PACKVAULT_PASSPHRASE, $PACKVAULT_PASSCOMMAND or a prompt), SRC_REPO with "
     "$PACKVAULT_OTHER_PASSPHRASE or $PACKVAULT_OTHER_PASSCOMMAND when one is set, else with the same passphrase."
 )
@@ -69,6 +71,9 @@ def cmd_copy(args, run: Run) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+        elif what == "deleted there":
+            if not args.json:
+                print(f"skipped {escape_name(name)} (deleted in the destination)", flush=True)
         elif not args.json:
             print(f"{what} {escape_name(name)}", flush=True)
 
@@ -92,6 +97,7 @@ def cmd_copy(args, run: Run) -> int:
         mode = "re-cut and re-encrypted" if report.recut else "same chunk ids"
         print(
             f"{len(report.copied)} archive(s) copied, {len(report.skipped)} already there, "
+            f"{len(report.deleted_there)} deleted there, "
             f"{len(report.conflicts)} not copied ({mode}); "
             f"{report.chunks_new} new chunks, {report.bytes_new} bytes"
         )

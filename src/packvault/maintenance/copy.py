@@ -47,6 +47,7 @@ class CopyReport:
     copied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # names held by another archive in the destination
+    deleted_there: list[str] = field(default_factory=list)  # deleted in the destination (its own retention)
     chunks_new: int = 0
     bytes_new: int = 0  # plaintext bytes of chunks the destination did not have
     bytes_stored: int = 0  # their sealed size
@@ -57,13 +58,14 @@ class CopyReport:
             "copied": self.copied,
             "skipped": self.skipped,
             "conflicts": self.conflicts,
+            "deleted_there": self.deleted_there,
             "chunks_new": self.chunks_new,
             "bytes_new": self.bytes_new,
             "bytes_stored": self.bytes_stored,
         }
 
 
-Progress = Callable[[str, str], None]  # (archive name, "copied" | "skipped" | "conflict")
+Progress = Callable[[str, str], None]  # (archive name, "copied" | "skipped" | "deleted there" | "conflict")
 
 
 def shares_chunk_ids(src: Repository, dst: Repository) -> bool:
@@ -111,10 +113,18 @@ class ArchiveCopier:
 
     def run(self, entries: Iterable[ArchiveEntry]) -> CopyReport:
         dst_entries = self.dst.archive_entries()  # listed once: the copies this run commits are not candidates
+        # Same ids: an archive deleted in the destination (soft, or purged with a tombstone) was there and was
+        # removed on purpose (e.g. a prune with the offsite copy's own retention): a scheduled copy must not
+        # bring it back every run.
+        deleted = set() if self.recut else set(self.dst.entry_names(deleted=True)) | self.dst.tombstones()
         for entry in entries:
             if self._already_there(entry, dst_entries):
                 self.report.skipped.append(entry.name)
                 self._tell(entry.name, "skipped")
+                continue
+            if entry.id in deleted:
+                self.report.deleted_there.append(entry.name)
+                self._tell(entry.name, "deleted there")
                 continue
             if any(e.name == entry.name for e in dst_entries):
                 # another archive holds the name there: copying would fail at the name claim anyway
