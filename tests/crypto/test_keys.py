@@ -104,3 +104,15 @@ def test_a_passphrase_derives_each_key_once_and_remembers_its_uses(monkeypatch):
     assert len(runs) == 1, "the key derived early is reused, never derived again"
     assert passphrase.used_params() == [params]
     assert unseal_key(blob, Passphrase("p")) == material and len(runs) == 2  # nothing shared between objects
+
+
+def test_shared_id_key_and_chunker_seed_survive_sealing():
+    source = new_key_material(REPO_ID)
+    other_id = b"\x02" * 32
+    shared = new_key_material(other_id, share_ids_from=source)
+    assert shared.master_key != source.master_key
+    assert (shared.id_key, shared.chunker_seed) == (source.id_key, source.chunker_seed)
+    opened = unseal_key(seal_key(shared, "p", memory_kib=CHEAP), "p")
+    assert (opened.id_key, opened.chunker_seed) == (source.id_key, source.chunker_seed)
+    plain = unseal_key(seal_key(new_key_material(other_id), "p", memory_kib=CHEAP), "p")
+    assert plain.id_key != source.id_key  # a key without shared ids still derives its own

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
@@ -13,6 +14,7 @@ from ..repository.repository import Repository
 from ..units import parse_size
 from . import render
 from .backup import cmd_create
+from .copy import cmd_copy, source_run
 from .keys import cmd_key_change_passphrase, cmd_key_export, cmd_key_import
 from .location import split_location
 from .maintain import cmd_break_lock, cmd_check, cmd_compact, cmd_prune
@@ -25,6 +27,7 @@ from .streaming import cmd_completion, cmd_dump, cmd_export_tar, cmd_find, item_
 
 __all__ = [
     "cmd_completion",
+    "cmd_copy",
     "cmd_dump",
     "cmd_export_tar",
     "cmd_find",
@@ -77,19 +80,26 @@ def cmd_init(args, run: Run) -> int:
     location, _ = split_location(args.repo)
     _check_local_target(location)
     pack_size = parse_size(args.pack_size, what="--pack-size")
-    passphrase = new_passphrase(args, run)
-    repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
-    try:
-        config = repo.create(
-            passphrase,
-            encryption=args.encryption,
-            pack_size=pack_size,
-            compression=args.compression,
-            cipher=args.cipher,
-        )
-        requests = requests_of(repo)
-    finally:
-        repo.close()
+    with contextlib.ExitStack() as stack:
+        share_ids_from = None
+        if args.copy_crypt_from:
+            # opened first: a source that does not open leaves no half-made destination behind
+            source_location, _ = split_location(args.copy_crypt_from)
+            share_ids_from = stack.enter_context(open_repository(args, source_run(run), source_location, lock=None))
+        passphrase = new_passphrase(args, run)
+        repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
+        try:
+            config = repo.create(
+                passphrase,
+                encryption=args.encryption,
+                pack_size=pack_size,
+                compression=args.compression,
+                cipher=args.cipher,
+                share_ids_from=share_ids_from,
+            )
+            requests = requests_of(repo)
+        finally:
+            repo.close()
     render.init(location, config, requests, as_json=args.json)
     return EXIT_OK
 

@@ -11,7 +11,7 @@ import argparse
 
 from .. import __version__
 from ..errors import EXIT_ERROR
-from . import mount
+from . import copy, mount
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-empty-passphrase",
         action="store_true",
         help="accept an empty passphrase (anyone who can read the repository can then read the backups)",
+    )
+    p.add_argument(
+        "--copy-crypt-from",
+        metavar="OTHER_REPO",
+        default=None,
+        help="share OTHER_REPO's chunk-id key and chunker parameters (opened with $PACKVAULT_OTHER_PASSPHRASE or "
+        "$PACKVAULT_OTHER_PASSCOMMAND when set, else the same passphrase), so "
+        "'packvault copy' between the two sends chunks as they are instead of re-chunking every file",
     )
     _add_common(p)
     p.set_defaults(func="cmd_init")
@@ -456,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="cmd_completion")
 
     mount.add_parser(command, _add_common)
+    copy.add_parser(command, _add_common)
 
     key = command(
         "key",

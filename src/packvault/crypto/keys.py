@@ -36,16 +36,28 @@ KEY_BLOB_VERSION = 1
 
 @dataclass(frozen=True)
 class KeyMaterial:
+    """The master key, and optionally the chunk-id key and chunker seed of another repository.
+
+    A repository made with ``init --copy-crypt-from`` carries the source's id key and chunker seed (sealed
+    with its master key), so a chunk gets the same id in both and ``copy`` need not re-cut anything; its
+    own master key still seals its objects.  Without them (every other key) both are derived as usual."""
+
     repository_id: bytes
     master_key: bytes
     cipher: int
+    shared_id_key: bytes | None = None
+    shared_chunker_seed: int | None = None
 
     @property
     def id_key(self) -> bytes:
+        if self.shared_id_key is not None:
+            return self.shared_id_key
         return hkdf(self.master_key, salt=self.repository_id, info=b"packvault chunk id key v1")
 
     @property
     def chunker_seed(self) -> int:
+        if self.shared_chunker_seed is not None:
+            return self.shared_chunker_seed
         raw = hkdf(self.master_key, salt=self.repository_id, info=b"packvault chunker seed v1", length=8)
         # pyfastcdc wants a non-zero seed below 2**63 (0 means its built-in table).
         return (int.from_bytes(raw, "little") & (2**62 - 1)) | 1
@@ -98,8 +110,19 @@ def write_key_file(path: Path, data: bytes) -> None:
         raise
 
 
-def new_key_material(repository_id: bytes, cipher: int = CIPHER_AES_GCM) -> KeyMaterial:
-    return KeyMaterial(repository_id=repository_id, master_key=os.urandom(32), cipher=cipher)
+def new_key_material(
+    repository_id: bytes, cipher: int = CIPHER_AES_GCM, *, share_ids_from: KeyMaterial | None = None
+) -> KeyMaterial:
+    """A new random master key; ``share_ids_from``: take that key's chunk-id key and chunker seed."""
+    if share_ids_from is None:
+        return KeyMaterial(repository_id=repository_id, master_key=os.urandom(32), cipher=cipher)
+    return KeyMaterial(
+        repository_id=repository_id,
+        master_key=os.urandom(32),
+        cipher=cipher,
+        shared_id_key=share_ids_from.id_key,
+        shared_chunker_seed=share_ids_from.chunker_seed,
+    )
 
 
 def _aad(repository_id: bytes) -> bytes:
@@ -112,7 +135,12 @@ def seal_key(material: KeyMaterial, passphrase: Passphrase | str, *, memory_kib:
     params = KdfParams.new(memory_kib)
     kek = as_passphrase(passphrase).derive(params)
     nonce = os.urandom(12)
-    secret = msgpack.packb({"master": material.master_key, "cipher": material.cipher})
+    fields = {"master": material.master_key, "cipher": material.cipher}
+    if material.shared_id_key is not None:
+        fields["id_key"] = material.shared_id_key
+    if material.shared_chunker_seed is not None:
+        fields["chunker_seed"] = material.shared_chunker_seed
+    secret = msgpack.packb(fields)
     sealed = AESGCM(kek).encrypt(nonce, secret, _aad(material.repository_id))
     body = msgpack.packb(
         {
@@ -153,4 +181,10 @@ def unseal_key(blob: bytes, passphrase: Passphrase | str) -> KeyMaterial:
         secret = msgpack.unpackb(AESGCM(kek).decrypt(inner["nonce"], inner["sealed"], _aad(inner["repo"])))
     except InvalidTag:
         raise WrongPassphrase("wrong passphrase for this repository") from None
-    return KeyMaterial(repository_id=inner["repo"], master_key=secret["master"], cipher=secret["cipher"])
+    return KeyMaterial(
+        repository_id=inner["repo"],
+        master_key=secret["master"],
+        cipher=secret["cipher"],
+        shared_id_key=secret.get("id_key"),
+        shared_chunker_seed=secret.get("chunker_seed"),
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, PermissionDenied
 from borgstore.constants import DEL_SUFFIX
@@ -102,7 +103,10 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
         pack_size: int = DEFAULT_PACK_SIZE,
         compression: str = "auto,zstd,3",
         cipher: str = "aes-256-gcm",
+        share_ids_from: Repository | None = None,
     ) -> RepoConfig:
+        """``share_ids_from``: an opened repository whose chunk-id key, chunker seed and chunker parameters
+        the new one takes (``init --copy-crypt-from``), so chunks have the same ids in both."""
         if encryption not in ("repokey", "keyfile"):
             raise UsageError(f"unknown encryption mode {encryption!r}", hint="use repokey or keyfile")
         if cipher not in CIPHER_NAMES:
@@ -121,7 +125,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
         self.store.open()
         self._opened = True
         repository_id = os.urandom(32)
-        material = new_key_material(repository_id, CIPHER_NAMES[cipher])
+        source_key = share_ids_from.key if share_ids_from is not None else None
+        material = new_key_material(repository_id, CIPHER_NAMES[cipher], share_ids_from=source_key)
         blob = seal_key(material, passphrase, memory_kib=self.settings.kdf_memory_kib)
         if encryption == "repokey":
             self.store.store(f"{layout.KEYS}/{content_name(blob)}", blob)
@@ -135,6 +140,9 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
             pack_size=pack_size,
             compression=compression,
         )
+        if share_ids_from is not None:
+            assert share_ids_from.config is not None
+            config = replace(config, chunker=share_ids_from.config.chunker)
         self.write_config(config, material)
         self.config = config
         self._set_key(material)
