@@ -13,6 +13,7 @@ from ..repository.repository import Repository
 from ..units import parse_size
 from . import render
 from .backup import cmd_create
+from .housekeeping import cmd_rename, cmd_tag, with_tags
 from .keys import cmd_key_change_passphrase, cmd_key_export, cmd_key_import
 from .location import split_location
 from .maintain import cmd_break_lock, cmd_check, cmd_compact, cmd_prune
@@ -43,6 +44,8 @@ __all__ = [
     "cmd_key_import",
     "cmd_list",
     "cmd_prune",
+    "cmd_rename",
+    "cmd_tag",
     "cmd_undelete",
 ]
 
@@ -104,7 +107,7 @@ def cmd_list(args, run: Run) -> int:
     location, archive = split_location(args.location)
     with open_repository(args, run, location) as repo:
         if archive is None:
-            entries = repo.archive_entries(deleted=args.deleted)
+            entries = with_tags(repo.archive_entries(deleted=args.deleted), args.tag)
             render.archives(entries, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
         with ChunkReader(repo) as reader:

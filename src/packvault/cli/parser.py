@@ -73,6 +73,15 @@ def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True, reading: 
     g.add_argument("--s3-storage-class", metavar="CLASS", help="storage class of data packs (e.g. STANDARD_IA)")
 
 
+def _add_tag_filter(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--tag",
+        action="append",
+        metavar="TAG",
+        help=f"only {what} archives that carry TAG (see 'packvault tag'); repeated: every one of the TAGs",
+    )
+
+
 def _add_item_excludes(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exclude",
@@ -241,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_item_excludes(p)
     p.add_argument("--json-lines", action="store_true", help="one JSON object per item, one per line")
     p.add_argument("--deleted", action="store_true", help="list soft-deleted archives (see undelete)")
+    _add_tag_filter(p, "list")
     _add_common(p, reading=True)
     p.set_defaults(func="cmd_list")
 
@@ -339,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("patterns", nargs="+", metavar="PATTERN", help="a glob, a base name, or an archive path")
     p.add_argument("--archive", metavar="GLOB", default=None, help="only archives whose name matches GLOB")
     p.add_argument("--json-lines", action="store_true", help="one JSON object per match, one per line")
+    _add_tag_filter(p, "search")
     _add_common(p, reading=True, json_flag=False)
     p.set_defaults(func="cmd_find")
 
@@ -352,6 +363,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("more", nargs="*", metavar="ARCHIVE", help="more archives to delete")
     _add_common(p)
     p.set_defaults(func="cmd_delete")
+
+    p = command(
+        "rename",
+        "give an archive another name",
+        "Give the archive OLD the name NEW (refused if an archive named NEW exists).  Only the small archives/ "
+        "entry is rewritten: the new entry is written before the old one is retired, so an interruption "
+        "leaves the archive under both names (delete either), never under none.",
+    )
+    p.add_argument("location", metavar="REPO::OLD", help="the repository and the archive")
+    p.add_argument("new", metavar="NEW", help="the new name")
+    _add_common(p)
+    p.set_defaults(func="cmd_rename")
+
+    p = command(
+        "tag",
+        "add, remove or set the tags of an archive",
+        "Change the tags of an archive: labels that 'list', 'prune' and 'find' select by with --tag (e.g. "
+        "'prune --tag daily' applies its policy to the archives tagged daily only).  Without an option, show "
+        "the tags.  Like rename, only the archives/ entry is rewritten.",
+    )
+    p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the archive")
+    p.add_argument("--add", action="append", metavar="TAG", help="add TAG (repeatable)")
+    p.add_argument("--remove", action="append", metavar="TAG", help="remove TAG (repeatable)")
+    p.add_argument(
+        "--set", action="extend", nargs="*", metavar="TAG", help="replace all tags by these (none: clear them)"
+    )
+    _add_common(p)
+    p.set_defaults(func="cmd_tag")
 
     p = command(
         "undelete",
@@ -381,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep every archive younger than DURATION: s, min, h, d, w, m (months), y, e.g. 36h, 2w, 6m",
     )
     p.add_argument("--match", metavar="GLOB", help="only consider archives whose name matches (others are kept)")
+    _add_tag_filter(p, "consider (others are kept)")
     p.add_argument(
         "--group-by",
         default="host,paths",
