@@ -208,3 +208,17 @@ def test_prune_with_a_tag_keeps_the_series_apart(pv, url, src):
 
 def out_names(prune_json: dict) -> list[str]:
     return [d["name"] for d in prune_json["decisions"]]
+
+
+def test_a_rename_cannot_take_a_name_that_a_backup_is_committing(pv, url, src):
+    pv("init", url)
+    pv("create", f"{url}::old", src)
+    backup = Repository(url, settings=env_settings())
+    backup.open(lambda: os.environ["PACKVAULT_PASSPHRASE"])  # holds its lock, like a running create
+    try:
+        backup.claim_archive_name("new", b"\2" * 32)  # claimed; its entry is not written yet
+        result = pv("rename", f"{url}::old", "new", expect=2)
+        assert "another backup is committing an archive named 'new'" in result.err
+        assert _names(pv, url) == ["old"]
+    finally:
+        backup.close()
