@@ -14,7 +14,14 @@ from ..units import parse_size
 from . import render
 from .backup import cmd_create
 from .housekeeping import cmd_rename, cmd_tag, with_tags
-from .keys import cmd_key_change_passphrase, cmd_key_export, cmd_key_import
+from .keys import (
+    cmd_key_add,
+    cmd_key_change_passphrase,
+    cmd_key_export,
+    cmd_key_import,
+    cmd_key_list,
+    cmd_key_remove,
+)
 from .location import split_location
 from .maintain import cmd_break_lock, cmd_check, cmd_compact, cmd_prune
 from .mount import cmd_mount
@@ -39,9 +46,12 @@ __all__ = [
     "cmd_extract",
     "cmd_info",
     "cmd_init",
+    "cmd_key_add",
     "cmd_key_change_passphrase",
     "cmd_key_export",
     "cmd_key_import",
+    "cmd_key_list",
+    "cmd_key_remove",
     "cmd_list",
     "cmd_prune",
     "cmd_rename",

@@ -542,6 +542,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(p, json_flag=False)
     p.set_defaults(func="cmd_key_change_passphrase")
+    p = key_command(
+        "add",
+        "seal the key under one more passphrase",
+        "Seal the repository key under one more passphrase (e.g. one for people, one for the scheduled job): "
+        "each one opens the whole repository.  The current passphrase comes from $PACKVAULT_PASSPHRASE, "
+        "$PACKVAULT_PASSCOMMAND or a prompt; the new one from $PACKVAULT_NEW_PASSPHRASE or a prompt.  Only for "
+        "repokey repositories: a keyfile repository has one key file per machine.",
+    )
+    p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
+    p.add_argument("--label", metavar="TEXT", help="what the key is for, shown by 'key list' (stored encrypted)")
+    p.add_argument(
+        "--allow-empty-passphrase",
+        action="store_true",
+        help="accept an empty new passphrase (anyone who can read the repository can then read the backups)",
+    )
+    _add_common(p)
+    p.set_defaults(func="cmd_key_add")
+    p = key_command(
+        "list",
+        "list the repository's keys",
+        "List the repository's keys (one per passphrase): an id, when it was added and its label; '*' marks "
+        "the one whose passphrase opened the repository.",
+    )
+    p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
+    _add_common(p)
+    p.set_defaults(func="cmd_key_list")
+    p = key_command(
+        "remove",
+        "remove one of the repository's keys",
+        "Remove the key with id ID (see 'key list'; a unique prefix is enough): its passphrase no longer opens "
+        "the repository.  The last key is never removed, and the key whose passphrase opened the repository "
+        "only with --force.  A copy made with 'key export' still opens the repository after 'key import'.",
+    )
+    p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
+    p.add_argument("key_id", metavar="ID", help="the key's id, as 'key list' shows it")
+    p.add_argument("--force", action="store_true", help="also remove the key that opened the repository")
+    _add_common(p)
+    p.set_defaults(func="cmd_key_remove")
     return parser
 
 

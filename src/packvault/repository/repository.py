@@ -122,7 +122,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
         self._opened = True
         repository_id = os.urandom(32)
         material = new_key_material(repository_id, CIPHER_NAMES[cipher])
-        blob = seal_key(material, passphrase, memory_kib=self.settings.kdf_memory_kib)
+        note = self.new_key_note()
+        blob = seal_key(material, passphrase, memory_kib=self.settings.kdf_memory_kib, note=note)
         if encryption == "repokey":
             self.store.store(f"{layout.KEYS}/{content_name(blob)}", blob)
         else:
