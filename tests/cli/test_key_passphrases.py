@@ -64,6 +64,15 @@ def _add_blob_the_old_way(url: str, passphrase: str) -> str:
     return content_name(blob)
 
 
+def _names_of_keys(url: str) -> list[str]:
+    repo = Repository(url, settings=env_settings())
+    repo.open(None, lock=None)
+    try:
+        return [name for name, _ in repo.named_key_blobs()]
+    finally:
+        repo.close()
+
+
 def test_each_added_passphrase_opens_the_repository(pv, repo_url, monkeypatch):
     (first,) = _keys(pv, repo_url)
     assert first["current"] is True and first["added"] and first["label"] == ""
@@ -156,3 +165,36 @@ def test_the_note_is_sealed_under_the_master_key():
     assert key_blob_note(blob, material) == KeyNote("2026-12-03T12:00:00+00:00", "people")
     assert unseal_key(blob, "p") == material
     assert key_blob_note(seal_key(material, "p", memory_kib=1024), material) is None
+
+
+def test_unlock_with_several_keys_tries_the_prederived_one_first_and_remembers_only_it(pv, repo_url, monkeypatch):
+    """The CLI derives the key early from the parameters it remembered; with several keys that must stay one
+    Argon2id run per command, and a failed try on another passphrase's key must not spoil what it remembers."""
+    import packvault.crypto.kdf as kdf
+    from packvault.crypto.keys import key_blob_params
+
+    second_name = _add_blob_the_old_way(repo_url, SECOND)
+    others = 0
+    while min(_names_of_keys(repo_url)) == second_name:  # another key comes first in store order
+        others += 1
+        _add_blob_the_old_way(repo_url, f"other {others}")
+    calls: list = []
+    real = kdf.derive_key
+    monkeypatch.setattr(kdf, "derive_key", lambda text, params: calls.append(params) or real(text, params))
+    for prederived in (False, True):
+        repo = Repository(repo_url, settings=env_settings())
+        repo.open(None, lock=None)
+        try:
+            blobs = dict(repo.named_key_blobs())
+            second_params = key_blob_params(blobs[second_name])
+            passphrase = kdf.Passphrase(SECOND)
+            if prederived:
+                passphrase.prederive(second_params)
+            calls.clear()
+            repo.unlock(passphrase)
+            assert repo.unlocked_key == second_name
+            assert passphrase.used_params() == [second_params]
+            if prederived:
+                assert calls == []  # the other key was not tried first
+        finally:
+            repo.close()

@@ -155,6 +155,11 @@ def key_blob_repository_id(blob: bytes) -> bytes:
     return _parse_blob(blob)["repo"]
 
 
+def key_blob_params(blob: bytes) -> KdfParams:
+    """The (non-secret) KDF parameters a key blob was sealed with."""
+    return KdfParams.from_dict(_parse_blob(blob)["kdf"])
+
+
 def key_blob_note(blob: bytes, material: KeyMaterial) -> KeyNote | None:
     """The note of a key blob of this repository; None for a blob made before notes existed."""
     sealed = _parse_blob(blob).get("note")

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from borgstore.backends.errors import ObjectNotFound
 
 from ..chunking.compression import CompressionSpec, Compressor
-from ..crypto.kdf import Passphrase
+from ..crypto.kdf import Passphrase, as_passphrase
 from ..crypto.keys import (
     KeyMaterial,
     KeyNote,
     key_blob_note,
+    key_blob_params,
     key_blob_repository_id,
     seal_key,
     unseal_key,
@@ -50,6 +51,13 @@ class KeyInfo:
     @property
     def id(self) -> str:
         return self.name[:KEY_ID_LENGTH]
+
+
+def _derived_for(passphrase: Passphrase, blob: bytes) -> bool:
+    try:
+        return passphrase.has_derived(key_blob_params(blob))
+    except IntegrityError:
+        return False
 
 
 def _now() -> str:
@@ -167,11 +175,18 @@ class Keyring:
         """Open the key with ``passphrase``; a ``Passphrase`` that already derived the key (the CLI's early
         unlock) is not asked to derive it again."""
         errors: list[Exception] = []
-        for name, blob in self.named_key_blobs():
+        passphrase = as_passphrase(passphrase)
+        blobs = self.named_key_blobs()
+        # With several keys, the one whose key-encryption key was already derived (early unlock) first: the
+        # others would each cost an Argon2id derivation, after the heavy imports, on every run.
+        blobs.sort(key=lambda named: not _derived_for(passphrase, named[1]))
+        for name, blob in blobs:
             try:
                 material = unseal_key(blob, passphrase)
             except (WrongPassphrase, IntegrityError) as exc:
                 errors.append(exc)
+                with contextlib.suppress(IntegrityError):
+                    passphrase.forget_use(key_blob_params(blob))
                 continue
             if material.repository_id != self.config.repository_id:
                 errors.append(IntegrityError("the key belongs to another repository"))
