@@ -61,7 +61,7 @@ def _derived_for(passphrase: Passphrase, blob: bytes) -> bool:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat()  # to the microsecond: keys added in one second keep their order
 
 
 class Keyring:
