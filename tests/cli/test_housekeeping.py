@@ -10,9 +10,10 @@ import os
 
 import pytest
 
+from packvault.errors import ConflictError
 from packvault.repository.catalogue import ArchiveCatalogue, ArchiveEntry
 from packvault.repository.repository import Repository
-from tests.support.cli import pv, pv_env  # noqa: F401  (fixtures)
+from tests.support.cli import pv, pv_env, run_process  # noqa: F401  (fixtures)
 from tests.support.settings import env_settings
 
 
@@ -222,3 +223,37 @@ def test_a_rename_cannot_take_a_name_that_a_backup_is_committing(pv, url, src):
         assert _names(pv, url) == ["old"]
     finally:
         backup.close()
+
+
+def test_two_changes_of_one_archive_at_the_same_moment_keep_both_and_say_so(pv, url, src, monkeypatch):
+    pv("init", url)
+    pv("create", f"{url}::a", src)
+    repo = _open(url)
+    try:
+        entry = repo.find_archive("a")
+        put = ArchiveCatalogue.put_archive_entry
+
+        def put_while_another_tags(self, new):
+            monkeypatch.setattr(ArchiveCatalogue, "put_archive_entry", put)  # once
+            pv("tag", f"{url}::a", "--add", "other")  # the other command replaces the same old entry first
+            return put(self, new)
+
+        monkeypatch.setattr(ArchiveCatalogue, "put_archive_entry", put_while_another_tags)
+        with pytest.raises(ConflictError, match="at the same moment"):
+            repo.replace_archive_entry(entry, entry.retagged({"mine"}))
+    finally:
+        repo.close()
+    tags = sorted(tuple(a["tags"]) for a in _archives(pv, url))
+    assert tags == [("mine",), ("other",)]
+
+
+def test_tag_without_an_option_shows_the_tags_and_help_lists_the_commands(pv, pv_env, url, src):
+    pv("init", url)
+    pv("create", f"{url}::a", src)
+    pv("tag", f"{url}::a", "--add", "x")
+    assert "Tags of archive a: x (unchanged)" in pv("tag", f"{url}::a").out
+    assert len(_archives(pv, url)) == 1
+    overview = run_process("--help", env=pv_env).stdout
+    assert "rename" in overview and "tag" in overview
+    for command in ("list", "prune", "find"):
+        assert "--tag TAG" in run_process(command, "--help", env=pv_env).stdout

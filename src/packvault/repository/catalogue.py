@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import msgpack
 from borgstore.backends.errors import ObjectNotFound
 
-from ..errors import ArchiveExists, ArchiveNotFound, IntegrityError
+from ..errors import ArchiveExists, ArchiveNotFound, ConflictError, IntegrityError
 from ..storage import layout
 from ..storage.store import Store, discard, store_new
 from .objects import TYPE_ARCHIVE_ENTRY, ObjectCodec
@@ -215,7 +215,14 @@ class ArchiveCatalogue:
                 raise ArchiveExists(f"an archive named {new.name!r} already exists; nothing was changed")
             self.claim_archive_name(new.name, new.id)
         self.put_archive_entry(new)
-        self.soft_delete_entry(old_key)
+        try:
+            self.soft_delete_entry(old_key)
+        except ObjectNotFound:
+            raise ConflictError(
+                f"archive {old.name!r} was changed by another command at the same moment; both changes are kept "
+                "as two entries of the archive",
+                hint="see 'packvault list' and delete the entry you do not want",
+            ) from None
 
     def soft_delete_entry(self, key: str) -> None:
         """Soft-delete the ``archives/`` entry stored as ``key`` (reversible until compact): also an entry
