@@ -15,7 +15,15 @@ from ..units import parse_size
 from . import render
 from .backup import cmd_create
 from .copy import cmd_copy, source_run
-from .keys import cmd_key_change_passphrase, cmd_key_export, cmd_key_import
+from .housekeeping import cmd_rename, cmd_tag, with_tags
+from .keys import (
+    cmd_key_add,
+    cmd_key_change_passphrase,
+    cmd_key_export,
+    cmd_key_import,
+    cmd_key_list,
+    cmd_key_remove,
+)
 from .location import split_location
 from .maintain import cmd_break_lock, cmd_check, cmd_compact, cmd_prune
 from .mount import cmd_mount
@@ -41,11 +49,16 @@ __all__ = [
     "cmd_extract",
     "cmd_info",
     "cmd_init",
+    "cmd_key_add",
     "cmd_key_change_passphrase",
     "cmd_key_export",
     "cmd_key_import",
+    "cmd_key_list",
+    "cmd_key_remove",
     "cmd_list",
     "cmd_prune",
+    "cmd_rename",
+    "cmd_tag",
     "cmd_undelete",
 ]
 
@@ -114,7 +127,7 @@ def cmd_list(args, run: Run) -> int:
     location, archive = split_location(args.location)
     with open_repository(args, run, location) as repo:
         if archive is None:
-            entries = repo.archive_entries(deleted=args.deleted)
+            entries = with_tags(repo.archive_entries(deleted=args.deleted), args.tag)
             render.archives(entries, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
         with ChunkReader(repo) as reader:

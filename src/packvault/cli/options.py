@@ -47,7 +47,10 @@ def prune_options(args: argparse.Namespace) -> PruneOptions:
         keep_yearly=args.keep_yearly,
     )
     group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
-    return PruneOptions(policy, match=args.match, group_by=group_by, dry_run=args.dry_run)
+    from .housekeeping import check_tag
+
+    tags = tuple(sorted({check_tag(tag) for tag in args.tag or ()}))
+    return PruneOptions(policy, match=args.match, tags=tags, group_by=group_by, dry_run=args.dry_run)
 
 
 def compact_options(args: argparse.Namespace) -> CompactOptions:

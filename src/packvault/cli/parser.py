@@ -73,6 +73,15 @@ def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True, reading: 
     g.add_argument("--s3-storage-class", metavar="CLASS", help="storage class of data packs (e.g. STANDARD_IA)")
 
 
+def _add_tag_filter(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--tag",
+        action="append",
+        metavar="TAG",
+        help=f"only {what} archives that carry TAG (see 'packvault tag'); repeated: every one of the TAGs",
+    )
+
+
 def _add_item_excludes(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exclude",
@@ -249,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_item_excludes(p)
     p.add_argument("--json-lines", action="store_true", help="one JSON object per item, one per line")
     p.add_argument("--deleted", action="store_true", help="list soft-deleted archives (see undelete)")
+    _add_tag_filter(p, "list")
     _add_common(p, reading=True)
     p.set_defaults(func="cmd_list")
 
@@ -347,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("patterns", nargs="+", metavar="PATTERN", help="a glob, a base name, or an archive path")
     p.add_argument("--archive", metavar="GLOB", default=None, help="only archives whose name matches GLOB")
     p.add_argument("--json-lines", action="store_true", help="one JSON object per match, one per line")
+    _add_tag_filter(p, "search")
     _add_common(p, reading=True, json_flag=False)
     p.set_defaults(func="cmd_find")
 
@@ -360,6 +371,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("more", nargs="*", metavar="ARCHIVE", help="more archives to delete")
     _add_common(p)
     p.set_defaults(func="cmd_delete")
+
+    p = command(
+        "rename",
+        "give an archive another name",
+        "Give the archive OLD the name NEW (refused if an archive named NEW exists).  Only the small archives/ "
+        "entry is rewritten: the new entry is written before the old one is retired, so an interruption "
+        "leaves the archive under both names (delete either), never under none.",
+    )
+    p.add_argument("location", metavar="REPO::OLD", help="the repository and the archive")
+    p.add_argument("new", metavar="NEW", help="the new name")
+    _add_common(p)
+    p.set_defaults(func="cmd_rename")
+
+    p = command(
+        "tag",
+        "add, remove or set the tags of an archive",
+        "Change the tags of an archive: labels that 'list', 'prune' and 'find' select by with --tag (e.g. "
+        "'prune --tag daily' applies its policy to the archives tagged daily only).  Without an option, show "
+        "the tags.  Like rename, only the archives/ entry is rewritten.",
+    )
+    p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the archive")
+    p.add_argument("--add", action="append", metavar="TAG", help="add TAG (repeatable)")
+    p.add_argument("--remove", action="append", metavar="TAG", help="remove TAG (repeatable)")
+    p.add_argument(
+        "--set", action="extend", nargs="*", metavar="TAG", help="replace all tags by these (none: clear them)"
+    )
+    _add_common(p)
+    p.set_defaults(func="cmd_tag")
 
     p = command(
         "undelete",
@@ -389,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep every archive younger than DURATION: s, min, h, d, w, m (months), y, e.g. 36h, 2w, 6m",
     )
     p.add_argument("--match", metavar="GLOB", help="only consider archives whose name matches (others are kept)")
+    _add_tag_filter(p, "consider (others are kept)")
     p.add_argument(
         "--group-by",
         default="host,paths",
@@ -511,6 +551,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(p, json_flag=False)
     p.set_defaults(func="cmd_key_change_passphrase")
+    p = key_command(
+        "add",
+        "seal the key under one more passphrase",
+        "Seal the repository key under one more passphrase (e.g. one for people, one for the scheduled job): "
+        "each one opens the whole repository.  The current passphrase comes from $PACKVAULT_PASSPHRASE, "
+        "$PACKVAULT_PASSCOMMAND or a prompt; the new one from $PACKVAULT_NEW_PASSPHRASE or a prompt.  Only for "
+        "repokey repositories: a keyfile repository has one key file per machine.",
+    )
+    p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
+    p.add_argument("--label", metavar="TEXT", help="what the key is for, shown by 'key list' (stored encrypted)")
+    p.add_argument(
+        "--allow-empty-passphrase",
+        action="store_true",
+        help="accept an empty new passphrase (anyone who can read the repository can then read the backups)",
+    )
+    _add_common(p)
+    p.set_defaults(func="cmd_key_add")
+    p = key_command(
+        "list",
+        "list the repository's keys",
+        "List the repository's keys (one per passphrase): an id, when it was added and its label; '*' marks "
+        "the one whose passphrase opened the repository.",
+    )
+    p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
+    _add_common(p)
+    p.set_defaults(func="cmd_key_list")
+    p = key_command(
+        "remove",
+        "remove one of the repository's keys",
+        "Remove the key with id ID (see 'key list'; a unique prefix is enough): its passphrase no longer opens "
+        "the repository.  The last key is never removed, and the key whose passphrase opened the repository "
+        "only with --force.  A copy made with 'key export' still opens the repository after 'key import'.",
+    )
+    p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
+    p.add_argument("key_id", metavar="ID", help="the key's id, as 'key list' shows it")
+    p.add_argument("--force", action="store_true", help="also remove the key that opened the repository")
+    _add_common(p)
+    p.set_defaults(func="cmd_key_remove")
     return parser
 
 

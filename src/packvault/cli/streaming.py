@@ -11,6 +11,7 @@ import sys
 from ..archive import items as it
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from . import render
+from .housekeeping import with_tags
 from .location import split_location
 from .opening import open_repository
 from .run import Run
@@ -108,8 +109,10 @@ def cmd_find(args, run: Run) -> int:
     found = 0
     with open_repository(args, run, location) as repo, ChunkReader(repo) as reader:
         entries = [e for e in repo.archive_entries() if not args.archive or fnmatch.fnmatchcase(e.name, args.archive)]
-        if args.archive and not entries:
-            raise UsageError(f"no archive matches {args.archive!r}", hint="see 'packvault list REPO'")
+        entries = with_tags(entries, args.tag)
+        if (args.archive or args.tag) and not entries:
+            wanted = " and ".join([repr(args.archive)] * bool(args.archive) + [f"tag {t!r}" for t in args.tag or ()])
+            raise UsageError(f"no archive matches {wanted}", hint="see 'packvault list REPO'")
         for entry in entries:
             for item in iter_archive_items(reader, load_archive(reader, entry)):
                 if patterns.item_matches(item):

@@ -68,6 +68,14 @@ class Passphrase:
         if params not in self._derived:
             self._derived[params] = derive_key(self.text, params)
 
+    def has_derived(self, params: KdfParams) -> bool:
+        return params in self._derived
+
+    def forget_use(self, params: KdfParams) -> None:
+        """Not a use after all: the key sealed under ``params`` is another passphrase's (a repository with
+        several keys), so these parameters predict nothing about the next run."""
+        self.used = [used for used in self.used if used != params]
+
     def used_params(self) -> list[KdfParams]:
         """The distinct parameters ``derive`` was asked for, first use first."""
         return list(dict.fromkeys(self.used))

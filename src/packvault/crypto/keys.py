@@ -129,7 +129,27 @@ def _aad(repository_id: bytes) -> bytes:
     return b"packvault key v1" + repository_id
 
 
-def seal_key(material: KeyMaterial, passphrase: Passphrase | str, *, memory_kib: int = DEFAULT_MEMORY_KIB) -> bytes:
+@dataclass(frozen=True)
+class KeyNote:
+    """When a key blob was made and what it is for (``key list``).  Sealed under the master key rather than
+    the blob's passphrase, so that whoever opened the repository with any one passphrase can read the notes
+    of all its keys, and the bucket holds no label in the clear."""
+
+    added: str  # ISO 8601 UTC
+    label: str = ""
+
+
+def _note_key(material: KeyMaterial) -> bytes:
+    return hkdf(material.master_key, salt=material.repository_id, info=b"packvault key note v1")
+
+
+def seal_key(
+    material: KeyMaterial,
+    passphrase: Passphrase | str,
+    *,
+    memory_kib: int = DEFAULT_MEMORY_KIB,
+    note: KeyNote | None = None,
+) -> bytes:
     """The key blob stored in ``keys/`` (repokey) or in a local key file (keyfile); ``memory_kib`` is the
     Argon2id memory cost of the new blob."""
     params = KdfParams.new(memory_kib)
@@ -142,20 +162,43 @@ def seal_key(material: KeyMaterial, passphrase: Passphrase | str, *, memory_kib:
         fields["chunker_seed"] = material.shared_chunker_seed
     secret = msgpack.packb(fields)
     sealed = AESGCM(kek).encrypt(nonce, secret, _aad(material.repository_id))
-    body = msgpack.packb(
-        {
-            "v": KEY_BLOB_VERSION,
-            "repo": material.repository_id,
-            "kdf": params.to_dict(),
-            "nonce": nonce,
-            "sealed": sealed,
-        }
-    )
+    fields = {
+        "v": KEY_BLOB_VERSION,
+        "repo": material.repository_id,
+        "kdf": params.to_dict(),
+        "nonce": nonce,
+        "sealed": sealed,
+    }
+    if note is not None:
+        note_nonce = os.urandom(12)
+        plain = msgpack.packb({"added": note.added, "label": note.label})
+        fields["note"] = note_nonce + AESGCM(_note_key(material)).encrypt(
+            note_nonce, plain, _aad(material.repository_id)
+        )
+    body = msgpack.packb(fields)
     return msgpack.packb({"body": body, "xxh64": xxhash.xxh64_intdigest(body)})
 
 
 def key_blob_repository_id(blob: bytes) -> bytes:
     return _parse_blob(blob)["repo"]
+
+
+def key_blob_params(blob: bytes) -> KdfParams:
+    """The (non-secret) KDF parameters a key blob was sealed with."""
+    return KdfParams.from_dict(_parse_blob(blob)["kdf"])
+
+
+def key_blob_note(blob: bytes, material: KeyMaterial) -> KeyNote | None:
+    """The note of a key blob of this repository; None for a blob made before notes existed."""
+    sealed = _parse_blob(blob).get("note")
+    if sealed is None:
+        return None
+    try:
+        plain = AESGCM(_note_key(material)).decrypt(sealed[:12], sealed[12:], _aad(material.repository_id))
+        fields = msgpack.unpackb(plain)
+        return KeyNote(added=fields["added"], label=fields.get("label", ""))
+    except (InvalidTag, ValueError, KeyError, TypeError, msgpack.UnpackException):
+        raise IntegrityError("the note of a key blob does not authenticate under the repository key") from None
 
 
 def _parse_blob(blob: bytes) -> dict:

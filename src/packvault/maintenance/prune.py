@@ -33,6 +33,7 @@ def _paths_of(repo: Repository, entries: list) -> dict[str, tuple[str, ...]]:
 class PruneOptions:
     policy: RetentionPolicy
     match: str | None = None  # only archives whose name matches this glob
+    tags: tuple[str, ...] = ()  # only archives that carry all of these (a tagged series is pruned on its own)
     group_by: tuple[str, ...] = DEFAULT_GROUP_BY
     dry_run: bool = False
     now: datetime | None = None  # the policy's "now"; None: the current time
@@ -40,7 +41,8 @@ class PruneOptions:
 
 def prune(repo: Repository, opts: PruneOptions) -> list[Decision]:
     """Every archive's decision (kept, and why, or pruned); the pruned ones are soft-deleted unless a dry run."""
-    entries = {e.hex: e for e in repo.archive_entries()}
+    wanted = set(opts.tags)
+    entries = {e.hex: e for e in repo.archive_entries() if wanted <= set(e.tags)}
     paths = _paths_of(repo, list(entries.values())) if "paths" in opts.group_by else {}
     summaries = [
         ArchiveSummary(

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import msgpack
 from borgstore.backends.errors import ObjectNotFound
 
-from ..errors import ArchiveExists, ArchiveNotFound, IntegrityError
+from ..errors import ArchiveExists, ArchiveNotFound, ConflictError, IntegrityError
 from ..storage import layout
 from ..storage.store import Store, discard, store_new
 from .objects import TYPE_ARCHIVE_ENTRY, ObjectCodec
@@ -40,6 +40,9 @@ class ArchiveEntry:
     paths: tuple[str, ...] | None = None
     """The paths given to ``create`` (prune's default grouping); None in entries written before they were
     recorded here, whose paths are only in the archive metadata."""
+    tags: tuple[str, ...] = ()
+    """Labels for selection (``list``/``prune``/``find --tag``), sorted and unique; entries written before
+    tags existed have none."""
 
     @property
     def hex(self) -> str:
@@ -58,6 +61,8 @@ class ArchiveEntry:
         }
         if self.paths is not None:
             record["paths"] = list(self.paths)
+        if self.tags:
+            record["tags"] = list(self.tags)
         return msgpack.packb(record)
 
     @classmethod
@@ -73,7 +78,14 @@ class ArchiveEntry:
             comment=d.get("comment", ""),
             stats=d.get("stats") or {},
             paths=tuple(d["paths"]) if "paths" in d else None,
+            tags=tuple(d.get("tags", ())),
         )
+
+    def renamed(self, name: str) -> ArchiveEntry:
+        return replace(self, name=name)
+
+    def retagged(self, tags: set[str] | frozenset[str]) -> ArchiveEntry:
+        return replace(self, tags=tuple(sorted(tags)))
 
 
 class ArchiveCatalogue:
@@ -112,6 +124,14 @@ class ArchiveCatalogue:
         entries = [entry for _, entry in self._entries(deleted=deleted, strict=strict)]
         entries.sort(key=lambda entry: (entry.time, entry.name))
         return entries
+
+    def _key_of(self, entry: ArchiveEntry, *, deleted: bool = False) -> str:
+        """The store key of exactly this entry.  Not by archive id alone: a rename or retag interrupted
+        between its two writes leaves two entries of one archive, and deleting one must not hit the other."""
+        keys = [key for key, e in self._entries(deleted=deleted, strict=False) if e == entry]
+        if not keys:
+            raise ArchiveNotFound(f"archive {entry.name!r} not found")
+        return keys[0]
 
     def entry_names(self, *, deleted: bool = False) -> dict[bytes, str]:
         """archive id -> store key of its entry."""
@@ -158,11 +178,12 @@ class ArchiveCatalogue:
                 claimed, session = header.object_id, msgpack.unpackb(plaintext).get("session")
             except (IntegrityError, ValueError, TypeError, AttributeError, msgpack.UnpackException):
                 claimed, session = None, None  # a damaged claim protects nothing: take the next one
-            if claimed == archive_id:
-                return  # our own claim: this is a retry
-            if claimed in {entry.id for entry in self.archive_entries()}:
+            deleted = self.archive_entries(deleted=True)
+            if claimed == archive_id and not any(e.id == claimed and e.name == name for e in deleted):
+                return  # our own claim: this is a retry (not a rename back to a name this archive once had)
+            if claimed in {entry.id for entry in self.archive_entries() if entry.name == name}:
                 raise ArchiveExists(f"an archive named {name!r} already exists; nothing was committed")
-            gone = claimed is None or claimed in self.tombstones() or claimed in self.entry_names(deleted=True)
+            gone = claimed is None or claimed in self.tombstones() or any(e.id == claimed for e in deleted)
             held = {info.session for info in self.new_lock_manager().list_locks() if not info.stale}
             if not gone and session in held:
                 raise ArchiveExists(
@@ -178,7 +199,30 @@ class ArchiveCatalogue:
             )
 
     def soft_delete_archive(self, entry: ArchiveEntry) -> None:
-        self.soft_delete_entry(self.entry_names()[entry.id])
+        self.soft_delete_entry(self._key_of(entry))
+
+    def replace_archive_entry(self, old: ArchiveEntry, new: ArchiveEntry) -> None:
+        """Replace the entry ``old`` by ``new`` (same archive, another name or other tags).
+
+        Entries are immutable sealed objects, so this writes ``new`` and then soft-deletes ``old``: a crash
+        in between leaves both (the archive listed under both names, each deletable on its own), never
+        neither.  A new name is claimed first like a backup's (``claim_archive_name``), so a backup or
+        another rename committing the same name at the same time cannot also win.
+        """
+        old_key = self._key_of(old)
+        if new.name != old.name:
+            if any(e.name == new.name for e in self.archive_entries()):
+                raise ArchiveExists(f"an archive named {new.name!r} already exists; nothing was changed")
+            self.claim_archive_name(new.name, new.id)
+        self.put_archive_entry(new)
+        try:
+            self.soft_delete_entry(old_key)
+        except ObjectNotFound:
+            raise ConflictError(
+                f"archive {old.name!r} was changed by another command at the same moment; both changes are kept "
+                "as two entries of the archive",
+                hint="see 'packvault list' and delete the entry you do not want",
+            ) from None
 
     def soft_delete_entry(self, key: str) -> None:
         """Soft-delete the ``archives/`` entry stored as ``key`` (reversible until compact): also an entry
@@ -186,7 +230,7 @@ class ArchiveCatalogue:
         self.store.move(layout.name(layout.ARCHIVES, key), delete=True)
 
     def undelete_archive(self, entry: ArchiveEntry) -> None:
-        key = self.entry_names(deleted=True)[entry.id]
+        key = self._key_of(entry, deleted=True)
         self.store.move(f"{layout.ARCHIVES}/{key}", undelete=True)
 
     def tombstones(self) -> set[bytes]:
@@ -202,12 +246,13 @@ class ArchiveCatalogue:
         on purpose and must not come back.
         """
         count = 0
+        live = {entry.id for entry in self.archive_entries(strict=True)}
         for info in list(self.list_namespace(layout.ARCHIVES, deleted=True)):
             try:
                 archive_id = ArchiveEntry.decode(self.get_sealed(layout.ARCHIVES, info.name, deleted=True)).id
             except IntegrityError:
                 archive_id = None  # a damaged entry: nothing it could resurrect
-            if archive_id is not None:
+            if archive_id is not None and archive_id not in live:  # not the old entry of a renamed archive
                 sealed = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
                 self.store.store(f"{layout.TOMBSTONES}/{archive_id.hex()}", sealed)
             discard(self.store, f"{layout.ARCHIVES}/{info.name}", deleted=True)  # listed just above

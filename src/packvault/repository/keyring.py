@@ -10,12 +10,23 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from borgstore.backends.errors import ObjectNotFound
 
 from ..chunking.compression import CompressionSpec, Compressor
-from ..crypto.kdf import Passphrase
-from ..crypto.keys import KeyMaterial, key_blob_repository_id, seal_key, unseal_key, write_key_file
+from ..crypto.kdf import Passphrase, as_passphrase
+from ..crypto.keys import (
+    KeyMaterial,
+    KeyNote,
+    key_blob_note,
+    key_blob_params,
+    key_blob_repository_id,
+    seal_key,
+    unseal_key,
+    write_key_file,
+)
 from ..errors import IntegrityError, RepositoryError, RepositoryNotFound, UsageError, WrongPassphrase
 from ..settings import Settings
 from ..storage import layout
@@ -25,6 +36,32 @@ from .objects import ObjectCodec
 from .packs import content_name
 
 log = logging.getLogger(__name__)
+
+KEY_ID_LENGTH = 12  # hex digits of a key blob's name shown as its id: ample to tell a handful of keys apart
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key blob as ``key list`` shows it."""
+
+    name: str  # the blob's store name (content-named)
+    note: KeyNote | None  # None: made before keys carried a note
+    current: bool  # the one whose passphrase opened the repository
+
+    @property
+    def id(self) -> str:
+        return self.name[:KEY_ID_LENGTH]
+
+
+def _derived_for(passphrase: Passphrase, blob: bytes) -> bool:
+    try:
+        return passphrase.has_derived(key_blob_params(blob))
+    except IntegrityError:
+        return False
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()  # to the microsecond: keys added in one second keep their order
 
 
 class Keyring:
@@ -36,6 +73,7 @@ class Keyring:
     codec: ObjectCodec | None
     tolerate_config_damage: bool
     _config_raw: bytes
+    unlocked_key: str | None = None  # store name of the key blob whose passphrase opened the repository
 
     def write_config(self, config: RepoConfig, material: KeyMaterial) -> None:
         """The MAC and the copy first, the config itself last (its presence marks a complete repository).
@@ -110,18 +148,23 @@ class Keyring:
         self.codec = ObjectCodec(material.new_session(), Compressor(spec))
 
     def key_blobs(self) -> list[bytes]:
-        """The sealed key(s).  ``keys/`` holds content-named blobs; normally one, two after an interrupted
-        passphrase change (the new blob is stored before the old one is deleted, so a crash never leaves
-        a repository without a usable key)."""
+        return [blob for _, blob in self.named_key_blobs()]
+
+    def named_key_blobs(self) -> list[tuple[str, bytes]]:
+        """(store name, sealed key) of every key.  ``keys/`` holds content-named blobs: one per passphrase
+        (``key add``), and one more for a moment during a passphrase change (the new blob is stored before
+        the old one is deleted, so a crash never leaves a repository without a usable key)."""
         assert self.config is not None
         if self.config.encryption == "repokey":
-            blobs = [self.store.load(f"{layout.KEYS}/{info.name}") for info in self.list_namespace(layout.KEYS)]
+            blobs = [
+                (info.name, self.store.load(f"{layout.KEYS}/{info.name}")) for info in self.list_namespace(layout.KEYS)
+            ]
             if not blobs:
                 raise IntegrityError("the repository key is missing", hint="restore it with 'packvault key import'")
             return blobs
         path = self.settings.key_file_for(self.config.repository_id)
         try:
-            return [path.read_bytes()]
+            return [(path.name, path.read_bytes())]
         except FileNotFoundError:
             raise UsageError(
                 f"no key file for this repository at {path}",
@@ -132,16 +175,24 @@ class Keyring:
         """Open the key with ``passphrase``; a ``Passphrase`` that already derived the key (the CLI's early
         unlock) is not asked to derive it again."""
         errors: list[Exception] = []
-        for blob in self.key_blobs():
+        passphrase = as_passphrase(passphrase)
+        blobs = self.named_key_blobs()
+        # With several keys, the one whose key-encryption key was already derived (early unlock) first: the
+        # others would each cost an Argon2id derivation, after the heavy imports, on every run.
+        blobs.sort(key=lambda named: not _derived_for(passphrase, named[1]))
+        for name, blob in blobs:
             try:
                 material = unseal_key(blob, passphrase)
             except (WrongPassphrase, IntegrityError) as exc:
                 errors.append(exc)
+                with contextlib.suppress(IntegrityError):
+                    passphrase.forget_use(key_blob_params(blob))
                 continue
             if material.repository_id != self.config.repository_id:
                 errors.append(IntegrityError("the key belongs to another repository"))
                 continue
             self._set_key(material)
+            self.unlocked_key = name
             if self.config_authentic() is False and not self.tolerate_config_damage:
                 raise IntegrityError(
                     "the repository config does not authenticate under the key (changed without the key)",
@@ -151,22 +202,99 @@ class Keyring:
         wrong = [e for e in errors if isinstance(e, WrongPassphrase)]
         raise wrong[0] if wrong else errors[0]
 
-    def store_key_blob(self, blob: bytes) -> None:
-        """Replace the sealed key (passphrase change, import); the master key itself never changes."""
+    def store_key_blob(self, blob: bytes, *, replaces: str | None = None) -> str:
+        """Store a sealed key (import, passphrase change, ``key add``) and return its name; the master key
+        itself never changes.  The new blob is stored first, then the one it ``replaces`` is deleted (never
+        the other passphrases' keys).  An import also removes the blobs that are damaged: restoring a key
+        is what it is for."""
         assert self.config is not None
         if key_blob_repository_id(blob) != self.config.repository_id:
             raise UsageError("this key belongs to another repository")
-        if self.config.encryption == "repokey":
-            old = [info.name for info in self.list_namespace(layout.KEYS)]
-            new = content_name(blob)
-            if new not in old:
-                self.store.store(f"{layout.KEYS}/{new}", blob)
-            for name in old:
-                if name != new:
-                    self.store.delete(f"{layout.KEYS}/{name}")
-        else:
+        new = content_name(blob)
+        if self.config.encryption != "repokey":
             write_key_file(self.settings.key_file_for(self.config.repository_id), blob)
+            return new
+        old = [info.name for info in self.list_namespace(layout.KEYS)]
+        if new not in old:
+            self.store.store(f"{layout.KEYS}/{new}", blob)
+        for name in old:
+            if name == new:
+                continue
+            if name == replaces or (replaces is None and self._key_blob_damaged(name)):
+                self.store.delete(f"{layout.KEYS}/{name}")
+        return new
+
+    def _key_blob_damaged(self, name: str) -> bool:
+        blob = self.store.load(f"{layout.KEYS}/{name}")
+        try:
+            return content_name(blob) != name or key_blob_repository_id(blob) != self.config.repository_id
+        except IntegrityError:
+            return True
 
     def reseal_key(self, new_passphrase: Passphrase | str) -> None:
+        """Seal the key under a new passphrase in place of the blob that opened the repository (its label
+        goes along); other passphrases' keys stay."""
         assert self.key is not None
-        self.store_key_blob(seal_key(self.key, new_passphrase, memory_kib=self.settings.kdf_memory_kib))
+        old = dict(self.named_key_blobs()).get(self.unlocked_key or "")
+        old_note = self._note_of(old) if old is not None else None
+        label = old_note.label if old_note is not None else ""
+        blob = seal_key(self.key, new_passphrase, memory_kib=self.settings.kdf_memory_kib, note=KeyNote(_now(), label))
+        self.unlocked_key = self.store_key_blob(blob, replaces=self.unlocked_key)
+
+    def _note_of(self, blob: bytes) -> KeyNote | None:
+        assert self.key is not None
+        try:
+            return key_blob_note(blob, self.key)
+        except IntegrityError:
+            return None
+
+    def require_repokey(self, what: str) -> None:
+        assert self.config is not None
+        if self.config.encryption != "repokey":
+            raise UsageError(
+                f"{what} needs a repokey repository: this one keeps its only key in a key file on this machine",
+                hint="use 'packvault key change-passphrase' to change that key's passphrase",
+            )
+
+    def new_key_note(self, label: str = "") -> KeyNote:
+        return KeyNote(_now(), label)
+
+    def key_infos(self) -> list[KeyInfo]:
+        """Every key of the repository, oldest first (those without a note first, by name)."""
+        self.require_repokey("listing keys")
+        infos = [KeyInfo(name, self._note_of(blob), name == self.unlocked_key) for name, blob in self.named_key_blobs()]
+        infos.sort(key=lambda info: (info.note.added if info.note else "", info.name))
+        return infos
+
+    def add_key(self, passphrase: Passphrase | str, *, label: str = "") -> KeyInfo:
+        """Seal the master key under one more passphrase: each passphrase opens the whole repository."""
+        assert self.key is not None
+        self.require_repokey("adding a key")
+        note = self.new_key_note(label)
+        blob = seal_key(self.key, passphrase, memory_kib=self.settings.kdf_memory_kib, note=note)
+        return KeyInfo(self.store_key_blob(blob), note, current=False)
+
+    def find_key(self, key_id: str) -> KeyInfo:
+        """The key whose name starts with ``key_id`` (as ``key list`` shows it); exactly one must."""
+        matches = [info for info in self.key_infos() if key_id and info.name.startswith(key_id.lower())]
+        if len(matches) != 1:
+            what = "no key" if not matches else f"{len(matches)} keys"
+            raise UsageError(f"{what} with id {key_id!r}", hint="see 'packvault key list' (give more digits)")
+        return matches[0]
+
+    def remove_key(self, info: KeyInfo, *, force: bool = False) -> None:
+        """Delete one key blob.  Never the last (the repository would be unreadable for good), and not the one
+        that opened the repository unless ``force`` (whoever runs this would lock themselves out)."""
+        self.require_repokey("removing a key")
+        names = [name for name, _ in self.named_key_blobs()]
+        if names == [info.name]:
+            raise UsageError(
+                "this is the repository's last key: removing it would make every backup unreadable",
+                hint="add another key first ('packvault key add')",
+            )
+        if info.name == self.unlocked_key and not force:
+            raise UsageError(
+                f"key {info.id} is the one whose passphrase opened the repository: you would lock yourself out",
+                hint="open it with another key's passphrase, or pass --force if that is what you want",
+            )
+        self.store.delete(f"{layout.KEYS}/{info.name}")

@@ -127,7 +127,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
         repository_id = os.urandom(32)
         source_key = share_ids_from.key if share_ids_from is not None else None
         material = new_key_material(repository_id, CIPHER_NAMES[cipher], share_ids_from=source_key)
-        blob = seal_key(material, passphrase, memory_kib=self.settings.kdf_memory_kib)
+        note = self.new_key_note()
+        blob = seal_key(material, passphrase, memory_kib=self.settings.kdf_memory_kib, note=note)
         if encryption == "repokey":
             self.store.store(f"{layout.KEYS}/{content_name(blob)}", blob)
         else:

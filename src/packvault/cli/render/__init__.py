@@ -22,8 +22,10 @@ from .archives import (
     item_table,
     locks_broken,
     no_lock_notice,
+    renamed,
     repository_info,
     requests_line,
+    tagged,
     undeleted,
     warning,
 )
@@ -50,8 +52,10 @@ __all__ = [
     "problem_dict",
     "problem_line",
     "prune",
+    "renamed",
     "repository_info",
     "requests_line",
+    "tagged",
     "undeleted",
     "warning",
 ]

@@ -122,6 +122,7 @@ def archives(entries: list[ArchiveEntry], requests: dict, *, as_json: bool) -> N
                         "comment": e.comment,
                         "paths": list(e.paths) if e.paths is not None else None,
                         "stats": e.stats,
+                        "tags": list(e.tags),
                     }
                     for e in entries
                 ],
@@ -130,7 +131,10 @@ def archives(entries: list[ArchiveEntry], requests: dict, *, as_json: bool) -> N
         )
         return
     rows = [(escape_name(e.name), e.time[:19].replace("T", " "), escape_name(e.host), e.hex[:16]) for e in entries]
-    if rows:
+    if any(e.tags for e in entries):  # the column only where tags are in use
+        tagged = [(*row, ",".join(map(escape_name, e.tags))) for row, e in zip(rows, entries, strict=True)]
+        print_table(tagged, ("Archive", "Time (UTC)", "Host", "ID", "Tags"))
+    elif rows:
         print_table(rows, ("Archive", "Time (UTC)", "Host", "ID"))
 
 
@@ -192,7 +196,7 @@ def item_table(items: Iterable[dict]) -> None:
 
 def archive_info(entry: ArchiveEntry, meta: ArchiveMeta, requests: dict, *, as_json: bool) -> None:
     info = {
-        "name": meta.name,
+        "name": entry.name,  # the metadata keeps the name given at backup; a rename changes only the entry
         "id": entry.hex,
         "time": meta.time,
         "end": meta.end,
@@ -203,6 +207,7 @@ def archive_info(entry: ArchiveEntry, meta: ArchiveMeta, requests: dict, *, as_j
         "command_line": meta.cmdline,
         "items": meta.nitems,
         "stats": meta.stats,
+        "tags": list(entry.tags),
     }
     if as_json:
         print_json({"archive": info, "requests": requests})
@@ -210,6 +215,8 @@ def archive_info(entry: ArchiveEntry, meta: ArchiveMeta, requests: dict, *, as_j
     for key in ("name", "id", "time", "end", "host", "user", "comment", "items"):
         print(f"{key.capitalize() + ':':<14} {escape_name(str(info[key]))}")
     print(f"{'Paths:':<14} {' '.join(escape_name(path) for path in meta.paths)}")
+    if entry.tags:
+        print(f"{'Tags:':<14} {', '.join(escape_name(tag) for tag in entry.tags)}")
     st = meta.stats
     print(f"{'Original:':<14} {fmt_size(st.get('original_size', 0))}")
     print(f"{'New data:':<14} {fmt_size(st.get('deduplicated_size', 0))}")
@@ -278,6 +285,15 @@ def deleted(name: str) -> None:
 
 def undeleted(name: str) -> None:
     print(f"Restored archive {escape_name(name)}")
+
+
+def renamed(old: str, new: str) -> None:
+    print(f"Renamed archive {escape_name(old)} to {escape_name(new)}")
+
+
+def tagged(name: str, tags: list[str], *, changed: bool) -> None:
+    shown = ", ".join(map(escape_name, tags)) if tags else "(none)"
+    print(f"Tags of archive {escape_name(name)}: {shown}" + ("" if changed else " (unchanged)"))
 
 
 def locks_broken(count: int, *, force: bool, as_json: bool) -> None:
