@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import botocore.exceptions as bex
 from borgstore.backends._base import ItemInfo, StoreValue, validate_name, validate_sources, validate_value
 from borgstore.backends.errors import BackendMustBeOpen, BackendMustNotBeOpen
 
@@ -251,6 +252,9 @@ class S3Backend(PackvaultBackend):
         different content is there (False); the same bytes count as created (a retried write)."""
         try:
             self.writes.store_create_only(self._checked(name), BufferPayload(value), WriteMode.CREATE_ONLY)
+        except bex.ClientError as exc:
+            self.writes.refused(name, exc)
+            raise
         except IntegrityError:
             return False
         return True
