@@ -96,6 +96,13 @@ class Recording(PackvaultBackend):
     def reset_request_stats(self):
         self.calls.append("reset_request_stats")
 
+    def set_object_lock(self, mode, retention_seconds):
+        self.calls.append("set_object_lock")
+
+    def object_lock_policy(self):
+        self.calls.append("object_lock_policy")
+        return "GOVERNANCE", 1
+
 
 # how to call each operation, and whether it stands for a request the wrapper must count
 CALLS = {
@@ -106,6 +113,8 @@ CALLS = {
     "open_range": (lambda be, spool: be.open_range("packs/meta/a", 0, 3).read(3), True),
     "discard": (lambda be, spool: be.discard("locks/a"), True),
     "store_new": (lambda be, spool: be.store_new("names/a", b"abc"), True),
+    "set_object_lock": (lambda be, spool: be.set_object_lock("GOVERNANCE", 1), False),
+    "object_lock_policy": (lambda be, spool: be.object_lock_policy(), False),
 }
 OWN_TABLE = {"request_stats", "reset_request_stats"}  # answered by the wrapper's own counter
 

@@ -7,8 +7,6 @@ headers into a bucket without Object Lock is refused, which Packvault turns into
 from __future__ import annotations
 
 import os
-import uuid
-from datetime import UTC, datetime, timedelta
 
 import botocore.exceptions as bex
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from packvault.errors import InvalidRepositoryURL
 from packvault.storage.s3.config import parse_s3_url
 from packvault.storage.s3.errors import ObjectLockUnavailable
+from tests.support import objectlock
 from tests.support.s3servers import s3_client
 
 MiB = 1024 * 1024
@@ -26,31 +25,17 @@ def endpoint(request) -> str:
     return request.getfixturevalue(f"{request.param}_endpoint")
 
 
-def locked_bucket(endpoint: str) -> str:
-    name = f"pv-lock-{os.getpid()}-{uuid.uuid4().hex[:10]}"
-    s3_client(endpoint).create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    return name
-
-
 def lock_url(endpoint: str, mode: str = "governance", retention: str = "3d", **query: str) -> str:
-    params = {"endpoint": endpoint, "object_lock": mode, "retention": retention, **query}
-    return f"s3://{locked_bucket(endpoint)}/repo?" + "&".join(f"{k}={v}" for k, v in params.items())
+    return objectlock.lock_url(endpoint, object_lock=mode, retention=retention, **query)
 
 
 def retention_of(endpoint: str, backend, name: str) -> dict:
-    """The object's lock mode and retain-until date as HEAD shows them (empty: no retention)."""
-    head = s3_client(endpoint).head_object(Bucket=backend.bucket, Key=backend._key(name))
-    if "ObjectLockMode" not in head:
-        return {}
-    return {"Mode": head["ObjectLockMode"], "RetainUntilDate": head["ObjectLockRetainUntilDate"]}
+    return objectlock.retention_of(endpoint, backend.bucket, backend._key(name))
 
 
 def assert_retained(endpoint: str, backend, name: str, mode: str, days: int) -> None:
     retention = retention_of(endpoint, backend, name)
-    assert retention["Mode"] == mode
-    until = retention["RetainUntilDate"]
-    now = datetime.now(UTC)
-    assert now + timedelta(days=days) - timedelta(hours=1) < until <= now + timedelta(days=days, minutes=5)
+    assert objectlock.retained_for(retention, mode, days), retention
 
 
 def test_url_options_parse_and_validate():

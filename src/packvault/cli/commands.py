@@ -10,7 +10,7 @@ import os
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.repository import Repository
-from ..units import parse_size
+from ..units import parse_duration, parse_size
 from . import render
 from .backup import cmd_create
 from .keys import cmd_key_change_passphrase, cmd_key_export, cmd_key_import
@@ -73,10 +73,22 @@ def _check_local_target(location: str) -> None:
         )
 
 
+def _object_lock_options(args) -> tuple[str | None, int]:
+    """``--object-lock`` and ``--retention``: both or neither."""
+    if args.object_lock is None and args.retention is None:
+        return None, 0
+    if args.object_lock is None:
+        raise UsageError("--retention needs --object-lock", hint="add --object-lock governance or compliance")
+    if args.retention is None:
+        raise UsageError("--object-lock needs --retention", hint="add e.g. --retention 30d")
+    return args.object_lock.upper(), int(parse_duration(args.retention, what="--retention").total_seconds())
+
+
 def cmd_init(args, run: Run) -> int:
     location, _ = split_location(args.repo)
     _check_local_target(location)
     pack_size = parse_size(args.pack_size, what="--pack-size")
+    object_lock, retention_seconds = _object_lock_options(args)
     passphrase = new_passphrase(args, run)
     repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
     try:
@@ -86,6 +98,8 @@ def cmd_init(args, run: Run) -> int:
             pack_size=pack_size,
             compression=args.compression,
             cipher=args.cipher,
+            object_lock=object_lock,
+            retention_seconds=retention_seconds,
         )
         requests = requests_of(repo)
     finally:

@@ -143,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-size", default="32M", metavar="SIZE", help="target pack size, 64K..1G")
     p.add_argument("--compression", default="auto,zstd,3", metavar="SPEC", help="auto | zstd[,N] | auto,zstd,N | none")
     p.add_argument(
+        "--object-lock",
+        choices=["governance", "compliance"],
+        help="S3 Object Lock mode of every object written (the bucket must have Object Lock enabled); "
+        "recorded in the repository, needs --retention",
+    )
+    p.add_argument(
+        "--retention",
+        metavar="DURATION",
+        help="with --object-lock: how long each object is retained from its write or extension, e.g. 30d",
+    )
+    p.add_argument(
         "--allow-empty-passphrase",
         action="store_true",
         help="accept an empty passphrase (anyone who can read the repository can then read the backups)",

@@ -102,7 +102,12 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
         pack_size: int = DEFAULT_PACK_SIZE,
         compression: str = "auto,zstd,3",
         cipher: str = "aes-256-gcm",
+        object_lock: str | None = None,
+        retention_seconds: int = 0,
     ) -> RepoConfig:
+        """Create the repository.  ``object_lock`` (GOVERNANCE/COMPLIANCE) with ``retention_seconds``, or the
+        same given as location options, makes every object written from the key on carry that S3 Object Lock
+        retention, and is recorded in the config for every later client."""
         if encryption not in ("repokey", "keyfile"):
             raise UsageError(f"unknown encryption mode {encryption!r}", hint="use repokey or keyfile")
         if cipher not in CIPHER_NAMES:
@@ -110,6 +115,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
         if not MIN_PACK_SIZE <= pack_size <= MAX_PACK_SIZE:
             raise UsageError(f"pack size {pack_size} out of range", hint="use between 64K and 1G")
         CompressionSpec.parse(compression)
+        if object_lock:  # before anything is created: a backend without Object Lock refuses here
+            self.store.backend.set_object_lock(object_lock, retention_seconds)
         try:
             self.store.create()
         except StorageError:
@@ -120,6 +127,7 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
             raise RepositoryNotFound(f"cannot create a repository at {self.location}") from None
         self.store.open()
         self._opened = True
+        object_lock, retention_seconds = self.store.backend.object_lock_policy()
         repository_id = os.urandom(32)
         material = new_key_material(repository_id, CIPHER_NAMES[cipher])
         blob = seal_key(material, passphrase, memory_kib=self.settings.kdf_memory_kib)
@@ -134,6 +142,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
             cipher=cipher,
             pack_size=pack_size,
             compression=compression,
+            object_lock=object_lock,
+            retention_seconds=retention_seconds,
         )
         self.write_config(config, material)
         self.config = config
@@ -150,6 +160,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
             raise RepositoryNotFound(f"no repository at {self.location}") from None
         self._opened = True
         self.config = self._load_config()
+        if self.config.object_lock:
+            self.store.backend.set_object_lock(self.config.object_lock, self.config.retention_seconds)
         if passphrase is not None:
             self.unlock(passphrase())
             if lock:

@@ -206,6 +206,17 @@ class CountingBackend(PackvaultBackend):
         self.inner.store_spool(name, spool)
         self.counter.add("bytes_up", spool.size)
 
+    def set_object_lock(self, mode: str, retention_seconds: int) -> None:
+        if "set_object_lock" not in self._forwarded:
+            super().set_object_lock(mode, retention_seconds)
+            return
+        self.inner.set_object_lock(mode, retention_seconds)
+
+    def object_lock_policy(self) -> tuple[str | None, int]:
+        if "object_lock_policy" not in self._forwarded:
+            return super().object_lock_policy()
+        return self.inner.object_lock_policy()
+
     def open_range(self, name: str, offset: int, size: int) -> RangeReader:
         if "open_range" not in self._forwarded:
             return super().open_range(name, offset, size)

@@ -19,12 +19,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import botocore.exceptions as bex
 from borgstore.backends._base import ItemInfo, StoreValue, validate_name, validate_sources, validate_value
 from borgstore.backends.errors import BackendMustBeOpen, BackendMustNotBeOpen
 
-from ...errors import IntegrityError, RepositoryAlreadyExists, RepositoryNotFound, StorageError
+from ...errors import IntegrityError, RepositoryAlreadyExists, RepositoryNotFound, StorageError, UsageError
 from ..backend import PackvaultBackend
 from ..layout import WriteMode, WritePolicy
 from ..payload import BufferPayload, Payload
@@ -258,6 +259,23 @@ class S3Backend(PackvaultBackend):
         except IntegrityError:
             return False
         return True
+
+    def set_object_lock(self, mode: str, retention_seconds: int) -> None:
+        """Apply the repository's recorded Object Lock policy.  A mode given on the URL must agree with it (a
+        client cannot downgrade COMPLIANCE to GOVERNANCE); a retention given there wins for this client's
+        writes, so one writer may retain longer than the repository's default."""
+        current = self.settings
+        if current.object_lock and current.object_lock != mode:
+            raise UsageError(
+                f"object_lock={current.object_lock.lower()} disagrees with the repository's {mode.lower()} lock",
+                hint="drop the object_lock option; the repository's config decides the mode",
+            )
+        seconds = current.retention_seconds if current.object_lock else retention_seconds
+        self.settings = replace(current, object_lock=mode, retention_seconds=seconds)
+        self.s3.settings = self.settings
+
+    def object_lock_policy(self) -> tuple[str | None, int]:
+        return self.settings.object_lock, self.settings.retention_seconds
 
     def delete(self, name: str) -> None:
         self.writes.delete(self._checked(name))

@@ -1,0 +1,95 @@
+"""``init --object-lock MODE --retention D`` end to end on moto and LocalStack (issue 18)."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from packvault.repository.repository import Repository
+from tests.support import objectlock
+from tests.support.cli import tree_snapshot
+from tests.support.settings import env_settings
+
+KiB = 1024
+
+
+@pytest.fixture(params=["moto", pytest.param("localstack", marks=pytest.mark.localstack)])
+def endpoint(request) -> str:
+    return request.getfixturevalue(f"{request.param}_endpoint")
+
+
+def _tree(root: Path, seed: int) -> Path:
+    rnd = random.Random(seed)
+    root.mkdir(parents=True)
+    for i in range(4):
+        (root / f"f{i}.bin").write_bytes(rnd.randbytes(200 * KiB + i))
+    return root
+
+
+def _bucket_and_prefix(url: str) -> tuple[str, str]:
+    path = url.split("://", 1)[1].split("?", 1)[0]
+    bucket, _, prefix = path.partition("/")
+    return bucket, prefix + "/"
+
+
+def test_init_records_the_lock_and_every_write_is_retained(pv, tmp_path, endpoint, s3_env):
+    url = objectlock.lock_url(endpoint)
+    src = _tree(tmp_path / "src", seed=1)
+    result = pv("init", url, "--pack-size", "256K", "--object-lock", "governance", "--retention", "7d")
+    assert "Object Lock: governance" in result.out
+    repo = Repository(url, settings=env_settings())
+    repo.open()
+    assert (repo.config.object_lock, repo.config.retention_seconds) == ("GOVERNANCE", 7 * 86400)
+    repo.close()
+    # later clients give no lock option: the policy comes from the repository config
+    pv("create", f"{url}::a", src)
+    pv("create", f"{url}::b", src)
+    bucket, prefix = _bucket_and_prefix(url)
+    keys = objectlock.all_keys(endpoint, bucket, prefix)
+    namespaces = {key[len(prefix):].split("/", 1)[0] for key in keys}
+    assert {"packs", "index", "archives", "keys", "config", "names"} <= namespaces
+    for key in keys:
+        retention = objectlock.retention_of(endpoint, bucket, key)
+        if key[len(prefix):].startswith("locks/"):
+            assert retention == {}, key
+        else:
+            assert objectlock.retained_for(retention, "GOVERNANCE", 7), (key, retention)
+    pv("extract", f"{url}::b", "--target", tmp_path / "out")
+    assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)
+
+
+def test_init_refuses_a_bucket_without_object_lock(pv, endpoint, make_s3_url):
+    result = pv("init", make_s3_url(endpoint), "--object-lock", "compliance", "--retention", "1d", expect=2)
+    assert "Object Lock" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert "Traceback" not in result.err
+
+
+def test_url_options_are_recorded_like_the_init_options(pv, endpoint, s3_env):
+    url = objectlock.lock_url(endpoint, object_lock="compliance", retention="2d")
+    pv("init", url)
+    repo = Repository(url.split("&object_lock")[0], settings=env_settings())
+    repo.open()
+    assert (repo.config.object_lock, repo.config.retention_seconds) == ("COMPLIANCE", 2 * 86400)
+    repo.close()
+
+
+def test_lock_options_are_checked_before_anything_is_created(pv, tmp_path):
+    for args in (("--object-lock", "governance"), ("--retention", "3d")):
+        result = pv("init", tmp_path / f"r{len(args[0])}", *args, expect=2)
+        assert "Traceback" not in result.err
+    local = tmp_path / "local"
+    result = pv("init", local, "--object-lock", "governance", "--retention", "3d", expect=2)
+    assert "s3://" in result.err and len(result.err.strip().splitlines()) == 1
+    assert not local.exists() or not any(local.iterdir())
+
+
+def test_a_url_mode_cannot_downgrade_the_recorded_one(pv, endpoint, s3_env):
+    url = objectlock.lock_url(endpoint, object_lock="compliance", retention="2d")
+    pv("init", url)
+    base = url.split("&object_lock")[0]
+    result = pv("create", f"{base}&object_lock=governance&retention=1d::a", os.devnull, expect=2)
+    assert "disagrees" in result.err
