@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -49,11 +50,11 @@ def test_init_records_the_lock_and_every_write_is_retained(pv, tmp_path, endpoin
     pv("create", f"{url}::b", src)
     bucket, prefix = _bucket_and_prefix(url)
     keys = objectlock.all_keys(endpoint, bucket, prefix)
-    namespaces = {key[len(prefix):].split("/", 1)[0] for key in keys}
+    namespaces = {key[len(prefix) :].split("/", 1)[0] for key in keys}
     assert {"packs", "index", "archives", "keys", "config", "names"} <= namespaces
     for key in keys:
         retention = objectlock.retention_of(endpoint, bucket, key)
-        if key[len(prefix):].startswith("locks/"):
+        if key[len(prefix) :].startswith("locks/"):
             assert retention == {}, key
         else:
             assert objectlock.retained_for(retention, "GOVERNANCE", 7), (key, retention)
@@ -93,3 +94,63 @@ def test_a_url_mode_cannot_downgrade_the_recorded_one(pv, endpoint, s3_env):
     base = url.split("&object_lock")[0]
     result = pv("create", f"{base}&object_lock=governance&retention=1d::a", os.devnull, expect=2)
     assert "disagrees" in result.err
+
+
+def _retentions(endpoint: str, url: str) -> dict[str, dict]:
+    bucket, prefix = _bucket_and_prefix(url)
+    return {
+        key[len(prefix) :]: objectlock.retention_of(endpoint, bucket, key)
+        for key in objectlock.all_keys(endpoint, bucket, prefix)
+    }
+
+
+def test_retention_extend_renews_live_objects_only(pv, tmp_path, endpoint, s3_env):
+    url = objectlock.lock_url(endpoint)
+    src = _tree(tmp_path / "src", seed=3)
+    pv("init", url, "--pack-size", "256K", "--object-lock", "governance", "--retention", "2d")
+    pv("create", f"{url}::a", src)
+    # fresh objects have almost 2 days left: with the default (renew below 1 day) nothing is due
+    quiet = json.loads(pv("retention", "extend", url, "--json").out)["retention"]
+    assert quiet["objects_live"] > 0 and quiet["objects_extended"] == 0
+    assert quiet["objects_current"] == quiet["objects_live"]
+    pv("delete", f"{url}::a")  # its entry becomes archives/<name>.del: no longer live
+    (tmp_path / "src2").mkdir()
+    (tmp_path / "src2" / "x").write_bytes(b"x" * 1000)
+    pv("create", f"{url}::b", tmp_path / "src2")
+    result = json.loads(pv("retention", "extend", url, "--retention", "10d", "--renew-below", "5d", "--json").out)
+    report = result["retention"]
+    assert report["objects_extended"] == report["objects_live"] > 0
+    assert result["requests"]["PUT"] >= report["objects_extended"]  # one PutObjectRetention per live object
+    # no compact ran, so the index still references every pack: all of them are live
+    retentions = _retentions(endpoint, url)
+    assert any(name.endswith(".del") for name in retentions)
+    for name, retention in retentions.items():
+        if name.startswith("locks/"):
+            assert retention == {}, name
+            continue
+        live = not name.startswith(("names/", "tombstones/")) and not name.endswith(".del")
+        assert objectlock.retained_for(retention, "GOVERNANCE", 10 if live else 2), (name, retention)
+    again = json.loads(pv("retention", "extend", url, "--renew-below", "1d", "--json").out)["retention"]
+    assert again["objects_extended"] == 0  # 10 days left: nothing to do, and never shortened to 2 days
+    assert objectlock.retained_for(_retentions(endpoint, url)["config/repository"], "GOVERNANCE", 10)
+
+
+def test_retention_extend_refuses_a_repository_without_lock(pv, tmp_path):
+    repo = tmp_path / "plain"
+    pv("init", repo)
+    result = pv("retention", "extend", repo, expect=2)
+    assert "no Object Lock" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_compact_extends_retention_and_keeps_the_repository_restorable(pv, tmp_path, endpoint, s3_env):
+    url = objectlock.lock_url(endpoint)
+    pv("init", url, "--pack-size", "256K", "--object-lock", "governance", "--retention", "1d")
+    pv("create", f"{url}::a", _tree(tmp_path / "a", seed=4))
+    src = _tree(tmp_path / "b", seed=5)
+    pv("create", f"{url}::b", src)
+    pv("delete", f"{url}::a")
+    out = pv("compact", url, "--min-age", "0").out
+    assert "Object Lock (governance)" in out
+    pv("check", url)
+    pv("extract", f"{url}::b", "--target", tmp_path / "out")
+    assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)

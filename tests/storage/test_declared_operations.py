@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,12 @@ class Recording(PackvaultBackend):
         self.calls.append("object_lock_policy")
         return "GOVERNANCE", 1
 
+    def retained_until(self, name):
+        self.calls.append("retained_until")
+
+    def retain_until(self, name, until):
+        self.calls.append("retain_until")
+
 
 # how to call each operation, and whether it stands for a request the wrapper must count
 CALLS = {
@@ -115,6 +122,8 @@ CALLS = {
     "store_new": (lambda be, spool: be.store_new("names/a", b"abc"), True),
     "set_object_lock": (lambda be, spool: be.set_object_lock("GOVERNANCE", 1), False),
     "object_lock_policy": (lambda be, spool: be.object_lock_policy(), False),
+    "retained_until": (lambda be, spool: be.retained_until("packs/meta/a"), True),
+    "retain_until": (lambda be, spool: be.retain_until("packs/meta/a", datetime.now(UTC)), True),
 }
 OWN_TABLE = {"request_stats", "reset_request_stats"}  # answered by the wrapper's own counter
 

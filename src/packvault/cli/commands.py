@@ -20,6 +20,7 @@ from .mount import cmd_mount
 from .opening import new_passphrase, open_repository, requests_of, s3_options
 from .output import print_json
 from .progress import LiveProgress
+from .retention import cmd_retention_extend
 from .run import Run
 from .streaming import cmd_completion, cmd_dump, cmd_export_tar, cmd_find, item_excludes
 
@@ -43,6 +44,7 @@ __all__ = [
     "cmd_key_import",
     "cmd_list",
     "cmd_prune",
+    "cmd_retention_extend",
     "cmd_undelete",
 ]
 

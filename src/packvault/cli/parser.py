@@ -425,6 +425,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func="cmd_compact")
 
+    retention = command(
+        "retention",
+        "extend the S3 Object Lock retention of live objects",
+        "Manage the S3 Object Lock retention of a repository created with --object-lock.",
+    )
+    _add_verbose(retention)
+    retention_sub = retention.add_subparsers(dest="retention_command", metavar="RETENTIONCOMMAND", parser_class=_Parser)
+    p = retention_sub.add_parser(
+        "extend",
+        help="retain every live object for another period",
+        description="Give every object still needed for a restore (referenced packs, index, archive entries, keys, "
+        "config) a retain-until date of now + the retention period once less than --renew-below of it is left.  "
+        "Costs one HEAD per live object per run and one PutObjectRetention per live object per extension "
+        "(docs/s3-backend.md).  compact runs this step too.",
+        epilog=_EXIT_CODES,
+    )
+    p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
+    p.add_argument(
+        "--retention", metavar="DURATION", help="the new retention from now (default: the repository's, from init)"
+    )
+    p.add_argument(
+        "--renew-below", metavar="DURATION", help="extend only objects with less than this left (default: half)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would be extended, change nothing")
+    _add_common(p)
+    p.set_defaults(func="cmd_retention_extend")
+
     p = command(
         "check",
         "verify the repository and archives",

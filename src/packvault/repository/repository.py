@@ -45,6 +45,7 @@ from .config import DEFAULT_PACK_SIZE, EPOCH_NAME, MAX_PACK_SIZE, MIN_PACK_SIZE,
 from .index import ChunkIndex
 from .index_store import IndexStore
 from .keyring import Keyring
+from .object_lock import ObjectLockState
 from .objects import TYPE_LOCK, ObjectCodec
 from .packs import PackStore, PackStream, content_name, defrag_pack_name, pack_missing, pack_name_matches
 
@@ -61,7 +62,7 @@ __all__ = [
 PassphraseProvider = Callable[[], Passphrase | str]
 
 
-class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
+class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockState):
     """One repository, opened: the parts (base classes) are its named jobs; the state they share (store,
     config, key, codec, lock, loaded index) is set here and nowhere else, so every part sees the same lock
     and the same key.  Callers use the methods, never ``store``."""

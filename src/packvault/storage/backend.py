@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +37,8 @@ OPTIONAL_OPERATIONS = (
     "reset_request_stats",
     "set_object_lock",
     "object_lock_policy",
+    "retained_until",
+    "retain_until",
 )
 
 
@@ -135,6 +138,14 @@ class PackvaultBackend(BackendBase):
     def object_lock_policy(self) -> tuple[str | None, int]:
         """The Object Lock mode and retention (seconds) writes get; default: none."""
         return None, 0
+
+    def retained_until(self, name: str) -> datetime | None:
+        """The Object Lock retain-until date of ``name``; None when it has none.  Default: none."""
+        return None
+
+    def retain_until(self, name: str, until: datetime) -> None:
+        """Extend the Object Lock retention of ``name`` to ``until``.  Default: refused (only S3 has it)."""
+        raise UsageError("S3 Object Lock needs an s3:// repository")
 
     def request_stats(self) -> dict[str, int]:
         """Requests made so far by kind (``accounting.empty_stats`` keys); default: nothing counted."""

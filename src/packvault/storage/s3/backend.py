@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import datetime
 
 import botocore.exceptions as bex
 from borgstore.backends._base import ItemInfo, StoreValue, validate_name, validate_sources, validate_value
@@ -276,6 +277,19 @@ class S3Backend(PackvaultBackend):
 
     def object_lock_policy(self) -> tuple[str | None, int]:
         return self.settings.object_lock, self.settings.retention_seconds
+
+    def retained_until(self, name: str) -> datetime | None:
+        """One HEAD: the retain-until date of the current version of ``name`` (None: none, or no object)."""
+        head = self.s3.head(self._checked(name))
+        return None if head is None else head.get("ObjectLockRetainUntilDate")
+
+    def retain_until(self, name: str, until: datetime) -> None:
+        """One PutObjectRetention with the repository's mode: S3 lets a retention be extended, never
+        shortened in COMPLIANCE mode (nor in GOVERNANCE without the bypass permission)."""
+        mode = self.settings.object_lock
+        if not mode:
+            raise UsageError("this repository has no Object Lock; there is no retention to extend")
+        self.s3.put_retention(self._key(self._checked(name)), mode, until)
 
     def delete(self, name: str) -> None:
         self.writes.delete(self._checked(name))
