@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,38 @@ def test_compact_extends_retention_and_keeps_the_repository_restorable(pv, tmp_p
     pv("check", url)
     pv("extract", f"{url}::b", "--target", tmp_path / "out")
     assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)
+
+
+def test_compact_leaves_retained_packs_and_collects_them_after_expiry(pv, tmp_path, moto_endpoint, s3_env):
+    endpoint = moto_endpoint
+    url = objectlock.lock_url(endpoint)
+    pv("init", url, "--pack-size", "128K", "--object-lock", "governance", "--retention", "1d")
+    pv("create", f"{url}::a", _tree(tmp_path / "a", seed=6))
+    src = _tree(tmp_path / "b", seed=7)
+    pv("create", f"{url}::b", src)
+    pv("delete", f"{url}::a")
+    result = json.loads(pv("compact", url, "--min-age", "0", "--json").out)["compact"]
+    held = result["packs_held"]
+    assert held and result["packs_dropped"] >= len(held)
+    bucket, prefix = _bucket_and_prefix(url)
+    present = objectlock.all_keys(endpoint, bucket, prefix + "packs/")
+    assert all(any(key.endswith(entry["pack"]) for key in present) for entry in held)
+    text = pv("compact", url, "--min-age", "0").out
+    assert "held by retention until" in text
+    pv("extract", f"{url}::b", "--target", tmp_path / "out")
+    assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)
+    # the retention runs out (here: lifted by an administrator allowed to bypass governance retention)
+    client = objectlock.s3_client(endpoint)
+    for key in present:
+        if any(key.endswith(entry["pack"]) for entry in held):
+            client.put_object_retention(
+                Bucket=bucket,
+                Key=key,
+                Retention={"Mode": "GOVERNANCE", "RetainUntilDate": datetime(2000, 1, 1, tzinfo=UTC)},
+                BypassGovernanceRetention=True,
+            )
+    again = json.loads(pv("compact", url, "--min-age", "0", "--json").out)["compact"]
+    assert again["packs_held"] == []
+    remaining = objectlock.all_keys(endpoint, bucket, prefix + "packs/")
+    assert not any(key.endswith(entry["pack"]) for entry in held for key in remaining)
+    pv("check", url)

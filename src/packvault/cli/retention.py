@@ -38,6 +38,19 @@ def render_retention(report: RetentionReport, requests: dict, *, as_json: bool) 
         print(f"Every live object is retained until at least {report.earliest_until[:19]}Z.")
 
 
+def render_held(held: list[dict]) -> None:
+    """compact's packs that Object Lock still retains: a notice, not an error."""
+    if not held:
+        return
+    latest = max(entry["until"] for entry in held)
+    print(
+        f"{len(held)} unreferenced pack(s) held by retention until {latest[:19]}Z at the latest were left in "
+        f"place; the next compact after that date deletes them."
+    )
+    for entry in held:
+        print(f"  {entry['pack']} held by retention until {entry['until'][:19]}Z")
+
+
 def extend_after_compact(repo: Repository, args) -> RetentionReport | None:
     """compact's last step in a repository with Object Lock (nothing without one, or in a dry run)."""
     if repo.config is None or not repo.config.object_lock or getattr(args, "dry_run", False):

@@ -52,6 +52,10 @@ class ObjectLockState:
         """The retain-until date of the store object ``name`` (None: it has none)."""
         return backend_of(self.store).retained_until(name)
 
+    def pack_retained_until(self, kind: int, pack: str) -> datetime | None:
+        """The retain-until date of a pack (compact does not try to delete a pack still retained)."""
+        return self.object_retained_until(self.store.find(self.pack_name(kind, pack)))
+
     def retain_object_until(self, name: str, until: datetime) -> None:
         """Extend the retention of the store object ``name`` to ``until`` (in the repository's mode)."""
         backend_of(self.store).retain_until(name, until)
