@@ -33,6 +33,7 @@ def cmd_compact(args, run: Run) -> int:
     with open_repository(args, run, location, lock="exclusive") as repo:
         report = compact(repo, opts)
         extended = extend_after_compact(repo, args)  # Object Lock: what is still live stays protected
+        report.retention = extended.as_dict() if extended is not None else None
         requests = requests_of(repo)
     render.compact(report, requests, min_age_text=args.min_age, min_age_seconds=opts.min_age, as_json=args.json)
     if not args.json:

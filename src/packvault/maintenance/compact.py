@@ -70,6 +70,7 @@ class CompactReport:
     requests: dict = field(default_factory=dict)
     duration: float = 0.0
     packs_held: list[dict] = field(default_factory=list)  # {"pack", "until"}: retained by Object Lock
+    retention: dict | None = None  # the Object Lock extension run after compact (retention_lock.py), if any
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
