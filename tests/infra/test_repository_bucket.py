@@ -154,15 +154,31 @@ def test_data_pack_transition_is_optional_and_limited_to_data_packs() -> None:
     assert render(blocks(rule, "filter")[0]["prefix"], env) == "repo/packs/data/"
 
 
-def test_object_lock_is_optional_and_needs_versioning() -> None:
+def test_object_lock_is_optional_needs_versioning_and_sets_no_default_retention() -> None:
     bucket = MODULE.resource("aws_s3_bucket")
     assert render(bucket["object_lock_enabled"], module_env(MODULE, KNOWN)) is False
-    locked = module_env(MODULE, KNOWN, object_lock={"mode": "GOVERNANCE", "days": 30})
-    assert render(bucket["object_lock_enabled"], locked) is True
-    lock = MODULE.resource("aws_s3_bucket_object_lock_configuration")
-    assert lock["count"] == "${var.object_lock == null ? 0 : 1}"
+    assert render(bucket["object_lock_enabled"], module_env(MODULE, KNOWN, object_lock=True)) is True
+    assert MODULE.variable_defaults()["object_lock"] is False
+    # Packvault sets the retention per object: a bucket default would also lock lock records and dead packs
+    assert "aws_s3_bucket_object_lock_configuration" not in MODULE.named("resource")
     precondition = blocks(blocks(bucket, "lifecycle")[0], "precondition")[0]
     assert "var.versioning_enabled" in precondition["condition"]
+
+
+@pytest.mark.parametrize("name", ["writer", "maintainer"])
+def test_object_lock_grants_retention_but_never_the_bypass(name: str) -> None:
+    arn = object_arn("repo", "packs/data/ab/x")
+    assert not is_allowed(policy(name, "repo"), "s3:PutObjectRetention", arn)
+    locked = policy(name, "repo", object_lock=True)
+    for action in ("s3:PutObjectRetention", "s3:GetObjectRetention"):
+        assert is_allowed(locked, action, arn), action
+        assert is_allowed(locked, action, object_arn("repo", "archives/9c1d")), action
+        assert not is_allowed(locked, action, f"{BUCKET_ARN}/other/packs/data/ab/x"), action
+    assert is_allowed(locked, "s3:GetBucketObjectLockConfiguration", BUCKET_ARN)
+    for action in ("s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration", "s3:DeleteObjectVersion"):
+        assert not is_allowed(locked, action, arn) and not is_allowed(locked, action, BUCKET_ARN), action
+    if name == "writer":  # a lock record with a retention could never be released
+        assert not is_allowed(locked, "s3:PutObjectRetention", object_arn("repo", "locks/host-1"))
 
 
 def test_outputs_name_and_arn() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,19 @@ class Recording(PackvaultBackend):
     def reset_request_stats(self):
         self.calls.append("reset_request_stats")
 
+    def set_object_lock(self, mode, retention_seconds):
+        self.calls.append("set_object_lock")
+
+    def object_lock_policy(self):
+        self.calls.append("object_lock_policy")
+        return "GOVERNANCE", 1
+
+    def retained_until(self, name):
+        self.calls.append("retained_until")
+
+    def retain_until(self, name, until):
+        self.calls.append("retain_until")
+
 
 # how to call each operation, and whether it stands for a request the wrapper must count
 CALLS = {
@@ -107,6 +121,10 @@ CALLS = {
     "open_range": (lambda be, spool: be.open_range("packs/meta/a", 0, 3).read(3), True),
     "discard": (lambda be, spool: be.discard("locks/a"), True),
     "store_new": (lambda be, spool: be.store_new("names/a", b"abc"), True),
+    "set_object_lock": (lambda be, spool: be.set_object_lock("GOVERNANCE", 1), False),
+    "object_lock_policy": (lambda be, spool: be.object_lock_policy(), False),
+    "retained_until": (lambda be, spool: be.retained_until("packs/meta/a"), True),
+    "retain_until": (lambda be, spool: be.retain_until("packs/meta/a", datetime.now(UTC)), True),
 }
 OWN_TABLE = {"request_stats", "reset_request_stats"}  # answered by the wrapper's own counter
 

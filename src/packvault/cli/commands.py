@@ -11,7 +11,7 @@ import os
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.repository import Repository
-from ..units import parse_size
+from ..units import parse_duration, parse_size
 from . import render
 from .backup import cmd_create
 from .copy import cmd_copy, source_run
@@ -30,6 +30,7 @@ from .mount import cmd_mount
 from .opening import new_passphrase, open_repository, requests_of, s3_options
 from .output import print_json
 from .progress import LiveProgress
+from .retention import cmd_retention_extend
 from .run import Run
 from .streaming import cmd_completion, cmd_dump, cmd_export_tar, cmd_find, item_excludes
 
@@ -59,6 +60,7 @@ __all__ = [
     "cmd_prune",
     "cmd_rename",
     "cmd_tag",
+    "cmd_retention_extend",
     "cmd_undelete",
 ]
 
@@ -89,10 +91,22 @@ def _check_local_target(location: str) -> None:
         )
 
 
+def _object_lock_options(args) -> tuple[str | None, int]:
+    """``--object-lock`` and ``--retention``: both or neither."""
+    if args.object_lock is None and args.retention is None:
+        return None, 0
+    if args.object_lock is None:
+        raise UsageError("--retention needs --object-lock", hint="add --object-lock governance or compliance")
+    if args.retention is None:
+        raise UsageError("--object-lock needs --retention", hint="add e.g. --retention 30d")
+    return args.object_lock.upper(), int(parse_duration(args.retention, what="--retention").total_seconds())
+
+
 def cmd_init(args, run: Run) -> int:
     location, _ = split_location(args.repo)
     _check_local_target(location)
     pack_size = parse_size(args.pack_size, what="--pack-size")
+    object_lock, retention_seconds = _object_lock_options(args)
     with contextlib.ExitStack() as stack:
         share_ids_from = None
         if args.copy_crypt_from:
@@ -109,6 +123,8 @@ def cmd_init(args, run: Run) -> int:
                 compression=args.compression,
                 cipher=args.cipher,
                 share_ids_from=share_ids_from,
+                object_lock=object_lock,
+                retention_seconds=retention_seconds,
             )
             requests = requests_of(repo)
         finally:

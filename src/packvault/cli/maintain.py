@@ -26,13 +26,20 @@ def cmd_prune(args, run: Run) -> int:
 
 def cmd_compact(args, run: Run) -> int:
     from ..maintenance.compact import compact
+    from .retention import extend_after_compact, render_held, render_retention
 
     location, _ = split_location(args.repo)
     opts = options.compact_options(args)  # before the exclusive lock is taken: a typo must not hold up others
     with open_repository(args, run, location, lock="exclusive") as repo:
         report = compact(repo, opts)
+        extended = extend_after_compact(repo, args)  # Object Lock: what is still live stays protected
+        report.retention = extended.as_dict() if extended is not None else None
         requests = requests_of(repo)
     render.compact(report, requests, min_age_text=args.min_age, min_age_seconds=opts.min_age, as_json=args.json)
+    if not args.json:
+        render_held(report.packs_held)
+        if extended is not None:
+            render_retention(extended, {}, as_json=False)
     return EXIT_OK
 
 

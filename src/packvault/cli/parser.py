@@ -152,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-size", default="32M", metavar="SIZE", help="target pack size, 64K..1G")
     p.add_argument("--compression", default="auto,zstd,3", metavar="SPEC", help="auto | zstd[,N] | auto,zstd,N | none")
     p.add_argument(
+        "--object-lock",
+        choices=["governance", "compliance"],
+        help="S3 Object Lock mode of every object written (the bucket must have Object Lock enabled); "
+        "recorded in the repository, needs --retention",
+    )
+    p.add_argument(
+        "--retention",
+        metavar="DURATION",
+        help="with --object-lock: how long each object is retained from its write or extension, e.g. 30d",
+    )
+    p.add_argument(
         "--allow-empty-passphrase",
         action="store_true",
         help="accept an empty passphrase (anyone who can read the repository can then read the backups)",
@@ -461,6 +472,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show what would be freed, change nothing")
     _add_common(p)
     p.set_defaults(func="cmd_compact")
+
+    retention = command(
+        "retention",
+        "extend the S3 Object Lock retention of live objects",
+        "Manage the S3 Object Lock retention of a repository created with --object-lock.",
+    )
+    _add_verbose(retention)
+    retention_sub = retention.add_subparsers(dest="retention_command", metavar="RETENTIONCOMMAND", parser_class=_Parser)
+    p = retention_sub.add_parser(
+        "extend",
+        help="retain every live object for another period",
+        description="Give every object still needed for a restore (referenced packs, index, archive entries, keys, "
+        "config) a retain-until date of now + the retention period once less than --renew-below of it is left.  "
+        "Costs one HEAD per live object per run and one PutObjectRetention per live object per extension "
+        "(docs/s3-backend.md).  compact runs this step too.",
+        epilog=_EXIT_CODES,
+    )
+    p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
+    p.add_argument(
+        "--retention", metavar="DURATION", help="the new retention from now (default: the repository's, from init)"
+    )
+    p.add_argument(
+        "--renew-below", metavar="DURATION", help="extend only objects with less than this left (default: half)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would be extended, change nothing")
+    _add_common(p)
+    p.set_defaults(func="cmd_retention_extend")
 
     p = command(
         "check",

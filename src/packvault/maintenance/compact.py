@@ -26,6 +26,9 @@ The steps, and why they are in this order (DESIGN "Compaction", principles 1, 4 
    fragments are deleted, *then* the old packs.  A crash anywhere leaves either the old index over the
    old packs, or both indexes over both sets of packs (the merge rule picks one copy deterministically),
    or the new index over the new packs: always a repository that ``check`` passes.
+7. With S3 Object Lock, a pack to be deleted whose retention has not run out is not deleted but reported
+   as held until its date (``packs_held``): nothing references it any more (the new index does not), so
+   the first compact after that date finds it unreferenced again and deletes it.  Not an error.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import struct
 import time
 from array import array
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ..archive import items as it
 from ..archive.archive import iter_archive_items, load_archive
@@ -65,6 +69,8 @@ class CompactReport:
     dry_run: bool = False
     requests: dict = field(default_factory=dict)
     duration: float = 0.0
+    packs_held: list[dict] = field(default_factory=list)  # {"pack", "until"}: retained by Object Lock
+    retention: dict | None = None  # the Object Lock extension run after compact (retention_lock.py), if any
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -366,9 +372,15 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
     for name in old_fragments:
         if name not in new_fragments:  # listed above, under the exclusive lock: no existence check needed
             repo.discard_fragment(name)
+    locked = bool(repo.config is not None and repo.config.object_lock)
+    now = datetime.now(UTC)
     for p in plans:
         if p.name in removed:
             repo.check_lock()
+            until = repo.pack_retained_until(p.kind, p.name) if locked else None
+            if until is not None and until > now:
+                report.packs_held.append({"pack": p.name, "until": until.isoformat()})
+                continue
             repo.delete_pack(p.kind, p.name)
     report.chunks_live = sum(1 for _, e in index.entries() if e.flags & FLAG_USED)
     for chunk_id, entry in index.entries():

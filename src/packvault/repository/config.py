@@ -14,6 +14,10 @@ It cannot be sealed (it is needed to find the key), so it is protected in three 
 
 Records written before these existed have no ``check``; they are accepted, and ``check --repair`` adds the
 checksum, the copy and the MAC.
+
+The S3 Object Lock policy (``object_lock``, ``retention_seconds``) is recorded so that every client writes
+with it, whatever its URL says.  Only a repository that has one carries the two fields: every other record
+encodes (and checksums) exactly as before, and a record without them decodes as "no lock".
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class RepoConfig:
     chunker: ChunkerParams = field(default_factory=ChunkerParams)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     version: int = FORMAT_VERSION
+    object_lock: str | None = None  # "GOVERNANCE" | "COMPLIANCE": S3 Object Lock retention of every write
+    retention_seconds: int = 0  # with ``object_lock``: how long from its write (or extension) an object is kept
 
     def encode(self) -> bytes:
         fields = {
@@ -65,6 +71,9 @@ class RepoConfig:
             "chunker": self.chunker.to_dict(),
             "created": self.created,
         }
+        if self.object_lock:
+            fields["object_lock"] = self.object_lock
+            fields["retention_seconds"] = self.retention_seconds
         return msgpack.packb({**fields, CHECK_FIELD: _checksum(fields)})
 
     @staticmethod
@@ -97,6 +106,8 @@ class RepoConfig:
                 chunker=ChunkerParams.from_dict(d["chunker"]),
                 created=d["created"],
                 version=version,
+                object_lock=d.get("object_lock"),
+                retention_seconds=int(d.get("retention_seconds", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"repository config is damaged: {exc}") from None

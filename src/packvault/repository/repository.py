@@ -46,6 +46,7 @@ from .config import DEFAULT_PACK_SIZE, EPOCH_NAME, MAX_PACK_SIZE, MIN_PACK_SIZE,
 from .index import ChunkIndex
 from .index_store import IndexStore
 from .keyring import Keyring
+from .object_lock import ObjectLockState
 from .objects import TYPE_LOCK, ObjectCodec
 from .packs import PackStore, PackStream, content_name, defrag_pack_name, pack_missing, pack_name_matches
 
@@ -62,7 +63,7 @@ __all__ = [
 PassphraseProvider = Callable[[], Passphrase | str]
 
 
-class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
+class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockState):
     """One repository, opened: the parts (base classes) are its named jobs; the state they share (store,
     config, key, codec, lock, loaded index) is set here and nowhere else, so every part sees the same lock
     and the same key.  Callers use the methods, never ``store``."""
@@ -104,9 +105,14 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
         compression: str = "auto,zstd,3",
         cipher: str = "aes-256-gcm",
         share_ids_from: Repository | None = None,
+        object_lock: str | None = None,
+        retention_seconds: int = 0,
     ) -> RepoConfig:
-        """``share_ids_from``: an opened repository whose chunk-id key, chunker seed and chunker parameters
-        the new one takes (``init --copy-crypt-from``), so chunks have the same ids in both."""
+        """Create the repository.  ``share_ids_from``: an opened repository whose chunk-id key, chunker seed
+        and chunker parameters the new one takes (``init --copy-crypt-from``), so chunks have the same ids in
+        both.  ``object_lock`` (GOVERNANCE/COMPLIANCE) with ``retention_seconds``, or the same given as location
+        options, makes every object written from the key on carry that S3 Object Lock retention, and is
+        recorded in the config for every later client."""
         if encryption not in ("repokey", "keyfile"):
             raise UsageError(f"unknown encryption mode {encryption!r}", hint="use repokey or keyfile")
         if cipher not in CIPHER_NAMES:
@@ -114,6 +120,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
         if not MIN_PACK_SIZE <= pack_size <= MAX_PACK_SIZE:
             raise UsageError(f"pack size {pack_size} out of range", hint="use between 64K and 1G")
         CompressionSpec.parse(compression)
+        if object_lock:  # before anything is created: a backend without Object Lock refuses here
+            self.store.backend.set_object_lock(object_lock, retention_seconds)
         try:
             self.store.create()
         except StorageError:
@@ -124,6 +132,7 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
             raise RepositoryNotFound(f"cannot create a repository at {self.location}") from None
         self.store.open()
         self._opened = True
+        object_lock, retention_seconds = self.store.backend.object_lock_policy()
         repository_id = os.urandom(32)
         source_key = share_ids_from.key if share_ids_from is not None else None
         material = new_key_material(repository_id, CIPHER_NAMES[cipher], share_ids_from=source_key)
@@ -140,6 +149,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
             cipher=cipher,
             pack_size=pack_size,
             compression=compression,
+            object_lock=object_lock,
+            retention_seconds=retention_seconds,
         )
         if share_ids_from is not None:
             assert share_ids_from.config is not None
@@ -159,6 +170,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue):
             raise RepositoryNotFound(f"no repository at {self.location}") from None
         self._opened = True
         self.config = self._load_config()
+        if self.config.object_lock:
+            self.store.backend.set_object_lock(self.config.object_lock, self.config.retention_seconds)
         if passphrase is not None:
             self.unlock(passphrase())
             if lock:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from borgstore.backends._base import BackendBase, ItemInfo, StoreValue, validate_sources, validate_value
@@ -205,6 +206,30 @@ class CountingBackend(PackvaultBackend):
         self.counter.add("PUT")  # a linked spool file counts like the store it replaces
         self.inner.store_spool(name, spool)
         self.counter.add("bytes_up", spool.size)
+
+    def set_object_lock(self, mode: str, retention_seconds: int) -> None:
+        if "set_object_lock" not in self._forwarded:
+            super().set_object_lock(mode, retention_seconds)
+            return
+        self.inner.set_object_lock(mode, retention_seconds)
+
+    def object_lock_policy(self) -> tuple[str | None, int]:
+        if "object_lock_policy" not in self._forwarded:
+            return super().object_lock_policy()
+        return self.inner.object_lock_policy()
+
+    def retained_until(self, name: str) -> datetime | None:
+        if "retained_until" not in self._forwarded:
+            return super().retained_until(name)
+        self.counter.add("HEAD")
+        return self.inner.retained_until(name)
+
+    def retain_until(self, name: str, until: datetime) -> None:
+        if "retain_until" not in self._forwarded:
+            super().retain_until(name, until)
+            return
+        self.counter.add("PUT")
+        self.inner.retain_until(name, until)
 
     def open_range(self, name: str, offset: int, size: int) -> RangeReader:
         if "open_range" not in self._forwarded:

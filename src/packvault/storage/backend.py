@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from borgstore.backends._base import BackendBase, ItemInfo
 from borgstore.backends.errors import ObjectNotFound, ReadRangeError
 
+from ..errors import UsageError
 from .payload import Payload
 from .spool import SpoolFile
 
@@ -33,6 +35,10 @@ OPTIONAL_OPERATIONS = (
     "store_new",
     "request_stats",
     "reset_request_stats",
+    "set_object_lock",
+    "object_lock_policy",
+    "retained_until",
+    "retain_until",
 )
 
 
@@ -119,6 +125,27 @@ class PackvaultBackend(BackendBase):
             self.store(name, value)
             return True
         return existing == bytes(value)
+
+    def set_object_lock(self, mode: str, retention_seconds: int) -> None:
+        """Give every object written from now on (but lock records) this S3 Object Lock retention.
+
+        Default: refused, since only S3 has Object Lock; a repository that records a lock must never be
+        written without it."""
+        raise UsageError(
+            "S3 Object Lock needs an s3:// repository", hint="use a bucket created with Object Lock enabled"
+        )
+
+    def object_lock_policy(self) -> tuple[str | None, int]:
+        """The Object Lock mode and retention (seconds) writes get; default: none."""
+        return None, 0
+
+    def retained_until(self, name: str) -> datetime | None:
+        """The Object Lock retain-until date of ``name``; None when it has none.  Default: none."""
+        return None
+
+    def retain_until(self, name: str, until: datetime) -> None:
+        """Extend the Object Lock retention of ``name`` to ``until``.  Default: refused (only S3 has it)."""
+        raise UsageError("S3 Object Lock needs an s3:// repository")
 
     def request_stats(self) -> dict[str, int]:
         """Requests made so far by kind (``accounting.empty_stats`` keys); default: nothing counted."""

@@ -59,7 +59,9 @@ class WriteMode(enum.Enum):
 
 @dataclass(frozen=True)
 class WritePolicy:
-    """Write modes by namespace, and the namespaces that hold bulk data (which may get a colder storage class).
+    """Write modes by namespace, the namespaces that hold bulk data (which may get a colder storage class),
+    and the namespaces whose objects never get an S3 Object Lock retention (``unlocked``: lock records, which
+    must be deleted when released, minutes after they were written).
 
     A namespace covers the names below it (``packs/data`` covers ``packs/data/ab/abcd`` and its soft-deleted
     ``.del`` form); the longest matching namespace decides; names outside every namespace are overwritten.
@@ -67,6 +69,7 @@ class WritePolicy:
 
     modes: tuple[tuple[str, WriteMode], ...] = ()
     data: tuple[str, ...] = ()
+    unlocked: tuple[str, ...] = ()
 
     def mode(self, name: str) -> WriteMode:
         best, found = -1, WriteMode.OVERWRITE
@@ -77,6 +80,10 @@ class WritePolicy:
 
     def is_data(self, name: str) -> bool:
         return any(name.startswith(namespace + "/") for namespace in self.data)
+
+    def is_locked(self, name: str) -> bool:
+        """Whether ``name`` gets the repository's Object Lock retention (when it has one)."""
+        return not any(name.startswith(namespace + "/") for namespace in self.unlocked)
 
     def namespaces(self) -> Iterator[str]:
         return (namespace for namespace, _ in self.modes)
@@ -97,4 +104,5 @@ WRITE_POLICY = WritePolicy(
         (META_PACKS, WriteMode.CREATE_ONLY),
     ),
     data=(DATA_PACKS,),
+    unlocked=(LOCKS,),
 )

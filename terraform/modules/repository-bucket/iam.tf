@@ -22,6 +22,9 @@ locals {
   # Namespaces the writer creates objects in (see the repository layout in the design doc).
   writer_put_namespaces = ["locks", "archives", "names", "index", "packs"]
   writer_put_resources  = [for ns in local.writer_put_namespaces : "${local.object_arn_prefix}${ns}/*"]
+  # What the writer creates with an Object Lock retention: everything but its lock records.
+  writer_locked_namespaces = ["archives", "names", "index", "packs"]
+  writer_locked_resources  = [for ns in local.writer_locked_namespaces : "${local.object_arn_prefix}${ns}/*"]
 }
 
 data "aws_iam_policy_document" "writer" {
@@ -99,6 +102,26 @@ data "aws_iam_policy_document" "writer" {
     resources = ["${local.object_arn_prefix}locks/*"]
   }
 
+  # Object Lock (var.object_lock): writes carry a retention (s3:PutObjectRetention), compact and
+  # `packvault retention extend` read and extend it; shortening it would need s3:BypassGovernanceRetention.
+  dynamic "statement" {
+    for_each = var.object_lock ? [local.writer_locked_resources] : []
+    content {
+      sid       = "ObjectLockRetention"
+      actions   = ["s3:PutObjectRetention", "s3:GetObjectRetention"]
+      resources = statement.value
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.object_lock ? [aws_s3_bucket.this.arn] : []
+    content {
+      sid       = "ObjectLockConfiguration"
+      actions   = ["s3:GetBucketObjectLockConfiguration"]
+      resources = [statement.value]
+    }
+  }
+
   dynamic "statement" {
     for_each = local.sse_kms ? [var.kms_key_arn] : []
     content {
@@ -142,6 +165,26 @@ data "aws_iam_policy_document" "maintainer" {
     sid       = "DeleteRepositoryObjects"
     actions   = ["s3:DeleteObject"]
     resources = ["${local.object_arn_prefix}*"]
+  }
+
+  # Object Lock (var.object_lock): writes carry a retention (s3:PutObjectRetention), compact and
+  # `packvault retention extend` read and extend it; shortening it would need s3:BypassGovernanceRetention.
+  dynamic "statement" {
+    for_each = var.object_lock ? [["${local.object_arn_prefix}*"]] : []
+    content {
+      sid       = "ObjectLockRetention"
+      actions   = ["s3:PutObjectRetention", "s3:GetObjectRetention"]
+      resources = statement.value
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.object_lock ? [aws_s3_bucket.this.arn] : []
+    content {
+      sid       = "ObjectLockConfiguration"
+      actions   = ["s3:GetBucketObjectLockConfiguration"]
+      resources = [statement.value]
+    }
   }
 
   dynamic "statement" {

@@ -17,12 +17,12 @@ resource "aws_s3_bucket" "this" {
   # checkov:skip=CKV_AWS_18:Server access logging is supported through var.access_log_bucket; it needs a separate log bucket that this module does not own, so it cannot be on by default.
   bucket              = var.bucket_name
   force_destroy       = var.force_destroy
-  object_lock_enabled = var.object_lock != null
+  object_lock_enabled = var.object_lock
   tags                = var.tags
 
   lifecycle {
     precondition {
-      condition     = var.object_lock == null || var.versioning_enabled
+      condition     = !var.object_lock || var.versioning_enabled
       error_message = "object_lock requires versioning_enabled = true."
     }
   }
@@ -63,17 +63,9 @@ resource "aws_s3_bucket_versioning" "this" {
   }
 }
 
-resource "aws_s3_bucket_object_lock_configuration" "this" {
-  count  = var.object_lock == null ? 0 : 1
-  bucket = aws_s3_bucket.this.id
-  rule {
-    default_retention {
-      mode = var.object_lock.mode
-      days = var.object_lock.days
-    }
-  }
-  depends_on = [aws_s3_bucket_versioning.this]
-}
+# With object_lock there is deliberately no aws_s3_bucket_object_lock_configuration (no default retention):
+# Packvault sets the retention per object, so objects compact no longer needs can run out and be deleted, and
+# lock records (locks/) carry none at all.
 
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
   bucket = aws_s3_bucket.this.id

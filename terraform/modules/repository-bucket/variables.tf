@@ -78,21 +78,15 @@ variable "data_packs_transition" {
 
 variable "object_lock" {
   description = <<-EOT
-    Optional S3 Object Lock default retention (requires versioning_enabled = true; can only be turned on when the
-    bucket is created). Every object version becomes undeletable for `days`: prune/compact then only add delete
-    markers and the space is freed once retention and the noncurrent-version window have passed.
-    mode is GOVERNANCE (privileged principals may bypass) or COMPLIANCE (nobody may, not even the root user).
+    Create the bucket with S3 Object Lock enabled (requires versioning_enabled = true; only possible when the
+    bucket is created). No default retention is set: Packvault gives each object its own retention
+    (`packvault init --object-lock governance|compliance --retention 30d`) and extends it for live objects only
+    (`packvault retention extend`, run by compact), so dead packs become deletable once their retention ends.
+    Both policies then get s3:PutObjectRetention/s3:GetObjectRetention (extending is allowed, shortening needs
+    s3:BypassGovernanceRetention, which neither has) and s3:GetBucketObjectLockConfiguration.
   EOT
-  type = object({
-    mode = string
-    days = number
-  })
-  default = null
-
-  validation {
-    condition     = var.object_lock == null ? true : contains(["GOVERNANCE", "COMPLIANCE"], var.object_lock.mode)
-    error_message = "object_lock.mode must be GOVERNANCE or COMPLIANCE."
-  }
+  type        = bool
+  default     = false
 }
 
 variable "access_log_bucket" {

@@ -39,12 +39,21 @@ def init(location: str, config: RepoConfig, requests: dict, *, as_json: bool) ->
     if as_json:
         print_json(
             {
-                "repository": {"location": location, "id": config.repository_id.hex(), "encryption": config.encryption},
+                "repository": {
+                    "location": location,
+                    "id": config.repository_id.hex(),
+                    "encryption": config.encryption,
+                    "object_lock": config.object_lock,
+                    "retention_seconds": config.retention_seconds,
+                },
                 "requests": requests,
             }
         )
         return
     print(f"Initialized repository {location} (id {config.repository_id.hex()[:16]}, {config.encryption})")
+    if config.object_lock:
+        days = config.retention_seconds / 86400
+        print(f"Object Lock: {config.object_lock.lower()}, every object retained {days:g} days from its write.")
     if config.encryption == "keyfile":
         print("The key is stored locally only: back it up with 'packvault key export'.")
 

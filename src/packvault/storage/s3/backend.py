@@ -19,11 +19,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
 
+import botocore.exceptions as bex
 from borgstore.backends._base import ItemInfo, StoreValue, validate_name, validate_sources, validate_value
 from borgstore.backends.errors import BackendMustBeOpen, BackendMustNotBeOpen
 
-from ...errors import IntegrityError, RepositoryAlreadyExists, RepositoryNotFound, StorageError
+from ...errors import IntegrityError, RepositoryAlreadyExists, RepositoryNotFound, StorageError, UsageError
 from ..backend import PackvaultBackend
 from ..layout import WriteMode, WritePolicy
 from ..payload import BufferPayload, Payload
@@ -251,9 +254,42 @@ class S3Backend(PackvaultBackend):
         different content is there (False); the same bytes count as created (a retried write)."""
         try:
             self.writes.store_create_only(self._checked(name), BufferPayload(value), WriteMode.CREATE_ONLY)
+        except bex.ClientError as exc:
+            self.writes.refused(name, exc)
+            raise
         except IntegrityError:
             return False
         return True
+
+    def set_object_lock(self, mode: str, retention_seconds: int) -> None:
+        """Apply the repository's recorded Object Lock policy.  A mode given on the URL must agree with it (a
+        client cannot downgrade COMPLIANCE to GOVERNANCE); a retention given there wins for this client's
+        writes, so one writer may retain longer than the repository's default."""
+        current = self.settings
+        if current.object_lock and current.object_lock != mode:
+            raise UsageError(
+                f"object_lock={current.object_lock.lower()} disagrees with the repository's {mode.lower()} lock",
+                hint="drop the object_lock option; the repository's config decides the mode",
+            )
+        seconds = current.retention_seconds if current.object_lock else retention_seconds
+        self.settings = replace(current, object_lock=mode, retention_seconds=seconds)
+        self.s3.settings = self.settings
+
+    def object_lock_policy(self) -> tuple[str | None, int]:
+        return self.settings.object_lock, self.settings.retention_seconds
+
+    def retained_until(self, name: str) -> datetime | None:
+        """One HEAD: the retain-until date of the current version of ``name`` (None: none, or no object)."""
+        head = self.s3.head(self._checked(name))
+        return None if head is None else head.get("ObjectLockRetainUntilDate")
+
+    def retain_until(self, name: str, until: datetime) -> None:
+        """One PutObjectRetention with the repository's mode: S3 lets a retention be extended, never
+        shortened in COMPLIANCE mode (nor in GOVERNANCE without the bypass permission)."""
+        mode = self.settings.object_lock
+        if not mode:
+            raise UsageError("this repository has no Object Lock; there is no retention to extend")
+        self.s3.put_retention(self._key(self._checked(name)), mode, until)
 
     def delete(self, name: str) -> None:
         self.writes.delete(self._checked(name))

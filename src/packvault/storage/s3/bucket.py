@@ -188,6 +188,26 @@ class S3Bucket:
         """DELETE of a key (S3 answers success for a missing one too)."""
         self.request(f"DELETE {key}", lambda: self.client.delete_object(Bucket=self.name, Key=key))
 
+    def object_lock_enabled(self) -> bool:
+        """GetObjectLockConfiguration: whether the bucket has Object Lock enabled (False when it has none)."""
+        try:
+            answer = self.request(
+                f"GetObjectLockConfiguration {self.name}",
+                lambda: self.client.get_object_lock_configuration(Bucket=self.name),
+            )
+        except bex.ClientError as exc:
+            if error_code(exc) == "ObjectLockConfigurationNotFoundError":
+                return False
+            raise
+        return answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
+    def put_retention(self, key: str, mode: str, until, *, version_id: str | None = None) -> None:
+        """PutObjectRetention: set (or extend) the Object Lock retention of ``key`` (its current version)."""
+        kwargs: dict = {"Bucket": self.name, "Key": key, "Retention": {"Mode": mode, "RetainUntilDate": until}}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        self.request(f"PutObjectRetention {key}", lambda: self.client.put_object_retention(**kwargs))
+
     def pages(self, prefix: str, what: str, *, page_size: int = PAGE_SIZE, delimiter: bool = False) -> Iterator[dict]:
         """Every LIST answer for the key prefix ``prefix`` (``listing.pages``), each request retried."""
 

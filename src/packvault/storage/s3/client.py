@@ -30,6 +30,7 @@ from .config import S3Settings
 # operation name -> request kind of the accounting table (billing classes of S3)
 _KIND_BY_OPERATION = {
     "GetObject": "GET",
+    "GetObjectLockConfiguration": "GET",
     "HeadObject": "HEAD",
     "HeadBucket": "HEAD",
     "ListObjectsV2": "LIST",
@@ -94,4 +95,16 @@ def make_client(settings: S3Settings, counter: RequestCounter):
                 counter.add("bytes_up", int(length))
 
     client.meta.events.register("before-send.s3", count)
+    client.meta.events.register("before-sign.s3.CopyObject", _lock_copy_md5)
     return client
+
+
+# The MD5 of the empty body, base64: a CopyObject has no body, and its Content-MD5 is exactly this.
+_EMPTY_MD5 = "1B2M2Y8AsgTpgAmY4PhCfg=="
+
+
+def _lock_copy_md5(request=None, **_kwargs) -> None:
+    """Give a CopyObject with Object Lock headers the Content-MD5 of its (empty) body: S3 wants an integrity
+    header on every request that sets a retention, and botocore's CopyObject model has no ContentMD5."""
+    if request is not None and "x-amz-object-lock-mode" in request.headers and "Content-MD5" not in request.headers:
+        request.headers["Content-MD5"] = _EMPTY_MD5

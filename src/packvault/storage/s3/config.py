@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ...errors import InvalidRepositoryURL
+from ...errors import InvalidRepositoryURL, UsageError
+from ...units import parse_duration
 from ..retry import RetryPolicy
 from ..settings import StorageSettings
 
@@ -41,7 +42,13 @@ STORAGE_CLASSES = {
     "EXPRESS_ONEZONE",
 }
 
+# S3 Object Lock retention modes: GOVERNANCE can be lifted by a principal allowed to bypass it,
+# COMPLIANCE by nobody (not even the account root) until the date has passed.
+OBJECT_LOCK_MODES = {"GOVERNANCE", "COMPLIANCE"}
+
 KNOWN_KEYS = {
+    "object_lock",
+    "retention",
     "endpoint",
     "region",
     "profile",
@@ -77,6 +84,8 @@ class S3Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     env_endpoint: str | None = None  # the endpoint botocore takes from the environment (StorageSettings)
+    object_lock: str | None = None  # "GOVERNANCE" | "COMPLIANCE": every write (but lock records) is retained
+    retention_seconds: int = 0  # how long from its write an object is retained (with ``object_lock``)
 
     def uses_custom_endpoint(self) -> bool:
         return bool(self.endpoint or self.env_endpoint)
@@ -123,6 +132,25 @@ def _number(key: str, value: str, kind=float):
     if result <= 0:
         raise InvalidRepositoryURL(f"{key} must be positive")
     return result
+
+
+def _object_lock(merged: Mapping[str, str]) -> tuple[str | None, int]:
+    """The Object Lock mode and retention (seconds) of the options: both or neither."""
+    mode = (merged.get("object_lock") or "").strip().upper() or None
+    text = (merged.get("retention") or "").strip()
+    if mode is None and not text:
+        return None, 0
+    if mode is None:
+        raise InvalidRepositoryURL("retention needs object_lock=governance or object_lock=compliance")
+    if mode not in OBJECT_LOCK_MODES:
+        raise InvalidRepositoryURL(f"object_lock={mode.lower()!r} is not a mode (use governance or compliance)")
+    if not text:
+        raise InvalidRepositoryURL("object_lock needs a retention period, e.g. retention=30d")
+    try:
+        seconds = int(parse_duration(text, what="retention").total_seconds())
+    except UsageError as exc:
+        raise InvalidRepositoryURL(str(exc)) from None
+    return mode, seconds
 
 
 def parse_s3_url(
@@ -190,6 +218,7 @@ def parse_s3_url(
         raise InvalidRepositoryURL(f"multipart_part_size must be at least {MIN_PART_SIZE} bytes")
     if threshold is not None and threshold < MIN_PART_SIZE:
         raise InvalidRepositoryURL(f"multipart_threshold must be at least {MIN_PART_SIZE} bytes")
+    object_lock, retention_seconds = _object_lock(merged)
     return S3Settings(
         bucket=bucket,
         prefix=prefix,
@@ -205,4 +234,6 @@ def parse_s3_url(
         connect_timeout=_number("connect_timeout", merged["connect_timeout"]) if "connect_timeout" in merged else 10.0,
         read_timeout=_number("read_timeout", merged["read_timeout"]) if "read_timeout" in merged else 60.0,
         env_endpoint=settings.s3_endpoint,
+        object_lock=object_lock,
+        retention_seconds=retention_seconds,
     )

@@ -83,10 +83,12 @@ class S3Defrag:
         else:
             condition = {"IfNoneMatch": "*"}
 
+        lock = self.writes.object_lock(target)
+
         def attempt() -> tuple[dict | None, str | None]:
             upload = MultipartUpload(bucket.client, bucket.request, bucket.name, key, self.writes.pool())
             try:
-                upload.start(storage_class=self.writes.storage_class(target))
+                upload.start(storage_class=self.writes.storage_class(target), lock=lock)
                 for part in parts:
                     if isinstance(part, CopyPart):
                         upload.add_copy(CopySource(bucket.key(part.name), part.offset, part.size))
@@ -99,6 +101,7 @@ class S3Defrag:
                     return {}, upload.expected_etag
                 if is_not_found(exc):  # a source vanished after its size was checked
                     raise ObjectNotFound(f"a source of {target} vanished while it was copied") from None
+                self.writes.refused(target, exc)
                 raise
             except BaseException:
                 upload.abort()
@@ -107,12 +110,14 @@ class S3Defrag:
         response, expected = self.writes.restarting_on_conflict(key, attempt)
         if response:
             self.writes.etags.remember(target, response.get("ETag"))
+            self.writes.confirm_lock(target, lock)
             return
         head = bucket.head(target)
         if response is None:  # the completion's answer was lost and the upload is gone: did it complete?
             if head is None or head.get("ETag") != expected:
                 raise StorageError(f"server-side copy to {key} vanished without completing")
             self.writes.etags.remember(target, head.get("ETag"))
+            self.writes.confirm_lock(target, lock)
             return
         if head is None:  # 412, then deleted: try again
             self._server_side(target, parts, sources)

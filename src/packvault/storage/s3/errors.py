@@ -38,6 +38,26 @@ ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "
 NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
+# What S3 answers to a write with Object Lock headers into a bucket without Object Lock (InvalidRequest,
+# "Bucket is missing Object Lock Configuration"), or a service without the feature (NotImplemented).
+OBJECT_LOCK_REFUSED_CODES = {
+    "InvalidRequest",
+    "InvalidBucketState",
+    "NotImplemented",
+    "ObjectLockConfigurationNotFoundError",
+}
+
+
+class ObjectLockUnavailable(StorageError):
+    """The repository asks for Object Lock retention and the bucket or the service cannot give it."""
+
+    hint = "use a bucket created with Object Lock enabled (terraform: object_lock_enabled) on a service that has it"
+
+
+def is_object_lock_refused(exc: BaseException) -> bool:
+    return error_code(exc) in OBJECT_LOCK_REFUSED_CODES
+
+
 class TransientError(Exception):
     """A failure of our own detection that a repeat can fix (short read, checksum mismatch in transit)."""
 

@@ -57,8 +57,11 @@ class MultipartUpload:
         self.expected_etag: str | None = None  # the object's ETag if the completion succeeds, once known
         self._futures: list[tuple[int, Future]] = []
 
-    def start(self, *, storage_class: str | None = None, metadata: dict[str, str] | None = None) -> None:
-        kwargs: dict = {"Bucket": self.bucket, "Key": self.key}
+    def start(
+        self, *, storage_class: str | None = None, metadata: dict[str, str] | None = None, lock: dict | None = None
+    ) -> None:
+        """Create the upload; ``lock``: the Object Lock arguments the completed object gets (``writes.py``)."""
+        kwargs: dict = {"Bucket": self.bucket, "Key": self.key, **(lock or {})}
         if storage_class:
             kwargs["StorageClass"] = storage_class
         if metadata:

@@ -14,6 +14,18 @@ or overwrite, per namespace); this module knows no namespace.
 - Upload bodies are fresh file-like readers over a ``Payload`` (memory we hold, or a spooled pack), one per
   attempt, so each retry starts at offset 0 and nothing is copied whole (``storage/payload.py``).  Uploads
   carry ``Content-MD5`` and the MD5 of the whole content as ``x-amz-meta-pv-md5``.
+- With S3 Object Lock (``S3Settings.object_lock``), every object the policy locks (all but lock records)
+  gets its mode and a retain-until date (now + retention) on the request that creates it: the PUT, the
+  CreateMultipartUpload (parts inherit it; UploadPartCopy targets included), the CopyObject of a move.
+  A completed multipart upload is confirmed with one PutObjectRetention (``confirm_lock``): not every
+  service applies the headers of CreateMultipartUpload (moto drops them), and an object above the multipart
+  threshold is rare enough that the request costs nothing worth counting.
+  S3 demands Content-MD5 (or a flexible checksum) on such PUTs and parts, which every upload here sends.
+  Before the first locked write the bucket's Object Lock configuration is asked for once (one request per
+  writing run): some services accept the headers on a bucket without Object Lock and ignore them
+  (LocalStack does).  A bucket without Object Lock, or a service that refuses the headers, stops the write
+  (``ObjectLockUnavailable``): writing unprotected objects into a repository that promises protection
+  would be a silent downgrade.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import botocore.exceptions as bex
@@ -33,7 +46,16 @@ from ..layout import WriteMode, WritePolicy
 from ..payload import Payload
 from .bucket import MD5_META, EtagMemory, S3Bucket
 from .config import MIN_PART_SIZE
-from .errors import is_conflict, is_not_found, is_not_implemented, is_precondition_failed, is_transient_or_conflict
+from .errors import (
+    ObjectLockUnavailable,
+    error_code,
+    is_conflict,
+    is_not_found,
+    is_not_implemented,
+    is_object_lock_refused,
+    is_precondition_failed,
+    is_transient_or_conflict,
+)
 from .multipart import MultipartUpload
 from .probe import ConditionalWriteSupport
 
@@ -72,12 +94,48 @@ class S3Writes:
         self.conditions = conditions
         self.etags = etags
         self.pool = pool
+        self._lock_checked = False
 
     def storage_class(self, name: str) -> str | None:
         return self.bucket.settings.data_storage_class if self.policy.is_data(name) else None
 
+    def object_lock(self, name: str) -> dict:
+        """The Object Lock arguments of a request creating ``name`` (none without a lock or for lock records)."""
+        settings = self.bucket.settings
+        if not settings.object_lock or not self.policy.is_locked(name):
+            return {}
+        if not self._lock_checked:
+            if not self.bucket.object_lock_enabled():
+                raise ObjectLockUnavailable(
+                    f"bucket {self.bucket.name} has no Object Lock enabled; refusing to write {name} without "
+                    f"the repository's {settings.object_lock.lower()} retention"
+                )
+            self._lock_checked = True
+        until = datetime.now(UTC) + timedelta(seconds=settings.retention_seconds)
+        return {"ObjectLockMode": settings.object_lock, "ObjectLockRetainUntilDate": until}
+
+    def confirm_lock(self, name: str, lock: dict) -> None:
+        """Set ``lock`` on the object a multipart upload just completed (see the module doc)."""
+        if lock:
+            self.bucket.put_retention(self.bucket.key(name), lock["ObjectLockMode"], lock["ObjectLockRetainUntilDate"])
+
+    def refused(self, name: str, exc: bex.ClientError) -> None:
+        """Raise ``ObjectLockUnavailable`` when ``exc`` is the service refusing the retention of ``name``."""
+        if self.bucket.settings.object_lock and self.policy.is_locked(name) and is_object_lock_refused(exc):
+            raise ObjectLockUnavailable(
+                f"cannot write {name} with Object Lock retention to bucket {self.bucket.name}: "
+                f"{exc.response.get('Error', {}).get('Message') or error_code(exc)}"
+            ) from None
+
     def store(self, name: str, payload: Payload) -> None:
         """Write ``name`` by its namespace's write mode."""
+        try:
+            self._store(name, payload)
+        except bex.ClientError as exc:
+            self.refused(name, exc)
+            raise
+
+    def _store(self, name: str, payload: Payload) -> None:
         mode = self.policy.mode(name)
         if mode is WriteMode.COMPARE_AND_SWAP:
             self._store_cas(name, payload)
@@ -153,6 +211,7 @@ class S3Writes:
         storage_class = self.storage_class(name)
         if storage_class:
             kwargs["StorageClass"] = storage_class
+        kwargs.update(self.object_lock(name))
         return bucket.request(
             f"PUT {key}",
             lambda: bucket.client.put_object(Body=payload.reader(), **kwargs),
@@ -164,10 +223,12 @@ class S3Writes:
         key = bucket.key(name)
         part_size = max(bucket.settings.part_size, MIN_PART_SIZE)
 
+        lock = self.object_lock(name)
+
         def attempt() -> tuple[dict | None, str]:
             upload = MultipartUpload(bucket.client, bucket.request, bucket.name, key, self.pool())
             try:
-                upload.start(storage_class=self.storage_class(name), metadata={MD5_META: payload.md5.hex()})
+                upload.start(storage_class=self.storage_class(name), metadata={MD5_META: payload.md5.hex()}, lock=lock)
                 for start in range(0, payload.size, part_size):
                     upload.add_part(payload, start, min(part_size, payload.size - start))
                 return upload.complete(condition)
@@ -180,7 +241,9 @@ class S3Writes:
             head = bucket.head(name)
             if head is None or head.get("ETag") != expected:
                 raise StorageError(f"multipart upload of {key} vanished without completing")
+            self.confirm_lock(name, lock)
             return head.get("ETag")
+        self.confirm_lock(name, lock)
         return response.get("ETag")
 
     def restarting_on_conflict(self, key: str, attempt: Callable[[], T]) -> T:
@@ -250,11 +313,13 @@ class S3Writes:
         storage_class = self.storage_class(new_name)
         if storage_class:
             kwargs["StorageClass"] = storage_class
+        kwargs.update(self.object_lock(new_name))
         try:
             result = bucket.request(f"COPY {src} -> {dst}", lambda: bucket.client.copy_object(**kwargs))
         except bex.ClientError as exc:
             if is_not_found(exc):
                 raise ObjectNotFound(curr_name) from None
+            self.refused(new_name, exc)
             raise
         self.etags.remember(new_name, result.get("CopyObjectResult", {}).get("ETag"))
         bucket.delete(src)
