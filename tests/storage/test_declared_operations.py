@@ -25,11 +25,11 @@ from packvault.storage.store import discard, store_new
 from packvault.storage.url import store_from_location
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "packvault"
-REQUESTS = ("PUT", "GET", "HEAD", "LIST", "DELETE", "COPY")
+REQUESTS = ("PUT", "GET", "HEAD", "LIST", "DELETE", "COPY", "RESTORE")
 
 
 def requests_made(stats: dict[str, int]) -> int:
-    return sum(stats[k] for k in REQUESTS)
+    return sum(stats.get(k, 0) for k in REQUESTS)
 
 
 def test_the_list_of_optional_operations_is_complete():
@@ -89,6 +89,14 @@ class Recording(PackvaultBackend):
         self.calls.append("store_new")
         return True
 
+    def restore_status(self, name):
+        self.calls.append("restore_status")
+        return "readable", 3
+
+    def restore(self, name, *, days, tier):
+        self.calls.append("restore")
+        return "readable"
+
     def request_stats(self):
         self.calls.append("request_stats")
         return {}
@@ -106,6 +114,8 @@ CALLS = {
     "open_range": (lambda be, spool: be.open_range("packs/meta/a", 0, 3).read(3), True),
     "discard": (lambda be, spool: be.discard("locks/a"), True),
     "store_new": (lambda be, spool: be.store_new("names/a", b"abc"), True),
+    "restore_status": (lambda be, spool: be.restore_status("packs/data/a"), True),
+    "restore": (lambda be, spool: be.restore("packs/data/a", days=1, tier="bulk"), True),
 }
 OWN_TABLE = {"request_stats", "reset_request_stats"}  # answered by the wrapper's own counter
 

@@ -73,6 +73,23 @@ def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True, reading: 
     g.add_argument("--s3-storage-class", metavar="CLASS", help="storage class of data packs (e.g. STANDARD_IA)")
 
 
+def _add_cold_restore(p: argparse.ArgumentParser) -> None:
+    """The options of a command that may restore data packs from S3 GLACIER/DEEP_ARCHIVE first."""
+    p.add_argument(
+        "--restore-tier",
+        choices=["bulk", "standard", "expedited"],
+        default=None,
+        help="cold data packs: the retrieval tier of their restores (default: standard; bulk is cheapest)",
+    )
+    p.add_argument(
+        "--restore-days",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cold data packs: days the restored copies stay readable (default: 3)",
+    )
+
+
 def _add_item_excludes(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exclude",
@@ -89,7 +106,8 @@ _REPO_HELP = "the repository: a path, file:///path or s3://bucket[/prefix] (defa
 _EXIT_CODES = (
     "exit codes: 0 done; 1 done with warnings (the archive or result is committed; the warnings are on "
     "stderr and counted at the end); 2 not done (one line on stderr says why); 3 a time-boxed serverless run "
-    "stopped at its deadline and resumes on the next; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)"
+    "stopped at its deadline and resumes on the next, or an extract requested restores of cold data packs and "
+    "finishes when rerun after them; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)"
 )
 
 _PRUNE_DESCRIPTION = (
@@ -258,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Into s3://bucket/prefix each file becomes one object; a key that exists is kept unless --overwrite "
         "is given (create-only); the bucket's endpoint and credentials come from its URL "
         "(?endpoint=...&region=...) and the AWS environment. For extract: 1 also means an entry not restored, "
-        "a PATH that matches nothing, or a file repaired with zeros.",
+        "a PATH that matches nothing, or a file repaired with zeros. Data packs in S3 GLACIER or DEEP_ARCHIVE "
+        "(storage_class=): extract first asks S3 to restore the packs it needs (only those), records that in "
+        "the cache, and exits with 3; rerun it when the restores are done (hours), or give --wait.",
     )
     p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the archive to restore")
     p.add_argument("paths", nargs="*", metavar="PATH", help="restore only these archive paths (and below)")
@@ -286,6 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="read and verify everything, write nothing")
     p.add_argument("--numeric-ids", action="store_true", help="restore owners by uid/gid, not by name")
     p.add_argument("--progress", action="store_true", help="show progress on the terminal")
+    _add_cold_restore(p)
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="cold data packs: wait for their restores (polling) instead of exiting with 3",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --wait: seconds between two looks at the restores (default: 300)",
+    )
     _add_common(p, reading=True)
     p.set_defaults(func="cmd_extract")
 

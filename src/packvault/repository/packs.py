@@ -117,6 +117,25 @@ class PackStore:
         name = self.store.find(self.pack_name(kind, pack))
         return PackStream(backend_of(self.store).open_range(name, offset, size), pack)
 
+    @property
+    def cold_data_packs(self) -> bool:
+        """True if this client writes data packs to a class that needs a restore before a read."""
+        return backend_of(self.store).cold_data
+
+    def data_pack_state(self, pack: str) -> tuple[str, int]:
+        """(``storage.backend.READABLE``/``COLD``/``RESTORING``, size) of a data pack: one HEAD on S3."""
+        try:
+            return backend_of(self.store).restore_status(self.store.find(self.pack_name(0, pack)))
+        except ObjectNotFound:
+            raise pack_missing(pack) from None
+
+    def restore_data_pack(self, pack: str, *, days: int, tier: str) -> str:
+        """Ask for a readable copy of a cold data pack (``PackvaultBackend.restore``); returns its state."""
+        try:
+            return backend_of(self.store).restore(self.store.find(self.pack_name(0, pack)), days=days, tier=tier)
+        except ObjectNotFound:
+            raise pack_missing(pack) from None
+
     def copy_forward(self, kind: int, ranges: list[tuple[str, int, int]], *, target: str | None = None) -> str:
         """A new pack of ``kind`` from (pack, offset, size) ranges of existing packs of that kind, in order
         (compact's copy-forward; server-side where the store can).  Named ``target`` (a ``defrag_pack_name``

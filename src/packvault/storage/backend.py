@@ -33,7 +33,14 @@ OPTIONAL_OPERATIONS = (
     "store_new",
     "request_stats",
     "reset_request_stats",
+    "restore_status",
+    "restore",
 )
+
+# What ``restore_status``/``restore`` say about an object's readability.
+READABLE = "readable"  # a GET works now (a hot class, GLACIER_IR, or a finished restore)
+COLD = "cold"  # a GET is refused until a restore is requested and finished
+RESTORING = "restoring"  # a restore was requested and is not finished
 
 
 class RangeReader(Protocol):
@@ -50,6 +57,9 @@ class PackvaultBackend(BackendBase):
     # True where ``open_range`` streams (one request, one object in memory at a time, so a range may span a
     # whole pack); the default reads the range into memory, where a reader keeps ranges small.
     streams_ranges: bool = False
+    # True where bulk data is written to a storage class that must be restored before it is read (S3
+    # GLACIER, DEEP_ARCHIVE): readers then plan restores before they read.
+    cold_data: bool = False
 
     def list_tree(self, name: str) -> Iterator[ItemInfo]:
         """Every object below ``name`` at any depth, soft-deleted ones included, named by their last path
@@ -119,6 +129,19 @@ class PackvaultBackend(BackendBase):
             self.store(name, value)
             return True
         return existing == bytes(value)
+
+    def restore_status(self, name: str) -> tuple[str, int]:
+        """(``READABLE``/``COLD``/``RESTORING``, size in bytes) of the object ``name``.
+
+        Default: every object of a backend without cold storage classes is readable (one ``info``)."""
+        return READABLE, self.info(name).size
+
+    def restore(self, name: str, *, days: int, tier: str) -> str:
+        """Ask for a temporary readable copy of a cold object for ``days`` days, fetched at ``tier``
+        (``bulk``, ``standard``, ``expedited``); returns the state afterwards (``RESTORING`` or ``READABLE``).
+
+        Default: nothing to restore, the object is readable."""
+        return READABLE
 
     def request_stats(self) -> dict[str, int]:
         """Requests made so far by kind (``accounting.empty_stats`` keys); default: nothing counted."""

@@ -24,6 +24,7 @@ from .archives import (
     no_lock_notice,
     repository_info,
     requests_line,
+    restores_waiting,
     undeleted,
     warning,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "prune",
     "repository_info",
     "requests_line",
+    "restores_waiting",
     "undeleted",
     "warning",
 ]

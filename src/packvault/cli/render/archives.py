@@ -249,6 +249,18 @@ def extract(stats, requests: dict, *, as_json: bool, dry_run: bool) -> None:
         print(f"packvault: {len(stats.warnings)} warning(s){failed} (see above)", file=sys.stderr)
 
 
+def restores_waiting(plan) -> None:
+    """One line per look at the restores of cold data packs (extract --wait)."""
+    if plan.waiting:
+        print(
+            f"waiting for the restores of {len(plan.waiting)} of {plan.packs} data packs "
+            f"({fmt_size(plan.waiting_bytes)})",
+            file=sys.stderr,
+        )
+    else:
+        print(f"all {plan.packs} data packs are readable", file=sys.stderr)
+
+
 def diff(changes: list[Change], *, as_json: bool) -> None:
     if as_json:
         print_json(

@@ -35,6 +35,7 @@ from .defrag import S3Defrag
 from .listing import PAGE_SIZE, level_entries, sorted_level, tree_entries
 from .probe import ConditionalWriteSupport
 from .reads import S3Reads
+from .restore import NEEDS_RESTORE, restore, restore_status
 from .stream import RangeStream
 from .writes import S3Writes
 
@@ -83,6 +84,10 @@ class S3Backend(PackvaultBackend):
         self.reads = S3Reads(self.s3, etags, lambda: self.pool)
         self.writes = S3Writes(self.s3, self.policy, self.conditions, etags, lambda: self.pool)
         self.copies = S3Defrag(self.reads, self.writes)
+
+    @property
+    def cold_data(self) -> bool:
+        return self.settings.data_storage_class in NEEDS_RESTORE
 
     def __repr__(self) -> str:
         return f"S3Backend({self.settings.location()!r}, endpoint={self.endpoint!r})"
@@ -192,6 +197,12 @@ class S3Backend(PackvaultBackend):
 
     def info(self, name: str) -> ItemInfo:
         return self.reads.info(self._checked(name))
+
+    def restore_status(self, name: str) -> tuple[str, int]:
+        return restore_status(self.s3, self._checked(name))
+
+    def restore(self, name: str, *, days: int, tier: str) -> str:
+        return restore(self.s3, self._checked(name), days=days, tier=tier)
 
     def load(self, name: str, *, size=None, offset=0) -> bytes:
         return self.reads.load(self._checked(name), size=size, offset=offset)

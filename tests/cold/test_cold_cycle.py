@@ -1,0 +1,71 @@
+"""Cold data packs on real S3 servers (issue 18): metadata stays hot, extract restores what it needs.
+
+moto refuses a GET of a DEEP_ARCHIVE object (``InvalidObjectState``) until RestoreObject, and by default
+finishes a restore at once: the first extract only asks for the restores (exit 3), the next one reads.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cold.helpers import cold_backends, objects_of, source_tree
+from tests.support.cli import tree_snapshot
+
+
+@cold_backends
+def test_only_data_packs_are_cold(cold_repo):
+    url, _ = cold_repo
+    objects = objects_of(url)
+    data = {k: v for k, v in objects.items() if "/packs/data/" in k}
+    assert len(data) >= 2
+    assert {v["class"] for v in data.values()} == {"DEEP_ARCHIVE"}
+    assert {v["class"] for k, v in objects.items() if k not in data} == {"STANDARD"}
+
+
+@cold_backends
+def test_extract_requests_restores_exits_3_and_resumes(pv, cold_repo, tmp_path):
+    url, src = cold_repo
+    out = tmp_path / "out"
+    first = pv("extract", f"{url}::a", "--target", out, "--restore-tier", "bulk", "--restore-days", "2", expect=3)
+    assert "restore requested for" in first.err and "rerun" in first.err
+    assert "Traceback" not in first.err and len(first.err.strip().splitlines()) == 1
+    objects = objects_of(url)
+    data = [v for k, v in objects.items() if "/packs/data/" in k]
+    assert all(v["restore"] for v in data)  # every pack of the archive (both archives share them all)
+    assert not any(v["restore"] for k, v in objects.items() if "/packs/data/" not in k)
+    pv("extract", f"{url}::a", "--target", out)
+    assert tree_snapshot(out / str(src).lstrip("/")) == tree_snapshot(src)
+
+
+@pytest.mark.parametrize("any_backend_url", ["moto"], indirect=True)
+def test_extract_of_a_path_restores_only_its_packs(pv, cold_repo, tmp_path):
+    url, src = cold_repo
+    pv("extract", f"{url}::a", str(src / "note.txt").lstrip("/"), "--target", tmp_path / "out", expect=3)
+    objects = objects_of(url)
+    data = [v for k, v in objects.items() if "/packs/data/" in k]
+    assert len(data) >= 2
+    assert len([v for v in data if v["restore"]]) == 1
+
+
+@pytest.mark.parametrize("any_backend_url", ["moto"], indirect=True)
+def test_extract_wait_finishes_in_one_run(pv, cold_repo, tmp_path):
+    url, src = cold_repo
+    pv("extract", f"{url}::a", "--target", tmp_path / "out", "--wait", "--poll-interval", "0.1")
+    assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)
+
+
+@pytest.mark.parametrize("any_backend_url", ["moto"], indirect=True)
+def test_verify_data_refuses_cold_packs_in_one_line(pv, cold_repo):
+    url, _ = cold_repo
+    result = pv("check", "--verify-data", url, expect=2)
+    assert "cold" in result.err and "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("any_backend_url", ["file"], indirect=True)
+def test_local_repository_extract_is_unchanged(pv, tmp_path, any_backend_url):
+    src = source_tree(tmp_path / "src")
+    pv("init", any_backend_url)
+    pv("create", f"{any_backend_url}::a", src)
+    pv("extract", f"{any_backend_url}::a", "--target", tmp_path / "out", "--restore-tier", "bulk")
+    assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)
