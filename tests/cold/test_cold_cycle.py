@@ -6,6 +6,8 @@ finishes a restore at once: the first extract only asks for the restores (exit 3
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.cold.helpers import cold_backends, objects_of, source_tree
@@ -58,8 +60,20 @@ def test_extract_wait_finishes_in_one_run(pv, cold_repo, tmp_path):
 def test_verify_data_refuses_cold_packs_in_one_line(pv, cold_repo):
     url, _ = cold_repo
     result = pv("check", "--verify-data", url, expect=2)
-    assert "cold" in result.err and "Traceback" not in result.err
+    assert "cold" in result.err and "--restore-tier" in result.err and "Traceback" not in result.err
     assert len(result.err.strip().splitlines()) == 1
+    assert not any(v["restore"] for v in objects_of(url).values())  # refused before asking for anything
+
+
+@pytest.mark.parametrize("any_backend_url", ["moto"], indirect=True)
+def test_verify_data_with_a_restore_tier_restores_then_verifies(pv, cold_repo):
+    url, _ = cold_repo
+    first = pv("check", "--verify-data", "--restore-tier", "bulk", url, expect=3)
+    assert "restore requested for" in first.err
+    assert all(v["restore"] for k, v in objects_of(url).items() if "/packs/data/" in k)
+    report = json.loads(pv("check", "--json", "--verify-data", "--restore-tier", "bulk", url).out)
+    assert report["stats"]["data_packs_read"] == report["stats"]["packs_data"] >= 2
+    assert not report["problems"]
 
 
 @pytest.mark.parametrize("any_backend_url", ["file"], indirect=True)

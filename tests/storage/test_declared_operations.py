@@ -97,6 +97,10 @@ class Recording(PackvaultBackend):
         self.calls.append("restore")
         return "readable"
 
+    def bytes_by_class(self, name):
+        self.calls.append("bytes_by_class")
+        return {"STANDARD": 1}
+
     def request_stats(self):
         self.calls.append("request_stats")
         return {}
@@ -116,6 +120,7 @@ CALLS = {
     "store_new": (lambda be, spool: be.store_new("names/a", b"abc"), True),
     "restore_status": (lambda be, spool: be.restore_status("packs/data/a"), True),
     "restore": (lambda be, spool: be.restore("packs/data/a", days=1, tier="bulk"), True),
+    "bytes_by_class": (lambda be, spool: be.bytes_by_class("packs/data"), True),
 }
 OWN_TABLE = {"request_stats", "reset_request_stats"}  # answered by the wrapper's own counter
 

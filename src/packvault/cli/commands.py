@@ -13,6 +13,7 @@ from ..repository.repository import Repository
 from ..units import parse_size
 from . import render
 from .backup import cmd_create
+from .cold import restore_for_extract
 from .keys import cmd_key_change_passphrase, cmd_key_export, cmd_key_import
 from .location import split_location
 from .maintain import cmd_break_lock, cmd_check, cmd_compact, cmd_prune
@@ -152,6 +153,7 @@ def cmd_info(args, run: Run) -> int:
             "meta_packs": len(meta_packs),
             "meta_bytes": sum(meta_packs),
             "chunks_indexed": len(repo.index),
+            "storage_classes": repo.bytes_by_storage_class(),
         }
         render.repository_info(location, cfg, info, requests_of(repo) if args.json else {}, as_json=args.json)
     return EXIT_OK
@@ -206,7 +208,8 @@ def cmd_extract(args, run: Run) -> int:
                 warn=render.warning,
             )
         excluded = item_excludes(args)
-        restore_cold_packs(args, repo, (i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i)))
+        wanted = (i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
+        restore_for_extract(args, repo, wanted)
         # the whole archive's size is known (a time left can be shown); a selection's is not
         live.start(
             "verify" if args.dry_run else "extract", total=None if args.paths else meta.stats.get("original_size")
@@ -230,31 +233,6 @@ def cmd_extract(args, run: Run) -> int:
             requests = {"repository": requests, "target": extractor.requests.snapshot()}
     render.extract(stats, requests, as_json=args.json, dry_run=args.dry_run)
     return EXIT_WARNING if stats.warnings else EXIT_OK
-
-
-def restore_cold_packs(args, repo: Repository, items) -> None:
-    """Before an extract reads data packs from S3 GLACIER/DEEP_ARCHIVE: request the restores of the packs
-    these items need and wait for them (--wait) or stop with exit 3 (``repository/restores.py``).
-
-    Only where a restore can be needed: the location writes data packs cold, the user named a restore
-    option, or an earlier run left restores pending; a hot repository pays nothing for it."""
-    from ..archive.extract import chunk_ids
-    from ..repository.restores import DEFAULT_DAYS, DEFAULT_POLL_SECONDS, DEFAULT_TIER, PackRestorer
-
-    asked = args.wait or args.restore_tier is not None or args.restore_days is not None
-    if args.restore_days is not None and args.restore_days < 1:
-        raise UsageError("--restore-days must be at least 1")
-    if args.poll_interval is not None and args.poll_interval <= 0:
-        raise UsageError("--poll-interval must be positive")
-    restorer = PackRestorer(repo, tier=args.restore_tier or DEFAULT_TIER, days=args.restore_days or DEFAULT_DAYS)
-    if not (asked or repo.cold_data_packs or restorer.has_pending()):
-        return
-    plan = restorer.prepare(restorer.needed(chunk_ids(items)))
-    if not plan.waiting:
-        return
-    if not args.wait:
-        raise plan.pending_error()
-    restorer.wait(plan, poll=args.poll_interval or DEFAULT_POLL_SECONDS, progress=render.restores_waiting)
 
 
 def cmd_diff(args, run: Run) -> int:

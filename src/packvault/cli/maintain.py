@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import EXIT_OK, EXIT_WARNING
 from ..repository.repository import Repository
 from . import options, render
+from .cold import restore_for_check
 from .location import split_location
 from .opening import open_repository, requests_of, s3_options
 from .run import Run
@@ -50,6 +51,7 @@ def cmd_check(args, run: Run) -> int:
         if not opts.repository_only:
             repo.unlock(run.passphrase())
             repo.acquire_lock(exclusive=opts.repair, wait=getattr(args, "lock_wait", None))
+        restore_for_check(args, repo, reads_data=bool(opts.verify_data or opts.subset))
         try:
             report = check(repo, opts, bar.update)
         finally:

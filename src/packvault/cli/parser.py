@@ -88,6 +88,18 @@ def _add_cold_restore(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="cold data packs: days the restored copies stay readable (default: 3)",
     )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="cold data packs: wait for their restores (polling) instead of exiting with 3",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --wait: seconds between two looks at the restores (default: 300)",
+    )
 
 
 def _add_item_excludes(p: argparse.ArgumentParser) -> None:
@@ -307,18 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--numeric-ids", action="store_true", help="restore owners by uid/gid, not by name")
     p.add_argument("--progress", action="store_true", help="show progress on the terminal")
     _add_cold_restore(p)
-    p.add_argument(
-        "--wait",
-        action="store_true",
-        help="cold data packs: wait for their restores (polling) instead of exiting with 3",
-    )
-    p.add_argument(
-        "--poll-interval",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="with --wait: seconds between two looks at the restores (default: 300)",
-    )
     _add_common(p, reading=True)
     p.set_defaults(func="cmd_extract")
 
@@ -457,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository-only", action="store_true", help="structure only; needs no passphrase")
     p.add_argument("--archives-only", action="store_true", help="archive metadata and item streams only")
     p.add_argument("--verify-data", action="store_true", help="decrypt and verify every referenced chunk")
+    _add_cold_restore(p)
     p.add_argument("--read-data-subset", metavar="SUBSET", help="verify a rotating part of the data: N%% or n/t")
     p.add_argument("--max-duration", type=float, metavar="SECONDS", help="stop in time, resume next run")
     p.add_argument("--repair", action="store_true", help="fix what can be fixed (see docs/check.md)")

@@ -136,6 +136,15 @@ class PackStore:
         except ObjectNotFound:
             raise pack_missing(pack) from None
 
+    def bytes_by_storage_class(self) -> dict[str, int]:
+        """Bytes of the whole repository by storage class (one tree listing per namespace)."""
+        totals: dict[str, int] = {}
+        backend = backend_of(self.store)
+        for namespace in layout.NAMESPACES:
+            for storage_class, size in backend.bytes_by_class(namespace).items():
+                totals[storage_class] = totals.get(storage_class, 0) + size
+        return totals
+
     def copy_forward(self, kind: int, ranges: list[tuple[str, int, int]], *, target: str | None = None) -> str:
         """A new pack of ``kind`` from (pack, offset, size) ranges of existing packs of that kind, in order
         (compact's copy-forward; server-side where the store can).  Named ``target`` (a ``defrag_pack_name``

@@ -244,3 +244,9 @@ class CountingBackend(PackvaultBackend):
             return super().restore(name, days=days, tier=tier)
         self.counter.add("RESTORE")
         return self.inner.restore(name, days=days, tier=tier)
+
+    def bytes_by_class(self, name: str) -> dict[str, int]:
+        if "bytes_by_class" not in self._forwarded:
+            return super().bytes_by_class(name)
+        self.counter.add("LIST")
+        return self.inner.bytes_by_class(name)

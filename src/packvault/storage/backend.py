@@ -35,7 +35,9 @@ OPTIONAL_OPERATIONS = (
     "reset_request_stats",
     "restore_status",
     "restore",
+    "bytes_by_class",
 )
+DEFAULT_CLASS = "default"  # the one storage class of a backend that has none
 
 # What ``restore_status``/``restore`` say about an object's readability.
 READABLE = "readable"  # a GET works now (a hot class, GLACIER_IR, or a finished restore)
@@ -142,6 +144,13 @@ class PackvaultBackend(BackendBase):
 
         Default: nothing to restore, the object is readable."""
         return READABLE
+
+    def bytes_by_class(self, name: str) -> dict[str, int]:
+        """Bytes of the objects below ``name`` (any depth, soft-deleted ones too) by storage class.
+
+        Default: one class, ``DEFAULT_CLASS``, summed over ``list_tree``."""
+        total = sum(info.size for info in self.list_tree(name))
+        return {DEFAULT_CLASS: total} if total else {}
 
     def request_stats(self) -> dict[str, int]:
         """Requests made so far by kind (``accounting.empty_stats`` keys); default: nothing counted."""

@@ -227,6 +227,8 @@ def repository_info(location: str, cfg: RepoConfig, info: dict, requests: dict, 
     print(f"Data packs:   {info['data_packs']} ({fmt_size(info['data_bytes'])})")
     print(f"Meta packs:   {info['meta_packs']} ({fmt_size(info['meta_bytes'])})")
     print(f"Chunks:       {info['chunks_indexed']}")
+    classes = ", ".join(f"{name} {fmt_size(size)}" for name, size in sorted(info["storage_classes"].items()))
+    print(f"Storage:      {classes or 'empty'}")
 
 
 # --- extract / diff -----------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ..spool import SpoolFile
 from .bucket import EtagMemory, S3Bucket
 from .config import S3Settings, parse_s3_url
 from .defrag import S3Defrag
-from .listing import PAGE_SIZE, level_entries, sorted_level, tree_entries
+from .listing import PAGE_SIZE, class_totals, level_entries, sorted_level, tree_entries
 from .probe import ConditionalWriteSupport
 from .reads import S3Reads
 from .restore import NEEDS_RESTORE, restore, restore_status
@@ -225,6 +225,11 @@ class S3Backend(PackvaultBackend):
         """
         prefix = self._key(self._checked(name)) + "/"
         return tree_entries(self.s3.pages(prefix, f"LIST {prefix} (tree)", page_size=self.list_page_size), prefix)
+
+    def bytes_by_class(self, name: str) -> dict[str, int]:
+        """The tree listing of ``list_tree`` (1000 keys per LIST), summed by each object's storage class."""
+        prefix = self._key(self._checked(name)) + "/"
+        return class_totals(self.s3.pages(prefix, f"LIST {prefix} (classes)", page_size=self.list_page_size), prefix)
 
     def list(self, name: str) -> Iterator[ItemInfo]:
         """One level below ``name``, sorted by name across all pages (``listing.py``).
