@@ -443,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="never touch packs younger than this: s, min, h, d, w, m (months), y, or 0",
     )
+    p.add_argument(
+        "--cold-min-age",
+        default=None,
+        metavar="DURATION",
+        help="data packs in GLACIER, DEEP_ARCHIVE or GLACIER_IR (storage_class=): never delete them younger "
+        "than this (default: the class's minimum storage duration, 90d, 180d, 90d); such packs are only "
+        "deleted whole, never copied forward",
+    )
     p.add_argument("--dry-run", action="store_true", help="show what would be freed, change nothing")
     _add_common(p)
     p.set_defaults(func="cmd_compact")

@@ -44,6 +44,10 @@ from ..repository.reader import ChunkReader
 from ..repository.repository import Repository, defrag_pack_name
 
 UNDERSIZED_SHARE = 0.25  # a kept pack below this share of the target pack size is merged with others
+DAY = 86400.0
+# Minimum storage durations: an object deleted (or rewritten) earlier is charged for the rest of them anyway,
+# so compact leaves data packs of these classes alone until they are that old (--cold-min-age overrides).
+MIN_STORAGE_DAYS = {"GLACIER": 90, "DEEP_ARCHIVE": 180, "GLACIER_IR": 90}
 
 
 @dataclass
@@ -55,6 +59,7 @@ class CompactReport:
     packs_merged: int = 0
     packs_created: int = 0
     packs_too_young: int = 0
+    packs_cold_kept: int = 0  # partly dead data packs in a cold class: a copy-forward would retrieve them
     bytes_before: int = 0
     bytes_after: int = 0
     bytes_freed: int = 0
@@ -173,8 +178,17 @@ def list_all_packs(repo: Repository) -> dict[int, list]:
 
 
 def plan(
-    repo: Repository, index: ChunkIndex, listed: dict[int, list], *, threshold: float, min_age: float
+    repo: Repository,
+    index: ChunkIndex,
+    listed: dict[int, list],
+    *,
+    threshold: float,
+    min_age: float,
+    cold_min_age: float | None = None,
 ) -> list[_PackPlan]:
+    """What to do with each pack.  ``cold_min_age``: data packs are in a cold class (``MIN_STORAGE_DAYS``):
+    this is their min age, and they are only ever dropped whole, never copied forward (a copy reads them,
+    which S3 refuses before a restore, or charges a retrieval for GLACIER_IR)."""
     live = _live_per_pack(index)
     now = time.time()
     undersized = repo.config.pack_size * UNDERSIZED_SHARE
@@ -183,10 +197,14 @@ def plan(
         for info in listed[kind]:
             no = index.packs.lookup(info.name)
             live_bytes = live[no] if no is not None else 0
-            if info.mtime and now - info.mtime < min_age:
+            cold = cold_min_age is not None and kind == KIND_DATA
+            pack_min_age = max(min_age, cold_min_age) if cold else min_age
+            if info.mtime and now - info.mtime < pack_min_age:
                 action = "young"
             elif live_bytes == 0:
                 action = "drop"
+            elif cold:
+                action = "cold"
             elif (info.size - live_bytes) * 100.0 >= threshold * info.size:
                 action = "rewrite"
             elif info.size < undersized and kind == KIND_DATA:
@@ -300,6 +318,15 @@ class CompactOptions:
     threshold: float = 10.0  # rewrite a pack once at least this many percent of its bytes are dead
     min_age: float = 7200.0  # seconds: younger unreferenced packs may belong to a backup running now
     dry_run: bool = False
+    cold_min_age: float | None = None  # seconds; None: the data packs' class's minimum storage duration
+
+
+def cold_min_age(repo: Repository, opts: CompactOptions) -> float | None:
+    """The min age of data packs in a cold class (``plan``); None where they are not in one."""
+    days = MIN_STORAGE_DAYS.get(repo.data_storage_class or "")
+    if days is None:
+        return None
+    return opts.cold_min_age if opts.cold_min_age is not None else days * DAY
 
 
 def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
@@ -322,7 +349,7 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
         repo.bump_epoch()  # before any change to index or packs
         repo.invalidate_index_cache()
         repo.reset_index(index)
-    plans = plan(repo, index, listed, threshold=threshold, min_age=min_age)
+    plans = plan(repo, index, listed, threshold=threshold, min_age=min_age, cold_min_age=cold_min_age(repo, opts))
     report.packs_total = len(plans)
     report.bytes_before = sum(p.size for p in plans)
     report.live_bytes = sum(p.live for p in plans)
@@ -335,6 +362,8 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
             report.packs_merged += 1
         elif p.action == "young":
             report.packs_too_young += 1
+        elif p.action == "cold":
+            report.packs_cold_kept += 1
     removed = {p.name for p in plans if p.action in ("drop", "rewrite", "merge")}
     if dry_run:
         copied = sum(p.live for p in plans if p.action in ("rewrite", "merge"))

@@ -118,6 +118,11 @@ class PackStore:
         return PackStream(backend_of(self.store).open_range(name, offset, size), pack)
 
     @property
+    def data_storage_class(self) -> str | None:
+        """The storage class this client writes data packs to (None: the store's default)."""
+        return backend_of(self.store).data_storage_class
+
+    @property
     def cold_data_packs(self) -> bool:
         """True if this client writes data packs to a class that needs a restore before a read."""
         return backend_of(self.store).cold_data

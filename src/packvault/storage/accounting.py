@@ -94,6 +94,10 @@ class CountingBackend(PackvaultBackend):
         return isinstance(self.inner, PackvaultBackend) and self.inner.cold_data
 
     @property
+    def data_storage_class(self) -> str | None:
+        return self.inner.data_storage_class if isinstance(self.inner, PackvaultBackend) else None
+
+    @property
     def opened(self) -> bool:
         return self.inner.opened
 

@@ -62,6 +62,8 @@ class PackvaultBackend(BackendBase):
     # True where bulk data is written to a storage class that must be restored before it is read (S3
     # GLACIER, DEEP_ARCHIVE): readers then plan restores before they read.
     cold_data: bool = False
+    # The storage class bulk data is written to, where a backend has classes (S3: storage_class=).
+    data_storage_class: str | None = None
 
     def list_tree(self, name: str) -> Iterator[ItemInfo]:
         """Every object below ``name`` at any depth, soft-deleted ones included, named by their last path

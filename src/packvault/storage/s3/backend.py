@@ -86,6 +86,10 @@ class S3Backend(PackvaultBackend):
         self.copies = S3Defrag(self.reads, self.writes)
 
     @property
+    def data_storage_class(self) -> str | None:
+        return self.settings.data_storage_class
+
+    @property
     def cold_data(self) -> bool:
         return self.settings.data_storage_class in NEEDS_RESTORE
 
