@@ -153,7 +153,7 @@ class RestorePending(PackvaultError):
     """Restores of cold data packs were requested and are not finished: run the same command again later."""
 
     exit_code = EXIT_RESTORE_PENDING
-    hint = "rerun the same command to continue (or add --wait)"
+    hint = "restores take minutes (expedited) to hours (standard, bulk); --wait polls until they are done"
 
 
 class ServiceUnavailable(StorageError, BackendConnectionError):
