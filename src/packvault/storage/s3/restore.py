@@ -12,7 +12,7 @@ from __future__ import annotations
 import botocore.exceptions as bex
 from borgstore.backends.errors import ObjectNotFound
 
-from ...errors import UsageError
+from ...errors import ColdObject, UsageError
 from ..backend import COLD, READABLE, RESTORING
 from .bucket import S3Bucket
 from .errors import error_code
@@ -57,9 +57,9 @@ def restore(bucket: S3Bucket, name: str, *, days: int, tier: str) -> str:
             return RESTORING
         if code in {"NoSuchKey", "404"}:
             raise ObjectNotFound(name) from None
-        if code == "InvalidObjectState":  # not in a class that needs a restore (GLACIER_IR, STANDARD)
-            return READABLE
         raise
+    except ColdObject:  # InvalidObjectState (translated): not in a class that needs a restore, e.g. STANDARD
+        return READABLE
     # 200: a readable copy exists already (its expiry was extended); 202: accepted, the copy is being made
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 202)
     return READABLE if status == 200 else RESTORING
