@@ -7,6 +7,7 @@ finishes a restore at once: the first extract only asks for the restores (exit 3
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,43 @@ def test_local_repository_extract_is_unchanged(pv, tmp_path, any_backend_url):
     pv("create", f"{any_backend_url}::a", src)
     pv("extract", f"{any_backend_url}::a", "--target", tmp_path / "out", "--restore-tier", "bulk")
     assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)
+
+
+@pytest.fixture
+def slow_restores(moto_endpoint):
+    """moto's restores finish only after a few looks at the object, not at once.
+
+    moto counts every read of a key (HEAD, GET, RestoreObject) and moves the restore one step (none ->
+    in progress -> done) per ``times`` reads: 5 keeps it in progress through the first two extracts and
+    done within a few polls of the third."""
+    import requests
+
+    api = f"{moto_endpoint}/moto-api/state-manager"
+    requests.post(
+        f"{api}/set-transition",
+        json={"model_name": "s3::keyrestore", "transition": {"progression": "manual", "times": 5}},
+        timeout=10,
+    ).raise_for_status()
+    try:
+        yield
+    finally:
+        requests.post(f"{api}/unset-transition", json={"model_name": "s3::keyrestore"}, timeout=10)
+
+
+@pytest.mark.parametrize("any_backend_url", ["moto"], indirect=True)
+def test_rerun_while_restoring_asks_nothing_again_then_wait_finishes(pv, pv_env, cold_repo, tmp_path, slow_restores):
+    url, src = cold_repo
+    out = tmp_path / "out"
+    pv("extract", f"{url}::a", "--target", out, expect=3)
+    records = list(Path(pv_env["PACKVAULT_CACHE_DIR"]).glob("*/cold-restores.json"))
+    assert len(records) == 1
+    first = json.loads(records[0].read_text())
+    assert first and all(v["tier"] == "standard" for v in first.values())
+    assert all('ongoing-request="true"' in v["restore"] for k, v in objects_of(url).items() if "/packs/data/" in k)
+    again = pv("extract", f"{url}::a", "--target", out, expect=3)  # still restoring: no new RestoreObject
+    assert "restore requested for" in again.err
+    assert json.loads(records[0].read_text()) == first
+    waited = pv("extract", f"{url}::a", "--target", out, "--wait", "--poll-interval", "0.05")
+    assert "waiting for the restores of" in waited.err
+    assert tree_snapshot(out / str(src).lstrip("/")) == tree_snapshot(src)
+    assert json.loads(records[0].read_text()) == {}

@@ -39,9 +39,8 @@ def test_cold_data_object_is_refused_until_restored(open_s3, request, endpoint):
     backend.store("index/ff", b"hot bytes")
     assert backend.restore_status("index/ff") == (READABLE, 9)
     assert backend.restore_status("packs/data/aa/aabb") == (COLD, 10)
-    if endpoint == "moto":  # LocalStack serves a GET of an archived object as it is
-        with pytest.raises(ColdObject):
-            backend.load("packs/data/aa/aabb")
+    with pytest.raises(ColdObject):
+        backend.load("packs/data/aa/aabb")
     before = backend.request_stats().get("RESTORE", 0)
     assert backend.restore("packs/data/aa/aabb", days=1, tier="bulk") in (RESTORING, READABLE)
     assert backend.request_stats()["RESTORE"] == before + 1
