@@ -21,6 +21,7 @@ from borgstore.backends.errors import (
 EXIT_OK = 0
 EXIT_WARNING = 1  # finished, but something was skipped (unreadable file) or check found problems
 EXIT_ERROR = 2  # could not do what was asked
+EXIT_RESTORE_PENDING = 3  # cold data: restores were requested, the same command finishes the work later
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT
 
 
@@ -140,6 +141,19 @@ class NoCredentials(StorageError, PermissionDenied):
 
 class EndpointUnreachable(StorageError, BackendConnectionError):
     hint = "check the endpoint URL and the network"
+
+
+class ColdObject(StorageError):
+    """An object sits in a storage class (GLACIER, DEEP_ARCHIVE) that must be restored before it is read."""
+
+    hint = "its data packs are in cold storage; extract restores them (--restore-tier, --restore-days, --wait)"
+
+
+class RestorePending(PackvaultError):
+    """Restores of cold data packs were requested and are not finished: run the same command again later."""
+
+    exit_code = EXIT_RESTORE_PENDING
+    hint = "restores take minutes (expedited) to hours (standard, bulk); --wait polls until they are done"
 
 
 class ServiceUnavailable(StorageError, BackendConnectionError):

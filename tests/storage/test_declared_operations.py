@@ -27,11 +27,11 @@ from packvault.storage.store import discard, store_new
 from packvault.storage.url import store_from_location
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "packvault"
-REQUESTS = ("PUT", "GET", "HEAD", "LIST", "DELETE", "COPY")
+REQUESTS = ("PUT", "GET", "HEAD", "LIST", "DELETE", "COPY", "RESTORE")
 
 
 def requests_made(stats: dict[str, int]) -> int:
-    return sum(stats[k] for k in REQUESTS)
+    return sum(stats.get(k, 0) for k in REQUESTS)
 
 
 def test_the_list_of_optional_operations_is_complete():
@@ -91,6 +91,18 @@ class Recording(PackvaultBackend):
         self.calls.append("store_new")
         return True
 
+    def restore_status(self, name):
+        self.calls.append("restore_status")
+        return "readable", 3
+
+    def restore(self, name, *, days, tier):
+        self.calls.append("restore")
+        return "readable"
+
+    def bytes_by_class(self, name):
+        self.calls.append("bytes_by_class")
+        return {"STANDARD": 1}
+
     def request_stats(self):
         self.calls.append("request_stats")
         return {}
@@ -125,6 +137,9 @@ CALLS = {
     "object_lock_policy": (lambda be, spool: be.object_lock_policy(), False),
     "retained_until": (lambda be, spool: be.retained_until("packs/meta/a"), True),
     "retain_until": (lambda be, spool: be.retain_until("packs/meta/a", datetime.now(UTC)), True),
+    "restore_status": (lambda be, spool: be.restore_status("packs/data/a"), True),
+    "restore": (lambda be, spool: be.restore("packs/data/a", days=1, tier="bulk"), True),
+    "bytes_by_class": (lambda be, spool: be.bytes_by_class("packs/data"), True),
 }
 OWN_TABLE = {"request_stats", "reset_request_stats"}  # answered by the wrapper's own counter
 

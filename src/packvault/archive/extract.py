@@ -45,7 +45,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import PackvaultError, StorageFull, UsageError
 from ..repository.reader import ChunkReader
@@ -371,6 +371,13 @@ class Extractor(DirectoryRestore, OverwritePolicy):
         finally:
             if own_fd is not None:
                 os.close(own_fd)
+
+
+def chunk_ids(items: Iterable[dict]) -> Iterator[bytes]:
+    """The ids of the file contents of ``items``, in order (what an extract of them will read)."""
+    for item in items:
+        for chunk_id, _ in item.get(it.CHUNKS) or ():
+            yield chunk_id
 
 
 def _batches(items: Iterator[dict]) -> Iterator[list[dict]]:

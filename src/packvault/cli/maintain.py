@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import EXIT_OK, EXIT_WARNING
 from ..repository.repository import Repository
 from . import options, render
+from .cold import restore_for_check
 from .location import split_location
 from .opening import open_repository, requests_of, s3_options
 from .run import Run
@@ -62,6 +63,7 @@ def cmd_check(args, run: Run) -> int:
                 exclusive=opts.repair, wait=getattr(args, "lock_wait", None), if_writable=not opts.repair
             ):
                 render.no_lock_notice(location, repo.lock_refused)
+        restore_for_check(args, repo, reads_data=bool(opts.verify_data or opts.subset))
         try:
             report = check(repo, opts, bar.update)
         finally:

@@ -57,4 +57,9 @@ def compact_options(args: argparse.Namespace) -> CompactOptions:
     from ..maintenance.compact import CompactOptions
 
     min_age = parse_duration(args.min_age, what="--min-age", allow_zero=True)
-    return CompactOptions(threshold=args.threshold, min_age=min_age.total_seconds(), dry_run=args.dry_run)
+    cold = None
+    if args.cold_min_age is not None:
+        cold = parse_duration(args.cold_min_age, what="--cold-min-age", allow_zero=True).total_seconds()
+    return CompactOptions(
+        threshold=args.threshold, min_age=min_age.total_seconds(), cold_min_age=cold, dry_run=args.dry_run
+    )

@@ -82,6 +82,35 @@ def _add_tag_filter(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _add_cold_restore(p: argparse.ArgumentParser) -> None:
+    """The options of a command that may restore data packs from S3 GLACIER/DEEP_ARCHIVE first."""
+    p.add_argument(
+        "--restore-tier",
+        choices=["bulk", "standard", "expedited"],
+        default=None,
+        help="cold data packs: the retrieval tier of their restores (default: standard; bulk is cheapest)",
+    )
+    p.add_argument(
+        "--restore-days",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cold data packs: days the restored copies stay readable (default: 3)",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="cold data packs: wait for their restores (polling) instead of exiting with 3",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --wait: seconds between two looks at the restores (default: 300)",
+    )
+
+
 def _add_item_excludes(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exclude",
@@ -98,7 +127,8 @@ _REPO_HELP = "the repository: a path, file:///path or s3://bucket[/prefix] (defa
 _EXIT_CODES = (
     "exit codes: 0 done; 1 done with warnings (the archive or result is committed; the warnings are on "
     "stderr and counted at the end); 2 not done (one line on stderr says why); 3 a time-boxed serverless run "
-    "stopped at its deadline and resumes on the next; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)"
+    "stopped at its deadline and resumes on the next, or an extract requested restores of cold data packs and "
+    "finishes when rerun after them; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)"
 )
 
 _PRUNE_DESCRIPTION = (
@@ -287,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Into s3://bucket/prefix each file becomes one object; a key that exists is kept unless --overwrite "
         "is given (create-only); the bucket's endpoint and credentials come from its URL "
         "(?endpoint=...&region=...) and the AWS environment. For extract: 1 also means an entry not restored, "
-        "a PATH that matches nothing, or a file repaired with zeros.",
+        "a PATH that matches nothing, or a file repaired with zeros. Data packs in S3 GLACIER or DEEP_ARCHIVE "
+        "(storage_class=): extract first asks S3 to restore the packs it needs (only those), records that in "
+        "the cache, and exits with 3; rerun it when the restores are done (hours), or give --wait.",
     )
     p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the archive to restore")
     p.add_argument("paths", nargs="*", metavar="PATH", help="restore only these archive paths (and below)")
@@ -315,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="read and verify everything, write nothing")
     p.add_argument("--numeric-ids", action="store_true", help="restore owners by uid/gid, not by name")
     p.add_argument("--progress", action="store_true", help="show progress on the terminal")
+    _add_cold_restore(p)
     _add_common(p, reading=True)
     p.set_defaults(func="cmd_extract")
 
@@ -469,6 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="never touch packs younger than this: s, min, h, d, w, m (months), y, or 0",
     )
+    p.add_argument(
+        "--cold-min-age",
+        default=None,
+        metavar="DURATION",
+        help="data packs in GLACIER, DEEP_ARCHIVE or GLACIER_IR (storage_class=): never delete them younger "
+        "than this (default: the class's minimum storage duration, 90d, 180d, 90d); such packs are only "
+        "deleted whole, never copied forward",
+    )
     p.add_argument("--dry-run", action="store_true", help="show what would be freed, change nothing")
     _add_common(p)
     p.set_defaults(func="cmd_compact")
@@ -510,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository-only", action="store_true", help="structure only; needs no passphrase")
     p.add_argument("--archives-only", action="store_true", help="archive metadata and item streams only")
     p.add_argument("--verify-data", action="store_true", help="decrypt and verify every referenced chunk")
+    _add_cold_restore(p)
     p.add_argument("--read-data-subset", metavar="SUBSET", help="verify a rotating part of the data: N%% or n/t")
     p.add_argument("--max-duration", type=float, metavar="SECONDS", help="stop in time, resume next run")
     p.add_argument("--repair", action="store_true", help="fix what can be fixed (see docs/check.md)")

@@ -39,15 +39,18 @@ from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..archive import items as it
-from ..archive.archive import iter_archive_items, load_archive
-from ..errors import IntegrityError, ObjectMissing
+from ..errors import IntegrityError
 from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entry, encode_index_fragments
 from ..repository.objects import iter_headers, verify_parts
 from ..repository.reader import ChunkReader
 from ..repository.repository import Repository, defrag_pack_name
+from .mark import REPAIR_HINT, mark, prove_index_matches_packs
 
 UNDERSIZED_SHARE = 0.25  # a kept pack below this share of the target pack size is merged with others
+DAY = 86400.0
+# Minimum storage durations: an object deleted (or rewritten) earlier is charged for the rest of them anyway,
+# so compact leaves data packs of these classes alone until they are that old (--cold-min-age overrides).
+MIN_STORAGE_DAYS = {"GLACIER": 90, "DEEP_ARCHIVE": 180, "GLACIER_IR": 90}
 
 
 @dataclass
@@ -59,6 +62,7 @@ class CompactReport:
     packs_merged: int = 0
     packs_created: int = 0
     packs_too_young: int = 0
+    packs_cold_kept: int = 0  # partly dead data packs in a cold class: a copy-forward would retrieve them
     bytes_before: int = 0
     bytes_after: int = 0
     bytes_freed: int = 0
@@ -85,87 +89,6 @@ class _PackPlan:
     action: str  # keep | drop | rewrite | merge | young
 
 
-REPAIR_HINT = "run 'packvault check --repair' first"
-
-
-def prove_index_matches_packs(index: ChunkIndex, listed: dict[int, list]) -> None:
-    """Refuse (ObjectMissing) if any index entry names a pack that the listing does not hold."""
-    present = {info.name for infos in listed.values() for info in infos}
-    missing = [no for no, name in enumerate(index.packs.names) if name not in present]
-    if not missing:
-        return
-    missing_set = set(missing)
-    per_pack: dict[int, int] = {}
-    for _, entry in index.entries():
-        if entry.pack in missing_set:
-            per_pack[entry.pack] = per_pack.get(entry.pack, 0) + 1
-    if not per_pack:
-        return  # pack numbers without entries (a table carried over from a cache): nothing points there
-    first = min(per_pack, key=lambda no: index.packs.names[no])
-    raise ObjectMissing(
-        f"the index points into {len(per_pack)} pack(s) that are not in the repository (e.g. pack "
-        f"{index.packs.names[first]}, {per_pack[first]} chunk(s)); compact changed nothing",
-        hint=REPAIR_HINT,
-    )
-
-
-def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> int:
-    """Set USED on every id an archive references; returns the number of archives walked.
-
-    Raises (before anything is changed) when an archive cannot be read completely."""
-    table = index.table
-    for chunk_id, entry in index.entries():
-        if entry.flags & FLAG_USED:
-            table[chunk_id] = entry._replace(flags=entry.flags & ~FLAG_USED)
-
-    def use(chunk_id: bytes, what: str) -> None:
-        entry = table.get(chunk_id)
-        if entry is None:
-            raise ObjectMissing(
-                f"{what} references chunk {chunk_id.hex()} that is not in the index; nothing was deleted",
-                hint=REPAIR_HINT,
-            )
-        if not entry.flags & FLAG_USED:
-            table[chunk_id] = entry._replace(flags=entry.flags | FLAG_USED)
-
-    def keep_if_present(chunk_id: bytes) -> None:
-        entry = table.get(chunk_id)
-        if entry is not None and not entry.flags & FLAG_USED:
-            table[chunk_id] = entry._replace(flags=entry.flags | FLAG_USED)
-
-    entries = repo.archive_entries(strict=True)
-    for archive in entries:
-        label = f"archive {archive.name!r}"
-        use(archive.id, label)
-        try:
-            meta = load_archive(reader, archive)
-            if meta.lost_item_chunks:
-                raise IntegrityError(
-                    f"{label} is damaged: repair could not read {len(meta.lost_item_chunks)} part(s) of its file "
-                    "list, so the data only those files reference cannot be told from garbage; nothing was deleted",
-                    hint=f"salvage what you need, then 'packvault delete REPO::{archive.name}' and compact again",
-                )
-            for chunk_id in meta.item_ids:
-                use(chunk_id, label)
-            for item in iter_archive_items(reader, meta):
-                for chunk_id, _ in item.get(it.CHUNKS) or ():
-                    use(chunk_id, label)
-                for chunk_id, _ in item.get(it.ORIGINAL_CHUNKS) or ():
-                    keep_if_present(chunk_id)  # the original chunks of a repaired file, for healing
-        except ObjectMissing as exc:
-            raise ObjectMissing(
-                f"{label} cannot be read completely ({exc}); nothing was deleted", hint=REPAIR_HINT
-            ) from None
-        except IntegrityError as exc:
-            if exc.hint:
-                raise
-            raise IntegrityError(
-                f"{label} is damaged ({exc}); nothing was deleted",
-                hint=f"run 'packvault check --repair'; if it stays damaged, 'packvault delete REPO::{archive.name}'",
-            ) from None
-    return len(entries)
-
-
 def _live_per_pack(index: ChunkIndex) -> array:
     live = array("Q", bytes(8 * len(index.packs)))
     for _, entry in index.entries():
@@ -179,8 +102,17 @@ def list_all_packs(repo: Repository) -> dict[int, list]:
 
 
 def plan(
-    repo: Repository, index: ChunkIndex, listed: dict[int, list], *, threshold: float, min_age: float
+    repo: Repository,
+    index: ChunkIndex,
+    listed: dict[int, list],
+    *,
+    threshold: float,
+    min_age: float,
+    cold_min_age: float | None = None,
 ) -> list[_PackPlan]:
+    """What to do with each pack.  ``cold_min_age``: data packs are in a cold class (``MIN_STORAGE_DAYS``):
+    this is their min age, and they are only ever dropped whole, never copied forward (a copy reads them,
+    which S3 refuses before a restore, or charges a retrieval for GLACIER_IR)."""
     live = _live_per_pack(index)
     now = time.time()
     undersized = repo.config.pack_size * UNDERSIZED_SHARE
@@ -189,10 +121,14 @@ def plan(
         for info in listed[kind]:
             no = index.packs.lookup(info.name)
             live_bytes = live[no] if no is not None else 0
-            if info.mtime and now - info.mtime < min_age:
+            cold = cold_min_age is not None and kind == KIND_DATA
+            pack_min_age = max(min_age, cold_min_age) if cold else min_age
+            if info.mtime and now - info.mtime < pack_min_age:
                 action = "young"
             elif live_bytes == 0:
                 action = "drop"
+            elif cold:
+                action = "cold"
             elif (info.size - live_bytes) * 100.0 >= threshold * info.size:
                 action = "rewrite"
             elif info.size < undersized and kind == KIND_DATA:
@@ -306,6 +242,15 @@ class CompactOptions:
     threshold: float = 10.0  # rewrite a pack once at least this many percent of its bytes are dead
     min_age: float = 7200.0  # seconds: younger unreferenced packs may belong to a backup running now
     dry_run: bool = False
+    cold_min_age: float | None = None  # seconds; None: the data packs' class's minimum storage duration
+
+
+def cold_min_age(repo: Repository, opts: CompactOptions) -> float | None:
+    """The min age of data packs in a cold class (``plan``); None where they are not in one."""
+    days = MIN_STORAGE_DAYS.get(repo.data_storage_class or "")
+    if days is None:
+        return None
+    return opts.cold_min_age if opts.cold_min_age is not None else days * DAY
 
 
 def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
@@ -328,7 +273,7 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
         repo.bump_epoch()  # before any change to index or packs
         repo.invalidate_index_cache()
         repo.reset_index(index)
-    plans = plan(repo, index, listed, threshold=threshold, min_age=min_age)
+    plans = plan(repo, index, listed, threshold=threshold, min_age=min_age, cold_min_age=cold_min_age(repo, opts))
     report.packs_total = len(plans)
     report.bytes_before = sum(p.size for p in plans)
     report.live_bytes = sum(p.live for p in plans)
@@ -341,6 +286,8 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
             report.packs_merged += 1
         elif p.action == "young":
             report.packs_too_young += 1
+        elif p.action == "cold":
+            report.packs_cold_kept += 1
     removed = {p.name for p in plans if p.action in ("drop", "rewrite", "merge")}
     if dry_run:
         copied = sum(p.live for p in plans if p.action in ("rewrite", "merge"))

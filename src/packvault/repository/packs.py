@@ -117,6 +117,39 @@ class PackStore:
         name = self.store.find(self.pack_name(kind, pack))
         return PackStream(backend_of(self.store).open_range(name, offset, size), pack)
 
+    @property
+    def data_storage_class(self) -> str | None:
+        """The storage class this client writes data packs to (None: the store's default)."""
+        return backend_of(self.store).data_storage_class
+
+    @property
+    def cold_data_packs(self) -> bool:
+        """True if this client writes data packs to a class that needs a restore before a read."""
+        return backend_of(self.store).cold_data
+
+    def data_pack_state(self, pack: str) -> tuple[str, int]:
+        """(``storage.backend.READABLE``/``COLD``/``RESTORING``, size) of a data pack: one HEAD on S3."""
+        try:
+            return backend_of(self.store).restore_status(self.store.find(self.pack_name(0, pack)))
+        except ObjectNotFound:
+            raise pack_missing(pack) from None
+
+    def restore_data_pack(self, pack: str, *, days: int, tier: str) -> str:
+        """Ask for a readable copy of a cold data pack (``PackvaultBackend.restore``); returns its state."""
+        try:
+            return backend_of(self.store).restore(self.store.find(self.pack_name(0, pack)), days=days, tier=tier)
+        except ObjectNotFound:
+            raise pack_missing(pack) from None
+
+    def bytes_by_storage_class(self) -> dict[str, int]:
+        """Bytes of the whole repository by storage class (one tree listing per namespace)."""
+        totals: dict[str, int] = {}
+        backend = backend_of(self.store)
+        for namespace in layout.NAMESPACES:
+            for storage_class, size in backend.bytes_by_class(namespace).items():
+                totals[storage_class] = totals.get(storage_class, 0) + size
+        return totals
+
     def copy_forward(self, kind: int, ranges: list[tuple[str, int, int]], *, target: str | None = None) -> str:
         """A new pack of ``kind`` from (pack, offset, size) ranges of existing packs of that kind, in order
         (compact's copy-forward; server-side where the store can).  Named ``target`` (a ``defrag_pack_name``

@@ -91,6 +91,14 @@ class CountingBackend(PackvaultBackend):
         return isinstance(self.inner, PackvaultBackend) and self.inner.streams_ranges
 
     @property
+    def cold_data(self) -> bool:
+        return isinstance(self.inner, PackvaultBackend) and self.inner.cold_data
+
+    @property
+    def data_storage_class(self) -> str | None:
+        return self.inner.data_storage_class if isinstance(self.inner, PackvaultBackend) else None
+
+    @property
     def opened(self) -> bool:
         return self.inner.opened
 
@@ -253,3 +261,21 @@ class CountingBackend(PackvaultBackend):
             self.counter.add("PUT")
             self.counter.add("bytes_up", len(value))
         return created
+
+    def restore_status(self, name: str) -> tuple[str, int]:
+        if "restore_status" not in self._forwarded:
+            return super().restore_status(name)
+        self.counter.add("HEAD")
+        return self.inner.restore_status(name)
+
+    def restore(self, name: str, *, days: int, tier: str) -> str:
+        if "restore" not in self._forwarded:
+            return super().restore(name, days=days, tier=tier)
+        self.counter.add("RESTORE")
+        return self.inner.restore(name, days=days, tier=tier)
+
+    def bytes_by_class(self, name: str) -> dict[str, int]:
+        if "bytes_by_class" not in self._forwarded:
+            return super().bytes_by_class(name)
+        self.counter.add("LIST")
+        return self.inner.bytes_by_class(name)

@@ -39,7 +39,16 @@ OPTIONAL_OPERATIONS = (
     "object_lock_policy",
     "retained_until",
     "retain_until",
+    "restore_status",
+    "restore",
+    "bytes_by_class",
 )
+DEFAULT_CLASS = "default"  # the one storage class of a backend that has none
+
+# What ``restore_status``/``restore`` say about an object's readability.
+READABLE = "readable"  # a GET works now (a hot class, GLACIER_IR, or a finished restore)
+COLD = "cold"  # a GET is refused until a restore is requested and finished
+RESTORING = "restoring"  # a restore was requested and is not finished
 
 
 class RangeReader(Protocol):
@@ -56,6 +65,11 @@ class PackvaultBackend(BackendBase):
     # True where ``open_range`` streams (one request, one object in memory at a time, so a range may span a
     # whole pack); the default reads the range into memory, where a reader keeps ranges small.
     streams_ranges: bool = False
+    # True where bulk data is written to a storage class that must be restored before it is read (S3
+    # GLACIER, DEEP_ARCHIVE): readers then plan restores before they read.
+    cold_data: bool = False
+    # The storage class bulk data is written to, where a backend has classes (S3: storage_class=).
+    data_storage_class: str | None = None
 
     def list_tree(self, name: str) -> Iterator[ItemInfo]:
         """Every object below ``name`` at any depth, soft-deleted ones included, named by their last path
@@ -146,6 +160,25 @@ class PackvaultBackend(BackendBase):
     def retain_until(self, name: str, until: datetime) -> None:
         """Extend the Object Lock retention of ``name`` to ``until``.  Default: refused (only S3 has it)."""
         raise UsageError("S3 Object Lock needs an s3:// repository")
+    def restore_status(self, name: str) -> tuple[str, int]:
+        """(``READABLE``/``COLD``/``RESTORING``, size in bytes) of the object ``name``.
+
+        Default: every object of a backend without cold storage classes is readable (one ``info``)."""
+        return READABLE, self.info(name).size
+
+    def restore(self, name: str, *, days: int, tier: str) -> str:
+        """Ask for a temporary readable copy of a cold object for ``days`` days, fetched at ``tier``
+        (``bulk``, ``standard``, ``expedited``); returns the state afterwards (``RESTORING`` or ``READABLE``).
+
+        Default: nothing to restore, the object is readable."""
+        return READABLE
+
+    def bytes_by_class(self, name: str) -> dict[str, int]:
+        """Bytes of the objects below ``name`` (any depth, soft-deleted ones too) by storage class.
+
+        Default: one class, ``DEFAULT_CLASS``, summed over ``list_tree``."""
+        total = sum(info.size for info in self.list_tree(name))
+        return {DEFAULT_CLASS: total} if total else {}
 
     def request_stats(self) -> dict[str, int]:
         """Requests made so far by kind (``accounting.empty_stats`` keys); default: nothing counted."""

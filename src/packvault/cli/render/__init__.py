@@ -25,6 +25,7 @@ from .archives import (
     renamed,
     repository_info,
     requests_line,
+    restores_waiting,
     tagged,
     undeleted,
     warning,
@@ -56,6 +57,7 @@ __all__ = [
     "repository_info",
     "requests_line",
     "tagged",
+    "restores_waiting",
     "undeleted",
     "warning",
 ]

@@ -243,6 +243,8 @@ def repository_info(location: str, cfg: RepoConfig, info: dict, requests: dict, 
     print(f"Data packs:   {info['data_packs']} ({fmt_size(info['data_bytes'])})")
     print(f"Meta packs:   {info['meta_packs']} ({fmt_size(info['meta_bytes'])})")
     print(f"Chunks:       {info['chunks_indexed']}")
+    classes = ", ".join(f"{name} {fmt_size(size)}" for name, size in sorted(info["storage_classes"].items()))
+    print(f"Storage:      {classes or 'empty'}")
 
 
 # --- extract / diff -----------------------------------------------------------------------------------------
@@ -263,6 +265,18 @@ def extract(stats, requests: dict, *, as_json: bool, dry_run: bool) -> None:
     if stats.warnings:
         failed = f", {len(stats.errors)} entries not restored" if stats.errors else ""
         print(f"packvault: {len(stats.warnings)} warning(s){failed} (see above)", file=sys.stderr)
+
+
+def restores_waiting(plan) -> None:
+    """One line per look at the restores of cold data packs (extract --wait)."""
+    if plan.waiting:
+        print(
+            f"waiting for the restores of {len(plan.waiting)} of {plan.packs} data packs "
+            f"({fmt_size(plan.waiting_bytes)})",
+            file=sys.stderr,
+        )
+    else:
+        print(f"all {plan.packs} data packs are readable", file=sys.stderr)
 
 
 def diff(changes: list[Change], *, as_json: bool) -> None:

@@ -84,6 +84,11 @@ def compact(
             f"running now may still need them. Run compact again later, or pass a shorter --min-age (e.g. "
             f"--min-age 0) when no other client is writing to this repository."
         )
+    if report.packs_cold_kept:
+        print(
+            f"{report.packs_cold_kept} partly dead data pack(s) in a cold storage class were kept as they are: "
+            "copying their live data forward would retrieve them; they go when all of their data is dead."
+        )
 
 
 def problem_line(problem: Problem) -> str:

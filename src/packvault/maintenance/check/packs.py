@@ -31,6 +31,10 @@ class PackLevel:
         names = sorted(p.name for p in self.packs.values() if p.kind == KIND_DATA)
         if self.opts.archives_only and not self.data_pass:
             return [], False
+        if self.repo.cold_data_packs and not self.data_pass:
+            # a GET of a cold pack is refused until a restore that costs retrieval money: the listing
+            # (presence and size) is the repository level's check of them, --verify-data reads them
+            return [], False
         subset = self.opts.subset
         if subset and "/" in subset:
             n, t = parse_group(subset)
@@ -110,6 +114,8 @@ class PackLevel:
         if stopped or scanned_data < total_data:
             self.report.complete = False
             why = "--max-duration reached" if stopped else "subset"
+            if not stopped and not self.data_pass and self.repo.cold_data_packs:
+                why = "cold storage class; --verify-data restores and reads them"
             self.report.notes.append(
                 f"data packs read this run: {scanned_data} of {total_data} ({why}); the others were checked "
                 "for presence and size only"

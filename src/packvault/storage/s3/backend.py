@@ -35,9 +35,10 @@ from ..spool import SpoolFile
 from .bucket import EtagMemory, S3Bucket
 from .config import S3Settings, parse_s3_url
 from .defrag import S3Defrag
-from .listing import PAGE_SIZE, level_entries, sorted_level, tree_entries
+from .listing import PAGE_SIZE, class_totals, level_entries, sorted_level, tree_entries
 from .probe import ConditionalWriteSupport
 from .reads import S3Reads
+from .restore import NEEDS_RESTORE, restore, restore_status
 from .stream import RangeStream
 from .writes import S3Writes
 
@@ -86,6 +87,14 @@ class S3Backend(PackvaultBackend):
         self.reads = S3Reads(self.s3, etags, lambda: self.pool)
         self.writes = S3Writes(self.s3, self.policy, self.conditions, etags, lambda: self.pool)
         self.copies = S3Defrag(self.reads, self.writes)
+
+    @property
+    def data_storage_class(self) -> str | None:
+        return self.settings.data_storage_class
+
+    @property
+    def cold_data(self) -> bool:
+        return self.settings.data_storage_class in NEEDS_RESTORE
 
     def __repr__(self) -> str:
         return f"S3Backend({self.settings.location()!r}, endpoint={self.endpoint!r})"
@@ -196,6 +205,12 @@ class S3Backend(PackvaultBackend):
     def info(self, name: str) -> ItemInfo:
         return self.reads.info(self._checked(name))
 
+    def restore_status(self, name: str) -> tuple[str, int]:
+        return restore_status(self.s3, self._checked(name))
+
+    def restore(self, name: str, *, days: int, tier: str) -> str:
+        return restore(self.s3, self._checked(name), days=days, tier=tier)
+
     def load(self, name: str, *, size=None, offset=0) -> bytes:
         return self.reads.load(self._checked(name), size=size, offset=offset)
 
@@ -217,6 +232,11 @@ class S3Backend(PackvaultBackend):
         """
         prefix = self._key(self._checked(name)) + "/"
         return tree_entries(self.s3.pages(prefix, f"LIST {prefix} (tree)", page_size=self.list_page_size), prefix)
+
+    def bytes_by_class(self, name: str) -> dict[str, int]:
+        """The tree listing of ``list_tree`` (1000 keys per LIST), summed by each object's storage class."""
+        prefix = self._key(self._checked(name)) + "/"
+        return class_totals(self.s3.pages(prefix, f"LIST {prefix} (classes)", page_size=self.list_page_size), prefix)
 
     def list(self, name: str) -> Iterator[ItemInfo]:
         """One level below ``name``, sorted by name across all pages (``listing.py``).

@@ -43,6 +43,7 @@ _KIND_BY_OPERATION = {
     "AbortMultipartUpload": "DELETE",
     "CopyObject": "COPY",
     "UploadPartCopy": "COPY",
+    "RestoreObject": "RESTORE",  # billed per request by the restore tier (docs/s3-backend.md)
 }
 _UPLOADS = {"PutObject", "UploadPart"}
 

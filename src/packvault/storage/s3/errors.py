@@ -14,6 +14,7 @@ import urllib3.exceptions as u3ex
 from ...errors import (
     AccessDenied,
     BucketNotFound,
+    ColdObject,
     EndpointUnreachable,
     NoCredentials,
     ServiceUnavailable,
@@ -143,6 +144,8 @@ def translate(exc: BaseException, *, bucket: str, endpoint: str, what: str) -> B
         code = error_code(exc)
         if code == "NoSuchBucket":
             return BucketNotFound(f"S3 bucket {bucket!r} does not exist at {endpoint}")
+        if code == "InvalidObjectState":  # a 403 too: a GET of a GLACIER/DEEP_ARCHIVE object not restored
+            return ColdObject(f"{what}: the object is in a cold storage class and not restored")
         if code in ACCESS_CODES or http_status(exc) == 403:
             return AccessDenied(f"access denied by {endpoint} for {what}: {code or 403}")
     return exc

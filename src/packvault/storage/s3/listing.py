@@ -117,6 +117,18 @@ def tree_entries(answers: Iterable[dict], prefix: str) -> Iterator[ItemInfo]:
                 )
 
 
+def class_totals(answers: Iterable[dict], prefix: str) -> dict[str, int]:
+    """Bytes by storage class of the objects of delimiter-less pages below ``prefix`` (LIST names the class
+    of each object; an answer without one means STANDARD)."""
+    totals: dict[str, int] = {}
+    for page in answers:
+        for obj in page.get("Contents", []):
+            if listable(obj["Key"][len(prefix) :]):
+                storage_class = obj.get("StorageClass") or "STANDARD"
+                totals[storage_class] = totals.get(storage_class, 0) + obj["Size"]
+    return totals
+
+
 def level_entries(answers: Iterable[dict], prefix: str) -> Iterator[tuple[list[ItemInfo], str]]:
     """Per delimited page below ``prefix``: its objects and sub-directories, and its largest key (relative
     to ``prefix``, filtered keys included), which is what ``sorted_level`` needs."""

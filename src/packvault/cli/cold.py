@@ -1,0 +1,67 @@
+"""The CLI's side of cold data packs (S3 GLACIER/DEEP_ARCHIVE): which command restores what, and what it
+tells the user (``repository/restores.py`` does the work).
+
+extract restores the packs it needs whenever a restore can be needed; check --verify-data reads every data
+pack, so it restores only when the user asked for it with a restore option (retrieval is charged per GB).
+Either way a restore not finished stops the command with exit 3 (rerun later) unless --wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..errors import ColdObject, UsageError
+from ..repository.repository import Repository
+from ..repository.restores import DEFAULT_DAYS, DEFAULT_POLL_SECONDS, DEFAULT_TIER, PackRestorer
+from . import render
+
+
+def restore_options_given(args) -> bool:
+    return bool(args.wait or args.restore_tier is not None or args.restore_days is not None)
+
+
+def restorer_for(args, repo: Repository) -> PackRestorer:
+    if args.restore_days is not None and args.restore_days < 1:
+        raise UsageError("--restore-days must be at least 1")
+    if args.poll_interval is not None and args.poll_interval <= 0:
+        raise UsageError("--poll-interval must be positive")
+    return PackRestorer(repo, tier=args.restore_tier or DEFAULT_TIER, days=args.restore_days or DEFAULT_DAYS)
+
+
+def restore_or_stop(args, restorer: PackRestorer, packs: set[str]) -> None:
+    """Request the restores of ``packs``; return once all are readable (--wait), else stop with exit 3."""
+    plan = restorer.prepare(packs)
+    if not plan.waiting:
+        return
+    if not args.wait:
+        raise plan.pending_error()
+    restorer.wait(plan, poll=args.poll_interval or DEFAULT_POLL_SECONDS, progress=render.restores_waiting)
+
+
+def restore_for_extract(args, repo: Repository, items: Iterable[dict]) -> None:
+    """Before an extract reads data packs: restore the packs these items need (only those).
+
+    Only where a restore can be needed: the location writes data packs cold, the user named a restore
+    option, or an earlier run left restores pending; a hot repository pays nothing for it."""
+    from ..archive.extract import chunk_ids
+
+    restorer = restorer_for(args, repo)
+    if not (restore_options_given(args) or repo.cold_data_packs or restorer.has_pending()):
+        return
+    restore_or_stop(args, restorer, restorer.needed(chunk_ids(items)))
+
+
+def restore_for_check(args, repo: Repository, *, reads_data: bool) -> None:
+    """check --verify-data (or a data subset) over cold data packs: refuse unless a restore was asked for
+    (now, or by the run before, which a rerun without the options continues)."""
+    if not (reads_data and repo.cold_data_packs):
+        return
+    restorer = restorer_for(args, repo)
+    if not (restore_options_given(args) or restorer.has_pending()):
+        raise ColdObject(
+            "check --verify-data reads every data pack, and this repository's data packs are in a cold "
+            "storage class",
+            hint="add --restore-tier bulk|standard|expedited (retrieval is charged per GB) and rerun, or check "
+            "without --verify-data",
+        )
+    restore_or_stop(args, restorer, {info.name for info in repo.list_packs(0)})
