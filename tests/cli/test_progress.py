@@ -7,7 +7,8 @@ import io
 from rich.cells import cell_len
 from rich.console import Console
 
-from packvault.cli.progress import LiveProgress, PathColumn, shorten_middle
+from packvault.cli.progress import LiveProgress
+from packvault.cli.progress_line import PathColumn, shorten_middle
 
 LONG = "home/me/projects/packvault/src/packvault/archive/some/deeply/nested/dir/the-file-we-want.txt"
 
