@@ -250,6 +250,85 @@ def make_plan(rng: random.Random, size: int) -> Plan:
     return plan
 
 
+HOME_LARGE = (  # (name, kind, size): the few large files of a home directory
+    ("Documents/backup/app-db.sql", "text", 48 * MiB),
+    ("vm/disk.img", "sparse", 160 * MiB),
+    ("var/log/syslog", "text", 12 * MiB),
+    ("var/log/syslog.1", "text", 9 * MiB),
+    ("var/log/app.log", "text", 6 * MiB),
+)
+SPARSE_DATA_FRACTION = 0.1  # of a sparse image's apparent size: written regions; the rest are holes
+
+
+def make_home_plan(rng: random.Random, nfiles: int) -> Plan:
+    """A tree shaped like a home directory: ``nfiles`` files in all, mostly small.
+
+    ~60 % source files (0.1-6 KiB, text) in project trees several levels deep, ~33 % mail messages
+    (1.5-12 KiB, text) in Maildir folders, ~5 % configuration and notes, a photo for every ~350 files
+    (1-5 MiB, incompressible), plus ``HOME_LARGE``: a database dump, a sparse VM image and logs.  The
+    per-file path (walk, stat, open, read, cut, hash) dominates such a tree, not the bytes.
+    """
+    names = _names(rng)
+    plan = Plan()
+    plan.dirs = [""]
+    used_dirs: set[str] = {""}
+
+    def directory(path: str) -> str:
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in used_dirs:
+                used_dirs.add(d)
+                plan.dirs.append(d)
+        return path
+
+    nphotos = max(3, nfiles // 350)
+    nsmall = max(0, nfiles - nphotos - len(HOME_LARGE))
+    nsource, nmail = int(nsmall * 0.62), int(nsmall * 0.33)
+    nconf = nsmall - nsource - nmail
+    # source: ~40 files per directory, projects of nested packages
+    src_dirs = []
+    for p in range(max(2, nsource // 2000)):
+        project = f"src/{rng.choice(names)}-{p}"
+        for _ in range(max(1, nsource // 40 // max(2, nsource // 2000))):
+            depth = rng.randint(1, 5)
+            src_dirs.append(directory("/".join([project, *rng.choices(names, k=depth)])))
+    src_ext = [".py", ".c", ".h", ".js", ".rs", ".go", ".md", ".json"]
+    for i in range(nsource):
+        size = min(int(rng.lognormvariate(7.4, 0.9)), 6 * KiB) + 100
+        plan.files.append((f"{rng.choice(src_dirs)}/{rng.choice(names)}-{i:06d}{rng.choice(src_ext)}", "text", size))
+    folders = [directory(f"Maildir/{f}/cur") for f in ("inbox", "sent", "lists", "archive", "work", "family")]
+    for i in range(nmail):
+        size = min(int(rng.lognormvariate(8.2, 0.6)), 12 * KiB) + 1500
+        plan.files.append((f"{rng.choice(folders)}/{BASE_MTIME + i}.M{i:06d}P1.host:2,S", "text", size))
+    conf_dirs = [directory(d) for d in (".config/app", ".config/editor", ".local/share/notes", "Documents/notes")]
+    for i in range(nconf):
+        rel = f"{rng.choice(conf_dirs)}/{rng.choice(names)}-{i:05d}.conf"
+        plan.files.append((rel, "text", rng.randint(80, 4 * KiB)))
+    photo_dir = directory("Pictures/2026")
+    for i in range(nphotos):
+        plan.files.append((f"{photo_dir}/IMG_{i:05d}.jpg", "random", rng.randint(1 * MiB, 5 * MiB)))
+    for rel, kind, size in HOME_LARGE:
+        directory(str(Path(rel).parent))
+        plan.files.append((rel, kind, size))
+    return plan
+
+
+def write_sparse(path: Path, rng: random.Random, text: TextSource, size: int, mtime: int) -> int:
+    """A VM-image-like file of ``size`` apparent bytes: scattered written regions, holes between them."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        written = 0
+        while written < size * SPARSE_DATA_FRACTION:
+            n = rng.randint(64 * KiB, 1 * MiB)
+            f.seek(rng.randrange(0, size - n))
+            for piece in content("mixed", rng, text, n):
+                f.write(piece)
+            written += n
+    os.utime(path, (mtime, mtime))
+    return size
+
+
 def write_marker(out: Path, info: dict) -> None:
     """Write the dataset marker file (see ``MARKER_NAME``) with a fixed mtime."""
     path = out / MARKER_NAME
@@ -272,11 +351,12 @@ def pin_dir_mtimes(out: Path, mtime: int) -> None:
         os.utime(dirpath, (mtime, mtime))
 
 
-def gen_day1(seed: int, size: int, out: Path, verbose: bool = True) -> dict:
-    """Write day 1 under ``out``; returns summary counts."""
+def gen_day1(seed: int, size: int, out: Path, verbose: bool = True, *, home_files: int | None = None) -> dict:
+    """Write day 1 under ``out``; returns summary counts.  ``home_files``: a home-directory-shaped tree
+    of that many files (``make_home_plan``) instead of the byte-budget mix (``size`` is then ignored)."""
     rng = random.Random(f"packvault-bench-day1-{seed}")
     text = TextSource(random.Random(f"packvault-bench-text-{seed}"))
-    plan = make_plan(rng, size)
+    plan = make_home_plan(rng, home_files) if home_files else make_plan(rng, size)
     for d in plan.dirs[1:]:
         (out / d).mkdir(parents=True, exist_ok=True)
 
@@ -286,8 +366,12 @@ def gen_day1(seed: int, size: int, out: Path, verbose: bool = True) -> dict:
         # One RNG per file, derived from the seed and the index: a file's bytes do not depend on how many
         # random numbers earlier files consumed, which keeps day 2's regenerated pieces independent too.
         frng = random.Random(f"{seed}-f-{i}")
-        total += write_file(out / rel, content(kind, frng, text, n), BASE_MTIME + rng.randrange(365 * 86400))
-        if verbose and i % 500 == 0:
+        mtime = BASE_MTIME + rng.randrange(365 * 86400)
+        if kind == "sparse":
+            total += write_sparse(out / rel, frng, text, n, mtime)
+        else:
+            total += write_file(out / rel, content(kind, frng, text, n), mtime)
+        if verbose and i % 5000 == 0:
             print(f"  {i}/{len(plan.files)} files, {fmt_size(total)}", file=sys.stderr)
 
     # Hardlinks: a second name for ~1 % of the small files, in another directory.
@@ -315,6 +399,8 @@ def gen_day1(seed: int, size: int, out: Path, verbose: bool = True) -> dict:
         nsyms += 1
 
     info = {"day": 1, "seed": seed, "size": size, "files": len(plan.files), "hardlinks": nlinks, "symlinks": nsyms}
+    if home_files:
+        info.update(shape="home", size=None)
     write_marker(out, info)
     pin_dir_mtimes(out, BASE_MTIME)
     if verbose:
@@ -333,9 +419,14 @@ def copy_fresh(src: Path, dst: Path) -> None:
     ``shutil.copyfile`` may use ``copy_file_range``, which shares extents on some file systems; the brief
     for day 2 is an independent tree, so bytes are copied explicitly.
     """
+    zeros = bytes(PIECE)
     with open(src, "rb") as fi, open(dst, "wb") as fo:
         while piece := fi.read(PIECE):
-            fo.write(piece)
+            if piece == zeros[: len(piece)]:
+                fo.seek(len(piece), os.SEEK_CUR)  # keep a sparse image's holes
+            else:
+                fo.write(piece)
+        fo.truncate()
     st = src.stat()
     os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns))
 
@@ -446,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--size", default="1GiB", help="approximate total size of day 1 (e.g. 100MiB, 1GiB)")
+    ap.add_argument("--home-files", type=int, metavar="N",
+                    help="a home-directory-shaped tree of N files, mostly small (instead of --size)")
     ap.add_argument("--out", required=True, type=Path, help="output directory (created; must be empty)")
     ap.add_argument("--day2", type=Path, metavar="DAY1_DIR", help="write the day-2 variant of this day-1 tree")
     ap.add_argument("--force", action="store_true", help="replace a non-empty output directory")
@@ -455,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.day2:
         gen_day2(args.seed, args.day2, args.out, verbose=not args.quiet)
     else:
-        gen_day1(args.seed, parse_size(args.size), args.out, verbose=not args.quiet)
+        gen_day1(args.seed, parse_size(args.size), args.out, verbose=not args.quiet, home_files=args.home_files)
     return 0
 
 

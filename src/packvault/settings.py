@@ -41,6 +41,9 @@ class Settings:
     checkpoint_packs: int = DEFAULT_CHECKPOINT_PACKS
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
     kdf_memory_kib: int = DEFAULT_KDF_MEMORY_KIB
+    read_processes: int | None = None
+    """Processes that read, cut and seal small files during create (None: one per CPU this process may
+    use; 0: read in the backup's own process)."""
     storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
     """The storage layer's own variables (S3 retry bounds, AWS endpoint variables)."""
 
@@ -87,6 +90,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
 def _seconds(raw: str) -> float:
     value = float(raw)
     if not value >= 0:  # also NaN
@@ -94,7 +104,12 @@ def _seconds(raw: str) -> float:
     return value
 
 
-_HINTS = {Path: "give a path", _positive_int: "give a positive whole number", _seconds: "give a number of seconds"}
+_HINTS = {
+    Path: "give a path",
+    _positive_int: "give a positive whole number",
+    _count: "give a whole number (0 or more)",
+    _seconds: "give a number of seconds",
+}
 
 _VARIABLES = (
     ("PACKVAULT_CACHE_DIR", "cache_dir", Path),
@@ -106,4 +121,5 @@ _VARIABLES = (
     ("PACKVAULT_CHECKPOINT_PACKS", "checkpoint_packs", _positive_int),
     ("PACKVAULT_CHECKPOINT_SECONDS", "checkpoint_seconds", _seconds),
     ("PACKVAULT_KDF_MEMORY_KIB", "kdf_memory_kib", _positive_int),
+    ("PACKVAULT_READ_PROCESSES", "read_processes", _count),
 )

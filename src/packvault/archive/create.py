@@ -33,6 +33,7 @@ from ..repository.repository import ArchiveEntry, Repository
 from ..repository.writer import RepositoryWriter
 from . import items as it
 from .archive import ArchiveMeta
+from .filereaders import Queued, ReadQueue, usable_processes
 from .filescache import FilesCache
 from .walker import Entry
 
@@ -44,6 +45,7 @@ class CreateStats:
     nother: int = 0
     files_read: int = 0
     files_unchanged: int = 0
+    files_read_by_readers: int = 0  # of files_read: by reader processes (``filereaders.py``)
     original_size: int = 0
     bytes_read: int = 0
     deduplicated_size: int = 0  # plaintext bytes of new chunks
@@ -63,6 +65,7 @@ class CreateStats:
             "nother": self.nother,
             "files_read": self.files_read,
             "files_unchanged": self.files_unchanged,
+            "files_read_by_readers": self.files_read_by_readers,
             "original_size": self.original_size,
             "bytes_read": self.bytes_read,
             "deduplicated_size": self.deduplicated_size,
@@ -107,6 +110,7 @@ class ArchiveCreator:
         self.on_note = on_note
         self.stored_packs: int | None = None  # after a stopped run: packs it stored, all indexed (None: unknown)
         self._writer: RepositoryWriter | None = None
+        self._queue = ReadQueue(repo.sealing_kit(), usable_processes(repo.settings.read_processes))
 
     def warn(self, path: str, message: str) -> None:
         self.stats.warnings.append(f"{path}: {message}")
@@ -133,10 +137,15 @@ class ArchiveCreator:
                 if self._deadline_due():
                     self._stop_at_deadline(writer)
                 try:
-                    self._backup_entry(entry, writer, chunker, stream)
+                    self._backup_entry(entry, writer, chunker)
+                    self._add_ready(writer, chunker, stream, wait=self._queue.full)
                 except _DeadlineInFile:
                     self._stop_at_deadline(writer)
                 self._report(entry.item[it.PATH].decode("utf-8", "replace"))
+            try:
+                self._add_ready(writer, chunker, stream, wait=True, last=True)
+            except _DeadlineInFile:
+                self._stop_at_deadline(writer)
             if stream.count == 0:
                 raise NothingToBackUp(
                     "nothing to back up: none of the given paths could be read"
@@ -190,6 +199,7 @@ class ArchiveCreator:
             # the archive exists: a local cache that could not be updated only costs the next run time
             self.warn(self.name, f"archive created, but the local index cache was not updated: {_cause(exc)}")
         finally:
+            self._queue.close()
             writer.close()
         if self.files_cache is not None:
             try:
@@ -245,7 +255,8 @@ class ArchiveCreator:
             self.files_cache.save()
         raise DeadlineReached("stopped before the deadline; the next run resumes")
 
-    def _backup_entry(self, entry: Entry, writer: RepositoryWriter, chunker, stream: it.ItemStreamWriter) -> None:
+    def _backup_entry(self, entry: Entry, writer: RepositoryWriter, chunker) -> None:
+        """Count the entry and queue it in archive order: ready, or waiting for a reader process."""
         item = entry.item
         kind = item[it.TYPE]
         if kind == it.DIR:
@@ -254,23 +265,74 @@ class ArchiveCreator:
             self.stats.nfiles += 1
         else:
             self.stats.nother += 1
-        if kind == it.FILE and entry.opener is not None:
+        if not (kind == it.FILE and entry.opener is not None):
+            self._queue.add(entry)
+            return
+        chunks = self._unchanged(entry, writer)
+        small = entry.local_file and item.get(it.SIZE, 0) <= chunker.params.max_size
+        if chunks is None and small and self._queue.add_for_reader(entry):
+            return
+        if chunks is None:
             chunks = self._file_chunks(entry, writer, chunker)
-            if chunks is None:
-                return  # unreadable: warned, not in the archive
-            item[it.CHUNKS] = [[cid, size] for cid, size in chunks]
-            self.stats.original_size += item[it.SIZE]
-            self.stats.chunks += len(chunks)
-        stream.add(item)
+        self._queue.add(entry, chunks)
 
-    def _file_chunks(self, entry: Entry, writer: RepositoryWriter, chunker) -> list[tuple[bytes, int]] | None:
-        path_text = entry.item[it.PATH].decode("utf-8", "replace")
+    def _add_ready(self, writer: RepositoryWriter, chunker, stream: it.ItemStreamWriter, *, wait: bool,
+                   last: bool = False) -> None:
+        """Put the queued entries into the item stream in archive order, as far as their reads are done."""
+        for queued in self._queue.ready(wait=wait, last=last):
+            if queued.waits:
+                self._take_read(queued, writer, chunker)
+                self._report(queued.entry.item[it.PATH].decode("utf-8", "replace"))
+            if queued.skip:
+                continue
+            item = queued.entry.item
+            if queued.chunks is not None:
+                item[it.CHUNKS] = [[cid, size] for cid, size in queued.chunks]
+                self.stats.original_size += item[it.SIZE]
+                self.stats.chunks += len(queued.chunks)
+            stream.add(item)
+
+    def _take_read(self, queued: Queued, writer: RepositoryWriter, chunker) -> None:
+        """A reader process read the file: store its chunks (or read it here, where the reader could not:
+        a pool that broke, a file that grew)."""
+        read = queued.read
+        entry = queued.entry
+        if read is None or read.grown:
+            queued.chunks = self._file_chunks(entry, writer, chunker, cached=False)
+            queued.skip = queued.chunks is None
+            return
+        if read.error is not None:
+            self._unreadable(entry.item[it.PATH].decode("utf-8", "replace"), read.error, [])
+            queued.skip = True
+            return
+        self.stats.files_read_by_readers += 1
+        chunks = []
+        for chunk_id, size, sealed in read.chunks:
+            writer.put_sealed(chunk_id, sealed, size)
+            chunks.append((chunk_id, size))
+            self.stats.bytes_read += size
+        queued.chunks = self._read_done(entry, chunks, (read.size_after, read.mtime_after))
+
+    def _unchanged(self, entry: Entry, writer: RepositoryWriter) -> list[tuple[bytes, int]] | None:
+        """The file's chunks from the files cache, when it is unchanged and they are all stored."""
         cache = self.files_cache
-        if cache is not None and entry.cache_key is not None:
-            cached = cache.lookup(entry.source_path, *entry.cache_key)
-            if cached is not None and all(writer.known(cid) for cid, _ in cached):
-                self.stats.files_unchanged += 1
-                return cached
+        if cache is None or entry.cache_key is None:
+            return None
+        cached = cache.lookup(entry.source_path, *entry.cache_key)
+        if cached is not None and all(writer.known(cid) for cid, _ in cached):
+            self.stats.files_unchanged += 1
+            return cached
+        return None
+
+    def _file_chunks(
+        self, entry: Entry, writer: RepositoryWriter, chunker, *, cached: bool = True
+    ) -> list[tuple[bytes, int]] | None:
+        """Read, cut, hash and put a file in this process (``cached``: the files cache was not asked yet)."""
+        path_text = entry.item[it.PATH].decode("utf-8", "replace")
+        if cached:
+            chunks_cached = self._unchanged(entry, writer)
+            if chunks_cached is not None:
+                return chunks_cached
         chunks: list[tuple[bytes, int]] = []
         # Only opening and reading the file are inside OSError handlers: an error of the writer (the
         # repository's disk, the spool, the upload threads) is never taken for an unreadable source file.
@@ -302,19 +364,24 @@ class ArchiveCreator:
         finally:
             with contextlib.suppress(OSError):
                 f.close()
+        return self._read_done(entry, chunks, None if after is None else (after.st_size, after.st_mtime_ns))
+
+    def _read_done(
+        self, entry: Entry, chunks: list[tuple[bytes, int]], after: tuple[int | None, int | None] | None
+    ) -> list[tuple[bytes, int]]:
+        """A file was read whole: warn if it changed meanwhile, else remember it in the files cache."""
         size = sum(size for _, size in chunks)
         self.stats.files_read += 1
         if entry.cache_key is not None:
             # a stream without fstat (an S3 object read by ETag) is checked by the size it delivered
-            changed = size != entry.cache_key[1] or (
-                after is not None and (after.st_size, after.st_mtime_ns) != (entry.cache_key[1], entry.cache_key[2])
-            )
+            changed = size != entry.cache_key[1] or (after is not None and after != entry.cache_key[1:3])
             if changed:
+                path_text = entry.item[it.PATH].decode("utf-8", "replace")
                 self.warn(path_text, "changed while being backed up (stored as read)")
                 entry.item[it.SIZE] = size
                 return chunks  # not remembered: the next run reads it again
-            if cache is not None:
-                cache.remember(entry.source_path, *entry.cache_key, chunks)
+            if self.files_cache is not None:
+                self.files_cache.remember(entry.source_path, *entry.cache_key, chunks)
         entry.item[it.SIZE] = size
         return chunks
 

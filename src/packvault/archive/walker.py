@@ -67,6 +67,7 @@ class Entry:
     cache_key: tuple | None = None  # (inode, size, mtime_ns, ctime_ns) for regular files
     opener: Callable[[], BinaryIO] | None = None
     extra: dict = field(default_factory=dict)
+    local_file: bool = False  # a regular file at ``source_path`` that another process may open and read
 
 
 def archive_path(abs_path: bytes) -> bytes:
@@ -216,4 +217,5 @@ class FilesystemSource:
             path,
             cache_key=(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
             opener=lambda: open(path, "rb", buffering=0),  # noqa: SIM115 - the caller closes it
+            local_file=True,
         )

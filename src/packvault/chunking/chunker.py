@@ -55,7 +55,7 @@ class Chunker:
         to have grown goes on as a stream, starting with the bytes already read.
         """
         if size_hint <= self.params.max_size:
-            data = _read_up_to(stream, size_hint + 1)
+            data = read_up_to(stream, size_hint + 1)
             if len(data) <= size_hint:
                 view = memoryview(data)
                 for offset, length in self.cut_points(data):
@@ -75,7 +75,7 @@ class Chunker:
             yield chunk.offset, chunk.length
 
 
-def _read_up_to(stream: BinaryIO, limit: int) -> bytes:
+def read_up_to(stream: BinaryIO, limit: int) -> bytes:
     """Up to ``limit`` bytes, fewer only at the end of the stream (a raw read may return less)."""
     parts = []
     remaining = limit

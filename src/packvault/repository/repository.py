@@ -49,6 +49,7 @@ from .keyring import Keyring
 from .object_lock import ObjectLockState
 from .objects import TYPE_LOCK, ObjectCodec
 from .packs import PackStore, PackStream, content_name, defrag_pack_name, pack_missing, pack_name_matches
+from .sealing import SealingKit
 
 __all__ = [
     "ArchiveEntry",
@@ -269,6 +270,11 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
     def chunk_id(self, data: bytes | memoryview) -> bytes:
         assert self.key is not None
         return self.key.chunk_id_hasher()(data)
+
+    def sealing_kit(self) -> SealingKit:
+        """What a reader process needs to cut, hash and seal as this repository does (see ``sealing.py``)."""
+        assert self.config is not None and self.key is not None
+        return SealingKit(self.key, self.config.chunker, self.config.compression)
 
     def request_stats(self) -> dict[str, int]:
         return dict(backend_of(self.store).request_stats())

@@ -170,6 +170,20 @@ class RepositoryWriter:
         self._append_sealed(block=len(self._sealing) > self.max_chunks_in_flight)
         return True
 
+    def put_sealed(self, chunk_id: bytes, sealed: bytes, plain_size: int, obj_type: int = TYPE_DATA) -> bool:
+        """Like ``put_chunk``, for an object sealed elsewhere (a reader process, ``SealingKit``): it joins
+        the open pack in put order, after the chunks still being sealed here.  Returns True if it is new."""
+        self._raise_pending_error()
+        with self._lock:
+            if chunk_id in self.index or chunk_id in self._pending:
+                return False
+            self._pending.add(chunk_id)
+        done: Future = Future()
+        done.set_result(sealed)
+        self._sealing.append((done, chunk_id, KIND_DATA if obj_type == TYPE_DATA else KIND_META, plain_size))
+        self._append_sealed(block=len(self._sealing) > self.max_chunks_in_flight)
+        return True
+
     def flush(self) -> None:
         """Store every open pack, wait for all uploads and write the fragment: all data put so far is durable
         and indexed when this returns."""

@@ -1,0 +1,245 @@
+"""Reader processes: small files are opened, read, cut, hashed, compressed and sealed next to the backup.
+
+Why processes and not threads: on a tree of small files the per-file path (open, read, fstat, close, cut,
+hash, seal) is mostly Python-level work between short system calls, and every one of those calls hands
+the GIL over and waits to get it back from the sealing threads.  One process then keeps about one core
+busy however many threads it has.  Worker processes each own a GIL, so the cut-to-sealed part runs on the
+other cores while the backup's process walks the tree, consults the files cache, appends sealed objects to
+packs and writes the item stream, in archive order.
+
+What crosses the process boundary is small: a batch of (path, expected size) goes out, and for each file
+its chunk ids, sizes and sealed objects (or the error that reading met) come back.  Each worker seals with
+a writer session of its own (``SealingKit.codec``), so nonces never repeat across processes.  A worker
+cannot know what the repository has already; a chunk it seals that turns out to be known is dropped by the
+writer (``put_sealed``) at the cost of the sealing, which on a first backup or a day's changes is rare.
+
+Only regular files no larger than one maximum chunk go this way (they are read whole in one step); larger
+files stream through the backup's own process as before, where sealing threads already use the cores.
+A platform that cannot start processes (no ``/dev/shm`` in AWS Lambda) or a pool that breaks makes the
+backup read in its own process: slower, never different.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from ..chunking.chunker import read_up_to
+from ..repository.objects import TYPE_DATA
+from ..repository.sealing import SealingKit
+from . import items as it
+from .walker import Entry
+
+BATCH_FILES = 64  # files per task: amortizes the round trip (~100 us) over many small files
+BATCH_BYTES = 8 * 1024 * 1024  # and bounds what one task holds in memory
+
+
+@dataclass
+class FileRead:
+    """What a reader process made of one file."""
+
+    chunks: list[tuple[bytes, int, bytes]]  # (chunk id, plaintext size, sealed object)
+    size_after: int | None = None  # fstat after reading; None when the read failed
+    mtime_after: int | None = None
+    error: OSError | None = None  # open/read failed (the file is not stored; the backup warns)
+    grown: bool = False  # the file holds more than it did when listed: read it in the backup's process
+
+
+def usable_processes(requested: int | None) -> int:
+    """How many reader processes to start: ``requested``, or one per CPU this process may run on; none on a
+    single CPU (the backup's own process is as fast there, without the round trips)."""
+    if requested is not None:
+        return requested
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus if cpus > 1 else 0
+
+
+class ReaderPool:
+    """A pool of reader processes, started on first use (a backup of few files never pays for it)."""
+
+    def __init__(self, kit: SealingKit, processes: int):
+        self._kit = kit
+        self._processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, batch: list[tuple[bytes, int]]) -> Future:
+        """Read ``batch`` ((path, size when listed) pairs) in a reader process; raises when no process can
+        be started (the caller then reads the batch itself)."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self._processes,
+                mp_context=multiprocessing.get_context("spawn"),  # no fork of a process that runs threads
+                initializer=_start_reader,
+                initargs=(self._kit,),
+            )
+        return self._pool.submit(_read_batch, batch)
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+@dataclass
+class _Batch:
+    """Small files handed to one reader process together; their reads come back in the same order."""
+
+    jobs: list[tuple[bytes, int]] = field(default_factory=list)
+    nbytes: int = 0
+    future: Future | None = None
+    reads: list[FileRead] | None = None
+    taken: int = 0
+    failed: bool = False
+
+    def take(self) -> FileRead | None:
+        """The next file's read, in order (waits for the reader); None when no reader read it."""
+        if self.reads is None and self.future is not None:
+            try:
+                self.reads = self.future.result()
+            except Exception:  # a reader process died, or the pool was shut down
+                self.reads, self.failed = [], True
+        index = self.taken
+        self.taken += 1
+        return None if self.reads is None or self.failed else self.reads[index]
+
+
+@dataclass
+class Queued:
+    """An entry waiting for its turn in the item stream.
+
+    ``waits``: a reader process was asked to read it; once the entry comes out of ``ReadQueue.ready``,
+    ``read`` holds what it made of the file (None: no reader did, read it here).  Otherwise ``chunks`` are
+    the file's chunks (None for entries without data), and ``skip`` says it could not be read at all."""
+
+    entry: Entry
+    chunks: list[tuple[bytes, int]] | None = None
+    skip: bool = False
+    batch: _Batch | None = None
+    read: FileRead | None = None
+
+    @property
+    def waits(self) -> bool:
+        return self.batch is not None
+
+
+class ReadQueue:
+    """The entries of a backup in archive order, the small files among them read by reader processes.
+
+    The item stream must list entries in walk order, but reads finish out of order, so entries queue here
+    until everything before them is done.  The queue is bounded (``full``): a backup that outruns its
+    readers waits for them instead of holding the tree in memory."""
+
+    def __init__(self, kit: SealingKit, processes: int):
+        self._readers = ReaderPool(kit, processes) if processes else None
+        self._limit = processes * 2 * BATCH_FILES
+        self._queue: deque[Queued] = deque()
+        self._gathering: _Batch | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) > self._limit
+
+    def add(self, entry: Entry, chunks: list[tuple[bytes, int]] | None = None) -> None:
+        """Queue an entry whose data is dealt with: its ``chunks``; None for an entry without data, or for a
+        file that could not be read (warned, left out)."""
+        self._queue.append(Queued(entry, chunks, skip=chunks is None and entry.opener is not None))
+
+    def add_for_reader(self, entry: Entry) -> bool:
+        """Queue a small regular file for a reader process; False when there is none (read it here)."""
+        if self._readers is None:
+            return False
+        batch = self._gathering
+        if batch is None:
+            batch = self._gathering = _Batch()
+        size = entry.item.get(it.SIZE, 0)
+        batch.jobs.append((entry.source_path, size))
+        batch.nbytes += size
+        self._queue.append(Queued(entry, batch=batch))
+        if len(batch.jobs) >= BATCH_FILES or batch.nbytes >= BATCH_BYTES:
+            self._submit(batch)
+        return True
+
+    def ready(self, *, wait: bool, last: bool = False) -> Iterator[Queued]:
+        """Entries whose turn it is, in order: up to the first whose read is not done; with ``wait`` until
+        the queue is half empty; with ``last`` all of them."""
+        queue = self._queue
+        while queue:
+            head = queue[0]
+            batch = head.batch
+            if batch is not None:
+                if not (wait or last) and (batch.future is None or not batch.future.done()):
+                    return  # still gathering, or being read
+                if batch.future is None and batch.reads is None:
+                    self._submit(batch)
+                head.read = batch.take()
+            queue.popleft()
+            wait = wait and len(queue) > self._limit // 2
+            yield head
+
+    def close(self) -> None:
+        if self._readers is not None:
+            self._readers.close()
+            self._readers = None
+
+    def _submit(self, batch: _Batch) -> None:
+        if batch is self._gathering:
+            self._gathering = None
+        if self._readers is None or batch.future is not None:
+            return  # no pool (any more): the files are read in the backup's process when their turn comes
+        if not self._readers.started and len(batch.jobs) < BATCH_FILES and batch.nbytes < BATCH_BYTES:
+            return  # a handful of files: not worth starting processes for (~0.1 s each)
+        try:
+            batch.future = self._readers.submit(batch.jobs)
+        except Exception:  # no processes here (no /dev/shm, a limit): read in the backup's process from now on
+            self.close()
+
+
+# --- in the reader process ---------------------------------------------------------------------------------
+
+_reader: _Reader | None = None
+
+
+class _Reader:
+    def __init__(self, kit: SealingKit):
+        self.chunker = kit.chunker()
+        self.chunk_id = kit.chunk_id_hasher()
+        self.codec = kit.codec()
+        self.max_size = kit.chunker_params.max_size
+
+    def read(self, path: bytes, size: int) -> FileRead:
+        try:
+            with open(path, "rb", buffering=0) as f:
+                data = read_up_to(f, size + 1)
+                if len(data) > size:
+                    return FileRead([], grown=True)
+                st = os.fstat(f.fileno())
+        except OSError as exc:
+            return FileRead([], error=exc)
+        view = memoryview(data)
+        chunks = []
+        for offset, length in self.chunker.cut_points(data):
+            piece = view[offset : offset + length]
+            chunk_id = self.chunk_id(piece)
+            chunks.append((chunk_id, length, self.codec.seal(chunk_id, TYPE_DATA, piece)))
+        return FileRead(chunks, size_after=st.st_size, mtime_after=st.st_mtime_ns)
+
+
+def _start_reader(kit: SealingKit) -> None:
+    global _reader
+    _reader = _Reader(kit)
+
+
+def _read_batch(batch: list[tuple[bytes, int]]) -> list[FileRead]:
+    assert _reader is not None
+    return [_reader.read(path, size) for path, size in batch]

@@ -1,0 +1,182 @@
+"""Small files read, cut and sealed by reader processes (``archive/filereaders.py``): the archive must be the
+one the backup's own process would have made, and every way a read can go wrong must end as it does there."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+
+import pytest
+
+from packvault.archive import filereaders
+from packvault.archive import items as it
+from packvault.archive.archive import iter_archive_items, load_archive
+from packvault.archive.create import ArchiveCreator
+from packvault.archive.patterns import ExcludeMatcher
+from packvault.archive.walker import FilesystemSource
+from packvault.errors import UsageError
+from packvault.repository.reader import ChunkReader
+from packvault.repository.repository import Repository
+from packvault.settings import Settings
+from tests.support.settings import env_settings
+
+KiB = 1024
+MiB = 1024 * KiB
+PASSPHRASE = "parallel-reads"
+
+
+def _open(path, processes: int) -> Repository:
+    repo = Repository(str(path), settings=dataclasses.replace(env_settings(), read_processes=processes))
+    repo.open(lambda: PASSPHRASE)
+    return repo
+
+
+@pytest.fixture
+def repo_path(pv_env, tmp_path):
+    path = tmp_path / "repo"
+    r = Repository(str(path), settings=env_settings())
+    r.create(PASSPHRASE, pack_size=1 * MiB)
+    r.close()
+    return path
+
+
+def _tree(root):
+    """Small files of every size up to a few chunks' worth, empty ones, a large file, links."""
+    rnd = random.Random(21)
+    for d in range(6):
+        sub = root / f"d{d}" / "inner"
+        sub.mkdir(parents=True)
+        for i in range(60):
+            size = rnd.choice([0, 1, 100, rnd.randrange(1, 24 * KiB)])
+            data = rnd.randbytes(size) if i % 2 else (b"line of text %d\n" % i) * (size // 16)
+            (sub / f"f{i:03d}.txt").write_bytes(data)
+    (root / "two-chunks.bin").write_bytes(rnd.randbytes(3 * MiB))  # small enough for a reader, several chunks
+    (root / "streamed.bin").write_bytes(rnd.randbytes(9 * MiB))  # larger than a maximum chunk: read here
+    (root / "d0" / "same-as-f001").write_bytes((root / "d0" / "inner" / "f001.txt").read_bytes())
+    os.link(root / "d1" / "inner" / "f003.txt", root / "d2" / "hardlink")
+    os.symlink("d0/inner/f000.txt", root / "symlink")
+    return root
+
+
+def _backup(repo: Repository, name: str, source, paths, **kwargs):
+    warnings: list[tuple[str, str]] = []
+    creator = ArchiveCreator(repo, name, on_warning=lambda p, m: warnings.append((p, m)), **kwargs)
+    if not hasattr(source, "__iter__") or isinstance(source, str | os.PathLike):
+        source = FilesystemSource([str(source)], excludes=ExcludeMatcher([]), one_file_system=False, warn=creator.warn)
+    creator.run(source, paths=[str(p) for p in paths], cmdline=[])
+    return creator.stats, warnings
+
+
+def _items(repo: Repository, name: str) -> list[dict]:
+    entry = next(e for e in repo.archive_entries() if e.name == name)
+    with ChunkReader(repo) as reader:
+        items = list(iter_archive_items(reader, load_archive(reader, entry)))
+    for item in items:
+        item.pop(it.ATIME, None)  # reading a file may move its atime between the two backups
+    return items
+
+
+def test_reader_processes_make_the_archive_the_backup_process_makes(repo_path, tmp_path):
+    src = _tree(tmp_path / "src")
+    repo = _open(repo_path, 2)
+    stats, warnings = _backup(repo, "parallel", src, [src], use_files_cache=False)
+    repo.close()
+    assert warnings == []
+    assert stats.files_read_by_readers > 300  # the small files went to the readers...
+    assert stats.files_read_by_readers < stats.files_read  # ...the streamed one did not
+
+    repo = _open(repo_path, 0)
+    stats_here, _ = _backup(repo, "here", src, [src], use_files_cache=False)
+    assert stats_here.files_read_by_readers == 0
+    assert stats_here.files_read == stats.files_read
+    assert _items(repo, "parallel") == _items(repo, "here")  # same items, order, sizes and chunk ids
+    assert stats_here.chunks_new <= 2  # only its own item stream and metadata are new
+    repo.close()
+
+
+def test_reader_processes_restore_bit_exact_content(repo_path, tmp_path):
+    src = _tree(tmp_path / "src")
+    repo = _open(repo_path, 2)
+    _backup(repo, "a", src, [src])
+    with ChunkReader(repo) as reader:
+        for item in _items(repo, "a"):
+            if item[it.TYPE] != it.FILE:
+                continue
+            data = b"".join(reader.read_chunk(cid) for cid, _ in item.get(it.CHUNKS, []))
+            with open(b"/" + item[it.PATH], "rb") as f:
+                assert data == f.read(), item[it.PATH]
+    repo.close()
+
+
+class _Meddling:
+    """A walk that changes files after listing them and before any reader gets to them."""
+
+    def __init__(self, source, actions):
+        self.source = source
+        self.actions = actions  # path suffix -> callable(path)
+
+    def __iter__(self):
+        for entry in self.source:
+            yield entry
+            for suffix, action in self.actions.items():
+                if entry.source_path.endswith(suffix):
+                    action(entry.source_path)
+
+
+def test_files_that_vanish_grow_or_change_before_their_read(repo_path, tmp_path):
+    src = _tree(tmp_path / "src")
+    repo = _open(repo_path, 2)
+
+    def grow(path):
+        with open(path, "ab") as f:
+            f.write(b"x" * 5000)
+
+    def rewrite(path):
+        st = os.stat(path)
+        with open(path, "r+b") as f:
+            f.write(b"changed!")
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+    creator_warnings: list[tuple[str, str]] = []
+    creator = ArchiveCreator(repo, "a", on_warning=lambda p, m: creator_warnings.append((p, m)))
+    walk = FilesystemSource([str(src)], excludes=ExcludeMatcher([]), one_file_system=False, warn=creator.warn)
+    meddling = _Meddling(
+        walk, {b"d1/inner/f010.txt": os.unlink, b"d2/inner/f011.txt": grow, b"d3/inner/f013.txt": rewrite}
+    )
+    creator.run(meddling, paths=[str(src)], cmdline=[])
+    assert creator.stats.files_read_by_readers > 300
+    messages = {os.path.relpath("/" + p, src): m for p, m in creator_warnings}
+    assert messages == {
+        "d1/inner/f010.txt": "vanished during backup",
+        "d2/inner/f011.txt": "changed while being backed up (stored as read)",
+        "d3/inner/f013.txt": "changed while being backed up (stored as read)",
+    }
+    items = {os.path.relpath(b"/" + i[it.PATH], os.fsencode(src)): i for i in _items(repo, "a")}
+    assert b"d1/inner/f010.txt" not in items
+    grown = items[b"d2/inner/f011.txt"]
+    assert grown[it.SIZE] == os.path.getsize(src / "d2/inner/f011.txt")  # stored as read, all of it
+    assert sum(size for _, size in grown[it.CHUNKS]) == grown[it.SIZE]
+    repo.close()
+
+
+def test_a_pool_that_cannot_start_reads_in_the_backup_process(repo_path, tmp_path, monkeypatch):
+    def no_processes(self, batch):
+        raise OSError(38, "Function not implemented")  # as multiprocessing says without /dev/shm
+
+    monkeypatch.setattr(filereaders.ReaderPool, "submit", no_processes)
+    src = _tree(tmp_path / "src")
+    repo = _open(repo_path, 2)
+    stats, warnings = _backup(repo, "a", src, [src])
+    assert warnings == []
+    assert stats.files_read_by_readers == 0
+    assert stats.files_read == sum(1 for i in _items(repo, "a") if i[it.TYPE] == it.FILE)
+    repo.close()
+
+
+def test_read_processes_setting_is_checked():
+    assert Settings.from_environ({"PACKVAULT_READ_PROCESSES": "0"}).read_processes == 0
+    assert Settings.from_environ({}).read_processes is None
+    with pytest.raises(UsageError, match="PACKVAULT_READ_PROCESSES"):
+        Settings.from_environ({"PACKVAULT_READ_PROCESSES": "-1"})
+    assert filereaders.usable_processes(3) == 3
