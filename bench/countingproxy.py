@@ -26,6 +26,11 @@ POST      POST (multi-object delete ``?delete``, multipart initiate/complete)
 >= 400 (a 404 on HEAD is a normal "does not exist" probe, so errors are informational).  Finer detail
 (``POST?delete``, ``POST?uploads``, ``PUT?partNumber``, status codes) is kept under ``detail``.
 
+``latency`` (seconds, ``--latency-ms``) holds every request that long before relaying it: a loopback server
+answers in well under a millisecond, a bucket in a distant region takes tens of milliseconds per round
+trip, and a tool that keeps few requests in flight pays that per request.  The delay is per request, in
+the request's own thread, so requests in flight overlap their delays as they would on a real link.
+
 Run standalone (``--listen 127.0.0.1:0 --upstream http://127.0.0.1:PORT``), or embed with
 :class:`CountingProxy`.  A standalone proxy serves its counters at ``GET /__proxy__/stats`` and resets
 them on ``POST /__proxy__/reset``; those requests are not forwarded and not counted.
@@ -40,6 +45,7 @@ import json
 import socketserver
 import sys
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -166,6 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._control()
             return
         kind, detail = classify(self.command, self.path, self.headers)
+        if self.server.latency:
+            time.sleep(self.server.latency)
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         length = int(self.headers.get("Content-Length") or 0)
         up = 0
@@ -244,8 +252,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr: tuple[str, int], upstream: str, counters: Counters) -> None:
+    def __init__(self, addr: tuple[str, int], upstream: str, counters: Counters, latency: float = 0.0) -> None:
         super().__init__(addr, _Handler)
+        self.latency = latency
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
@@ -264,9 +273,9 @@ class _Server(ThreadingHTTPServer):
 class CountingProxy:
     """An embeddable proxy: ``with CountingProxy(upstream) as p: ... p.url ... p.snapshot()``."""
 
-    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
         self.counters = Counters()
-        self._server = _Server((host, port), upstream, self.counters)
+        self._server = _Server((host, port), upstream, self.counters, latency)
         self._thread = threading.Thread(target=self._server.serve_forever, name="countingproxy", daemon=True)
 
     @property
@@ -297,9 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Counting S3 forwarding proxy")
     ap.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0 picks a free one)")
     ap.add_argument("--upstream", required=True, help="http://HOST:PORT of the S3 server")
+    ap.add_argument("--latency-ms", type=float, default=0.0, help="delay every request this long (a distant region)")
     args = ap.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
-    proxy = CountingProxy(args.upstream, host or "127.0.0.1", int(port))
+    proxy = CountingProxy(args.upstream, host or "127.0.0.1", int(port), latency=args.latency_ms / 1000)
     print(proxy.url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         proxy._server.serve_forever()

@@ -269,6 +269,7 @@ class Session:
     s3_bucket: str | None = None
     s3_direct: object = None  # boto3 client straight to the server, for sizes
     proxy: CountingProxy | None = None
+    pin: list[str] = field(default_factory=list)  # ["taskset", "-c", CPUS] when the run is pinned
 
     @property
     def logdir(self) -> Path:
@@ -657,7 +658,7 @@ def run_session(tool: Tool, s: Session, day1: Path, day2: Path, log: Callable[[s
             # write back what earlier steps (the source copy, the day-2 sync, a removed restore tree, another
             # tool's session) left dirty, so that writeback is not billed to this command's wall time
             os.sync()
-            res = run_measured(argv, s.env, plan.cwd or s.dir, s.logdir, f"{step}-{i}")
+            res = run_measured([*s.pin, *argv], s.env, plan.cwd or s.dir, s.logdir, f"{step}-{i}")
             r.wall += res.wall
             r.user += res.user
             r.sys += res.sys
@@ -849,18 +850,22 @@ def format_derived(derived: dict) -> str:
 # --- main --------------------------------------------------------------------------------------------------------
 
 
-def ensure_dataset(data_dir: Path, seed: int, size: int, log: Callable[[str], None]) -> tuple[Path, Path, int]:
-    """Generate (or reuse) day 1 and day 2 for this seed and size; returns their paths and day-1 bytes."""
-    base = data_dir / f"seed{seed}-{size}"
+def ensure_dataset(
+    data_dir: Path, seed: int, size: int, log: Callable[[str], None], home_files: int | None = None
+) -> tuple[Path, Path, int]:
+    """Generate (or reuse) day 1 and day 2 for this seed and size (or home-directory shape of ``home_files``
+    files); returns their paths and day-1 bytes."""
+    base = data_dir / (f"seed{seed}-home{home_files}" if home_files else f"seed{seed}-{size}")
     day1, day2 = base / "day1", base / "day2"
     marker = day1 / gen_dataset.MARKER_NAME
     if not (marker.exists() and (day2 / gen_dataset.MARKER_NAME).exists()):
-        log(f"generating dataset {gen_dataset.fmt_size(size)} seed {seed} in {base}")
+        log(f"generating dataset {f'home {home_files} files' if home_files else gen_dataset.fmt_size(size)} "
+            f"seed {seed} in {base}")
         for d in (day1, day2):
             if d.exists():
                 shutil.rmtree(d)
             d.mkdir(parents=True)
-        gen_dataset.gen_day1(seed, size, day1, verbose=False)
+        gen_dataset.gen_day1(seed, size, day1, verbose=False, home_files=home_files)
         gen_dataset.gen_day2(seed, day1, day2, verbose=False)
     nbytes, _ = tree_usage(day1)
     return day1, day2, nbytes
@@ -910,6 +915,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--size", default="1GiB", help="day-1 dataset size")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--quick", action="store_true", help="~100 MiB dataset, 1 run (overrides --size/--runs)")
+    ap.add_argument("--home-files", type=int, metavar="N",
+                    help="home-directory-shaped dataset of N files, mostly small (instead of --size)")
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="S3 target: the counting proxy delays every request this long (a distant region)")
+    ap.add_argument("--taskset", metavar="CPUS", help="run every tool pinned to these CPUs (taskset -c CPUS)")
     ap.add_argument("--targets", default="local,s3", help="comma list of local, s3")
     ap.add_argument("--tools", default="packvault,restic,borg", help="comma list; missing tools are skipped")
     ap.add_argument("--s3-endpoint", metavar="URL", help="use this S3 server (e.g. LocalStack) instead of moto")
@@ -943,7 +953,7 @@ def main(argv: list[str] | None = None) -> int:
     if not tools:
         raise SystemExit("no tool available")
     size = parse_size(args.size, what="--size")
-    day1, day2, dataset_bytes = ensure_dataset(args.data_dir, args.seed, size, log)
+    day1, day2, dataset_bytes = ensure_dataset(args.data_dir, args.seed, size, log, args.home_files)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = args.work_dir / stamp
     results: list[StepResult] = []
@@ -957,7 +967,8 @@ def main(argv: list[str] | None = None) -> int:
                 sdir.mkdir(parents=True)
                 env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RESTIC_", "BORG_",
                                                                                "PACKVAULT_"))}
-                s = Session(tool=tool.name, target=target, run=run, dir=sdir, src=sdir / "src", env=env)
+                s = Session(tool=tool.name, target=target, run=run, dir=sdir, src=sdir / "src", env=env,
+                            pin=["taskset", "-c", args.taskset] if args.taskset else [])
                 log(f"run {run}/{args.runs}, {target}, {tool.name}")
                 if target == "local":
                     s.repo_dir = sdir / "repo"
@@ -973,7 +984,7 @@ def main(argv: list[str] | None = None) -> int:
                             s.s3_endpoint = url
                             results.extend(run_session(tool, s, day1, day2, log))
                         else:
-                            with CountingProxy(url) as proxy:
+                            with CountingProxy(url, latency=args.latency_ms / 1000) as proxy:
                                 s.proxy, s.s3_endpoint = proxy, proxy.url
                                 results.extend(run_session(tool, s, day1, day2, log))
                         if not owned or not args.keep:
@@ -985,7 +996,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = summarize(results)
     derived = derive(rows, dataset_bytes)
-    print(f"dataset: {gen_dataset.fmt_size(dataset_bytes)} (seed {args.seed}), runs: {args.runs}, medians shown")
+    shape = f"home-shaped, {args.home_files} files, " if args.home_files else ""
+    print(f"dataset: {shape}{gen_dataset.fmt_size(dataset_bytes)} (seed {args.seed}), runs: {args.runs}, "
+          f"medians shown; S3 latency {args.latency_ms:g} ms per request; CPUs {args.taskset or 'all'}")
     print(format_table(rows))
     print(format_derived(derived))
     if discrepancies := format_discrepancies(rows):
@@ -1000,6 +1013,9 @@ def main(argv: list[str] | None = None) -> int:
             "tools": {t.name: getattr(t, "version", None) for t in tools},
             "targets": targets,
             "s3": args.s3_endpoint or "moto (fresh server per session)",
+            "s3_latency_ms": args.latency_ms,
+            "home_files": args.home_files,
+            "taskset": args.taskset,
             "runs": args.runs,
             "seed": args.seed,
             "dataset_bytes": dataset_bytes,

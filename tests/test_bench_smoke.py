@@ -232,3 +232,55 @@ def test_gen_dataset_cli(tmp_path: Path) -> None:
     subprocess.run(cmd, check=True)
     assert json.loads((out / gen_dataset.MARKER_NAME).read_text())["seed"] == 1
     assert subprocess.run(cmd, capture_output=True).returncode != 0, "refuses a non-empty --out without --force"
+
+
+def test_home_shaped_dataset_is_deterministic_and_mostly_small(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        out.mkdir()
+        gen_dataset.gen_day1(7, 0, out, verbose=False, home_files=600)
+    assert snapshot(a) == snapshot(b)
+    sizes = [p.stat().st_size for p in a.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert len(sizes) >= 600
+    assert sum(1 for n in sizes if n <= 8 * 1024) / len(sizes) > 0.9  # mostly small files
+    image = a / "vm" / "disk.img"
+    st = image.stat()
+    assert st.st_blocks * 512 < st.st_size / 2  # a sparse image: holes are not written
+    day2 = tmp_path / "day2"
+    day2.mkdir()
+    gen_dataset.gen_day2(7, a, day2, verbose=False)
+    assert (day2 / "vm" / "disk.img").stat().st_blocks * 512 < st.st_size / 2  # and stays sparse on day 2
+
+
+def test_counting_proxy_latency_holds_every_request() -> None:
+    import http.server
+    import threading
+    import time
+    import urllib.request
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - name required by the base class
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        upstream = f"http://127.0.0.1:{server.server_address[1]}"
+        with countingproxy.CountingProxy(upstream, latency=0.05) as proxy:
+            started = time.monotonic()
+            for _ in range(3):
+                with urllib.request.urlopen(f"{proxy.url}/bucket/key") as resp:
+                    assert resp.read() == b"ok"
+            assert time.monotonic() - started >= 0.15  # three requests, each held 50 ms at least
+            deadline = time.monotonic() + 10  # the proxy counts a request once its answer is sent
+            while proxy.snapshot()["GET"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert proxy.snapshot()["GET"] == 3
+    finally:
+        server.shutdown()
