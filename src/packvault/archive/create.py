@@ -153,7 +153,11 @@ class ArchiveCreator:
                     else "nothing to back up: every path given is excluded or left out"
                 )
             item_ids = stream.finish()
-            writer.flush()  # packs -> index fragment, before anything references them
+            # The archive metadata joins the item stream's packs and their index fragment: one pack, one
+            # fragment and one lock proof fewer per backup than flushing twice, and the order still holds
+            # (all of it is stored and indexed before the archives/ entry, the only pointer that makes it
+            # live; docs/format.md "Write order").
+            writer.drain()
             self.stats.duration = time.monotonic() - self.stats.started
             self.stats.deduplicated_size = writer.stats["bytes_new"]
             self.stats.compressed_size = writer.stats["bytes_stored"]
@@ -176,7 +180,7 @@ class ArchiveCreator:
             plaintext = meta.encode()
             archive_id = repo.chunk_id(plaintext)
             writer.put_chunk(archive_id, plaintext, TYPE_ARCHIVE)
-            writer.flush()  # archive metadata -> its fragment
+            writer.flush()  # data, item stream and archive metadata -> packs -> one index fragment
             entry = ArchiveEntry(
                 id=archive_id,
                 name=self.name,

@@ -92,6 +92,9 @@ class ArchiveCatalogue:
     store: Store
     codec: ObjectCodec | None
     lock_manager: LockManager | None
+    # (store key, entry) of the last listing: deleting archives one by one then needs no listing each (a
+    # LIST per archive pruned); a key gone since is found out by the move itself
+    _listed_entries: tuple[tuple[str, ArchiveEntry], ...] = ()
 
     def _entries(self, *, deleted: bool, strict: bool) -> list[tuple[str, ArchiveEntry]]:
         """(store key, entry) of every archive entry.  Entries are immutable, so their plaintext is cached.
@@ -117,6 +120,8 @@ class ArchiveCatalogue:
                 log.warning("archive entry %s is damaged (%s); skipped: run 'packvault check --repair'", info.name, exc)
                 continue
             entries.append((info.name, entry))
+        if not deleted:
+            self._listed_entries = tuple(entries)
         return entries
 
     def archive_entries(self, *, deleted: bool = False, strict: bool = False) -> list[ArchiveEntry]:
@@ -128,7 +133,8 @@ class ArchiveCatalogue:
     def _key_of(self, entry: ArchiveEntry, *, deleted: bool = False) -> str:
         """The store key of exactly this entry.  Not by archive id alone: a rename or retag interrupted
         between its two writes leaves two entries of one archive, and deleting one must not hit the other."""
-        keys = [key for key, e in self._entries(deleted=deleted, strict=False) if e == entry]
+        keys = [] if deleted else [key for key, e in self._listed_entries if e == entry]
+        keys = keys or [key for key, e in self._entries(deleted=deleted, strict=False) if e == entry]
         if not keys:
             raise ArchiveNotFound(f"archive {entry.name!r} not found")
         return keys[0]
@@ -198,8 +204,22 @@ class ArchiveCatalogue:
                 hint="run it again under another name",
             )
 
+    def _cached_entry_id(self, key: str) -> bytes | None:
+        """The archive id of the entry stored as ``key``, from the local cache (None: not there, or not
+        readable: ask the store)."""
+        plaintext = self.cache.read(f"archive-{key}")
+        if plaintext is None:
+            return None
+        try:
+            return ArchiveEntry.decode(plaintext).id
+        except (ValueError, KeyError, TypeError, msgpack.UnpackException):
+            return None
+
     def soft_delete_archive(self, entry: ArchiveEntry) -> None:
-        self.soft_delete_entry(self._key_of(entry))
+        try:
+            self.soft_delete_entry(self._key_of(entry))
+        except ObjectNotFound:  # deleted by another command since it was listed
+            raise ArchiveNotFound(f"archive {entry.name!r} not found") from None
 
     def replace_archive_entry(self, old: ArchiveEntry, new: ArchiveEntry) -> None:
         """Replace the entry ``old`` by ``new`` (same archive, another name or other tags).
@@ -248,8 +268,10 @@ class ArchiveCatalogue:
         count = 0
         live = {entry.id for entry in self.archive_entries(strict=True)}
         for info in list(self.list_namespace(layout.ARCHIVES, deleted=True)):
+            archive_id = self._cached_entry_id(info.name)  # deleted from this machine: still in the cache
             try:
-                archive_id = ArchiveEntry.decode(self.get_sealed(layout.ARCHIVES, info.name, deleted=True)).id
+                if archive_id is None:
+                    archive_id = ArchiveEntry.decode(self.get_sealed(layout.ARCHIVES, info.name, deleted=True)).id
             except IntegrityError:
                 archive_id = None  # a damaged entry: nothing it could resurrect
             if archive_id is not None and archive_id not in live:  # not the old entry of a renamed archive

@@ -184,12 +184,17 @@ class RepositoryWriter:
         self._append_sealed(block=len(self._sealing) > self.max_chunks_in_flight)
         return True
 
-    def flush(self) -> None:
-        """Store every open pack, wait for all uploads and write the fragment: all data put so far is durable
-        and indexed when this returns."""
+    def drain(self) -> None:
+        """Wait until every chunk put so far is sealed and in its open pack: the counters in ``stats`` are
+        final then (a backup records them in its archive metadata, which goes into the same packs)."""
         while self._sealing:
             self._append_sealed(block=True)
         self._raise_pending_error()
+
+    def flush(self) -> None:
+        """Store every open pack, wait for all uploads and write the fragment: all data put so far is durable
+        and indexed when this returns."""
+        self.drain()
         for kind in (KIND_DATA, KIND_META):
             with self._lock:
                 pack = self._open[kind]
@@ -303,8 +308,10 @@ class RepositoryWriter:
                 if due:
                     self._write_checkpoint_locked()
         finally:
-            pack.discard()  # frees the buffer / removes the spool file, also when the upload failed
-            self._pack_slots.release()
+            try:
+                pack.discard()  # frees the buffer / removes the spool file, also when the upload failed
+            finally:
+                self._pack_slots.release()  # else the next full pack would wait for a slot forever
 
     def _write_checkpoint_locked(self) -> None:
         if not self._unsaved:

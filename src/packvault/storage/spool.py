@@ -158,8 +158,11 @@ class SpoolFile:
         return True
 
     def close(self) -> None:
-        """Close and so remove the file; closing twice is fine."""
-        self._file.close()
+        """Close and so remove the file; closing twice is fine.  Never raises: a pack being discarded after
+        a failure (a full disk) may still hold buffered bytes that cannot be written, and nobody needs them;
+        the file is closed all the same (the buffer's close closes the descriptor before it re-raises)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def __enter__(self) -> SpoolFile:
         return self
