@@ -70,7 +70,18 @@ def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True, reading: 
     g.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL, e.g. http://127.0.0.1:9000 for MinIO")
     g.add_argument("--s3-region", metavar="REGION", help="the bucket's region (default: from the AWS config)")
     g.add_argument("--s3-profile", metavar="PROFILE", help="AWS profile to take credentials from")
-    g.add_argument("--s3-storage-class", metavar="CLASS", help="storage class of data packs (e.g. STANDARD_IA)")
+    g.add_argument(
+        "--s3-storage-class",
+        metavar="CLASS",
+        help="storage class of data packs (e.g. STANDARD_IA, DEEP_ARCHIVE); recorded by init, which decides for "
+        "every later client",
+    )
+    g.add_argument(
+        "--s3-hot-storage-class",
+        metavar="CLASS",
+        help="storage class of metadata packs, index, archives, keys and config (not lock records); recorded by "
+        "init (default STANDARD)",
+    )
 
 
 def _add_tag_filter(p: argparse.ArgumentParser, what: str) -> None:
