@@ -8,7 +8,7 @@ Either way a restore not finished stops the command with exit 3 (rerun later) un
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 
 from ..errors import ColdObject, UsageError
 from ..repository.repository import Repository
@@ -38,17 +38,27 @@ def restore_or_stop(args, restorer: PackRestorer, packs: set[str]) -> None:
     restorer.wait(plan, poll=args.poll_interval or DEFAULT_POLL_SECONDS, progress=render.restores_waiting)
 
 
-def restore_for_extract(args, repo: Repository, items: Iterable[dict]) -> None:
-    """Before an extract reads data packs: restore the packs these items need (only those).
+def extract_with_restores(args, repo: Repository, extractor, items: Callable[[], Iterator[dict]]):
+    """Run an extract of ``items`` (a fresh iterator per call), restoring the packs it needs (only those)
+    where a restore can be needed: the repository's data packs are cold, the user named a restore option,
+    or an earlier run left restores pending; a hot repository pays nothing for it.  Files are written as
+    their packs become readable (``archive/cold_extract.py``).
 
-    Only where a restore can be needed: the location writes data packs cold, the user named a restore
-    option, or an earlier run left restores pending; a hot repository pays nothing for it."""
-    from ..archive.extract import chunk_ids
+    A rerun while restores are pending resumes: unless ``--overwrite`` says otherwise, a directory target
+    keeps the files whose size and mtime match (``if-changed``), which are the ones the run before wrote,
+    so their packs are not read again (a bucket target is create-only by default anyway)."""
+    from ..archive.cold_extract import ColdExtract
+    from ..archive.extract import OVERWRITE_IF_CHANGED, Extractor
 
     restorer = restorer_for(args, repo)
-    if not (restore_options_given(args) or repo.cold_data_packs or restorer.has_pending()):
-        return
-    restore_or_stop(args, restorer, restorer.needed(chunk_ids(items)))
+    resuming = restorer.has_pending()
+    if not (restore_options_given(args) or repo.cold_data_packs or resuming):
+        return extractor.run(items())
+    if resuming and args.overwrite is None and isinstance(extractor, Extractor):
+        extractor.overwrite = OVERWRITE_IF_CHANGED
+    return ColdExtract(extractor, restorer, items).run(
+        wait=args.wait, poll=args.poll_interval or DEFAULT_POLL_SECONDS, progress=render.restores_waiting
+    )
 
 
 def restore_for_check(args, repo: Repository, *, reads_data: bool) -> None:

@@ -329,8 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
         "is given (create-only); the bucket's endpoint and credentials come from its URL "
         "(?endpoint=...&region=...) and the AWS environment. For extract: 1 also means an entry not restored, "
         "a PATH that matches nothing, or a file repaired with zeros. Data packs in S3 GLACIER or DEEP_ARCHIVE "
-        "(storage_class=): extract first asks S3 to restore the packs it needs (only those), records that in "
-        "the cache, and exits with 3; rerun it when the restores are done (hours), or give --wait.",
+        "(recorded at init): extract first asks S3 to restore the packs it needs (only those), records that in "
+        "the cache, writes the files whose packs are readable, and exits with 3; rerun it when the restores "
+        "are done (hours: a rerun keeps the files written before, --overwrite if-changed unless given), or give "
+        "--wait to write the files as their packs become readable.",
     )
     p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the archive to restore")
     p.add_argument("paths", nargs="*", metavar="PATH", help="restore only these archive paths (and below)")
