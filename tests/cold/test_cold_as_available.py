@@ -10,62 +10,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from packvault.archive import cold_extract
-from tests.cold.helpers import objects_of
+from tests.cold.helpers import finish, objects_of, start
 from tests.support.cli import tree_snapshot
-from tests.support.s3servers import s3_client
 
-STEPS = 40  # reads of an object per restore step (none -> in progress -> done)
 moto_only = pytest.mark.parametrize("any_backend_url", ["moto"], indirect=True)
-
-
-@pytest.fixture
-def manual_restores(moto_endpoint):
-    """Restores finish only after STEPS reads of the object, which the test drives (``finish``)."""
-    import requests
-
-    api = f"{moto_endpoint}/moto-api/state-manager"
-    requests.post(
-        f"{api}/set-transition",
-        json={"model_name": "s3::keyrestore", "transition": {"progression": "manual", "times": STEPS}},
-        timeout=10,
-    ).raise_for_status()
-    try:
-        yield
-    finally:
-        requests.post(f"{api}/unset-transition", json={"model_name": "s3::keyrestore"}, timeout=10)
 
 
 def data_packs(url: str) -> list[str]:
     return sorted(k for k in objects_of(url) if "/packs/data/" in k)
-
-
-def drive(url: str, keys: list[str], state: str) -> None:
-    """Read each key until moto shows its restore in ``state`` ("true": in progress, "false": done).
-
-    moto answers "done" for a restore whose first step has not been taken yet, so a test starts every
-    restore (``start``) before it finishes some (``finish``)."""
-    parts = urlsplit(url)
-    endpoint = dict(q.split("=", 1) for q in parts.query.split("&"))["endpoint"]
-    client = s3_client(endpoint)
-    for key in keys:
-        for _ in range(3 * STEPS):
-            if f'ongoing-request="{state}"' in client.head_object(Bucket=parts.netloc, Key=key).get("Restore", ""):
-                break
-        else:
-            raise AssertionError(f"the restore of {key} did not get to ongoing-request={state}")
-
-
-def start(url: str, keys: list[str]) -> None:
-    drive(url, keys, "true")
-
-
-def finish(url: str, keys: list[str]) -> None:
-    drive(url, keys, "false")
 
 
 def files_in(root: Path) -> dict[str, bytes]:
