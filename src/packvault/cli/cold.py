@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from ..errors import ColdObject, UsageError
+from ..errors import ColdObject, RestorePending, UsageError
 from ..repository.repository import Repository
 from ..repository.restores import DEFAULT_DAYS, DEFAULT_POLL_SECONDS, DEFAULT_TIER, PackRestorer
 from . import render
@@ -20,7 +20,7 @@ def restore_options_given(args) -> bool:
     return bool(args.wait or args.restore_tier is not None or args.restore_days is not None)
 
 
-def restorer_for(args, repo: Repository) -> PackRestorer:
+def restorer_for(args, repo: Repository | None) -> PackRestorer:
     if args.restore_days is not None and args.restore_days < 1:
         raise UsageError("--restore-days must be at least 1")
     if args.poll_interval is not None and args.poll_interval <= 0:
@@ -58,6 +58,34 @@ def extract_with_restores(args, repo: Repository, extractor, items: Callable[[],
         extractor.overwrite = OVERWRITE_IF_CHANGED
     return ColdExtract(extractor, restorer, items).run(
         wait=args.wait, poll=args.poll_interval or DEFAULT_POLL_SECONDS, progress=render.restores_waiting
+    )
+
+
+def compact_restore(args):
+    """compact's restore of partly dead cold packs (``maintenance/compact.py``, step 8): only when the user
+    asked for it with a restore option (retrieval is charged per GB); None otherwise."""
+    from ..maintenance.compact import ColdRestore
+
+    if not restore_options_given(args):
+        return None
+    restorer_for(args, None)  # the options' checks
+    return ColdRestore(
+        tier=args.restore_tier or DEFAULT_TIER,
+        days=args.restore_days or DEFAULT_DAYS,
+        wait=args.wait,
+        poll=args.poll_interval or DEFAULT_POLL_SECONDS,
+        progress=render.restores_waiting,
+    )
+
+
+def compact_restores_pending(report) -> RestorePending | None:
+    """The exit-3 error of a compact that left cold packs to copy once their restores are done."""
+    if not report.packs_restore_pending:
+        return None
+    return RestorePending(
+        f"restore requested for {report.packs_restore_pending} cold packs, "
+        f"{report.bytes_restore_pending / 1024**3:.2f} GiB, to copy their live data forward; rerun compact "
+        "with the same options to continue"
     )
 
 

@@ -503,7 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
         "reclaim space: garbage-collect and copy live data forward",
         "Delete what no archive references and copy live data out of mostly dead packs.  Packs younger than "
         "--min-age are never touched (a backup running now may still need them), so right after a prune "
-        "compact frees little: its output says how many packs were too young.",
+        "compact frees little: its output says how many packs were too young.  Partly dead data packs in "
+        "S3 GLACIER or DEEP_ARCHIVE are copied forward only with a restore option (--restore-tier, "
+        "--restore-days, --wait): compact then restores them (retrieval is charged per GB) and exits with 3 "
+        "while restores are pending; rerun it with the same options later, or give --wait.",
     )
     p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
     p.add_argument(
@@ -521,9 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="data packs in GLACIER, DEEP_ARCHIVE or GLACIER_IR (storage_class=): never delete them younger "
         "than this (default: the class's minimum storage duration, 90d, 180d, 90d); such packs are only "
-        "deleted whole, never copied forward",
+        "deleted whole, never copied forward unless a restore option is given",
     )
     p.add_argument("--dry-run", action="store_true", help="show what would be freed, change nothing")
+    _add_cold_restore(p)
     _add_common(p)
     p.set_defaults(func="cmd_compact")
 

@@ -56,10 +56,15 @@ class RestorePlan:
 class PackRestorer:
     """Plans and requests the restores of the data packs a read needs (module doc)."""
 
-    def __init__(self, repo: Repository, *, tier: str = DEFAULT_TIER, days: int = DEFAULT_DAYS):
+    def __init__(
+        self, repo: Repository, *, tier: str = DEFAULT_TIER, days: int = DEFAULT_DAYS, record: str = RECORD
+    ):
+        """``record``: the cache entry of this kind of read's requests (compact keeps its own, so that its
+        restores never make an extract believe it is resuming)."""
         self.repo = repo
         self.tier = tier
         self.days = days
+        self.record = record
 
     def needed(self, chunk_ids: Iterable[bytes]) -> set[str]:
         """The data packs holding these chunks (chunks missing from the index are the reader's to report)."""
@@ -129,15 +134,15 @@ class PackRestorer:
         return self.repo.restore_data_pack(pack, days=self.days, tier=self.tier)
 
     def _record(self) -> dict[str, dict]:
-        raw = self.repo.cache.read(RECORD)
+        raw = self.repo.cache.read(self.record)
         try:
             return json.loads(raw) if raw else {}
         except ValueError:  # a damaged record only loses what it said; S3 itself knows the restores
             return {}
 
     def _save(self, record: dict[str, dict]) -> None:
-        if record or self.repo.cache.read(RECORD) is not None:
-            self.repo.cache.write(RECORD, json.dumps(record, sort_keys=True).encode())
+        if record or self.repo.cache.read(self.record) is not None:
+            self.repo.cache.write(self.record, json.dumps(record, sort_keys=True).encode())
 
     def has_pending(self) -> bool:
         """True if an earlier run of this client requested restores it has not read yet."""
