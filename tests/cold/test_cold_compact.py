@@ -113,3 +113,14 @@ def test_compact_restore_tier_restores_partly_dead_cold_packs_and_copies_them(
     pv("extract", f"{url}::kept", "--target", out, "--wait", "--poll-interval", "0.01")
     restored = {p.name: p.read_bytes() for p in out.rglob("*.bin")}
     assert restored == {p.name: p.read_bytes() for p in (tmp_path / "kept").iterdir()}
+
+
+@pytest.mark.parametrize("any_backend_url", ["moto"], indirect=True)
+def test_compact_with_a_restore_already_done_copies_in_one_run(pv, half_dead_cold_repo, tmp_path):
+    url = half_dead_cold_repo  # moto finishes a restore at once unless told otherwise
+    args = ["compact", "--json", "--min-age", "0", "--cold-min-age", "0", url]
+    report = json.loads(pv(*args, "--restore-tier", "standard", "--wait", "--poll-interval", "0.01").out)["compact"]
+    assert report["packs_restored"] >= 2 and report["packs_restore_pending"] == report["packs_cold_kept"] == 0
+    assert not json.loads(pv("check", "--json", url).out)["problems"]
+    again = json.loads(pv(*args).out)["compact"]  # the new packs hold live data only: nothing left to do
+    assert again["packs_cold_kept"] >= 1 and again["bytes_freed"] == 0

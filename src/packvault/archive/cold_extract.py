@@ -14,7 +14,9 @@ restores every pack the selection needs (``repository/restores.py``), then works
    links, special files and every directory's metadata come last, as in a hot extract, and the final
    tree is the same as that of a hot extract.
 
-Which pass wrote a file needs no per-file memory: a pack is readable from the pass whose poll found it
+A pass runs only after a poll that found packs newly readable, so at most one per poll interval; each
+reads the archive's item stream again (metadata packs, which are never cold) and only the data of its own
+files.  Which pass wrote a file needs no per-file memory: a pack is readable from the pass whose poll found it
 (one number per needed pack, and the restore plan holds those packs anyway), and a file belongs to the
 latest pass among its chunks' packs.
 

@@ -47,11 +47,11 @@ class DirTree:
     threads create files relative to them; between rounds only the chain to the current position is kept.
     """
 
-    def __init__(self, root_fd: int):
+    def __init__(self, root_fd: int, *, made: set[bytes] | None = None):
         self.fds: dict[bytes, int] = {b"": root_fd}
         # where given: the paths of the directories this tree created because an entry below needed them
         # (a restore in passes treats them as its own later, see ``cold_extract.py``)
-        self.made: set[bytes] | None = None
+        self.made = made
         self._lock = threading.Lock()  # forget() can run in a reader thread (a directory replaced by a file)
 
     def __len__(self) -> int:

@@ -106,9 +106,7 @@ class Extractor(DirectoryRestore, OverwritePolicy):
         self._lock = threading.Lock()  # per-file chunk counts, totals and reports, updated from reader threads
         self._kept: bytes | None = None  # a directory path the policy kept as a non-directory: skip below it
         self._position = b""  # the directory of the last item planned (its descriptors stay open)
-        # A restore in passes (``cold_extract.py``): ``done`` says which regular files an earlier pass of this
-        # extract wrote already (planned for names, ``delete`` and links, never written again), ``made_dirs``
-        # collects the directories the passes created for the files below them, which count as new.
+        # a restore in passes (``cold_extract.py``): the files an earlier pass wrote, the directories it made
         self.done: Callable[[dict], bool] | None = None
         self.made_dirs: set[bytes] | None = None
 
@@ -131,8 +129,7 @@ class Extractor(DirectoryRestore, OverwritePolicy):
     def run(self, items: Iterator[dict]) -> ExtractStats:
         self._kept = None
         if not self.dry_run:
-            self.tree = DirTree(self._open_target())
-            self.tree.made = self.made_dirs
+            self.tree = DirTree(self._open_target(), made=self.made_dirs)
         try:
             for batch in _batches(items):
                 self._restore_batch(batch)

@@ -20,11 +20,15 @@ def restore_options_given(args) -> bool:
     return bool(args.wait or args.restore_tier is not None or args.restore_days is not None)
 
 
-def restorer_for(args, repo: Repository | None) -> PackRestorer:
+def check_restore_options(args) -> None:
     if args.restore_days is not None and args.restore_days < 1:
         raise UsageError("--restore-days must be at least 1")
     if args.poll_interval is not None and args.poll_interval <= 0:
         raise UsageError("--poll-interval must be positive")
+
+
+def restorer_for(args, repo: Repository) -> PackRestorer:
+    check_restore_options(args)
     return PackRestorer(repo, tier=args.restore_tier or DEFAULT_TIER, days=args.restore_days or DEFAULT_DAYS)
 
 
@@ -64,11 +68,11 @@ def extract_with_restores(args, repo: Repository, extractor, items: Callable[[],
 def compact_restore(args):
     """compact's restore of partly dead cold packs (``maintenance/compact.py``, step 8): only when the user
     asked for it with a restore option (retrieval is charged per GB); None otherwise."""
-    from ..maintenance.compact import ColdRestore
+    from ..maintenance.cold_compact import ColdRestore
 
     if not restore_options_given(args):
         return None
-    restorer_for(args, None)  # the options' checks
+    check_restore_options(args)
     return ColdRestore(
         tier=args.restore_tier or DEFAULT_TIER,
         days=args.restore_days or DEFAULT_DAYS,

@@ -45,7 +45,6 @@ from __future__ import annotations
 import struct
 import time
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -54,7 +53,7 @@ from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entr
 from ..repository.objects import iter_headers, verify_parts
 from ..repository.reader import ChunkReader
 from ..repository.repository import Repository, content_name, defrag_pack_name
-from ..repository.restores import PackRestorer, RestorePlan
+from .cold_compact import ColdRestore, restore_cold_packs
 from .mark import REPAIR_HINT, mark, prove_index_matches_packs
 
 UNDERSIZED_SHARE = 0.25  # a kept pack below this share of the target pack size is merged with others
@@ -291,7 +290,6 @@ def _verify_pack_bytes(buf: bytes, batch, index: ChunkIndex) -> None:
         ) from None
 
 
-RESTORES_RECORD = "cold-restores-compact.json"  # compact's own record (``PackRestorer``)
 
 
 @dataclass(frozen=True)
@@ -303,47 +301,12 @@ class CompactOptions:
     restore: ColdRestore | None = None  # copy partly dead cold packs forward after restoring them (step 8)
 
 
-@dataclass(frozen=True)
-class ColdRestore:
-    """How compact restores the cold packs it copies forward (``compact --restore-tier ...``)."""
-
-    tier: str
-    days: int
-    wait: bool = False
-    poll: float = 300.0  # with ``wait``: seconds between two looks at the restores
-    progress: Callable[[RestorePlan], None] | None = None
-
-
 def cold_min_age(repo: Repository, opts: CompactOptions) -> float | None:
     """The min age of data packs in a cold class (``plan``); None where they are not in one."""
     days = MIN_STORAGE_DAYS.get(repo.data_storage_class or "")
     if days is None:
         return None
     return opts.cold_min_age if opts.cold_min_age is not None else days * DAY
-
-
-def _restore_cold_packs(
-    repo: Repository, plans: list[_PackPlan], threshold: float, restore: ColdRestore, report: CompactReport
-) -> None:
-    """Make the partly dead cold packs worth a rewrite readable, and plan their rewrite (module doc, step 8):
-    readable ones become "rewrite", the others "restoring" (left as they are)."""
-    candidates = [p for p in plans if p.action == "cold" and (p.size - p.live) * 100.0 >= threshold * p.size]
-    if not candidates:
-        return
-    if repo.cold_data_packs:  # GLACIER_IR needs no restore: its packs are read like hot ones
-        restorer = PackRestorer(repo, tier=restore.tier, days=restore.days, record=RESTORES_RECORD)
-        pending = restorer.prepare({p.name for p in candidates})
-        if pending.waiting and restore.wait:
-            restorer.wait(pending, poll=restore.poll, progress=restore.progress)
-        waiting = set(pending.waiting)
-    else:
-        waiting = set()
-    for p in candidates:
-        if p.name in waiting:
-            p.action = "restoring"
-        else:
-            p.action = "rewrite"
-            report.packs_restored += 1
 
 
 def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
@@ -368,7 +331,7 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
         repo.reset_index(index)
     plans = plan(repo, index, listed, threshold=threshold, min_age=min_age, cold_min_age=cold_min_age(repo, opts))
     if opts.restore is not None and not dry_run:
-        _restore_cold_packs(repo, plans, threshold, opts.restore, report)
+        restore_cold_packs(repo, plans, threshold, opts.restore, report)
     report.packs_total = len(plans)
     report.bytes_before = sum(p.size for p in plans)
     report.live_bytes = sum(p.live for p in plans)
