@@ -10,7 +10,7 @@ import json
 import pytest
 
 from packvault.repository.config import RepoConfig
-from tests.cold.helpers import objects_of, source_tree
+from tests.cold.helpers import cold_backends, objects_of, source_tree
 from tests.support.cli import tree_snapshot
 
 moto_only = pytest.mark.parametrize("any_backend_url", ["moto"], indirect=True)
@@ -27,7 +27,7 @@ def deep_archive_repo(pv, tmp_path, any_backend_url):
     return init_url, any_backend_url, src
 
 
-@moto_only
+@cold_backends
 def test_a_client_without_storage_class_writes_cold_data_packs(deep_archive_repo):
     _, url, _ = deep_archive_repo
     objects = objects_of(url)
@@ -37,7 +37,7 @@ def test_a_client_without_storage_class_writes_cold_data_packs(deep_archive_repo
     assert {v["class"] for k, v in objects.items() if k not in data} == {"STANDARD"}
 
 
-@moto_only
+@cold_backends
 def test_extract_through_a_url_without_storage_class_restores(pv, deep_archive_repo, tmp_path):
     _, url, src = deep_archive_repo
     out = tmp_path / "out"
@@ -69,7 +69,7 @@ def test_a_url_class_that_disagrees_with_the_record_is_refused(pv, deep_archive_
     pv("create", f"{url}&storage_class=deep_archive::c", src)  # the same class, named, is fine
 
 
-@moto_only
+@cold_backends
 def test_hot_storage_class_applies_to_everything_but_data_packs_and_locks(pv, tmp_path, any_backend_url):
     src = source_tree(tmp_path / "src")
     init = pv("init", "--json", any_backend_url + "&hot_storage_class=standard_ia&storage_class=GLACIER_IR")
