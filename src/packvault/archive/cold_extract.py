@@ -53,9 +53,7 @@ class ColdExtract:
         self.items = items
         self.readable_at: dict[str, int] = {}  # needed pack -> the pass from which it is readable
 
-    def run(
-        self, *, wait: bool, poll: float, progress: Callable[[RestorePlan], None] | None = None
-    ) -> ExtractStats:
+    def run(self, *, wait: bool, poll: float, progress: Callable[[RestorePlan], None] | None = None) -> ExtractStats:
         needed = self.restorer.needed(chunk_ids(self.items()))
         plan = self.restorer.prepare(needed)
         if not plan.waiting:

@@ -162,6 +162,7 @@ class PackvaultBackend(BackendBase):
     def retain_until(self, name: str, until: datetime) -> None:
         """Extend the Object Lock retention of ``name`` to ``until``.  Default: refused (only S3 has it)."""
         raise UsageError("S3 Object Lock needs an s3:// repository")
+
     def storage_classes(self) -> tuple[str | None, str | None]:
         """(data, hot): the storage classes bulk data and everything else (but lock records) are written to,
         for a repository to record at init.  Default: (None, None), a backend without classes."""
