@@ -49,6 +49,15 @@ def test_extract_through_a_url_without_storage_class_restores(pv, deep_archive_r
 
 
 @moto_only
+def test_info_shows_the_recorded_classes(pv, deep_archive_repo):
+    _, url, _ = deep_archive_repo
+    info = json.loads(pv("info", "--json", url).out)["repository"]
+    assert info["recorded_classes"] == {"data": "DEEP_ARCHIVE", "hot": "STANDARD"}
+    assert info["storage_classes"]["DEEP_ARCHIVE"] > 0
+    assert "data packs DEEP_ARCHIVE, the rest STANDARD (recorded at init)" in pv("info", url).out
+
+
+@moto_only
 def test_check_through_a_url_without_storage_class_knows_data_is_cold(pv, deep_archive_repo):
     _, url, _ = deep_archive_repo
     pv("check", url)  # repository and archive levels read only hot objects

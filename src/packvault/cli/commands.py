@@ -193,6 +193,7 @@ def cmd_info(args, run: Run) -> int:
             "meta_bytes": sum(meta_packs),
             "chunks_indexed": len(repo.index),
             "storage_classes": repo.bytes_by_storage_class(),
+            "recorded_classes": {"data": cfg.data_storage_class, "hot": cfg.hot_storage_class},
         }
         render.repository_info(location, cfg, info, requests_of(repo) if args.json else {}, as_json=args.json)
     return EXIT_OK

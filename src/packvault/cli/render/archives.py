@@ -249,6 +249,9 @@ def repository_info(location: str, cfg: RepoConfig, info: dict, requests: dict, 
     print(f"Chunks:       {info['chunks_indexed']}")
     classes = ", ".join(f"{name} {fmt_size(size)}" for name, size in sorted(info["storage_classes"].items()))
     print(f"Storage:      {classes or 'empty'}")
+    recorded = info["recorded_classes"]
+    if recorded["data"]:
+        print(f"Classes:      data packs {recorded['data']}, the rest {recorded['hot']} (recorded at init)")
 
 
 # --- extract / diff -----------------------------------------------------------------------------------------
