@@ -114,3 +114,31 @@ def test_a_record_without_classes_encodes_as_before_and_decodes_as_unrecorded():
         repository_id=b"\0" * 32, encryption="repokey", data_storage_class="DEEP_ARCHIVE", hot_storage_class="STANDARD"
     )
     assert RepoConfig.decode(cold.encode()) == cold
+
+
+@moto_only
+def test_a_repository_without_recorded_classes_follows_the_url(pv, pv_env, tmp_path, any_backend_url):
+    """A config written before the classes were recorded: the location's storage_class decides, as before."""
+    from dataclasses import replace
+
+    from packvault.repository.repository import Repository
+    from packvault.settings import Settings
+
+    cold_url = any_backend_url + "&storage_class=DEEP_ARCHIVE"
+    src = source_tree(tmp_path / "src")
+    pv("init", cold_url, "--pack-size", "256K")
+    pv("create", f"{cold_url}::a", src)
+    repo = Repository(any_backend_url, settings=Settings.from_environ(pv_env))
+    repo.open(lambda: pv_env["PACKVAULT_PASSPHRASE"], lock=None)
+    try:
+        old = replace(repo.config, data_storage_class=None, hot_storage_class=None)
+        repo.write_config(old, repo.key)
+    finally:
+        repo.close()
+    # the URL says nothing: no restore is planned, and each cold GET is refused (files not restored, exit 1)
+    refused = pv("extract", f"{any_backend_url}::a", "--target", tmp_path / "plain", expect=1)
+    assert "cold storage class and not restored" in refused.err and "Traceback" not in refused.err
+    pv("extract", f"{cold_url}::a", "--target", tmp_path / "out", expect=3)  # the URL says cold: restores
+    pv("extract", f"{cold_url}::a", "--target", tmp_path / "out")
+    assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)
+    pv("create", f"{any_backend_url}&storage_class=STANDARD_IA::b", src)  # nothing recorded: nothing refused
