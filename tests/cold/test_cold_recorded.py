@@ -142,3 +142,18 @@ def test_a_repository_without_recorded_classes_follows_the_url(pv, pv_env, tmp_p
     pv("extract", f"{cold_url}::a", "--target", tmp_path / "out")
     assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)
     pv("create", f"{any_backend_url}&storage_class=STANDARD_IA::b", src)  # nothing recorded: nothing refused
+
+
+@moto_only
+def test_init_options_record_the_classes_and_a_disagreeing_hot_class_is_refused(pv, tmp_path, any_backend_url):
+    src = source_tree(tmp_path / "src")
+    init = pv(
+        "init", "--json", any_backend_url, "--s3-storage-class", "glacier", "--s3-hot-storage-class", "GLACIER_IR"
+    )
+    recorded = json.loads(init.out)["repository"]
+    assert (recorded["data_storage_class"], recorded["hot_storage_class"]) == ("GLACIER", "GLACIER_IR")
+    refused = pv("create", f"{any_backend_url}::a", src, "--s3-hot-storage-class", "STANDARD", expect=2)
+    assert "hot_storage_class=STANDARD disagrees with the repository's GLACIER_IR" in refused.err
+    pv("create", f"{any_backend_url}::a", src)
+    classes = {v["class"] for k, v in objects_of(any_backend_url).items() if "/archives/" in k}
+    assert classes == {"GLACIER_IR"}
