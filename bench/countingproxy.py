@@ -24,7 +24,8 @@ POST      POST (multi-object delete ``?delete``, multipart initiate/complete)
 
 ``bytes_up``/``bytes_down`` count request/response body bytes; ``errors`` counts responses with status
 >= 400 (a 404 on HEAD is a normal "does not exist" probe, so errors are informational).  Finer detail
-(``POST?delete``, ``POST?uploads``, ``PUT?partNumber``, status codes) is kept under ``detail``.
+(``POST?delete``, ``POST?uploads``, ``PUT?partNumber``, ``PUT?retention`` (PutObjectRetention),
+``POST?restore`` (RestoreObject), status codes) is kept under ``detail``.
 
 ``latency`` (seconds, ``--latency-ms``) holds every request that long before relaying it: a loopback server
 answers in well under a millisecond, a bucket in a distant region takes tens of milliseconds per round
@@ -77,7 +78,8 @@ def classify(method: str, path: str, headers: dict[str, str] | http.client.HTTPM
     has_key = len(segs) >= 2
     method = method.upper()
     sub = "&".join(sorted(k for k in query if k in {"delete", "uploads", "uploadId", "partNumber", "tagging",
-                                                     "acl", "versioning", "location", "list-type", "lifecycle"}))
+                                                     "acl", "versioning", "location", "list-type", "lifecycle",
+                                                     "retention", "restore", "object-lock"}))
     detail = f"{method}?{sub}" if sub else method
     if method == "PUT":
         copy = headers.get("x-amz-copy-source") if hasattr(headers, "get") else None

@@ -11,6 +11,7 @@ import pytest
 from tests.support.s3servers import s3_client
 
 KiB = 1024
+STEPS = 40  # manual_restores: reads of an object per restore step (none -> in progress -> done)
 
 
 def source_tree(root: Path, seed: int = 7) -> Path:
@@ -36,3 +37,27 @@ def objects_of(url: str) -> dict[str, dict]:
 
 
 cold_backends = pytest.mark.parametrize("any_backend_url", ["moto", "localstack"], indirect=True)
+
+
+def drive(url: str, keys: list[str], state: str) -> None:
+    """Read each key until moto shows its restore in ``state`` ("true": in progress, "false": done).
+
+    moto answers "done" for a restore whose first step has not been taken yet, so a test starts every
+    restore (``start``) before it finishes some (``finish``)."""
+    parts = urlsplit(url)
+    endpoint = dict(q.split("=", 1) for q in parts.query.split("&"))["endpoint"]
+    client = s3_client(endpoint)
+    for key in keys:
+        for _ in range(3 * STEPS):
+            if f'ongoing-request="{state}"' in client.head_object(Bucket=parts.netloc, Key=key).get("Restore", ""):
+                break
+        else:
+            raise AssertionError(f"the restore of {key} did not get to ongoing-request={state}")
+
+
+def start(url: str, keys: list[str]) -> None:
+    drive(url, keys, "true")
+
+
+def finish(url: str, keys: list[str]) -> None:
+    drive(url, keys, "false")

@@ -190,3 +190,73 @@ def test_dockerfile_installs_this_repository_and_runs_the_handler() -> None:
 
 def test_handler_module_path_exists() -> None:
     assert (REPO_ROOT / "src" / "packvault" / "serverless" / "__init__.py").is_file()
+
+
+BUCKET_ARN = "arn:aws:s3:::bucket"
+LOCKED = {
+    "object_lock_mode": "governance",
+    "object_lock_retention": "30d",
+    "retention_extension_period": "60d",
+    "repository_bucket_arn": BUCKET_ARN,
+}
+
+
+def test_object_lock_variables_reach_the_handler_environment() -> None:
+    environment = env(**LOCKED)["local.environment"]
+    assert environment["PACKVAULT_OBJECT_LOCK"] == "governance"
+    assert environment["PACKVAULT_RETENTION"] == "30d"
+    assert environment["PACKVAULT_RETENTION_EXTEND"] == "60d"
+    # what packvault.serverless.job makes of them
+    from packvault.serverless.job import load_job
+
+    job = load_job({}, {**environment, "PACKVAULT_SOURCES": "[]"})
+    assert job.s3_options() == {"object_lock": "governance", "retention": "30d"}
+    assert job.retention_extend == 60 * 86400
+    plain = env()["local.environment"]
+    assert not {"PACKVAULT_OBJECT_LOCK", "PACKVAULT_RETENTION", "PACKVAULT_RETENTION_EXTEND"} & set(plain)
+    # extra_environment cannot loosen them either: the module's own values win
+    forced = env(**LOCKED, extra_environment={"PACKVAULT_OBJECT_LOCK": "off"})["local.environment"]
+    assert forced["PACKVAULT_OBJECT_LOCK"] == "governance"
+
+
+def test_object_lock_grants_retention_on_the_repository_bucket_only() -> None:
+    statements = policy_statements(MODULE.data("aws_iam_policy_document", "lambda"), env(**LOCKED))
+    pack = f"{BUCKET_ARN}/repo/packs/data/ab/abcd"
+    assert is_allowed(statements, "s3:PutObjectRetention", pack)
+    assert is_allowed(statements, "s3:GetObjectRetention", pack)
+    assert is_allowed(statements, "s3:GetBucketObjectLockConfiguration", BUCKET_ARN)
+    assert not is_allowed(statements, "s3:PutObjectRetention", "arn:aws:s3:::other/repo/packs/data/ab/abcd")
+    assert not is_allowed(statements, "s3:BypassGovernanceRetention", pack)  # shortening stays impossible
+    assert not is_allowed(statements, "s3:RestoreObject", pack)  # not asked for
+    without = policy_statements(MODULE.data("aws_iam_policy_document", "lambda"), env())
+    assert not is_allowed(without, "s3:PutObjectRetention", pack)
+
+
+def test_restore_cold_packs_grants_restore_object_on_the_repository_bucket_only() -> None:
+    statements = policy_statements(
+        MODULE.data("aws_iam_policy_document", "lambda"), env(restore_cold_packs=True, repository_bucket_arn=BUCKET_ARN)
+    )
+    assert is_allowed(statements, "s3:RestoreObject", f"{BUCKET_ARN}/repo/packs/data/ab/abcd")
+    assert not is_allowed(statements, "s3:RestoreObject", "arn:aws:s3:::other/x")
+    assert not is_allowed(statements, "s3:PutObjectRetention", f"{BUCKET_ARN}/repo/packs/data/ab/abcd")
+
+
+def test_object_lock_settings_are_checked_by_preconditions_and_validations() -> None:
+    conditions = [p["condition"] for p in blocks(blocks(function(), "lifecycle")[0], "precondition")]
+    pairing = next(c for c in conditions if "object_lock_retention" in c and "repository_bucket_arn" not in c)
+    scoped = next(c for c in conditions if "repository_bucket_arn" in c)
+
+    def holds(condition: str, **variables: object) -> bool:
+        return render(condition, env(**variables))
+
+    assert holds(pairing) and holds(pairing, **LOCKED)
+    assert not holds(pairing, object_lock_mode="governance")
+    assert not holds(pairing, object_lock_retention="30d")
+    assert holds(scoped) and holds(scoped, **LOCKED)
+    assert not holds(scoped, object_lock_mode="governance", object_lock_retention="30d")
+    assert not holds(scoped, restore_cold_packs=True)
+    variables = MODULE.named("variable")
+    for name in ("object_lock_mode", "object_lock_retention", "retention_extension_period"):
+        assert blocks(variables[name], "validation"), name
+        assert variables[name]["default"] is None
+    assert variables["restore_cold_packs"]["default"] is False

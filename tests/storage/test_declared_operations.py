@@ -117,6 +117,13 @@ class Recording(PackvaultBackend):
         self.calls.append("object_lock_policy")
         return "GOVERNANCE", 1
 
+    def storage_classes(self):
+        self.calls.append("storage_classes")
+        return "DEEP_ARCHIVE", "STANDARD"
+
+    def set_storage_classes(self, data, hot):
+        self.calls.append("set_storage_classes")
+
     def retained_until(self, name):
         self.calls.append("retained_until")
 
@@ -135,6 +142,8 @@ CALLS = {
     "store_new": (lambda be, spool: be.store_new("names/a", b"abc"), True),
     "set_object_lock": (lambda be, spool: be.set_object_lock("GOVERNANCE", 1), False),
     "object_lock_policy": (lambda be, spool: be.object_lock_policy(), False),
+    "storage_classes": (lambda be, spool: be.storage_classes(), False),
+    "set_storage_classes": (lambda be, spool: be.set_storage_classes("DEEP_ARCHIVE", "STANDARD"), False),
     "retained_until": (lambda be, spool: be.retained_until("packs/meta/a"), True),
     "retain_until": (lambda be, spool: be.retain_until("packs/meta/a", datetime.now(UTC)), True),
     "restore_status": (lambda be, spool: be.restore_status("packs/data/a"), True),

@@ -25,6 +25,7 @@ class DirectoryRestore:
     stats: ExtractStats
     _dirs: list[DirState]
     _left_dirs: list[DirState]
+    made_dirs: set[bytes] | None
 
     def _note_name(self, rel: bytes) -> None:
         """With ``delete``: remember that the innermost restored directory has this entry."""
@@ -45,7 +46,8 @@ class DirectoryRestore:
             parent, _, name = rel.rpartition(b"/")
             pfd = self.tree.get(parent)
             existing = self._make_dir(pfd, name, item)
-            apply = existing is None or self._replaces(item, existing, pfd, name)
+            made = self.made_dirs is not None and rel in self.made_dirs  # by an earlier pass of this restore
+            apply = existing is None or made or self._replaces(item, existing, pfd, name)
         self.tree.get(rel)
         self.stats.ndirs += 1
         self._dirs.append(DirState(rel, item, apply, set() if self.delete else None))

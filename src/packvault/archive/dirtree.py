@@ -47,8 +47,11 @@ class DirTree:
     threads create files relative to them; between rounds only the chain to the current position is kept.
     """
 
-    def __init__(self, root_fd: int):
+    def __init__(self, root_fd: int, *, made: set[bytes] | None = None):
         self.fds: dict[bytes, int] = {b"": root_fd}
+        # where given: the paths of the directories this tree created because an entry below needed them
+        # (a restore in passes treats them as its own later, see ``cold_extract.py``)
+        self.made = made
         self._lock = threading.Lock()  # forget() can run in a reader thread (a directory replaced by a file)
 
     def __len__(self) -> int:
@@ -70,8 +73,7 @@ class DirTree:
                 self.fds[path] = fd
             return fd
 
-    @staticmethod
-    def _open(parent_fd: int, path: bytes, create: bool) -> int:
+    def _open(self, parent_fd: int, path: bytes, create: bool) -> int:
         name = path.rpartition(b"/")[2]
         for attempt in (1, 2):
             try:
@@ -88,6 +90,8 @@ class DirTree:
                 raise
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, 0o777, dir_fd=parent_fd)
+                if self.made is not None:
+                    self.made.add(path)
         raise AssertionError("unreachable")
 
     def forget(self, rel: bytes) -> None:

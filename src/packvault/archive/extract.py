@@ -106,6 +106,9 @@ class Extractor(DirectoryRestore, OverwritePolicy):
         self._lock = threading.Lock()  # per-file chunk counts, totals and reports, updated from reader threads
         self._kept: bytes | None = None  # a directory path the policy kept as a non-directory: skip below it
         self._position = b""  # the directory of the last item planned (its descriptors stay open)
+        # a restore in passes (``cold_extract.py``): the files an earlier pass wrote, the directories it made
+        self.done: Callable[[dict], bool] | None = None
+        self.made_dirs: set[bytes] | None = None
 
     # --- reports ------------------------------------------------------------------------------------------
 
@@ -124,8 +127,9 @@ class Extractor(DirectoryRestore, OverwritePolicy):
     # --- the run ------------------------------------------------------------------------------------------
 
     def run(self, items: Iterator[dict]) -> ExtractStats:
+        self._kept = None
         if not self.dry_run:
-            self.tree = DirTree(self._open_target())
+            self.tree = DirTree(self._open_target(), made=self.made_dirs)
         try:
             for batch in _batches(items):
                 self._restore_batch(batch)
@@ -282,6 +286,8 @@ class Extractor(DirectoryRestore, OverwritePolicy):
     def _plan_file(
         self, item: dict, rel: bytes, shown: str, requests: list, pending: dict[bytes, OutFile]
     ) -> None:
+        if self.done is not None and self.done(item):
+            return
         pfd = None
         parent, _, name = rel.rpartition(b"/")
         if not self.dry_run:

@@ -8,9 +8,9 @@ Either way a restore not finished stops the command with exit 3 (rerun later) un
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 
-from ..errors import ColdObject, UsageError
+from ..errors import ColdObject, RestorePending, UsageError
 from ..repository.repository import Repository
 from ..repository.restores import DEFAULT_DAYS, DEFAULT_POLL_SECONDS, DEFAULT_TIER, PackRestorer
 from . import render
@@ -20,11 +20,15 @@ def restore_options_given(args) -> bool:
     return bool(args.wait or args.restore_tier is not None or args.restore_days is not None)
 
 
-def restorer_for(args, repo: Repository) -> PackRestorer:
+def check_restore_options(args) -> None:
     if args.restore_days is not None and args.restore_days < 1:
         raise UsageError("--restore-days must be at least 1")
     if args.poll_interval is not None and args.poll_interval <= 0:
         raise UsageError("--poll-interval must be positive")
+
+
+def restorer_for(args, repo: Repository) -> PackRestorer:
+    check_restore_options(args)
     return PackRestorer(repo, tier=args.restore_tier or DEFAULT_TIER, days=args.restore_days or DEFAULT_DAYS)
 
 
@@ -38,17 +42,55 @@ def restore_or_stop(args, restorer: PackRestorer, packs: set[str]) -> None:
     restorer.wait(plan, poll=args.poll_interval or DEFAULT_POLL_SECONDS, progress=render.restores_waiting)
 
 
-def restore_for_extract(args, repo: Repository, items: Iterable[dict]) -> None:
-    """Before an extract reads data packs: restore the packs these items need (only those).
+def extract_with_restores(args, repo: Repository, extractor, items: Callable[[], Iterator[dict]]):
+    """Run an extract of ``items`` (a fresh iterator per call), restoring the packs it needs (only those)
+    where a restore can be needed: the repository's data packs are cold, the user named a restore option,
+    or an earlier run left restores pending; a hot repository pays nothing for it.  Files are written as
+    their packs become readable (``archive/cold_extract.py``).
 
-    Only where a restore can be needed: the location writes data packs cold, the user named a restore
-    option, or an earlier run left restores pending; a hot repository pays nothing for it."""
-    from ..archive.extract import chunk_ids
+    A rerun while restores are pending resumes: unless ``--overwrite`` says otherwise, a directory target
+    keeps the files whose size and mtime match (``if-changed``), which are the ones the run before wrote,
+    so their packs are not read again (a bucket target is create-only by default anyway)."""
+    from ..archive.cold_extract import ColdExtract
+    from ..archive.extract import OVERWRITE_IF_CHANGED, Extractor
 
     restorer = restorer_for(args, repo)
-    if not (restore_options_given(args) or repo.cold_data_packs or restorer.has_pending()):
-        return
-    restore_or_stop(args, restorer, restorer.needed(chunk_ids(items)))
+    resuming = restorer.has_pending()
+    if not (restore_options_given(args) or repo.cold_data_packs or resuming):
+        return extractor.run(items())
+    if resuming and args.overwrite is None and isinstance(extractor, Extractor):
+        extractor.overwrite = OVERWRITE_IF_CHANGED
+    return ColdExtract(extractor, restorer, items).run(
+        wait=args.wait, poll=args.poll_interval or DEFAULT_POLL_SECONDS, progress=render.restores_waiting
+    )
+
+
+def compact_restore(args):
+    """compact's restore of partly dead cold packs (``maintenance/compact.py``, step 8): only when the user
+    asked for it with a restore option (retrieval is charged per GB); None otherwise."""
+    from ..maintenance.cold_compact import ColdRestore
+
+    if not restore_options_given(args):
+        return None
+    check_restore_options(args)
+    return ColdRestore(
+        tier=args.restore_tier or DEFAULT_TIER,
+        days=args.restore_days or DEFAULT_DAYS,
+        wait=args.wait,
+        poll=args.poll_interval or DEFAULT_POLL_SECONDS,
+        progress=render.restores_waiting,
+    )
+
+
+def compact_restores_pending(report) -> RestorePending | None:
+    """The exit-3 error of a compact that left cold packs to copy once their restores are done."""
+    if not report.packs_restore_pending:
+        return None
+    return RestorePending(
+        f"restore requested for {report.packs_restore_pending} cold packs, "
+        f"{report.bytes_restore_pending / 1024**3:.2f} GiB, to copy their live data forward; rerun compact "
+        "with the same options to continue"
+    )
 
 
 def restore_for_check(args, repo: Repository, *, reads_data: bool) -> None:

@@ -14,7 +14,7 @@ from ..repository.repository import Repository
 from ..units import parse_duration, parse_size
 from . import render
 from .backup import cmd_create
-from .cold import restore_for_extract
+from .cold import extract_with_restores
 from .copy import cmd_copy, source_run
 from .housekeeping import cmd_rename, cmd_tag, with_tags
 from .keys import (
@@ -193,6 +193,7 @@ def cmd_info(args, run: Run) -> int:
             "meta_bytes": sum(meta_packs),
             "chunks_indexed": len(repo.index),
             "storage_classes": repo.bytes_by_storage_class(),
+            "recorded_classes": {"data": cfg.data_storage_class, "hot": cfg.hot_storage_class},
         }
         render.repository_info(location, cfg, info, requests_of(repo) if args.json else {}, as_json=args.json)
     return EXIT_OK
@@ -248,14 +249,16 @@ def cmd_extract(args, run: Run) -> int:
                 warn=render.warning,
             )
         excluded = item_excludes(args)
-        wanted = (i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
-        restore_for_extract(args, repo, wanted)
+
+        def wanted():
+            return (i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
+
         # the whole archive's size is known (a time left can be shown); a selection's is not
         live.start(
             "verify" if args.dry_run else "extract", total=None if args.paths else meta.stats.get("original_size")
         )
         try:
-            stats = extractor.run(i for i in iter_archive_items(reader, meta) if selected(i) and not excluded(i))
+            stats = extract_with_restores(args, repo, extractor, wanted)
         finally:
             live.stop()
         for path in selected.unmatched():

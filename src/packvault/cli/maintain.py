@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import EXIT_OK, EXIT_WARNING
 from ..repository.repository import Repository
 from . import options, render
-from .cold import restore_for_check
+from .cold import compact_restore, compact_restores_pending, restore_for_check
 from .location import split_location
 from .opening import open_repository, requests_of, s3_options
 from .run import Run
@@ -31,6 +33,7 @@ def cmd_compact(args, run: Run) -> int:
 
     location, _ = split_location(args.repo)
     opts = options.compact_options(args)  # before the exclusive lock is taken: a typo must not hold up others
+    opts = replace(opts, restore=compact_restore(args))
     with open_repository(args, run, location, lock="exclusive") as repo:
         report = compact(repo, opts)
         extended = extend_after_compact(repo, args)  # Object Lock: what is still live stays protected
@@ -41,6 +44,9 @@ def cmd_compact(args, run: Run) -> int:
         render_held(report.packs_held)
         if extended is not None:
             render_retention(extended, {}, as_json=False)
+    pending = compact_restores_pending(report)
+    if pending is not None:  # everything else is done (and reported); a rerun copies the restored packs
+        raise pending
     return EXIT_OK
 
 

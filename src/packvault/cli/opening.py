@@ -15,7 +15,7 @@ from .run import Run
 
 def s3_options(args) -> dict[str, str]:
     options = {}
-    for name in ("endpoint", "region", "profile", "storage_class"):
+    for name in ("endpoint", "region", "profile", "storage_class", "hot_storage_class"):
         value = getattr(args, f"s3_{name}", None)
         if value:
             options[name] = value

@@ -70,7 +70,18 @@ def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True, reading: 
     g.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint URL, e.g. http://127.0.0.1:9000 for MinIO")
     g.add_argument("--s3-region", metavar="REGION", help="the bucket's region (default: from the AWS config)")
     g.add_argument("--s3-profile", metavar="PROFILE", help="AWS profile to take credentials from")
-    g.add_argument("--s3-storage-class", metavar="CLASS", help="storage class of data packs (e.g. STANDARD_IA)")
+    g.add_argument(
+        "--s3-storage-class",
+        metavar="CLASS",
+        help="storage class of data packs (e.g. STANDARD_IA, DEEP_ARCHIVE); recorded by init, which decides for "
+        "every later client",
+    )
+    g.add_argument(
+        "--s3-hot-storage-class",
+        metavar="CLASS",
+        help="storage class of metadata packs, index, archives, keys and config (not lock records); recorded by "
+        "init (default STANDARD)",
+    )
 
 
 def _add_tag_filter(p: argparse.ArgumentParser, what: str) -> None:
@@ -318,8 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
         "is given (create-only); the bucket's endpoint and credentials come from its URL "
         "(?endpoint=...&region=...) and the AWS environment. For extract: 1 also means an entry not restored, "
         "a PATH that matches nothing, or a file repaired with zeros. Data packs in S3 GLACIER or DEEP_ARCHIVE "
-        "(storage_class=): extract first asks S3 to restore the packs it needs (only those), records that in "
-        "the cache, and exits with 3; rerun it when the restores are done (hours), or give --wait.",
+        "(recorded at init): extract first asks S3 to restore the packs it needs (only those), records that in "
+        "the cache, writes the files whose packs are readable, and exits with 3; rerun it when the restores "
+        "are done (hours: a rerun keeps the files written before, --overwrite if-changed unless given), or give "
+        "--wait to write the files as their packs become readable.",
     )
     p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the archive to restore")
     p.add_argument("paths", nargs="*", metavar="PATH", help="restore only these archive paths (and below)")
@@ -490,7 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
         "reclaim space: garbage-collect and copy live data forward",
         "Delete what no archive references and copy live data out of mostly dead packs.  Packs younger than "
         "--min-age are never touched (a backup running now may still need them), so right after a prune "
-        "compact frees little: its output says how many packs were too young.",
+        "compact frees little: its output says how many packs were too young.  Partly dead data packs in "
+        "S3 GLACIER or DEEP_ARCHIVE are copied forward only with a restore option (--restore-tier, "
+        "--restore-days, --wait): compact then restores them (retrieval is charged per GB) and exits with 3 "
+        "while restores are pending; rerun it with the same options later, or give --wait.",
     )
     p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
     p.add_argument(
@@ -508,9 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="data packs in GLACIER, DEEP_ARCHIVE or GLACIER_IR (storage_class=): never delete them younger "
         "than this (default: the class's minimum storage duration, 90d, 180d, 90d); such packs are only "
-        "deleted whole, never copied forward",
+        "deleted whole, never copied forward unless a restore option is given",
     )
     p.add_argument("--dry-run", action="store_true", help="show what would be freed, change nothing")
+    _add_cold_restore(p)
     _add_common(p)
     p.set_defaults(func="cmd_compact")
 

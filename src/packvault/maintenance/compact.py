@@ -29,6 +29,15 @@ The steps, and why they are in this order (DESIGN "Compaction", principles 1, 4 
 7. With S3 Object Lock, a pack to be deleted whose retention has not run out is not deleted but reported
    as held until its date (``packs_held``): nothing references it any more (the new index does not), so
    the first compact after that date finds it unreferenced again and deletes it.  Not an error.
+8. Cold data packs (GLACIER, DEEP_ARCHIVE) are never copied forward by default: that reads them.  With a
+   restore asked for (``CompactOptions.restore``: ``compact --restore-tier``), the partly dead ones whose
+   dead share reaches ``threshold`` (and that are past their class's minimum storage duration) are
+   restored (``repository/restores.py``; one HEAD each, one RestoreObject each that is still cold) and,
+   once readable, copied forward like any other pack, but through memory: their live objects are read
+   from the restored copy, verified, and written as a new pack (in the data class: cold again), since a
+   cold copy could not be read back to verify it.  Packs whose restore is not finished stay as they are
+   and are reported (``packs_restore_pending``); the next compact with the same options copies them.
+   With ``wait`` compact polls until they are readable, holding its exclusive lock meanwhile.
 """
 
 from __future__ import annotations
@@ -43,7 +52,8 @@ from ..errors import IntegrityError
 from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entry, encode_index_fragments
 from ..repository.objects import iter_headers, verify_parts
 from ..repository.reader import ChunkReader
-from ..repository.repository import Repository, defrag_pack_name
+from ..repository.repository import Repository, content_name, defrag_pack_name
+from .cold_compact import ColdRestore, restore_cold_packs
 from .mark import REPAIR_HINT, mark, prove_index_matches_packs
 
 UNDERSIZED_SHARE = 0.25  # a kept pack below this share of the target pack size is merged with others
@@ -63,6 +73,9 @@ class CompactReport:
     packs_created: int = 0
     packs_too_young: int = 0
     packs_cold_kept: int = 0  # partly dead data packs in a cold class: a copy-forward would retrieve them
+    packs_restored: int = 0  # cold packs copied forward after their restore (``CompactOptions.restore``)
+    packs_restore_pending: int = 0  # cold packs to copy forward whose restore is not finished
+    bytes_restore_pending: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
     bytes_freed: int = 0
@@ -156,11 +169,20 @@ def _live_objects_by_pack(index: ChunkIndex, packs: set[int]) -> dict[int, bytea
 
 
 def copy_forward(
-    repo: Repository, index: ChunkIndex, kind: int, sources: list[_PackPlan], report: CompactReport, existing: set[str]
+    repo: Repository,
+    index: ChunkIndex,
+    kind: int,
+    sources: list[_PackPlan],
+    report: CompactReport,
+    existing: set[str],
+    *,
+    through_memory: bool = False,
 ):
-    """Copy live objects of ``sources`` into new packs and repoint the index.  Returns new pack names."""
+    """Copy live objects of ``sources`` into new packs and repoint the index.  Returns new pack names.
+    ``through_memory``: read, verify, then write each new pack (cold packs, module doc step 8)."""
     numbers = sorted(index.packs.lookup(p.name) for p in sources if index.packs.lookup(p.name) is not None)
     by_pack = _live_objects_by_pack(index, set(numbers))
+    write = _write_pack_through_memory if through_memory else _write_pack
     created = []
     batch: list[tuple[bytes, Entry]] = []
     batch_size = 0
@@ -171,19 +193,18 @@ def copy_forward(
             batch.append((chunk_id, Entry(no, offset, size, flags)))
             batch_size += size
             if batch_size >= repo.config.pack_size:
-                created.append(_write_pack(repo, index, kind, batch, report, existing))
+                created.append(write(repo, index, kind, batch, report, existing))
                 batch, batch_size = [], 0
         if kind == KIND_META and batch:  # one source pack's metadata stays apart from the others'
-            created.append(_write_pack(repo, index, kind, batch, report, existing))
+            created.append(write(repo, index, kind, batch, report, existing))
             batch, batch_size = [], 0
     if batch:
-        created.append(_write_pack(repo, index, kind, batch, report, existing))
+        created.append(write(repo, index, kind, batch, report, existing))
     return created
 
 
-def _write_pack(
-    repo: Repository, index: ChunkIndex, kind: int, batch, report: CompactReport, existing: set[str]
-) -> str:
+def _ranges(index: ChunkIndex, batch) -> list[list]:
+    """The batch's objects as [pack, offset, size] ranges, neighbours in a pack coalesced."""
     ranges: list[list] = []
     for _, entry in batch:
         pack = index.packs.names[entry.pack]
@@ -192,6 +213,40 @@ def _write_pack(
             last[2] += entry.size
         else:
             ranges.append([pack, entry.offset, entry.size])
+    return ranges
+
+
+def _repoint(index: ChunkIndex, kind: int, new_name: str, batch, report: CompactReport) -> None:
+    new_no = index.packs.number(new_name, kind)
+    offset = 0
+    for chunk_id, entry in batch:
+        index.table[chunk_id] = Entry(new_no, offset, entry.size, entry.flags)
+        offset += entry.size
+    report.bytes_copied += offset
+    report.packs_created += 1
+
+
+def _write_pack_through_memory(
+    repo: Repository, index: ChunkIndex, kind: int, batch, report: CompactReport, existing: set[str]
+) -> str:
+    """A new pack from restored cold packs: read the live ranges (readable now), verify every object, then
+    store the bytes (Content-MD5 protects the upload).  At most one pack in memory."""
+    repo.check_lock()
+    buf = b"".join(repo.load_pack_range(kind, pack, offset, size) for pack, offset, size in _ranges(index, batch))
+    _verify_pack_bytes(buf, batch, index)
+    target = defrag_pack_name((chunk_id, entry.size) for chunk_id, entry in batch)
+    new_name = content_name(buf) if target in existing else target
+    if new_name not in existing:
+        repo.store_pack_as(kind, new_name, buf)
+    existing.add(new_name)
+    _repoint(index, kind, new_name, batch, report)
+    return new_name
+
+
+def _write_pack(
+    repo: Repository, index: ChunkIndex, kind: int, batch, report: CompactReport, existing: set[str]
+) -> str:
+    ranges = _ranges(index, batch)
     repo.check_lock()
     target = defrag_pack_name((chunk_id, entry.size) for chunk_id, entry in batch)
     if target in existing:
@@ -202,13 +257,7 @@ def _write_pack(
         new_name = repo.copy_forward(kind, [tuple(r) for r in ranges], target=target)
     existing.add(new_name)
     _verify_copy(repo, kind, new_name, batch, index)
-    new_no = index.packs.number(new_name, kind)
-    offset = 0
-    for chunk_id, entry in batch:
-        index.table[chunk_id] = Entry(new_no, offset, entry.size, entry.flags)
-        offset += entry.size
-    report.bytes_copied += offset
-    report.packs_created += 1
+    _repoint(index, kind, new_name, batch, report)
     return new_name
 
 
@@ -217,7 +266,11 @@ def _verify_copy(repo: Repository, kind: int, pack: str, batch, index: ChunkInde
 
     A server-side copy never sees the bytes, so this is the moment the copies are proven; the sources are
     still there and nothing points at the new pack yet, so a failure leaves the repository as it was."""
-    buf = repo.load_pack_range(kind, pack)
+    _verify_pack_bytes(repo.load_pack_range(kind, pack), batch, index)
+
+
+def _verify_pack_bytes(buf: bytes, batch, index: ChunkIndex) -> None:
+    """``buf`` must hold exactly the batch's objects, in order, intact (``_verify_copy``)."""
     expected = iter(batch)
     try:
         for offset, header in iter_headers(buf):
@@ -237,12 +290,15 @@ def _verify_copy(repo: Repository, kind: int, pack: str, batch, index: ChunkInde
         ) from None
 
 
+
+
 @dataclass(frozen=True)
 class CompactOptions:
     threshold: float = 10.0  # rewrite a pack once at least this many percent of its bytes are dead
     min_age: float = 7200.0  # seconds: younger unreferenced packs may belong to a backup running now
     dry_run: bool = False
     cold_min_age: float | None = None  # seconds; None: the data packs' class's minimum storage duration
+    restore: ColdRestore | None = None  # copy partly dead cold packs forward after restoring them (step 8)
 
 
 def cold_min_age(repo: Repository, opts: CompactOptions) -> float | None:
@@ -274,6 +330,8 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
         repo.invalidate_index_cache()
         repo.reset_index(index)
     plans = plan(repo, index, listed, threshold=threshold, min_age=min_age, cold_min_age=cold_min_age(repo, opts))
+    if opts.restore is not None and not dry_run:
+        restore_cold_packs(repo, plans, threshold, opts.restore, report)
     report.packs_total = len(plans)
     report.bytes_before = sum(p.size for p in plans)
     report.live_bytes = sum(p.live for p in plans)
@@ -288,6 +346,9 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
             report.packs_too_young += 1
         elif p.action == "cold":
             report.packs_cold_kept += 1
+        elif p.action == "restoring":
+            report.packs_restore_pending += 1
+            report.bytes_restore_pending += p.size
     removed = {p.name for p in plans if p.action in ("drop", "rewrite", "merge")}
     if dry_run:
         copied = sum(p.live for p in plans if p.action in ("rewrite", "merge"))
@@ -301,7 +362,8 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
         sources = [p for p in plans if p.kind == kind and p.action in ("rewrite", "merge")]
         if sources:
             # a new pack can coincide with an old one (same content after a crashed run): keep it, then
-            removed -= set(copy_forward(repo, index, kind, sources, report, existing))
+            through_memory = kind == KIND_DATA and repo.cold_data_packs
+            removed -= set(copy_forward(repo, index, kind, sources, report, existing, through_memory=through_memory))
     # Entries that still point into removed packs are garbage (unused): drop them from the index.
     removed_numbers = {index.packs.lookup(name) for name in removed} - {None}
     dead_ids = bytearray()  # packed 32-byte ids: deleting while iterating the table is not allowed

@@ -18,6 +18,12 @@ checksum, the copy and the MAC.
 The S3 Object Lock policy (``object_lock``, ``retention_seconds``) is recorded so that every client writes
 with it, whatever its URL says.  Only a repository that has one carries the two fields: every other record
 encodes (and checksums) exactly as before, and a record without them decodes as "no lock".
+
+The storage classes of an S3 repository (``data_storage_class`` for data packs, ``hot_storage_class`` for
+everything else but lock records) are recorded at ``init`` for the same reason: whether data packs may be
+cold (GLACIER, DEEP_ARCHIVE: a restore before every read) is a property of the repository, and a client
+that opens it without ``storage_class=`` in its URL must still know it.  A local repository records none,
+and a record without them (written before they existed) leaves the classes to the client's URL.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class RepoConfig:
     version: int = FORMAT_VERSION
     object_lock: str | None = None  # "GOVERNANCE" | "COMPLIANCE": S3 Object Lock retention of every write
     retention_seconds: int = 0  # with ``object_lock``: how long from its write (or extension) an object is kept
+    data_storage_class: str | None = None  # S3 storage class of data packs; None: not recorded (module doc)
+    hot_storage_class: str | None = None  # S3 storage class of all else but lock records; None: not recorded
 
     def encode(self) -> bytes:
         fields = {
@@ -74,6 +82,10 @@ class RepoConfig:
         if self.object_lock:
             fields["object_lock"] = self.object_lock
             fields["retention_seconds"] = self.retention_seconds
+        if self.data_storage_class:
+            fields["data_storage_class"] = self.data_storage_class
+        if self.hot_storage_class:
+            fields["hot_storage_class"] = self.hot_storage_class
         return msgpack.packb({**fields, CHECK_FIELD: _checksum(fields)})
 
     @staticmethod
@@ -108,6 +120,8 @@ class RepoConfig:
                 version=version,
                 object_lock=d.get("object_lock"),
                 retention_seconds=int(d.get("retention_seconds", 0)),
+                data_storage_class=d.get("data_storage_class"),
+                hot_storage_class=d.get("hot_storage_class"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"repository config is damaged: {exc}") from None

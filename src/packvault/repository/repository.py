@@ -113,7 +113,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         and chunker parameters the new one takes (``init --copy-crypt-from``), so chunks have the same ids in
         both.  ``object_lock`` (GOVERNANCE/COMPLIANCE) with ``retention_seconds``, or the same given as location
         options, makes every object written from the key on carry that S3 Object Lock retention, and is
-        recorded in the config for every later client."""
+        recorded in the config for every later client; so are the backend's storage classes (data packs and
+        the hot rest), which decide for every client that opens the repository (``RepoConfig``)."""
         if encryption not in ("repokey", "keyfile"):
             raise UsageError(f"unknown encryption mode {encryption!r}", hint="use repokey or keyfile")
         if cipher not in CIPHER_NAMES:
@@ -134,6 +135,7 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         self.store.open()
         self._opened = True
         object_lock, retention_seconds = self.store.backend.object_lock_policy()
+        data_storage_class, hot_storage_class = self.store.backend.storage_classes()
         repository_id = os.urandom(32)
         source_key = share_ids_from.key if share_ids_from is not None else None
         material = new_key_material(repository_id, CIPHER_NAMES[cipher], share_ids_from=source_key)
@@ -152,6 +154,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
             compression=compression,
             object_lock=object_lock,
             retention_seconds=retention_seconds,
+            data_storage_class=data_storage_class,
+            hot_storage_class=hot_storage_class,
         )
         if share_ids_from is not None:
             assert share_ids_from.config is not None
@@ -173,6 +177,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         self.config = self._load_config()
         if self.config.object_lock:
             self.store.backend.set_object_lock(self.config.object_lock, self.config.retention_seconds)
+        if self.config.data_storage_class or self.config.hot_storage_class:
+            self.store.backend.set_storage_classes(self.config.data_storage_class, self.config.hot_storage_class)
         if passphrase is not None:
             self.unlock(passphrase())
             if lock:

@@ -45,28 +45,34 @@ class RestorePlan:
     def waiting_bytes(self) -> int:
         return sum(self.waiting.values())
 
-    def pending_error(self) -> RestorePending:
+    def pending_error(self, extracted: int = 0) -> RestorePending:
+        done = f"; {extracted} files extracted from the packs readable already" if extracted else ""
         return RestorePending(
-            f"restore requested for {len(self.waiting)} packs, {self.waiting_bytes / GiB:.2f} GiB; rerun to continue"
+            f"restore requested for {len(self.waiting)} packs, {self.waiting_bytes / GiB:.2f} GiB{done}; "
+            "rerun to continue"
         )
 
 
 class PackRestorer:
     """Plans and requests the restores of the data packs a read needs (module doc)."""
 
-    def __init__(self, repo: Repository, *, tier: str = DEFAULT_TIER, days: int = DEFAULT_DAYS):
+    def __init__(
+        self, repo: Repository, *, tier: str = DEFAULT_TIER, days: int = DEFAULT_DAYS, record: str = RECORD
+    ):
+        """``record``: the cache entry of this kind of read's requests (compact keeps its own, so that its
+        restores never make an extract believe it is resuming)."""
         self.repo = repo
         self.tier = tier
         self.days = days
+        self.record = record
 
     def needed(self, chunk_ids: Iterable[bytes]) -> set[str]:
         """The data packs holding these chunks (chunks missing from the index are the reader's to report)."""
         packs = set()
-        index = self.repo.index
         for chunk_id in chunk_ids:
-            loc = index.get(chunk_id)
-            if loc is not None and not loc.kind:
-                packs.add(loc.pack)
+            pack = self.pack_of(chunk_id)
+            if pack is not None:
+                packs.add(pack)
         return packs
 
     def prepare(self, packs: set[str]) -> RestorePlan:
@@ -95,31 +101,48 @@ class PackRestorer:
             if progress:
                 progress(plan)
             time.sleep(poll)
-            waiting = list(plan.waiting)
-            with ThreadPoolExecutor(HEAD_THREADS, thread_name_prefix="pv-restore") as pool:
-                states = list(pool.map(self.repo.data_pack_state, waiting))
-            for pack, (state, _) in zip(waiting, states, strict=True):
-                if state == READABLE:
-                    del plan.waiting[pack]
-                elif state == COLD:  # the temporary copy expired before it was read: ask again
-                    self._request(pack)
-        self._save({})
+            self.poll(plan)
+        self.finished()
         if progress:
             progress(plan)
+
+    def poll(self, plan: RestorePlan) -> list[str]:
+        """One look at each pack still waiting (one HEAD each): the packs readable now leave ``plan.waiting``
+        and are returned; a pack whose temporary copy expired before it was read is asked for again."""
+        waiting = list(plan.waiting)
+        with ThreadPoolExecutor(HEAD_THREADS, thread_name_prefix="pv-restore") as pool:
+            states = list(pool.map(self.repo.data_pack_state, waiting))
+        readable = []
+        for pack, (state, _) in zip(waiting, states, strict=True):
+            if state == READABLE:
+                del plan.waiting[pack]
+                readable.append(pack)
+            elif state == COLD:
+                self._request(pack)
+        return readable
+
+    def finished(self) -> None:
+        """Every pack the read needs is readable: nothing of this client's is pending any more."""
+        self._save({})
+
+    def pack_of(self, chunk_id: bytes) -> str | None:
+        """The data pack holding a chunk (None: not in the index, or a metadata chunk, never cold)."""
+        loc = self.repo.index.get(chunk_id)
+        return loc.pack if loc is not None and not loc.kind else None
 
     def _request(self, pack: str) -> str:
         return self.repo.restore_data_pack(pack, days=self.days, tier=self.tier)
 
     def _record(self) -> dict[str, dict]:
-        raw = self.repo.cache.read(RECORD)
+        raw = self.repo.cache.read(self.record)
         try:
             return json.loads(raw) if raw else {}
         except ValueError:  # a damaged record only loses what it said; S3 itself knows the restores
             return {}
 
     def _save(self, record: dict[str, dict]) -> None:
-        if record or self.repo.cache.read(RECORD) is not None:
-            self.repo.cache.write(RECORD, json.dumps(record, sort_keys=True).encode())
+        if record or self.repo.cache.read(self.record) is not None:
+            self.repo.cache.write(self.record, json.dumps(record, sort_keys=True).encode())
 
     def has_pending(self) -> bool:
         """True if an earlier run of this client requested restores it has not read yet."""

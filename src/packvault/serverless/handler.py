@@ -5,7 +5,17 @@ One invocation: read the job (``job.py``), fetch the passphrase (``secrets.py``)
 1. ``backup``: create the archive of the current period, unless it exists already ("already-complete");
 2. prune with the job's retention policy, limited to the job's own archives (``{prefix}-*``, grouped by
    prefix only: a Lambda's host name changes from one sandbox to the next);
-3. compact, when due (``PACKVAULT_COMPACT``: always / weekdays) or asked for (``{"action": "compact"}``).
+3. compact, when due (``PACKVAULT_COMPACT``: always / weekdays) or asked for (``{"action": "compact"}``);
+   in a repository with S3 Object Lock followed, as the CLI's compact is, by the retention extension of
+   every live object (``maintenance/retention_lock.py``; period ``PACKVAULT_RETENTION_EXTEND``, else the
+   repository's retention), whose counts go into the summary.
+
+A one-off ``{"action": "extract", "archive": NAME, "target": "s3://bucket/prefix"}`` (optional ``paths``,
+``restore_tier``, ``restore_days``) restores an archive into a bucket.  Where its data packs are cold
+(GLACIER, DEEP_ARCHIVE), the first invocation requests the restores of the packs it needs and returns
+status "restore-pending" (not an error: restores take hours, far more than a function may run); the same
+event invoked later (a schedule, a retry) finds them readable and restores the archive ("extracted").  S3
+itself remembers the restores, so a later invocation in another sandbox (another /tmp) asks for none again.
 
 Lambda stops a function hard at its timeout.  The handler watches ``context.get_remaining_time_in_millis()``
 and lets ``ArchiveCreator`` stop *before* it, at max(20 s, 10 %) of the time the run started with: what was
@@ -100,7 +110,7 @@ def run_job(job: Job, deadline: Deadline, log: JsonLog) -> dict:
     from ..settings import Settings
 
     result: dict = {"status": None}
-    repo = Repository(job.repository, settings=Settings.from_environ(os.environ))
+    repo = Repository(job.repository, settings=Settings.from_environ(os.environ), s3_options=job.s3_options())
     try:
         repo.open(None, lock=None)
         try:
@@ -108,6 +118,11 @@ def run_job(job: Job, deadline: Deadline, log: JsonLog) -> dict:
         except WrongPassphrase:
             forget()  # a rotated secret: fetch it again next time
             raise
+        if job.action == "extract":
+            repo.acquire_lock(exclusive=False, wait=deadline.lock_wait(repo.settings.lock_wait))
+            result.update(_extract(repo, job, log))
+            result["requests"] = repo.request_stats()
+            return result
         if job.does_backup:
             repo.acquire_lock(exclusive=False, wait=deadline.lock_wait(repo.settings.lock_wait))
             result.update(_backup(repo, job, deadline, log))
@@ -200,6 +215,61 @@ def _compact(repo, job: Job, deadline: Deadline, log: JsonLog) -> dict:
     repo.acquire_lock(exclusive=True, wait=deadline.lock_wait(repo.settings.lock_wait))
     min_age = parse_duration(job.compact_min_age, what="compact_min_age", allow_zero=True).total_seconds()
     report = compact(repo, CompactOptions(threshold=job.compact_threshold, min_age=min_age))
+    if repo.config is not None and repo.config.object_lock:  # what is still live stays protected
+        from ..maintenance.retention_lock import RetentionOptions, extend_retention
+
+        extended = extend_retention(repo, RetentionOptions(period=job.retention_extend))
+        report.retention = extended.as_dict()
+        log("retention.extended", **{k: v for k, v in report.retention.items() if k != "requests"})
     data = report.as_dict()
-    log("compact.done", **{k: v for k, v in data.items() if k != "requests"})
+    log("compact.done", **{k: v for k, v in data.items() if k not in ("requests", "retention")})
     return data
+
+
+def _extract(repo, job: Job, log: JsonLog) -> dict:
+    """Restore ``job.archive`` into ``job.target``, or request the restores of its cold packs (module doc)."""
+    from ..archive.archive import iter_archive_items, load_archive
+    from ..archive.extract import PathSelector, chunk_ids
+    from ..archive.s3restore import S3Restorer
+    from ..repository.reader import ChunkReader
+    from ..repository.restores import PackRestorer
+
+    assert job.target is not None
+    with ChunkReader(repo) as reader:
+        meta = load_archive(reader, repo.find_archive(job.archive))
+        selected = PathSelector(list(job.paths))
+
+        def items():
+            return (item for item in iter_archive_items(reader, meta) if selected(item))
+
+        restorer = PackRestorer(repo, tier=job.restore_tier, days=job.restore_days)
+        if repo.cold_data_packs or restorer.has_pending():
+            plan = restorer.prepare(restorer.needed(chunk_ids(items())))
+            if plan.waiting:
+                pending = {
+                    "packs": plan.packs,
+                    "requested": plan.requested,
+                    "waiting": len(plan.waiting),
+                    "waiting_bytes": plan.waiting_bytes,
+                }
+                log("restore.pending", archive=job.archive, **pending)
+                return {"status": "restore-pending", "archive": job.archive, "restores": pending}
+        extractor = S3Restorer(
+            reader,
+            job.target,
+            overwrite="never",
+            settings=repo.settings.storage,
+            warn=lambda path, message: log("warning", level="warning", path=path, message=message),
+        )
+        log("extract.start", archive=job.archive, target=job.describe()["target"])
+        stats = extractor.run(items())
+        restorer.finished()
+    warnings = stats.warnings + [f"{path}: matches nothing in the archive" for path in selected.unmatched()]
+    log("extract.done", archive=job.archive, **stats.as_dict())
+    return {
+        "status": "extracted",
+        "archive": job.archive,
+        "stats": stats.as_dict(),
+        "warnings": warnings[:100],
+        "target_requests": extractor.requests.snapshot(),
+    }

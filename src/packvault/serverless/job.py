@@ -2,7 +2,8 @@
 
 The environment is the job's configuration (set by ``terraform/modules/scheduled-backup``); the event may
 override any of it, which is how one function serves both its regular schedule and a one-off invocation
-(``{"action": "compact"}``).  Everything is parsed and validated here, before the repository is opened,
+(``{"action": "compact"}``, or ``{"action": "extract", "archive": ..., "target": "s3://bucket/prefix"}``).
+Everything is parsed and validated here, before the repository is opened,
 so a typo in the configuration fails in milliseconds with a clear message rather than after the KDF.
 
 Archive names are ``{prefix}-{period stamp}``: a run that stopped at its deadline and the run that resumes
@@ -22,7 +23,8 @@ from ..errors import UsageError
 from ..maintenance.retention import RetentionPolicy
 from ..units import parse_duration
 
-ACTIONS = ("backup", "prune", "compact", "maintenance")
+ACTIONS = ("backup", "prune", "compact", "maintenance", "extract")
+RESTORE_TIERS = ("bulk", "standard", "expedited")
 PERIODS = ("hourly", "daily", "weekly", "monthly")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TRUE = {"1", "true", "yes", "on", "always"}
@@ -45,6 +47,23 @@ class Job:
     compact: str  # "always", "never", or comma-separated weekdays ("sun", "mon,thu")
     compact_threshold: float
     compact_min_age: str
+    # S3 Object Lock: the mode and retention the job writes with (as the location options object_lock= and
+    # retention=; the repository's config must agree on the mode), and the period compact's retention
+    # extension gives live objects (None: the repository's retention)
+    object_lock: str | None = None
+    retention: str | None = None
+    retention_extend: float | None = None
+    # action "extract": what to restore where, and how cold data packs are restored
+    target: str | None = None
+    paths: tuple[str, ...] = ()
+    restore_tier: str = "standard"
+    restore_days: int = 3
+
+    def s3_options(self) -> dict[str, str]:
+        """The location options the job adds to the repository's URL (Object Lock, when configured)."""
+        if not self.object_lock:
+            return {}
+        return {"object_lock": self.object_lock, "retention": self.retention or ""}
 
     @property
     def does_backup(self) -> bool:
@@ -54,7 +73,7 @@ class Job:
         """Is compaction part of this run?  An explicit compact/maintenance action always is."""
         if self.action in ("compact", "maintenance"):
             return True
-        if self.action == "prune" or self.compact == "never":
+        if self.action in ("prune", "extract") or self.compact == "never":
             return False
         return self.compact == "always" or WEEKDAYS[self.when.weekday()] in self.compact.split(",")
 
@@ -62,14 +81,19 @@ class Job:
         return self.prune is not None and self.action in ("backup", "prune", "maintenance")
 
     def describe(self) -> dict:
-        return {
+        described = {
             "action": self.action,
             "repository": _redact(self.repository),
             "sources": [_redact(s) for s in self.sources],
-            "archive": self.archive if self.does_backup else None,
+            "archive": self.archive if self.does_backup or self.action == "extract" else None,
             "retention": bool(self.prune),
             "compact_schedule": self.compact,
         }
+        if self.object_lock:
+            described["object_lock"] = self.object_lock
+        if self.action == "extract":
+            described["target"] = _redact(self.target or "")
+        return described
 
 
 def _redact(url: str) -> str:
@@ -175,6 +199,8 @@ def load_job(event: Mapping | None, env: Mapping[str, str] = os.environ) -> Job:
     action = str(event.get("action") or "backup").lower()
     if action not in ACTIONS:
         raise UsageError(f"unknown action {action!r}", hint=f"use one of {', '.join(ACTIONS)}")
+    if action == "extract" and not event.get("archive"):
+        raise UsageError('an "extract" job needs "archive" (the archive name) and "target" (s3://bucket/prefix)')
     repository = str(_pick(event, env, "repository", "PACKVAULT_REPO", "")).strip()
     if not repository:
         raise UsageError("no repository", hint="set PACKVAULT_REPO (or 'repository' in the event)")
@@ -206,4 +232,43 @@ def load_job(event: Mapping | None, env: Mapping[str, str] = os.environ) -> Job:
         compact=parse_compact(_pick(event, env, "compact", "PACKVAULT_COMPACT", "")),
         compact_threshold=threshold,
         compact_min_age=str(_pick(event, env, "compact_min_age", "PACKVAULT_COMPACT_MIN_AGE", "2h")),
+        **_object_lock(event, env),
+        **(_extract(event) if action == "extract" else {}),
     )
+
+
+def _object_lock(event: Mapping, env: Mapping[str, str]) -> dict:
+    """``PACKVAULT_OBJECT_LOCK`` (governance|compliance) with ``PACKVAULT_RETENTION`` (both or neither), and
+    ``PACKVAULT_RETENTION_EXTEND`` (a duration), checked here so that a typo fails before the KDF."""
+    mode = str(_pick(event, env, "object_lock", "PACKVAULT_OBJECT_LOCK", "")).strip().lower() or None
+    retention = str(_pick(event, env, "retention", "PACKVAULT_RETENTION", "")).strip() or None
+    extend = str(_pick(event, env, "retention_extend", "PACKVAULT_RETENTION_EXTEND", "")).strip() or None
+    if mode is not None and mode not in ("governance", "compliance"):
+        raise UsageError(f"PACKVAULT_OBJECT_LOCK={mode!r} is not a mode", hint="use governance or compliance")
+    if (mode is None) != (retention is None):
+        raise UsageError("PACKVAULT_OBJECT_LOCK and PACKVAULT_RETENTION go together", hint="set both, or neither")
+    if retention is not None:
+        parse_duration(retention, what="PACKVAULT_RETENTION")
+    period = parse_duration(extend, what="PACKVAULT_RETENTION_EXTEND").total_seconds() if extend else None
+    return {"object_lock": mode, "retention": retention, "retention_extend": period}
+
+
+def _extract(event: Mapping) -> dict:
+    """The fields of an extract job: only from the event (a one-off invocation, not a schedule)."""
+    target = str(event.get("target") or "").strip()
+    if not target.startswith("s3://"):
+        raise UsageError(
+            'an "extract" job needs "target": "s3://bucket/prefix"', hint="a function has no directory to restore to"
+        )
+    tier = str(event.get("restore_tier") or "standard").lower()
+    if tier not in RESTORE_TIERS:
+        raise UsageError(f"unknown restore tier {tier!r}", hint=f"use one of {', '.join(RESTORE_TIERS)}")
+    days = event.get("restore_days", 3)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise UsageError(f"restore_days must be a whole number of days (at least 1), not {days!r}")
+    return {
+        "target": target,
+        "paths": parse_list(event.get("paths"), "paths"),
+        "restore_tier": tier,
+        "restore_days": days,
+    }

@@ -226,6 +226,17 @@ class CountingBackend(PackvaultBackend):
             return super().object_lock_policy()
         return self.inner.object_lock_policy()
 
+    def storage_classes(self) -> tuple[str | None, str | None]:
+        if "storage_classes" not in self._forwarded:
+            return super().storage_classes()
+        return self.inner.storage_classes()
+
+    def set_storage_classes(self, data: str | None, hot: str | None) -> None:
+        if "set_storage_classes" not in self._forwarded:
+            super().set_storage_classes(data, hot)
+            return
+        self.inner.set_storage_classes(data, hot)
+
     def retained_until(self, name: str) -> datetime | None:
         if "retained_until" not in self._forwarded:
             return super().retained_until(name)

@@ -42,6 +42,8 @@ OPTIONAL_OPERATIONS = (
     "restore_status",
     "restore",
     "bytes_by_class",
+    "storage_classes",
+    "set_storage_classes",
 )
 DEFAULT_CLASS = "default"  # the one storage class of a backend that has none
 
@@ -160,6 +162,18 @@ class PackvaultBackend(BackendBase):
     def retain_until(self, name: str, until: datetime) -> None:
         """Extend the Object Lock retention of ``name`` to ``until``.  Default: refused (only S3 has it)."""
         raise UsageError("S3 Object Lock needs an s3:// repository")
+
+    def storage_classes(self) -> tuple[str | None, str | None]:
+        """(data, hot): the storage classes bulk data and everything else (but lock records) are written to,
+        for a repository to record at init.  Default: (None, None), a backend without classes."""
+        return None, None
+
+    def set_storage_classes(self, data: str | None, hot: str | None) -> None:
+        """Write with the storage classes a repository recorded (``storage_classes`` at its init).
+
+        Default: nothing to do, a backend without classes never records any."""
+        return None
+
     def restore_status(self, name: str) -> tuple[str, int]:
         """(``READABLE``/``COLD``/``RESTORING``, size in bytes) of the object ``name``.
 

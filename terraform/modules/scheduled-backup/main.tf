@@ -30,9 +30,14 @@ locals {
     PACKVAULT_CONFIG_DIR            = "/tmp/packvault/config"
   }
   prune_environment = var.prune == null ? {} : { PACKVAULT_PRUNE = jsonencode(var.prune) }
+  # S3 Object Lock (read by packvault.serverless.job): the mode and retention the job writes with, and the
+  # period compact's retention extension gives live objects.
+  lock_mode_environment      = var.object_lock_mode == null ? {} : { PACKVAULT_OBJECT_LOCK = var.object_lock_mode }
+  lock_retention_environment = var.object_lock_retention == null ? {} : { PACKVAULT_RETENTION = var.object_lock_retention }
+  lock_extend_environment    = var.retention_extension_period == null ? {} : { PACKVAULT_RETENTION_EXTEND = var.retention_extension_period }
 
   # extra_environment first, so it can tune Packvault but never redirect the job's repository or secret.
-  environment = merge(var.extra_environment, local.prune_environment, local.handler_environment)
+  environment = merge(var.extra_environment, local.prune_environment, local.lock_mode_environment, local.lock_retention_environment, local.lock_extend_environment, local.handler_environment)
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,6 +178,37 @@ data "aws_iam_policy_document" "lambda" {
     resources = [aws_sqs_queue.dead_letter.arn]
   }
 
+  # Object Lock: every write carries a retention, compact extends that of live objects (never shortens it: that
+  # would need s3:BypassGovernanceRetention, which the job never gets), and the first write of a run reads the
+  # bucket's Object Lock configuration.
+  dynamic "statement" {
+    for_each = var.object_lock_mode == null ? [] : [var.repository_bucket_arn]
+    content {
+      sid       = "ObjectLockRetention"
+      actions   = ["s3:PutObjectRetention", "s3:GetObjectRetention"]
+      resources = ["${statement.value}/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.object_lock_mode == null ? [] : [var.repository_bucket_arn]
+    content {
+      sid       = "ObjectLockConfiguration"
+      actions   = ["s3:GetBucketObjectLockConfiguration"]
+      resources = [statement.value]
+    }
+  }
+
+  # Cold data packs (GLACIER, DEEP_ARCHIVE): an extract job asks for their restores.
+  dynamic "statement" {
+    for_each = var.restore_cold_packs ? [var.repository_bucket_arn] : []
+    content {
+      sid       = "RestoreColdPacks"
+      actions   = ["s3:RestoreObject"]
+      resources = ["${statement.value}/*"]
+    }
+  }
+
   # X-Ray accepts no resource-level restriction for these two calls.
   statement {
     sid       = "WriteTraces"
@@ -263,6 +299,14 @@ resource "aws_lambda_function" "this" {
     precondition {
       condition     = length(var.sources) > 0 || var.prune != null || var.compact
       error_message = "The job does nothing: set sources, prune or compact."
+    }
+    precondition {
+      condition     = (var.object_lock_mode == null) == (var.object_lock_retention == null)
+      error_message = "object_lock_mode and object_lock_retention go together: set both, or neither."
+    }
+    precondition {
+      condition     = var.repository_bucket_arn != null || (var.object_lock_mode == null && !var.restore_cold_packs)
+      error_message = "object_lock_mode and restore_cold_packs need repository_bucket_arn (the permissions are scoped to it)."
     }
   }
 

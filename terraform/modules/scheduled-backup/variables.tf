@@ -198,3 +198,60 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "object_lock_mode" {
+  description = <<-EOT
+    S3 Object Lock of the repository (PACKVAULT_OBJECT_LOCK): "governance" or "compliance", with object_lock_retention.
+    The job then writes every object with that retention (the repository's recorded mode must agree, else the job
+    fails in one line), and its compact extends the retention of every live object. null = no Object Lock settings
+    (a repository initialised with Object Lock still applies its own). Needs repository_bucket_arn.
+  EOT
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.object_lock_mode == null || contains(["governance", "compliance"], coalesce(var.object_lock_mode, "-"))
+    error_message = "object_lock_mode must be \"governance\" or \"compliance\"."
+  }
+}
+
+variable "object_lock_retention" {
+  description = "With object_lock_mode: how long each object is retained from its write, e.g. \"30d\" (PACKVAULT_RETENTION)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.object_lock_retention == null || can(regex("^[0-9]+(s|min|h|d|w|m|y)$", coalesce(var.object_lock_retention, "-")))
+    error_message = "object_lock_retention must be a duration such as 30d, 12w or 1y."
+  }
+}
+
+variable "retention_extension_period" {
+  description = <<-EOT
+    The retention compact's extension gives each live object (PACKVAULT_RETENTION_EXTEND), e.g. "60d"; each object
+    is extended once less than half of it is left, at one PutObjectRetention per live object per half period
+    (docs/s3-backend.md). null = the repository's retention.
+  EOT
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.retention_extension_period == null || can(regex("^[0-9]+(s|min|h|d|w|m|y)$", coalesce(var.retention_extension_period, "-")))
+    error_message = "retention_extension_period must be a duration such as 60d."
+  }
+}
+
+variable "restore_cold_packs" {
+  description = <<-EOT
+    Allow the job to restore cold data packs (S3 GLACIER/DEEP_ARCHIVE; s3:RestoreObject) for {"action": "extract"}
+    invocations. Needs repository_bucket_arn.
+  EOT
+  type        = bool
+  default     = false
+}
+
+variable "repository_bucket_arn" {
+  description = "ARN of the repository bucket (repository-bucket module output); needed by object_lock_mode and restore_cold_packs."
+  type        = string
+  default     = null
+}

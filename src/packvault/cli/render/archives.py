@@ -45,12 +45,16 @@ def init(location: str, config: RepoConfig, requests: dict, *, as_json: bool) ->
                     "encryption": config.encryption,
                     "object_lock": config.object_lock,
                     "retention_seconds": config.retention_seconds,
+                    "data_storage_class": config.data_storage_class,
+                    "hot_storage_class": config.hot_storage_class,
                 },
                 "requests": requests,
             }
         )
         return
     print(f"Initialized repository {location} (id {config.repository_id.hex()[:16]}, {config.encryption})")
+    if config.data_storage_class:
+        print(f"Storage classes: data packs {config.data_storage_class}, the rest {config.hot_storage_class}.")
     if config.object_lock:
         days = config.retention_seconds / 86400
         print(f"Object Lock: {config.object_lock.lower()}, every object retained {days:g} days from its write.")
@@ -245,6 +249,9 @@ def repository_info(location: str, cfg: RepoConfig, info: dict, requests: dict, 
     print(f"Chunks:       {info['chunks_indexed']}")
     classes = ", ".join(f"{name} {fmt_size(size)}" for name, size in sorted(info["storage_classes"].items()))
     print(f"Storage:      {classes or 'empty'}")
+    recorded = info["recorded_classes"]
+    if recorded["data"]:
+        print(f"Classes:      data packs {recorded['data']}, the rest {recorded['hot']} (recorded at init)")
 
 
 # --- extract / diff -----------------------------------------------------------------------------------------

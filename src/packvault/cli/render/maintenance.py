@@ -87,8 +87,11 @@ def compact(
     if report.packs_cold_kept:
         print(
             f"{report.packs_cold_kept} partly dead data pack(s) in a cold storage class were kept as they are: "
-            "copying their live data forward would retrieve them; they go when all of their data is dead."
+            "copying their live data forward would retrieve them; they go when all of their data is dead "
+            "(or give --restore-tier to restore and copy them)."
         )
+    if report.packs_restored:
+        print(f"{report.packs_restored} cold data pack(s) were restored and their live data copied forward.")
 
 
 def problem_line(problem: Problem) -> str:

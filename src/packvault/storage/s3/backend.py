@@ -298,6 +298,36 @@ class S3Backend(PackvaultBackend):
     def object_lock_policy(self) -> tuple[str | None, int]:
         return self.settings.object_lock, self.settings.retention_seconds
 
+    def storage_classes(self) -> tuple[str | None, str | None]:
+        return self.settings.data_storage_class or "STANDARD", self.settings.hot_storage_class or "STANDARD"
+
+    def set_storage_classes(self, data: str | None, hot: str | None) -> None:
+        """Apply the storage classes the repository recorded at init.  The record decides: a class given in
+        the URL (or as an option) that differs from it is refused, since a client writing data packs to a
+        class the repository does not announce would leave other clients unaware that they are cold (or
+        would bill minimum storage durations nobody expects).  A recorded STANDARD is S3's default and is not
+        sent with each write unless the URL names it too."""
+        current = self.settings
+        for key, recorded, given in (
+            ("storage_class", data, current.data_storage_class),
+            ("hot_storage_class", hot, current.hot_storage_class),
+        ):
+            if recorded and given and given != recorded:
+                raise UsageError(
+                    f"{key}={given} disagrees with the repository's {recorded} (recorded at init)",
+                    hint=f"drop {key} from the location and its options; the repository's config decides",
+                )
+
+        def effective(recorded: str | None, given: str | None) -> str | None:
+            return given if not recorded or recorded == "STANDARD" else recorded
+
+        self.settings = replace(
+            current,
+            data_storage_class=effective(data, current.data_storage_class),
+            hot_storage_class=effective(hot, current.hot_storage_class),
+        )
+        self.s3.settings = self.settings
+
     def retained_until(self, name: str) -> datetime | None:
         """One HEAD: the retain-until date of the current version of ``name`` (None: none, or no object)."""
         head = self.s3.head(self._checked(name))

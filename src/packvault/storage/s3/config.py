@@ -42,6 +42,9 @@ STORAGE_CLASSES = {
     "EXPRESS_ONEZONE",
 }
 
+# The classes a GET is refused in until a restore (RestoreObject) has finished; GLACIER_IR needs none.
+NEEDS_RESTORE = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
 # S3 Object Lock retention modes: GOVERNANCE can be lifted by a principal allowed to bypass it,
 # COMPLIANCE by nobody (not even the account root) until the date has passed.
 OBJECT_LOCK_MODES = {"GOVERNANCE", "COMPLIANCE"}
@@ -54,6 +57,7 @@ KNOWN_KEYS = {
     "profile",
     "path_style",
     "storage_class",
+    "hot_storage_class",
     "retry_attempts",
     "retry_max_seconds",
     "multipart_threshold",
@@ -76,7 +80,8 @@ class S3Settings:
     region: str | None = None
     profile: str | None = None
     path_style: bool | None = None  # None: path style exactly when a custom endpoint is in use
-    data_storage_class: str | None = None
+    data_storage_class: str | None = None  # data packs; None: the bucket's default (STANDARD)
+    hot_storage_class: str | None = None  # everything else but lock records; None: the bucket's default
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
     part_size: int = DEFAULT_PART_SIZE
@@ -132,6 +137,13 @@ def _number(key: str, value: str, kind=float):
     if result <= 0:
         raise InvalidRepositoryURL(f"{key} must be positive")
     return result
+
+
+def _storage_class(merged: Mapping[str, str], key: str) -> str | None:
+    value = (merged.get(key) or "").strip().upper() or None
+    if value is not None and value not in STORAGE_CLASSES:
+        raise InvalidRepositoryURL(f"unknown storage class {value!r} ({key}=)")
+    return value
 
 
 def _object_lock(merged: Mapping[str, str]) -> tuple[str | None, int]:
@@ -200,11 +212,14 @@ def parse_s3_url(
         ep = urlsplit(endpoint)
         if ep.scheme not in ("http", "https") or not ep.netloc:
             raise InvalidRepositoryURL(f"endpoint must be an http(s):// URL, got {endpoint!r}")
-    storage_class = merged.get("storage_class") or None
-    if storage_class is not None:
-        storage_class = storage_class.upper()
-        if storage_class not in STORAGE_CLASSES:
-            raise InvalidRepositoryURL(f"unknown storage class {storage_class!r}")
+    storage_class = _storage_class(merged, "storage_class")
+    hot_storage_class = _storage_class(merged, "hot_storage_class")
+    if hot_storage_class in NEEDS_RESTORE:
+        raise InvalidRepositoryURL(
+            f"hot_storage_class={hot_storage_class} needs a restore before every read",
+            hint="metadata, index, archives and keys are read by every command: use a class such as STANDARD, "
+            "STANDARD_IA or GLACIER_IR",
+        )
     try:
         retry = RetryPolicy.from_options(
             merged.get("retry_attempts") or settings.retry_attempts,
@@ -227,6 +242,7 @@ def parse_s3_url(
         profile=merged.get("profile") or None,
         path_style=_bool("path_style", merged["path_style"]) if "path_style" in merged else None,
         data_storage_class=storage_class,
+        hot_storage_class=hot_storage_class,
         retry=retry,
         multipart_threshold=threshold or DEFAULT_MULTIPART_THRESHOLD,
         part_size=part_size or DEFAULT_PART_SIZE,

@@ -15,9 +15,9 @@ from borgstore.backends.errors import ObjectNotFound
 from ...errors import ColdObject, UsageError
 from ..backend import COLD, READABLE, RESTORING
 from .bucket import S3Bucket
+from .config import NEEDS_RESTORE
 from .errors import error_code
 
-NEEDS_RESTORE = {"GLACIER", "DEEP_ARCHIVE"}
 TIERS = {"bulk": "Bulk", "standard": "Standard", "expedited": "Expedited"}
 
 

@@ -97,7 +97,12 @@ class S3Writes:
         self._lock_checked = False
 
     def storage_class(self, name: str) -> str | None:
-        return self.bucket.settings.data_storage_class if self.policy.is_data(name) else None
+        """The class ``name`` is written to: data packs the data class, lock records the bucket's default
+        (they live for minutes, and infrequent-access classes bill at least 30 days), the rest the hot one."""
+        settings = self.bucket.settings
+        if self.policy.is_data(name):
+            return settings.data_storage_class
+        return settings.hot_storage_class if self.policy.is_locked(name) else None
 
     def object_lock(self, name: str) -> dict:
         """The Object Lock arguments of a request creating ``name`` (none without a lock or for lock records)."""
