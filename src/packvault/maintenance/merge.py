@@ -59,6 +59,8 @@ class MergeReport:
     parts: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)  # part entries soft-deleted by this run
     nitems: int = 0
+    nfiles: int = 0
+    original_size: int = 0
     dropped_dirs: int = 0  # directory items of later parts that the earlier parts already held
     item_chunks_read: int = 0
     item_chunks_written: int = 0
@@ -72,6 +74,8 @@ class MergeReport:
             "parts": self.parts,
             "retired": self.retired,
             "nitems": self.nitems,
+            "nfiles": self.nfiles,
+            "original_size": self.original_size,
             "dropped_dirs": self.dropped_dirs,
             "item_chunks_read": self.item_chunks_read,
             "item_chunks_written": self.item_chunks_written,
@@ -134,6 +138,7 @@ def merge_parts(repo: Repository, name: str, part_names: list[str], *, on_event:
             for meta in metas:
                 for key in _SUMMED_STATS:
                     stats[key] += int(meta.stats.get(key, 0) or 0)
+            report.nfiles, report.original_size = stats["nfiles"], stats["original_size"]
             stats["duration"] = round(sum(float(m.stats.get("duration", 0) or 0) for m in metas), 3)
             merged_from = {
                 "source": ordered[0][1].source,
@@ -214,6 +219,8 @@ def _finish_earlier_merge(
     report.archive_id = existing.hex
     report.parts = list(made_of)
     report.nitems = meta.nitems
+    report.nfiles = int(meta.stats.get("nfiles", 0) or 0)
+    report.original_size = int(meta.stats.get("original_size", 0) or 0)
     for part_name in made_of:
         if part_name in entries and entries[part_name].id == made_of[part_name]:
             _retire(repo, entries[part_name], report, on_event)
