@@ -48,7 +48,7 @@ def test_plan_parts_and_merge_through_the_handler(pv, job, moto_endpoint, monkey
     output = f"s3://{job['plans']}/plans/run.json?endpoint={moto_endpoint}"
     planned = scaleout.handler({"action": "plan", "parts": 3, "output": output, **when}, Context(900))
     assert planned["status"] == "planned" and planned["parts"] == 3 and planned["objects"] == len(OBJECTS)
-    assert planned["archive"] == "lake-2026-12-03"
+    assert planned["archive"] == "lake-2026-12-03" and planned["plan"] == output
     plan = json.loads(s3_client(moto_endpoint).get_object(Bucket=job["plans"], Key="plans/run.json")["Body"].read())
 
     with pytest.raises(scaleout.PartIncomplete):  # 10 s left is inside the 20 s margin: stops at once

@@ -136,6 +136,7 @@ def _plan(event: dict, job: Job, log: JsonLog) -> dict:
         "status": "planned",
         "archive": job.archive,
         "output": output,
+        "plan": output,  # the name the state machine's ResultSelector reads it by
         "parts": len(report.plan),
         "objects": report.objects,
         "bytes": report.bytes,
