@@ -86,9 +86,10 @@ def _minus(a: list[tuple[str, str | None]], b: list[tuple[str, str | None]]) -> 
 
 
 def start_after(lo: str) -> str | None:
-    """S3's StartAfter (exclusive) for a listing that must begin at ``lo`` (inclusive): the greatest string
-    below ``lo`` that no valid key lies above while staying below ``lo``, i.e. the last character lowered by one
-    and padded with the highest character beyond the longest key S3 allows."""
+    """S3's StartAfter (exclusive) for a listing that must begin at ``lo`` (inclusive): a string below ``lo``
+    with as few keys as possible between them: the last character lowered by one and padded with the highest
+    character up to the longest key S3 allows (1,024 bytes), so only keys of that maximal length could fall
+    in between; the lister skips keys below ``lo`` all the same."""
     if not lo:
         return None
     if lo[-1] == "\0":
@@ -96,8 +97,8 @@ def start_after(lo: str) -> str | None:
     code = ord(lo[-1]) - 1
     lowered = chr(0xD7FF if 0xD800 <= code <= 0xDFFF else code)
     head = lo[:-1] + lowered
-    pad = (MAX_KEY_BYTES - len(head.encode("utf-8", "surrogatepass"))) // 4 + 1
-    return head + _MAX_CHAR * max(1, pad)
+    pad = (MAX_KEY_BYTES - len(head.encode("utf-8", "surrogatepass"))) // 4
+    return head + _MAX_CHAR * max(0, pad)
 
 
 @dataclass(frozen=True)

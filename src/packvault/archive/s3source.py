@@ -263,7 +263,7 @@ class S3Source:
             for obj in bucket.list(prefix, start_after=first):
                 if not key_below(obj.key, hi):
                     break
-                if key_range.contains(obj.key):
+                if obj.key >= lo and key_range.contains(obj.key):  # each key from its own stretch only
                     yield (walk_sort_key(obj.key), obj.size, obj.etag, _mtime_ns(obj.modified))
 
 
