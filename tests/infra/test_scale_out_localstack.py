@@ -110,7 +110,9 @@ class Deployment:
         self.arn = created["stateMachineArn"]
         self.workers: list[subprocess.Popen] = []
 
-    def start_workers(self, handler: str, parts: int = 2, seconds: float = 120.0, **env: str) -> None:
+    def start_workers(
+        self, handler: str, parts: int = 2, seconds: float = 120.0, part_options: tuple[str, ...] = (), **env: str
+    ) -> None:
         environment = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -121,7 +123,7 @@ class Deployment:
         for step, count in (("plan", 1), ("part", parts), ("merge", 1)):
             for _ in range(count):
                 command = [sys.executable, "-m", "tests.infra.sfn_worker", self.endpoint, self.activities[step]]
-                command += [handler, "--seconds", str(seconds)]
+                command += [handler, "--seconds", str(seconds), *(part_options if step == "part" else ())]
                 self.workers.append(subprocess.Popen(command, env=environment, cwd=REPO_ROOT))
 
     def stop_workers(self) -> None:
@@ -264,3 +266,89 @@ def test_a_failing_plan_fails_the_run_before_any_part(deploy: Callable[..., Depl
     assert "Planning the backup of s3://data-lake/media failed" in result["cause"]
     assert "NoSuchBucket" in result["cause"]
     assert deployment.calls("part") == [] and deployment.calls("merge") == []
+
+
+# --- the real engine ------------------------------------------------------------------------------------------
+
+ENGINE = "packvault.serverless.scaleout:handler"
+OBJECTS = {
+    **{f"lake/day={d}/part-{i:03d}.bin": os.urandom(20_000 + 997 * i) for d in ("01", "02") for i in range(8)},
+    "lake/day=01.manifest": b"manifest",
+    "lake/big.bin": os.urandom(2 * 1024 * 1024 + 13),
+    "lake/_SUCCESS": b"",
+}
+
+
+def test_state_machine_runs_the_engine_and_the_merged_archive_restores_bit_exactly(
+    deploy: Callable[..., Deployment], pv, pv_env, tmp_path, monkeypatch
+) -> None:
+    """Plan, parts (each stopped at its deadline once and continued by the Retry), merge, all through the
+    module's definition with Activity workers calling packvault.serverless.scaleout.handler against a
+    LocalStack S3 repository. The merged archive is the only one left, restores bit-exactly, and has the
+    items and chunk ids of a single backup of the same bucket."""
+    from tests.cli.test_scaleout_flow import _items
+
+    deployment = deploy(parts=3, max_concurrency=2)
+    s3 = deployment.s3
+    source_bucket, repo_bucket = f"{deployment.bucket}-src", f"{deployment.bucket}-repo"
+    for bucket in (source_bucket, repo_bucket):
+        s3.create_bucket(Bucket=bucket)
+    for key, data in OBJECTS.items():
+        s3.put_object(Bucket=source_bucket, Key=key, Body=data)
+    # the definition's source is the module's source_url; the endpoint comes from the environment, as in AWS
+    deployment.values["source_url"] = f"s3://{source_bucket}/lake"
+    deployment.arn = deployment.sfn.create_state_machine(
+        name=f"engine-{uuid.uuid4().hex[:8]}", definition=render_template(deployment.values), roleArn=ROLE_ARN
+    )["stateMachineArn"]
+
+    aws = {
+        "AWS_ENDPOINT_URL_S3": deployment.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in aws.items():
+        monkeypatch.setenv(key, value)
+    repo_url = f"s3://{repo_bucket}/repo"
+    pv("init", repo_url, "--pack-size", "64K")
+
+    log = tmp_path / "attempts.jsonl"
+    deployment.start_workers(
+        ENGINE,
+        parts=2,
+        seconds=600.0,
+        part_options=("--first-attempt-seconds", "0", "--log", str(log)),
+        **pv_env,
+        **aws,
+        PACKVAULT_REPO=repo_url,
+        PACKVAULT_ARCHIVE_PREFIX="lake",
+    )
+    result = deployment.run(timeout=480)
+    assert result["status"] == "SUCCEEDED", (result.get("error"), result.get("cause"))
+    output = json.loads(result["output"])
+    archive = output["planned"]["archive"]
+    assert archive.startswith("lake-")
+    assert output["merged"]["status"] == "merged" and output["merged"]["parts"] == 3
+
+    # every part stopped at its deadline at least once and was continued by the state machine's Retry
+    attempts: dict[int, list[str]] = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        attempts.setdefault(entry["input"]["item"]["part"], []).append(entry["outcome"])
+    assert sorted(attempts) == [0, 1, 2]
+    for outcomes in attempts.values():
+        assert outcomes[-1] == "success" and outcomes.count("success") == 1
+        assert set(outcomes[:-1]) == {"PartIncomplete"} and len(outcomes) >= 2
+
+    listed = json.loads(pv("list", "--json", repo_url).out)["archives"]
+    assert [a["name"] for a in listed] == [archive]  # the parts' entries were retired by the merge
+    target = tmp_path / "restore"
+    pv("extract", f"{repo_url}::{archive}", "--target", str(target))
+    root = target / source_bucket
+    assert {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()} == OBJECTS
+
+    pv("create", f"{repo_url}::single", f"s3://{source_bucket}/lake")
+    items, item_ids = _items(repo_url, archive)
+    single, single_ids = _items(repo_url, "single")
+    assert items == single and item_ids == single_ids
+    pv("check", repo_url)
