@@ -268,15 +268,49 @@ def test_every_failure_ends_in_a_fail_state_with_a_cause() -> None:
         assert "$.error.Cause" in target["CausePath"] and target["CausePath"].startswith("States.Format(")
 
 
-def test_rendered_values_that_would_break_the_json_are_refused_by_validation() -> None:
-    # A quote in a URL would end the ASL string early: the variables' validations must not accept one.
-    for name in ("repository_url", "source_url"):
-        condition = MODULE.named("variable")[name]["validation"][0]["condition"]
-        pattern = re.search(r'regex\("(.*)", var\.', condition).group(1)
-        pattern = pattern.encode().decode("unicode_escape")
-        assert re.match(pattern, "s3://data-lake/media")
-        assert not re.match(pattern, 's3://data-lake/me"dia')
-        assert not re.match(pattern, "s3://data-lake/media?endpoint=x")
+def validation_pattern(name: str) -> re.Pattern[str]:
+    """The regex of a variable's ``can(regex("...", var.x))`` validation, as Python sees it (HCL string escapes
+    undone; RE2 and Python agree on the constructs used)."""
+    condition = MODULE.named("variable")[name]["validation"][0]["condition"]
+    match = re.search(r'regex\("(.*)", var\.' + name + r"\)", condition)
+    assert match, f"{name}: no regex validation"
+    return re.compile(match.group(1).encode().decode("unicode_escape"))
+
+
+@pytest.mark.parametrize("name", ["repository_url", "source_url"])
+def test_urls_that_would_break_the_asl_or_widen_a_grant_are_refused(name: str) -> None:
+    pattern = validation_pattern(name)
+    assert pattern.match("s3://data-lake/media") and pattern.match("s3://data-lake")
+    assert pattern.match("s3://data-lake/media/2026-12/")
+    assert not pattern.match('s3://data-lake/me"dia')  # ends the ASL string early
+    assert not pattern.match("s3://data-lake/me\\dia")
+    assert not pattern.match("s3://data-lake/media?endpoint=x")  # endpoints come from the environment
+    assert not pattern.match("s3://data-lake/med*")  # would widen ${bucket}/${prefix}* in the IAM policies
+    assert not pattern.match("/local/path")
+
+
+def test_work_prefix_is_safe_in_intrinsic_functions_and_policies() -> None:
+    pattern = validation_pattern("work_prefix")
+    assert pattern.match("scale-out/") and pattern.match("packvault-scale-out/lake_1/")
+    for bad in ("scale-out", "it's/", "a{}/", "a*/", 'a"/'):
+        assert not pattern.match(bad), bad
+
+
+def test_schedule_image_and_arn_variables_are_validated() -> None:
+    assert validation_pattern("schedule_expression").match("cron(0 1 * * ? *)")
+    assert validation_pattern("schedule_expression").match("rate(6 hours)")
+    assert not validation_pattern("schedule_expression").match("0 1 * * *")
+    assert validation_pattern("image_uri").match("1.dkr.ecr.eu-1.amazonaws.com/packvault:1")
+    assert validation_pattern("image_uri").match("1.dkr.ecr.eu-1.amazonaws.com/packvault@sha256:ab12")
+    assert not validation_pattern("image_uri").match("packvault")
+    for name in ("kms_key_arn", "source_kms_key_arn", "work_bucket_kms_key_arn", "passphrase_kms_key_arn"):
+        assert validation_pattern(name).match(KEY_ARN), name
+        assert not validation_pattern(name).match(SECRET_ARN), name
+    without_default = {n for n, v in MODULE.named("variable").items() if "default" not in v}
+    assert without_default == {
+        "name", "image_uri", "repository_url", "source_url", "work_bucket_name", "worker_policy_arns",
+        "merge_policy_arns",
+    }  # fmt: skip
 
 
 # --- functions ----------------------------------------------------------------------------------------------

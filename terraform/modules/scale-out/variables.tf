@@ -11,6 +11,11 @@ variable "name" {
 variable "image_uri" {
   description = "ECR image URI (with tag or digest) built from terraform/modules/scheduled-backup/image/Dockerfile; the functions run packvault.serverless.scaleout.handler from it."
   type        = string
+
+  validation {
+    condition     = can(regex("^[^\\s\"]+[:@][^\\s\"]+$", var.image_uri))
+    error_message = "image_uri must be an image reference with a tag or digest (repository:tag or repository@sha256:...)."
+  }
 }
 
 variable "repository_url" {
@@ -18,8 +23,8 @@ variable "repository_url" {
   type        = string
 
   validation {
-    condition     = can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^?\"\\\\]*)?$", var.repository_url))
-    error_message = "repository_url must be s3://bucket or s3://bucket/prefix (no query string, quotes or backslashes)."
+    condition     = can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^?*\"\\\\]*)?$", var.repository_url))
+    error_message = "repository_url must be s3://bucket or s3://bucket/prefix (no query string, '*', quotes or backslashes)."
   }
 }
 
@@ -28,8 +33,8 @@ variable "source_url" {
   type        = string
 
   validation {
-    condition     = can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^?\"\\\\]*)?$", var.source_url))
-    error_message = "source_url must be s3://bucket or s3://bucket/prefix (no query string, quotes or backslashes)."
+    condition     = can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^?*\"\\\\]*)?$", var.source_url))
+    error_message = "source_url must be s3://bucket or s3://bucket/prefix (no query string, '*', quotes or backslashes: it is embedded in the ASL and in IAM resource patterns)."
   }
 }
 
@@ -111,8 +116,8 @@ variable "work_prefix" {
   default     = null
 
   validation {
-    condition     = var.work_prefix == null || can(regex("^[A-Za-z0-9!_.*'()/-]+/$", var.work_prefix))
-    error_message = "work_prefix must end with '/' and contain only letters, digits and !_.*'()/- (it is embedded in the ASL)."
+    condition     = var.work_prefix == null || can(regex("^[A-Za-z0-9!_./-]+/$", var.work_prefix))
+    error_message = "work_prefix must end with '/' and contain only letters, digits and !_./- (it is embedded in ASL intrinsic functions and IAM resource patterns)."
   }
 }
 
@@ -120,12 +125,22 @@ variable "work_bucket_kms_key_arn" {
   description = "KMS key the work bucket encrypts objects with (SSE-KMS), if any: the plan function, the state machine and nobody else may use it."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.work_bucket_kms_key_arn == null || can(regex("^arn:[^:]+:kms:", var.work_bucket_kms_key_arn))
+    error_message = "work_bucket_kms_key_arn must be a KMS key ARN (arn:...:kms:...) or null."
+  }
 }
 
 variable "source_kms_key_arn" {
   description = "KMS key the source bucket's objects are encrypted with (SSE-KMS), if any: the part function may decrypt with it."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.source_kms_key_arn == null || can(regex("^arn:[^:]+:kms:", var.source_kms_key_arn))
+    error_message = "source_kms_key_arn must be a KMS key ARN (arn:...:kms:...) or null."
+  }
 }
 
 variable "worker_policy_arns" {
@@ -136,8 +151,8 @@ variable "worker_policy_arns" {
   type        = list(string)
 
   validation {
-    condition     = length(var.worker_policy_arns) > 0
-    error_message = "worker_policy_arns must contain the repository writer policy."
+    condition     = length(var.worker_policy_arns) > 0 && alltrue([for arn in var.worker_policy_arns : can(regex("^arn:[^:]+:iam::", arn))])
+    error_message = "worker_policy_arns must contain the repository writer policy (IAM policy ARNs)."
   }
 }
 
@@ -149,8 +164,8 @@ variable "merge_policy_arns" {
   type        = list(string)
 
   validation {
-    condition     = length(var.merge_policy_arns) > 0
-    error_message = "merge_policy_arns must contain the repository writer policy."
+    condition     = length(var.merge_policy_arns) > 0 && alltrue([for arn in var.merge_policy_arns : can(regex("^arn:[^:]+:iam::", arn))])
+    error_message = "merge_policy_arns must contain the repository writer policy (IAM policy ARNs)."
   }
 }
 
@@ -161,18 +176,33 @@ variable "passphrase_secret_arn" {
   EOT
   type        = string
   default     = null
+
+  validation {
+    condition     = var.passphrase_secret_arn == null || can(regex("^arn:[^:]+:secretsmanager:", var.passphrase_secret_arn))
+    error_message = "passphrase_secret_arn must be a Secrets Manager secret ARN or null."
+  }
 }
 
 variable "passphrase_kms_key_arn" {
   description = "KMS key the existing passphrase secret is encrypted with, when that is not this module's key. The part and merge functions may decrypt with it."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.passphrase_kms_key_arn == null || can(regex("^arn:[^:]+:kms:", var.passphrase_kms_key_arn))
+    error_message = "passphrase_kms_key_arn must be a KMS key ARN (arn:...:kms:...) or null."
+  }
 }
 
 variable "kms_key_arn" {
   description = "Customer managed KMS key for the secret, logs, function environments, schedule, dead-letter queue and execution data. null = the module creates one (with rotation)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:[^:]+:kms:", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:...:kms:...) or null."
+  }
 }
 
 variable "archive_prefix" {
@@ -251,6 +281,11 @@ variable "schedule_expression" {
   description = "EventBridge Scheduler expression that starts an execution: cron(...), rate(...) or at(...). Keep it longer than a run takes."
   type        = string
   default     = "cron(0 1 * * ? *)"
+
+  validation {
+    condition     = can(regex("^(cron|rate|at)\\(.+\\)$", var.schedule_expression))
+    error_message = "schedule_expression must be cron(...), rate(...) or at(...)."
+  }
 }
 
 variable "schedule_timezone" {
