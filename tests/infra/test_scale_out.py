@@ -446,6 +446,7 @@ def test_state_machine_role_is_exactly_what_the_definition_needs() -> None:
     assert is_allowed(found, "s3:PutObject", f"{WORK}results/run/manifest.json")
     assert not is_allowed(found, "s3:PutObject", f"{WORK}plans/exec-1.json")
     assert not is_allowed(found, "s3:PutObject", f"{REPO_OBJECTS}archives/x")
+    assert is_allowed(found, "s3:GetObject", f"{WORK}results/run/manifest.json")
     # the Distributed Map's child workflows are executions of this state machine, and only those
     own = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:bulk"
     assert is_allowed(found, "states:StartExecution", own)
@@ -454,6 +455,8 @@ def test_state_machine_role_is_exactly_what_the_definition_needs() -> None:
     assert is_allowed(found, "states:DescribeExecution", child)
     assert is_allowed(found, "states:StopExecution", child)
     assert not is_allowed(found, "states:DescribeExecution", f"arn:aws:states:{REGION}:{ACCOUNT}:execution:other/x")
+    assert is_allowed(found, "states:DescribeExecution", f"arn:aws:states:{REGION}:{ACCOUNT}:execution:bulk:run-1")
+    assert not is_allowed(found, "states:StopExecution", f"arn:aws:states:{REGION}:{ACCOUNT}:execution:bulk-2:run-1")
     # everything on "*" is one of the calls AWS offers no resource-level restriction for
     wildcard = {a for s in found if "*" in s.resources for a in s.actions}
     assert wildcard and all(a.startswith(("logs:", "xray:")) for a in wildcard)

@@ -43,14 +43,16 @@ data "aws_iam_policy_document" "state_machine" {
     resources = ["${local.work_objects}plans/*"]
   }
 
-  # The ResultWriter writes the map run's manifest and result files (multipart for large ones).
+  # The ResultWriter writes the map run's manifest and result files (multipart for large ones) and may read
+  # them back (a redriven map run); AWS documents these four actions for it.
   statement {
     sid       = "WriteResults"
-    actions   = ["s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"]
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"]
     resources = ["${local.work_objects}results/*"]
   }
 
-  # A Distributed Map runs its parts as child executions of this very state machine.
+  # A Distributed Map runs its parts as child executions of this very state machine (execution ARNs
+  # <name>/<map run label>:<id>); its own executions are <name>:<id>.
   statement {
     sid       = "StartChildWorkflows"
     actions   = ["states:StartExecution"]
@@ -60,7 +62,10 @@ data "aws_iam_policy_document" "state_machine" {
   statement {
     sid       = "TrackChildWorkflows"
     actions   = ["states:DescribeExecution", "states:StopExecution"]
-    resources = ["arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.state_machine_name}/*"]
+    resources = [
+      "arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.state_machine_name}/*",
+      "arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.state_machine_name}:*",
+    ]
   }
 
   dynamic "statement" {
