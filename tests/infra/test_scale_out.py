@@ -313,6 +313,13 @@ def test_schedule_image_and_arn_variables_are_validated() -> None:
     }  # fmt: skip
 
 
+def test_every_variable_is_used() -> None:
+    """No variable that parses and then does nothing."""
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(MODULE_DIR.glob("*.tf")) if p.name != "variables.tf")
+    unused = [name for name in MODULE.named("variable") if not re.search(rf"\bvar\.{name}\b", text)]
+    assert not unused
+
+
 # --- functions ----------------------------------------------------------------------------------------------
 
 
