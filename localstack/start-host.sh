@@ -7,6 +7,14 @@
 # mode with its state inside the repository (.localstack-fs), logs to localstack.log, waits until S3
 # reports "running" and writes the pid to .localstack.pid.  Idempotent: a running instance on the same
 # port is reused.  Exits non-zero with a message when anything fails.
+#
+# Optional environment:
+#   SERVICES=s3,stepfunctions,sts   services to start (comma-separated, default s3); start-up waits for all of
+#                               them. Step Functions needs sts (it assumes the state machine's role) and a few
+#                               more packages in the venv, installed on first use (SFN_PINS below).
+#   LOCALSTACK_NAME=sfn         a second, independent instance: its pid file, log and state live in
+#                               .venv-localstack/ under that name, so it never touches the default instance
+#                               (which `make test` starts and stops).  Stop it with the same variable set.
 set -euo pipefail
 
 PORT="${1:-${LOCALSTACK_PORT:-4566}}"
@@ -15,17 +23,34 @@ VENV="$ROOT/.venv-localstack"
 PIDFILE="$ROOT/.venv-localstack/localstack.pid"  # inside an ignored directory
 LOG="$ROOT/localstack.log"
 FSROOT="$ROOT/.localstack-fs"
+SERVICES="${SERVICES:-s3}"
+NAME="${LOCALSTACK_NAME:-}"
+if [[ -n "$NAME" ]]; then
+    PIDFILE="$VENV/localstack-$NAME.pid"
+    LOG="$VENV/localstack-$NAME.log"
+    FSROOT="$VENV/fs-$NAME"
+fi
 HEALTH="http://127.0.0.1:$PORT/_localstack/health"
 TIMEOUT="${LOCALSTACK_START_TIMEOUT:-90}"
 PINS=('localstack-core[base-runtime]==2026.3.0' 'cbor2<6' 'pyopenssl<26' 'cryptography<47' 'service_identity')
+# What the Step Functions provider imports beyond base-runtime (a subset of localstack-core[runtime], which would
+# also pull in every other service's dependencies).
+SFN_PINS=('antlr4-python3-runtime==4.13.2' 'jsonpath-ng==1.7.0' 'jpype1==1.7.1' 'moto-ext==5.1.54')
 
 say() { echo "localstack/start-host.sh: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "port must be a number, got '$PORT'"
+[[ "$NAME" =~ ^[A-Za-z0-9_-]*$ ]] || die "LOCALSTACK_NAME may contain only letters, digits, '-' and '_', got '$NAME'"
+[[ "$SERVICES" =~ ^[a-z0-9-]+(,[a-z0-9-]+)*$ ]] || die "SERVICES must be a comma-separated list such as s3,stepfunctions, got '$SERVICES'"
 
+# every requested service reports running or available
 s3_running() {
-    curl -fsS --max-time 2 "$HEALTH" 2>/dev/null | grep -Eq '"s3": *"(running|available)"'
+    local health service
+    health="$(curl -fsS --max-time 2 "$HEALTH" 2>/dev/null)" || return 1
+    for service in ${SERVICES//,/ }; do
+        grep -Eq "\"$service\": *\"(running|available)\"" <<<"$health" || return 1
+    done
 }
 
 find_python313() {
@@ -63,14 +88,20 @@ if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import localstack.r
     "$VENV/bin/python" -m pip install -q "${PINS[@]}" || die "installing LocalStack failed"
 fi
 
+if [[ ",$SERVICES," == *,stepfunctions,* ]] \
+    && ! "$VENV/bin/python" -c 'import antlr4, jsonpath_ng, jpype, moto' >/dev/null 2>&1; then
+    say "installing the Step Functions provider's dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q "${SFN_PINS[@]}" || die "installing the Step Functions dependencies failed"
+fi
+
 # LocalStack keeps one open file per object above 512 KiB
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || say "warning: could not raise the open-file limit (now $(ulimit -n))"
 
 mkdir -p "$FSROOT"
-say "starting LocalStack S3 on 127.0.0.1:$PORT (log: $LOG)"
+say "starting LocalStack ($SERVICES) on 127.0.0.1:$PORT (log: $LOG)"
 (
     cd "$ROOT"
-    exec env OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$FSROOT" SERVICES=s3 EAGER_SERVICE_LOADING=1 \
+    exec env OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$FSROOT" SERVICES="$SERVICES" EAGER_SERVICE_LOADING=1 \
         GATEWAY_LISTEN="127.0.0.1:$PORT" DNS_ADDRESS=0 DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
         "$VENV/bin/python" -m localstack.runtime.main >"$LOG" 2>&1
 ) &
@@ -87,7 +118,7 @@ until s3_running; do
     if ((SECONDS >= deadline)); then
         tail -n 30 "$LOG" >&2 || true
         bash "$ROOT/localstack/stop.sh" || true
-        die "S3 not running after ${TIMEOUT}s (see $LOG)"
+        die "$SERVICES not running after ${TIMEOUT}s (see $LOG)"
     fi
     sleep 0.5
 done

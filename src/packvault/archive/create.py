@@ -95,9 +95,11 @@ class ArchiveCreator:
         files_cache_name: str = "files",
         on_warning: Notice | None = None,
         on_note: Notice | None = None,
+        meta_extra: dict | None = None,
     ):
         """``progress(stats, path)`` is called after every chunk and item with live counters (new bytes
-        included); ``on_warning``/``on_note`` as each warning/note happens (all are also in ``stats``)."""
+        included); ``on_warning``/``on_note`` as each warning/note happens (all are also in ``stats``);
+        ``meta_extra``: further keys of the archive metadata (a scale-out part records its key range)."""
         self.repo = repo
         self.name = name
         self.comment = comment
@@ -111,6 +113,7 @@ class ArchiveCreator:
         self.stored_packs: int | None = None  # after a stopped run: packs it stored, all indexed (None: unknown)
         self._writer: RepositoryWriter | None = None
         self._queue = ReadQueue(repo.sealing_kit(), usable_processes(repo.settings.read_processes))
+        self.meta_extra = dict(meta_extra or {})
 
     def warn(self, path: str, message: str) -> None:
         self.stats.warnings.append(f"{path}: {message}")
@@ -176,6 +179,7 @@ class ArchiveCreator:
                 item_ids=item_ids,
                 nitems=stream.count,
                 stats=self.stats.as_dict(),
+                extra=self.meta_extra,
             )
             plaintext = meta.encode()
             archive_id = repo.chunk_id(plaintext)

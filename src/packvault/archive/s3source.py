@@ -15,6 +15,14 @@ unchanged object is not downloaded again.  Downloads are streamed (never a whole
 mid-object resumes with a ranged GET from the last byte received.  Requests, retries and resumed reads are
 the storage layer's (``storage/buckets.py``): the same policy and stream as the repository's S3 backend.
 
+A key range (``KeyRange``, ``create --source-range START END``) restricts a source to the keys from START
+(inclusive) to END (exclusive) in that walk order: one part of a scale-out backup (``partition.py`` plans the
+ranges, ``maintenance/merge.py`` joins the parts).  Walk order is not S3's order, so a range is not one
+contiguous stretch of a listing; ``KeyRange.listing_intervals`` gives the few stretches of S3's order that
+hold it, each listed from its first key (``StartAfter``) to its end, so a part lists its own keys and not the
+whole bucket.  A part whose range holds no object still stores the bucket's directory, so that every part is
+an archive and ``merge`` can prove the parts cover the key space.
+
 Endpoint and credentials: the standard AWS chain, plus the repository URL syntax
 ``s3://bucket/prefix?endpoint=URL&region=R&profile=P&path_style=1``.
 """
@@ -33,7 +41,7 @@ from typing import NoReturn
 
 import msgpack
 
-from ..errors import EndpointUnreachable, ServiceUnavailable, StorageError
+from ..errors import EndpointUnreachable, ServiceUnavailable, StorageError, UsageError
 from ..storage.buckets import (
     NOT_FOUND,
     PRECONDITION_FAILED,
@@ -47,6 +55,7 @@ from ..storage.buckets import (
 )
 from ..storage.settings import StorageSettings
 from . import items as it
+from .keyrange import KeyRange, key_below, prefix_end, start_after, walk_sort_key
 from .patterns import ExcludeMatcher
 from .walker import Entry, Warn
 
@@ -66,11 +75,6 @@ def parse_source_url(url: str, settings: StorageSettings | None = None) -> Bucke
 
 
 # --- the listing, in walk order --------------------------------------------------------------------------
-
-
-def walk_sort_key(key: str) -> bytes:
-    """Byte order of path components: ``/`` ranks below every other byte (NUL cannot occur in a key)."""
-    return key.encode("utf-8", "surrogatepass").replace(b"/", b"\0")
 
 
 def _mtime_ns(moment: datetime) -> int:
@@ -123,8 +127,11 @@ class S3Source:
         excludes: ExcludeMatcher | None = None,
         warn: Warn,
         settings: StorageSettings | None = None,
+        key_range: KeyRange | None = None,
     ):
+        """``key_range``: only the keys in it (one part of a scale-out backup; needs exactly one URL)."""
         self.excludes = excludes
+        self.key_range = key_range
         self.warn = warn
         settings = settings if settings is not None else StorageSettings()
         # every HTTP attempt to the source buckets (LIST, HEAD, GET, bytes_down), and resumed downloads
@@ -136,6 +143,8 @@ class S3Source:
             if not any(self._covers(kept, root) for kept in self.roots):
                 self.roots.append(root)
         self._buckets = {id(root): self.buckets.bucket(root) for root in self.roots}
+        if key_range is not None and len(remote_urls) != 1:
+            raise UsageError("--source-range needs exactly one s3:// source", hint="the one the plan was made of")
 
     @staticmethod
     def _root_order(root: BucketLocation) -> tuple:
@@ -160,7 +169,9 @@ class S3Source:
                 found = True
                 key = sort_key.replace(b"\0", b"/").decode("utf-8", "surrogatepass")
                 yield from self._entries_for(root, key, size, etag, mtime_ns, stack)
-            if not found:
+            if not found and self.key_range is not None:
+                yield self._dir_entry(root.bucket, 0)  # an empty part: see the module docstring
+            elif not found:
                 self.warn(root.location(), "no objects found")
 
     def _entries_for(
@@ -227,6 +238,9 @@ class S3Source:
     def _list(self, root: BucketLocation) -> Iterator[tuple[bytes, int, str, int]]:
         """(sort key, size, etag, mtime_ns) of every object at or below the root, in S3's order."""
         bucket = self.bucket_for(root)
+        if self.key_range is not None:
+            yield from self._list_range(bucket, root.prefix + "/" if root.prefix else "", self.key_range)
+            return
         any_below = False
         for obj in bucket.list(root.prefix + "/" if root.prefix else ""):
             any_below = True
@@ -236,6 +250,21 @@ class S3Source:
             head = bucket.head(root.prefix, f"read {root.location()}")
             if head is not None:
                 yield (walk_sort_key(root.prefix), head.size, head.etag, _mtime_ns(head.modified))
+
+    @staticmethod
+    def _list_range(bucket: Bucket, prefix: str, key_range: KeyRange) -> Iterator[tuple[bytes, int, str, int]]:
+        """The objects below ``prefix`` in ``key_range``: each stretch of S3's order that may hold some is
+        listed from its first possible key and left at its end."""
+        below_end = prefix_end(prefix)
+        for lo, hi in key_range.listing_intervals():
+            if not key_below(prefix, hi) or not key_below(lo, below_end):
+                continue  # the stretch lies wholly outside the prefix
+            first = start_after(lo) if lo > prefix else None
+            for obj in bucket.list(prefix, start_after=first):
+                if not key_below(obj.key, hi):
+                    break
+                if obj.key >= lo and key_range.contains(obj.key):  # each key from its own stretch only
+                    yield (walk_sort_key(obj.key), obj.size, obj.etag, _mtime_ns(obj.modified))
 
 
 def etag_number(etag: str) -> int:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import UsageError
 from ..storage.settings import StorageSettings
 from .patterns import ExcludeMatcher
 from .walker import FilesystemSource, Selection, Warn
+
+if TYPE_CHECKING:
+    from .s3source import KeyRange
 
 
 def build_source(
@@ -26,10 +29,14 @@ def build_source(
     stdin_command: bool = False,
     selection: Selection | None = None,
     storage_settings: StorageSettings | None = None,
+    key_range: KeyRange | None = None,
 ):
     """(source, files cache name): local paths, ``s3://bucket/prefix`` objects (not both at once), standard
     input (PATH ``-``) or, with ``stdin_command``, the output of the command the PATHs spell out.
-    ``note`` and ``skip_dirs``: see ``FilesystemSource``."""
+    ``note`` and ``skip_dirs``: see ``FilesystemSource``; ``key_range``: only these keys of one s3:// source
+    (a part of a scale-out backup)."""
+    if key_range is not None and not (len(paths) == 1 and paths[0].startswith("s3://")):
+        raise UsageError("--source-range needs exactly one s3:// source", hint="the one the plan was made of")
     if stdin_command or paths == ["-"]:
         from .stream_source import command_source, stdin_source
 
@@ -49,7 +56,8 @@ def build_source(
     if remote:
         from .s3source import S3Source
 
-        return S3Source(remote, excludes=excludes, warn=warn, settings=storage_settings), "files-s3"
+        source = S3Source(remote, excludes=excludes, warn=warn, settings=storage_settings, key_range=key_range)
+        return source, "files-s3"
     source = FilesystemSource(
         paths,
         excludes=excludes,

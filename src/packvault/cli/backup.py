@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from ..repository.repository import Repository
-from . import render
+from . import render, scaleout
 from .location import split_location
 from .opening import open_repository, requests_of
 from .output import fmt_size
@@ -68,7 +68,7 @@ def _opened_for_writing(args, run, location: str) -> Iterator[Repository]:
 def cmd_create(args, run: Run) -> int:
     """Exit 0 or 1 only once the archive's entry is written (see ``archive/create.py``); 2 when it was not,
     130/143 after SIGINT/SIGTERM (what was stored is indexed first, so a rerun resumes)."""
-    from ..archive.create import ArchiveCreator
+    from ..archive.create import ArchiveCreator, DeadlineReached
     from ..archive.patterns import ExcludeMatcher
     from ..archive.sources import build_source, read_path_list
     from ..archive.walker import Selection
@@ -87,6 +87,8 @@ def cmd_create(args, run: Run) -> int:
         exclude_if_present=tuple(args.exclude_if_present),
         exclude_larger_than=parse_size(larger, what="--exclude-larger-than") if larger else None,
     )
+    key_range, meta_extra = scaleout.part_options(args, archive, paths)
+    deadline = scaleout.deadline_of(args)
     live = LiveProgress(args.progress)
     creator: ArchiveCreator | None = None
 
@@ -111,7 +113,9 @@ def cmd_create(args, run: Run) -> int:
                 stdin_command=args.stdin_from_command,
                 selection=selection,
                 storage_settings=run.settings.storage,
+                key_range=key_range,
             )
+            files_cache_name = scaleout.part_cache_name(files_cache_name, meta_extra)
             creator = ArchiveCreator(
                 repo,
                 archive,
@@ -121,11 +125,15 @@ def cmd_create(args, run: Run) -> int:
                 files_cache_name=files_cache_name,
                 on_warning=lambda path, msg: live.print(f"warning: {path}: {msg}"),
                 on_note=lambda path, msg: live.print(f"note: {path}: {msg}"),
+                deadline=deadline,
+                meta_extra=meta_extra,
             )
             live.start("create")
             entry = creator.run(source, paths=paths, cmdline=sys.argv)
             live.stop()
             requests = requests_of(repo)
+    except DeadlineReached:
+        return scaleout.incomplete(archive)
     except KeyboardInterrupt as exc:
         signame, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("SIGINT", 130)
         render.interrupted(signame, creator.stored_packs if creator is not None else None)

@@ -33,6 +33,7 @@ from .output import print_json
 from .progress import LiveProgress
 from .retention import cmd_retention_extend
 from .run import Run
+from .scaleout import cmd_merge, cmd_plan_source
 from .streaming import cmd_completion, cmd_dump, cmd_export_tar, cmd_find, item_excludes
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
     "cmd_key_list",
     "cmd_key_remove",
     "cmd_list",
+    "cmd_merge",
+    "cmd_plan_source",
     "cmd_prune",
     "cmd_rename",
     "cmd_tag",

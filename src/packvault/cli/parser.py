@@ -11,7 +11,7 @@ import argparse
 
 from .. import __version__
 from ..errors import EXIT_ERROR
-from . import copy, mount
+from . import copy, mount, scaleout
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -226,9 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         "as absolute paths.  The repository and the Packvault cache are never backed up into themselves, and a "
         "PATH inside another PATH is stored once.",
         before_exit_codes="For create: 0 archive created; 1 archive created with warnings (unreadable files, "
-        "sockets); 2 no archive (the repository could not be written, no PATH could be read, ...); 130/143 "
-        "stopped by SIGINT/SIGTERM. The packs stored before a stop are indexed: running the command again "
-        "resumes.",
+        "sockets); 2 no archive (the repository could not be written, no PATH could be read, ...); 75 stopped at "
+        "its --deadline (incomplete, rerun); 130/143 stopped by SIGINT/SIGTERM. The packs stored before a stop are "
+        "indexed: running the command again resumes.",
     )
     p.add_argument("location", metavar="REPO::ARCHIVE", help="the repository and the new archive's name")
     p.add_argument(
@@ -295,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress", action="store_true", help="on a terminal: files, new bytes, bytes read, rate, current path"
     )
     p.add_argument("--stats", action="store_true", help="also print request counts")
+    scaleout.add_create_options(p)
     _add_common(p)
     p.set_defaults(func="cmd_create")
 
@@ -602,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mount.add_parser(command, _add_common)
     copy.add_parser(command, _add_common)
+    scaleout.add_parsers(command, _add_common)
 
     key = command(
         "key",

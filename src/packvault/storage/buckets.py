@@ -111,13 +111,14 @@ class Bucket:
 
     # --- reading --------------------------------------------------------------------------------------------
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object whose key starts with ``prefix``, in S3's (byte) order of keys."""
+    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (and sorts after ``start_after``), in S3's (byte)
+        order of keys."""
 
         def list_page(kwargs: dict) -> dict:
             return self.call(f"list {self.location.location()}", lambda: self._client.list_objects_v2(**kwargs))
 
-        for page in pages(list_page, self.name, prefix):
+        for page in pages(list_page, self.name, prefix, start_after=start_after):
             for obj in page.get("Contents", ()):
                 yield ObjectInfo(obj["Key"], int(obj["Size"]), obj.get("ETag", ""), obj["LastModified"])
 

@@ -68,18 +68,22 @@ def pages(
     *,
     page_size: int = PAGE_SIZE,
     delimiter: bool = False,
+    start_after: str | None = None,
 ) -> Iterator[dict]:
     """Every ListObjectsV2 answer for ``prefix``, following continuation tokens to the end.
 
     ``list_page(kwargs)`` sends one request (with the caller's retries).  Pages are driven by the service's
     token, never by the last key, so pages holding only sub-directories (CommonPrefixes) advance too; a
-    truncated answer without a token would loop forever and is refused.
+    truncated answer without a token would loop forever and is refused.  ``start_after``: only keys after
+    it (S3's StartAfter), so a listing of a key range need not page through the keys before it.
     """
     token: str | None = None
     while True:
         kwargs: dict = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
         if delimiter:
             kwargs["Delimiter"] = "/"
+        if start_after and not token:  # the token carries the position from the second page on
+            kwargs["StartAfter"] = start_after
         if token:
             kwargs["ContinuationToken"] = token
         page = list_page(kwargs)
