@@ -24,7 +24,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..errors import ArchiveExists, PackvaultError
@@ -33,50 +32,10 @@ from ..repository.repository import ArchiveEntry, Repository
 from ..repository.writer import RepositoryWriter
 from . import items as it
 from .archive import ArchiveMeta
+from .createstats import CreateStats
 from .filereaders import Queued, ReadQueue, usable_processes
 from .filescache import FilesCache
 from .walker import Entry
-
-
-@dataclass
-class CreateStats:
-    nfiles: int = 0
-    ndirs: int = 0
-    nother: int = 0
-    files_read: int = 0
-    files_unchanged: int = 0
-    files_read_by_readers: int = 0  # of files_read: by reader processes (``filereaders.py``)
-    original_size: int = 0
-    bytes_read: int = 0
-    deduplicated_size: int = 0  # plaintext bytes of new chunks
-    compressed_size: int = 0  # stored bytes of new chunks (sealed)
-    chunks: int = 0
-    chunks_new: int = 0
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what was left out on purpose (the repository itself, ...)
-    started: float = field(default_factory=time.monotonic)
-    duration: float = 0.0
-
-    def as_dict(self) -> dict:
-        throughput = self.original_size / self.duration if self.duration else 0.0
-        return {
-            "nfiles": self.nfiles,
-            "ndirs": self.ndirs,
-            "nother": self.nother,
-            "files_read": self.files_read,
-            "files_unchanged": self.files_unchanged,
-            "files_read_by_readers": self.files_read_by_readers,
-            "original_size": self.original_size,
-            "bytes_read": self.bytes_read,
-            "deduplicated_size": self.deduplicated_size,
-            "compressed_size": self.compressed_size,
-            "chunks": self.chunks,
-            "chunks_new": self.chunks_new,
-            "duration": round(self.duration, 3),
-            "throughput": round(throughput, 1),
-            "warnings": len(self.warnings),
-        }
-
 
 Progress = Callable[[CreateStats, str], None]
 Notice = Callable[[str, str], None]  # (path, message)
