@@ -68,7 +68,11 @@ def test_delete_then_compact_frees_space_and_keeps_the_rest(pv, tmp_path, any_ba
     if "s3://" in repo:  # what compact deletes it has just listed: no HEAD before each DELETE
         assert output["requests"]["DELETE"] >= report["packs_dropped"] + 1
         assert output["requests"]["HEAD"] <= 1, output["requests"]  # the bucket, on open
+        # each namespace listed once (locks: before and after writing its own; archives: live and deleted)
+        assert output["requests"]["LIST"] <= 9, output["requests"]
     after = _repo_bytes(repo)
+    assert report["bytes_after"] == after  # counted from its own listing and writes, exactly what is stored
+    assert report["bytes_freed"] == report["bytes_before"] - after
     assert after < before * 0.75
     live = report["live_bytes"]
     assert after <= live * 1.12 + 64 * KiB  # within the 10 % threshold (plus small metadata packs)
@@ -96,8 +100,10 @@ def test_partly_dead_packs_are_rewritten(pv, tmp_path):
     pv("delete", f"{repo}::both")
     dry = json.loads(pv("compact", repo, "--min-age", "0", "--dry-run", "--json").out)["compact"]
     assert dry["packs_rewritten"] > 0 and dry["dry_run"]
-    report = json.loads(pv("compact", repo, "--min-age", "0", "--json").out)["compact"]
+    output = json.loads(pv("compact", repo, "--min-age", "0", "--json").out)
+    report = output["compact"]
     assert report["packs_rewritten"] > 0 and report["bytes_copied"] > 0 and report["packs_created"] > 0
+    assert report["bytes_after"] == _repo_bytes(repo)
     assert report["bytes_freed"] >= 12 * 70 * KiB * 0.8
     _restore_and_compare(pv, repo, "keep-only", src, tmp_path / "out")
     assert json.loads(pv("check", repo, "--verify-data", "--json").out)["problems"] == []

@@ -319,14 +319,16 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
         raise IntegrityError(
             f"index fragment {repo.damaged_fragments[0]} is damaged; compact changed nothing", hint=REPAIR_HINT
         )
-    old_fragments = repo.list_fragments()
+    # The index was loaded under this exclusive lock, so index/ holds what it listed then (no writer since)
+    old_fragments = repo.fragments_at_load if repo.fragments_at_load is not None else repo.list_fragments()
     listed = list_all_packs(repo)
     prove_index_matches_packs(index, listed)
     with ChunkReader(repo) as reader:
-        mark(repo, reader, index)
+        live_archives = mark(repo, reader, index)
+    epoch = b""
     if not dry_run:
-        report.archives_purged = repo.purge_deleted_archives()
-        repo.bump_epoch()  # before any change to index or packs
+        report.archives_purged = repo.purge_deleted_archives(live_ids=live_archives)
+        epoch = repo.bump_epoch()  # before any change to index or packs
         repo.invalidate_index_cache()
         repo.reset_index(index)
     plans = plan(repo, index, listed, threshold=threshold, min_age=min_age, cold_min_age=cold_min_age(repo, opts))
@@ -358,12 +360,14 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
         report.duration = time.monotonic() - started
         return report
     existing = {p.name for p in plans}
+    created: set[str] = set()
     for kind in (KIND_DATA, KIND_META):
         sources = [p for p in plans if p.kind == kind and p.action in ("rewrite", "merge")]
         if sources:
             # a new pack can coincide with an old one (same content after a crashed run): keep it, then
             through_memory = kind == KIND_DATA and repo.cold_data_packs
-            removed -= set(copy_forward(repo, index, kind, sources, report, existing, through_memory=through_memory))
+            created |= set(copy_forward(repo, index, kind, sources, report, existing, through_memory=through_memory))
+    removed -= created
     # Entries that still point into removed packs are garbage (unused): drop them from the index.
     removed_numbers = {index.packs.lookup(name) for name in removed} - {None}
     dead_ids = bytearray()  # packed 32-byte ids: deleting while iterating the table is not allowed
@@ -395,8 +399,12 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
     for chunk_id, entry in index.entries():
         if entry.flags:
             index.table[chunk_id] = entry._replace(flags=0)
-    repo.save_index_cache(index, repo.epoch(), sorted(new_fragments))
-    report.bytes_after = sum(info.size for kind in (KIND_DATA, KIND_META) for info in repo.list_packs(kind))
+    repo.save_index_cache(index, epoch, sorted(new_fragments))  # the epoch it set (exclusive lock: still so)
+    # What the listing had, less what was deleted, plus the copies written (a pack is its objects, no
+    # header) that are not one of the listed packs already: no LIST of every pack again to know it.
+    held = {h["pack"] for h in report.packs_held}
+    kept = sum(p.size for p in plans if p.name not in removed or p.name in held)
+    report.bytes_after = kept + report.bytes_copied - sum(p.size for p in plans if p.name in created)
     report.bytes_freed = report.bytes_before - report.bytes_after
     after = repo.request_stats()
     report.requests = {k: after.get(k, 0) - before_requests.get(k, 0) for k in after}

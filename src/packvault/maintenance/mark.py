@@ -39,8 +39,9 @@ def prove_index_matches_packs(index: ChunkIndex, listed: dict[int, list]) -> Non
     )
 
 
-def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> int:
-    """Set USED on every id an archive references; returns the number of archives walked.
+def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> set[bytes]:
+    """Set USED on every id an archive references; returns the ids of the archives walked (every live one:
+    the listing is strict, so compact's purge needs no second listing to know them).
 
     Raises (before anything is changed) when an archive cannot be read completely."""
     table = index.table
@@ -93,6 +94,6 @@ def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> int:
                 f"{label} is damaged ({exc}); nothing was deleted",
                 hint=f"run 'packvault check --repair'; if it stays damaged, 'packvault delete REPO::{archive.name}'",
             ) from None
-    return len(entries)
+    return {archive.id for archive in entries}
 
 

@@ -257,16 +257,17 @@ class ArchiveCatalogue:
         """Ids of archives that compact purged for good."""
         return {bytes.fromhex(info.name) for info in self.list_namespace(layout.TOMBSTONES)}
 
-    def purge_deleted_archives(self) -> int:
+    def purge_deleted_archives(self, live_ids: set[bytes] | None = None) -> int:
         """Remove soft-deleted entries for good (compact).
 
         A purged archive's metadata object can outlive its entry (in a pack compact keeps, or until a crashed
         compact finishes), and would then look like an archive whose entry was lost.  A tombstone (its id,
         sealed, no content) written before the entry is deleted tells ``check`` and ``repair`` it was deleted
-        on purpose and must not come back.
+        on purpose and must not come back.  ``live_ids``: the ids of every live archive, when the caller
+        just listed them strictly under the exclusive lock (compact's mark).
         """
         count = 0
-        live = {entry.id for entry in self.archive_entries(strict=True)}
+        live = live_ids if live_ids is not None else {entry.id for entry in self.archive_entries(strict=True)}
         for info in list(self.list_namespace(layout.ARCHIVES, deleted=True)):
             archive_id = self._cached_entry_id(info.name)  # deleted from this machine: still in the cache
             try:

@@ -29,6 +29,7 @@ class IndexStore:
     _index_epoch: bytes
     _index_fragments: list[str] | None
     damaged_fragments: list[str]
+    fragments_at_load: list[str] | None = None  # what ``index/`` held when this process loaded the index
 
     def epoch(self) -> bytes:
         try:
@@ -36,13 +37,15 @@ class IndexStore:
         except ObjectNotFound:
             return b""
 
-    def bump_epoch(self) -> None:
+    def bump_epoch(self) -> bytes:
         """Invalidate every client's cached index (compact, repair) before changing the index.
 
         ``config/`` keys are replaced by compare-and-swap on S3: the backend needs to have seen the current
         value, so it is read first; a concurrent bump then fails with ConflictError instead of being lost."""
         self.epoch()
-        self.store.store(EPOCH_NAME, os.urandom(16))
+        epoch = os.urandom(16)
+        self.store.store(EPOCH_NAME, epoch)
+        return epoch
 
     def list_fragments(self) -> list[str]:
         return [info.name for info in self.list_namespace(layout.INDEX)]
@@ -66,6 +69,7 @@ class IndexStore:
 
         epoch = self.epoch()
         fragments = self.list_fragments()
+        self.fragments_at_load = fragments  # compact, under the exclusive lock: no second listing
         present = set(fragments)
         cache = self.cache
         index = None
