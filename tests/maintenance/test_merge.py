@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from packvault.archive.archive import iter_archive_items, load_archive
+from packvault.archive.keyrange import KeyRange, walk_sort_key
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from tests.support.s3servers import new_bucket, s3_client
@@ -196,3 +197,30 @@ def test_a_part_stopped_at_its_deadline_exits_75_and_the_same_command_finishes_i
 def test_source_range_needs_one_s3_source(pv, repo, tmp_path):
     refused = pv("create", f"{repo}::x.part0", str(tmp_path), "--source-range", "", "", expect=2)
     assert "exactly one s3:// source" in refused.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--part", "0/2"), "--part needs --source-range"),
+        (("--source-range", "", "", "--part", "2/2"), "is not K/N"),
+        (("--source-range", "b", "a"), "empty key range"),
+        (("--source-range", "", "", "--deadline", "0"), "--deadline must be a positive"),
+    ],
+)
+def test_part_options_that_cannot_work_are_one_line_errors(pv, repo, moto_endpoint, bucket, args, message):
+    refused = pv("create", f"{repo}::x.part0", source(bucket, moto_endpoint), *args, expect=2)
+    assert message in refused.err and len(refused.err.strip().splitlines()) == 1
+    assert names(pv, repo) == []
+
+
+def test_a_part_records_its_range_and_its_number_from_the_name(pv, repo, moto_endpoint, bucket):
+    pv("create", f"{repo}::r.part3", source(bucket, moto_endpoint), "--source-range", "data/a", "data/z")
+    _, _, extra = archive(repo, "r.part3")
+    record = extra["scaleout_part"]
+    assert (record["start"], record["end"], record["part"], record["parts"]) == ("data/a", "data/z", 3, None)
+    items, _, _ = archive(repo, "r.part3")
+    keys = [i["p"].decode().split("/", 1)[1] for i in items if i["t"] == "f"]
+    in_range = KeyRange("data/a", "data/z")
+    assert keys == sorted((k for k in TREE if in_range.contains(k)), key=walk_sort_key)
+    assert "data/z/\u00fcml.txt" not in keys and "data/a.txt" in keys and "data/a/b.bin" in keys
