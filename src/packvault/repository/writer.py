@@ -170,7 +170,9 @@ class RepositoryWriter:
         self._append_sealed(block=len(self._sealing) > self.max_chunks_in_flight)
         return True
 
-    def put_sealed(self, chunk_id: bytes, sealed: bytes, plain_size: int, obj_type: int = TYPE_DATA) -> bool:
+    def put_sealed(
+        self, chunk_id: bytes, sealed: bytes | memoryview, plain_size: int, obj_type: int = TYPE_DATA
+    ) -> bool:
         """Like ``put_chunk``, for an object sealed elsewhere (a reader process, ``SealingKit``): it joins
         the open pack in put order, after the chunks still being sealed here.  Returns True if it is new."""
         self._raise_pending_error()
