@@ -20,7 +20,7 @@ from ...repository.repository import pack_name_matches
 from .report import FLAG_BAD, FLAG_SEEN, PackState, parse_group, parse_percent
 
 META_CACHE_BYTES = 256 * 1024 * 1024  # metadata packs kept in memory for the archive walk
-PREFETCH_PACKS = 2  # packs downloaded ahead of the one being verified
+PREFETCH_PACKS = 1  # packs downloaded ahead of the one being verified (each is held whole: ~32 MiB)
 STATE_NAME = "check-state"  # rotation / resume state in the local cache
 
 
