@@ -180,3 +180,35 @@ def test_read_processes_setting_is_checked():
     with pytest.raises(UsageError, match="PACKVAULT_READ_PROCESSES"):
         Settings.from_environ({"PACKVAULT_READ_PROCESSES": "-1"})
     assert filereaders.usable_processes(3) == 3
+
+
+def test_changed_files_among_many_unchanged_ones_keep_their_own_chunks(repo_path, tmp_path):
+    """A day-2 backup: a few changed small files spread among hundreds of unchanged ones fill the queue
+    before their batch is full, so the backup process reads some of them itself; a reader pool started
+    later by a full batch must not be handed the rest of that batch (its results would start at the batch's
+    first file and pair each file with another file's chunks)."""
+    src = tmp_path / "src"
+    rnd = random.Random(3)
+    sparse, dense = src / "b-sparse", src / "c-dense"
+    sparse.mkdir(parents=True)
+    dense.mkdir()
+    for i in range(700):
+        (sparse / f"{i:04d}").write_bytes(rnd.randbytes(rnd.randrange(100, 3000)))
+    for i in range(200):
+        (dense / f"{i:04d}").write_bytes(rnd.randbytes(rnd.randrange(100, 3000)))
+    repo = _open(repo_path, 2)
+    _backup(repo, "day1", src, [src])
+    changed = [sparse / f"{i:04d}" for i in range(0, 700, 20)] + sorted(dense.iterdir())
+    for path in changed:
+        path.write_bytes(rnd.randbytes(rnd.randrange(3001, 6000)))
+    stats, warnings = _backup(repo, "day2", src, [src])
+    assert warnings == []  # no file "changed while being backed up": each got its own read
+    assert stats.files_read == len(changed)
+    assert stats.files_read_by_readers > 0  # the pool did start
+    with ChunkReader(repo) as reader:
+        for item in _items(repo, "day2"):
+            if item[it.TYPE] == it.FILE:
+                data = b"".join(reader.read_chunk(cid) for cid, _ in item[it.CHUNKS])
+                with open(b"/" + item[it.PATH], "rb") as f:
+                    assert data == f.read(), item[it.PATH]
+    repo.close()

@@ -108,7 +108,7 @@ class _Batch:
     future: Future | None = None
     reads: BatchReads | None = None
     taken: int = 0
-    failed: bool = False
+    failed: bool = False  # read by the backup process from here on (see ``take``)
     _chunk_at: int = 0  # next record in reads[1]
     _sealed_at: int = 0  # next sealed object in reads[0]
 
@@ -119,6 +119,11 @@ class _Batch:
                 self.reads = self.future.result()
             except Exception:  # a reader process died, or the pool was shut down
                 self.failed = True
+        if self.future is None:
+            # Never handed to a reader (no pool yet, or none at all): this file is read by the backup process,
+            # and so is the rest of the batch.  Handing the rest over later would pair the reader's results,
+            # which start at the batch's first file, with the wrong files.
+            self.failed = True
         index = self.taken
         self.taken += 1
         if self.reads is None or self.failed:
@@ -201,7 +206,7 @@ class ReadQueue:
             if batch is not None:
                 if not (wait or last) and (batch.future is None or not batch.future.done()):
                     return  # still gathering, or being read
-                if batch.future is None and batch.reads is None:
+                if batch.future is None and not batch.failed:
                     self._submit(batch)
                 head.read = batch.take()
             queue.popleft()
@@ -216,8 +221,8 @@ class ReadQueue:
     def _submit(self, batch: _Batch) -> None:
         if batch is self._gathering:
             self._gathering = None
-        if self._readers is None or batch.future is not None:
-            return  # no pool (any more): the files are read in the backup's process when their turn comes
+        if self._readers is None or batch.future is not None or batch.failed or batch.taken:
+            return  # no pool (any more), or begun here: the files are read in the backup's process
         if not self._readers.started and len(batch.jobs) < BATCH_FILES and batch.nbytes < BATCH_BYTES:
             return  # a handful of files: not worth starting processes for (~0.1 s each)
         try:
