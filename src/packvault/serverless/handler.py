@@ -39,10 +39,10 @@ import time
 from datetime import UTC, datetime
 
 from ..archive.create import ArchiveCreator, DeadlineReached
-from ..errors import PackvaultError, WrongPassphrase
+from ..errors import PackvaultError
 from .deadline import Deadline
 from .job import Job, load_job
-from .secrets import forget, get_passphrase
+from .secrets import unlock_with_secret
 
 LAMBDA_TMP_ROOT = "/tmp/packvault"  # noqa: S108 - Lambda's only writable place
 
@@ -113,11 +113,7 @@ def run_job(job: Job, deadline: Deadline, log: JsonLog) -> dict:
     repo = Repository(job.repository, settings=Settings.from_environ(os.environ), s3_options=job.s3_options())
     try:
         repo.open(None, lock=None)
-        try:
-            repo.unlock(get_passphrase())
-        except WrongPassphrase:
-            forget()  # a rotated secret: fetch it again next time
-            raise
+        unlock_with_secret(repo)
         if job.action == "extract":
             repo.acquire_lock(exclusive=False, wait=deadline.lock_wait(repo.settings.lock_wait))
             result.update(_extract(repo, job, log))

@@ -28,11 +28,11 @@ import json
 import os
 import time
 
-from ..errors import PackvaultError, UsageError, WrongPassphrase
+from ..errors import PackvaultError, UsageError
 from .deadline import Deadline
 from .handler import JsonLog, prepare_environment
 from .job import Job, load_job
-from .secrets import forget, get_passphrase
+from .secrets import unlock_with_secret
 
 SCALEOUT_ACTIONS = ("plan", "part", "merge")
 
@@ -98,11 +98,7 @@ def _with_repository(job: Job, deadline: Deadline, work) -> dict:
     repo = Repository(job.repository, settings=Settings.from_environ(os.environ))
     try:
         repo.open(None, lock=None)
-        try:
-            repo.unlock(get_passphrase())
-        except WrongPassphrase:
-            forget()  # a rotated secret: fetch it again next time
-            raise
+        unlock_with_secret(repo)
         repo.acquire_lock(exclusive=False, wait=deadline.lock_wait(repo.settings.lock_wait))
         result = work(repo)
         result["requests"] = repo.request_stats()

@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from ..errors import PassphraseError
+from ..errors import PassphraseError, WrongPassphrase
 
 _cache: dict[tuple[str, str], str] = {}
 
@@ -52,6 +52,16 @@ def forget(env: Mapping[str, str] = os.environ) -> None:
     """Drop the cached value (after the repository rejected it: it may have been rotated)."""
     with contextlib.suppress(PassphraseError):
         _cache.pop(passphrase_source(env), None)
+
+
+def unlock_with_secret(repo) -> None:
+    """Unlock ``repo`` with the job's passphrase; a wrong one is forgotten (a rotated secret is fetched
+    again by the next invocation instead of failing every warm one)."""
+    try:
+        repo.unlock(get_passphrase())
+    except WrongPassphrase:
+        forget()
+        raise
 
 
 def _client(service: str):
