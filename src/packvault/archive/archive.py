@@ -62,6 +62,21 @@ class ArchiveMeta:
         """Item-stream chunks repair could not read: the files they listed are unknown, and so is their data."""
         return list(self.damage.get(DAMAGE_LOST_ITEM_CHUNKS) or [])
 
+    def entry(self, archive_id: bytes) -> ArchiveEntry:
+        """The ``archives/`` entry that lists this archive once its metadata is stored as ``archive_id``: what
+        ``list`` shows without reading the metadata, so it is taken from it, never assembled apart."""
+        return ArchiveEntry(
+            id=archive_id,
+            name=self.name,
+            time=self.time,
+            end=self.end,
+            host=self.host,
+            user=self.user,
+            comment=self.comment,
+            stats=self.stats,
+            paths=tuple(self.paths),
+        )
+
     def encode(self) -> bytes:
         record = {
             "version": self.version,

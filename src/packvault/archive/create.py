@@ -144,17 +144,7 @@ class ArchiveCreator:
             archive_id = repo.chunk_id(plaintext)
             writer.put_chunk(archive_id, plaintext, TYPE_ARCHIVE)
             writer.flush()  # data, item stream and archive metadata -> packs -> one index fragment
-            entry = ArchiveEntry(
-                id=archive_id,
-                name=self.name,
-                time=meta.time,
-                end=meta.end,
-                host=meta.host,
-                user=meta.user,
-                comment=self.comment,
-                stats=meta.stats,
-                paths=tuple(paths),
-            )
+            entry = meta.entry(archive_id)
             repo.prove_unchanged()  # against the store, not a flag: see its docstring
             repo.claim_archive_name(self.name, archive_id)  # two backups of one name: only one commits
             repo.put_archive_entry(entry)  # last: the archive exists from here on

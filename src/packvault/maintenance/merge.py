@@ -166,17 +166,7 @@ def merge_parts(repo: Repository, name: str, part_names: list[str], *, on_event:
             archive_id = repo.chunk_id(plaintext)
             writer.put_chunk(archive_id, plaintext, TYPE_ARCHIVE)
             writer.flush()
-            entry = ArchiveEntry(
-                id=archive_id,
-                name=name,
-                time=meta.time,
-                end=meta.end,
-                host=meta.host,
-                user=meta.user,
-                comment=meta.comment,
-                stats=stats,
-                paths=tuple(meta.paths),
-            )
+            entry = meta.entry(archive_id)
             repo.prove_unchanged()
             repo.claim_archive_name(name, archive_id)
             repo.put_archive_entry(entry)  # the merged archive exists from here on; the parts go after it
