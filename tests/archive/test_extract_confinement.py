@@ -12,6 +12,7 @@ import pytest
 
 from packvault.archive import items as it
 from tests.archive.crafted import item, write_archive
+from tests.support.restore_paths import restore_path  # noqa: F401  (autouse: both restore paths)
 
 
 @pytest.fixture

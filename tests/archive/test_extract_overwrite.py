@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.archive.crafted import MTIME, item, write_archive
+from tests.support.restore_paths import restore_path  # noqa: F401  (autouse: both restore paths)
 
 TYPES = ["file", "dir", "symlink", "hardlink", "fifo"]
 KiB = 1024

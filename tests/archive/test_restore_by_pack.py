@@ -8,6 +8,7 @@ from pathlib import Path
 
 from packvault.archive import extract
 from tests.support.cli import tree_snapshot
+from tests.support.restore_paths import restore_path  # noqa: F401  (autouse: both restore paths)
 
 KiB = 1024
 MiB = 1024 * KiB

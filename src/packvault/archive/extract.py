@@ -41,6 +41,7 @@ policy), ``outfile.py`` (a regular file being written); this module plans and ru
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -53,6 +54,7 @@ from . import fsmeta
 from . import items as it
 from .directories import DirectoryRestore
 from .dirtree import DirState, DirTree, dir_budget, inside
+from .filereaders import usable_processes
 from .outfile import OutFile
 from .overwrite import (
     OVERWRITE_ALWAYS,
@@ -62,6 +64,7 @@ from .overwrite import (
     OVERWRITE_NEVER,
     OverwritePolicy,
 )
+from .restorers import DISK_WAS_FULL, FAILED, LEFT, MIN_FILES, RESTORED, RestorePool
 from .restoring import DISK_FULL, ExtractStats, Kept, PathSelector, Skip, Warn, damage_note, shown_path, strip_path
 
 # a batch's plan holds one small tuple per chunk: 16k chunks is a few MiB of plan and, with ~1 MiB chunks,
@@ -84,7 +87,9 @@ class Extractor(DirectoryRestore, OverwritePolicy):
         strip_components: int = 0,
         progress: Callable[[ExtractStats, str], None] | None = None,
         warn: Warn | None = None,
+        processes: int | None = None,
     ):
+        """``processes``: restore processes for small files (``restorers.py``); None: one per usable CPU."""
         if overwrite not in OVERWRITE_MODES:
             raise UsageError(f"unknown overwrite mode {overwrite!r}", hint=f"use one of {', '.join(OVERWRITE_MODES)}")
         if strip_components < 0:
@@ -109,6 +114,8 @@ class Extractor(DirectoryRestore, OverwritePolicy):
         # a restore in passes (``cold_extract.py``): the files an earlier pass wrote, the directories it made
         self.done: Callable[[dict], bool] | None = None
         self.made_dirs: set[bytes] | None = None
+        self._processes = 0 if dry_run else usable_processes(processes)
+        self._pool: RestorePool | None = None
 
     # --- reports ------------------------------------------------------------------------------------------
 
@@ -130,6 +137,11 @@ class Extractor(DirectoryRestore, OverwritePolicy):
         self._kept = None
         if not self.dry_run:
             self.tree = DirTree(self._open_target(), made=self.made_dirs)
+            if self._processes:
+                self._pool = RestorePool(
+                    self.reader.repo.sealing_kit(), self._processes, self.target, self.tree.fds[b""],
+                    numeric_ids=self.numeric_ids, sparse=self.sparse,
+                )
         try:
             for batch in _batches(items):
                 self._restore_batch(batch)
@@ -140,6 +152,9 @@ class Extractor(DirectoryRestore, OverwritePolicy):
                 raise StorageFull(f"disk full while restoring into {os.fsdecode(self.target)}") from None
             raise
         finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
             if self.tree is not None:
                 self.tree.close()
         self.stats.duration = time.monotonic() - self.stats.started
@@ -174,7 +189,16 @@ class Extractor(DirectoryRestore, OverwritePolicy):
     def _run_round(self, requests: list, pending: dict[bytes, OutFile]) -> None:
         try:
             if requests:
-                self.reader.scatter(requests, self._on_chunk)
+                pool = self._pool_for(requests)
+                if pool is None:
+                    self.reader.scatter(requests, self._on_chunk)
+                else:
+                    try:
+                        self.reader.scatter(requests, self._on_chunk, sealed=_to_worker)
+                    finally:
+                        left = self._take_results(pool)
+                    if left:  # something was in their way: the overwrite policy decides here
+                        self.reader.scatter(left, self._on_chunk)
         finally:
             for out in pending.values():
                 if out.remaining:  # only after an error that stopped the restore
@@ -314,11 +338,80 @@ class Extractor(DirectoryRestore, OverwritePolicy):
         else:
             self._finish_file(out)
 
+    def _pool_for(self, requests: list) -> RestorePool | None:
+        """The restore processes, with the round's plain files marked for them (``restorers.py``); None when
+        this round does it all in this process."""
+        pool = self._pool
+        if pool is None or not pool.usable:
+            return None
+        plain = [
+            out
+            for (out, _, _), _ in requests
+            if out.remaining == 1 and not out.superseded and not out.links and not out.created
+            and len(out.item[it.CHUNKS]) == 1
+        ]
+        if len(plain) < MIN_FILES:
+            return None
+        pool.round += 1
+        for out in plain:
+            out.to_worker = True
+        return pool
+
+    def _to_process(self, out: OutFile, data: bytes) -> None:
+        """Reader thread: hand a plain file's sealed chunk to the restore processes."""
+        assert self._pool is not None
+        chunk_id = out.item[it.CHUNKS][0][0]
+        loc = self.reader.index.get(chunk_id)
+        item = {key: value for key, value in out.item.items() if key != it.CHUNKS}
+        self._pool.add(out, (out.rel.rpartition(b"/")[0], out.name, item, chunk_id, loc.pack if loc else "?"), data)
+
+    def _take_results(self, pool: RestorePool) -> list:
+        """Account for what the restore processes did; returns the requests of the files left to this
+        process."""
+        left = []
+        disk_full = None
+        for out, outcome, message, warnings in pool.finish():
+            out.to_worker = False
+            size = out.item[it.CHUNKS][0][1]
+            shown = shown_path(out.item)
+            if outcome == LEFT:
+                left.append(((out, 0, size), out.item[it.CHUNKS][0][0]))
+                continue
+            out.remaining = 0
+            if outcome == DISK_WAS_FULL:
+                disk_full = message
+                continue
+            with self._lock:
+                self.stats.bytes_arrived += size
+            if outcome == FAILED:
+                self._not_restored(shown, message or "failed")
+                continue
+            assert outcome == RESTORED
+            with self._lock:
+                self.stats.bytes_written += size
+                self.stats.nfiles_by_processes += 1
+            for warning in warnings:
+                self.warn(shown, warning)
+            note = damage_note(out.item)
+            if note is not None:
+                with self._lock:
+                    self.stats.ndamaged += 1
+                self.warn(shown, note)
+            if self.progress:
+                self.progress(self.stats, shown)
+        if disk_full is not None:
+            raise OSError(errno.ENOSPC, disk_full)
+        return left
+
     def _on_chunk(self, target: tuple[OutFile, int, int], data: bytes | PackvaultError) -> None:
         """Runs in a reader thread, right after the chunk was verified (or failed): writes it, and finishes
         the file when it was the last one (through the descriptor it wrote with), so the planning thread
-        never waits on a file."""
+        never waits on a file.  A plain file's chunk arrives sealed and goes to the restore processes."""
         out, offset, size = target
+        if out.to_worker and not isinstance(data, PackvaultError):
+            self._to_process(out, data)
+            return
+        out.to_worker = False
         fd = None
         try:
             if isinstance(data, PackvaultError):
@@ -377,6 +470,10 @@ class Extractor(DirectoryRestore, OverwritePolicy):
         finally:
             if own_fd is not None:
                 os.close(own_fd)
+
+
+def _to_worker(target: tuple[OutFile, int, int]) -> bool:
+    return target[0].to_worker
 
 
 def chunk_ids(items: Iterable[dict]) -> Iterator[bytes]:

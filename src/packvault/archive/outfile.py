@@ -18,6 +18,12 @@ TEMP_PREFIX = b".packvault-restore-"
 ZEROS = bytes(16 * 1024 * 1024)
 
 
+def is_zeros(data: bytes) -> bool:
+    """Whether a chunk is all zeros (restore leaves it a hole in a file created at its full size)."""
+    n = len(data)
+    return n <= len(ZEROS) and memoryview(data) == memoryview(ZEROS)[:n]
+
+
 def temp_name() -> bytes:
     return TEMP_PREFIX + os.urandom(8).hex().encode()
 
@@ -46,6 +52,7 @@ class OutFile:
         self.links: list[tuple[int, bytes]] = []  # hardlinks made to this file before its data arrived
         self.superseded = False  # a later entry of the archive has the same path
         self.created = False
+        self.to_worker = False  # its one chunk goes, sealed, to a restore process (``restorers.py``)
         self._create_lock = threading.Lock()
 
     @property
@@ -94,8 +101,7 @@ class OutFile:
         written (a dry run, a superseded entry, or an all-zero chunk left as a hole)."""
         if self._inactive:
             return None
-        n = len(data)
-        if sparse and n <= len(ZEROS) and memoryview(data) == memoryview(ZEROS)[:n]:
+        if sparse and is_zeros(data):
             return None  # the file is created at full size: this stays a hole
         # opened per chunk rather than held: a batch may have thousands of files in progress
         fd = self._open()

@@ -22,6 +22,7 @@ class ExtractStats:
     nskipped: int = 0  # existing entries kept by the overwrite policy (and what lies below a kept one)
     ndeleted: int = 0  # entries removed because the archive does not have them (``delete``)
     ndamaged: int = 0  # files restored with chunks that check --repair replaced by zeros
+    nfiles_by_processes: int = 0  # of ``nfiles``, those a restore process wrote (``restorers.py``)
     bytes_written: int = 0
     bytes_arrived: int = 0  # live: chunk bytes written (or verified) so far, for progress
     errors: list[str] = field(default_factory=list)  # entries that could not be restored
@@ -37,6 +38,7 @@ class ExtractStats:
             "skipped": self.nskipped,
             "deleted": self.ndeleted,
             "damaged": self.ndamaged,
+            "files_by_processes": self.nfiles_by_processes,
             "bytes": self.bytes_written,
             "errors": len(self.errors),
             "warnings": len(self.warnings),

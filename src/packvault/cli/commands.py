@@ -250,6 +250,7 @@ def cmd_extract(args, run: Run) -> int:
                 strip_components=args.strip_components,
                 progress=report if live.enabled else None,
                 warn=render.warning,
+                processes=run.settings.read_processes,
             )
         excluded = item_excludes(args)
 

@@ -24,7 +24,7 @@ size.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import msgpack
@@ -189,3 +189,19 @@ def resync(buf: bytes | memoryview, start: int) -> int:
             return pos
         except IntegrityError:
             pos += 1
+
+
+def open_verified(
+    codec: ObjectCodec, chunk_id_of: Callable[[bytes], bytes], pack: str, chunk_id: bytes, part: memoryview, size: int
+) -> bytes | IntegrityError:
+    """The plaintext of the sealed object ``part`` (``size`` bytes in the index), authenticated and its id
+    recomputed, or the error that says why not (in this process or in a restore process)."""
+    if len(part) < size:
+        return IntegrityError(f"chunk {chunk_id.hex()} is truncated in pack {pack}")
+    try:
+        data = codec.open(part, expected_id=chunk_id)[2]
+        if chunk_id_of(data) != chunk_id:
+            raise IntegrityError("plaintext does not match its id (MAC)")
+        return data
+    except IntegrityError as exc:
+        return IntegrityError(f"chunk {chunk_id.hex()} in pack {pack}: {exc}")

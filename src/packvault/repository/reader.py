@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..errors import IntegrityError, ObjectMissing, PackvaultError
+from .objects import open_verified
 from .repository import Repository
 
 MAX_RUN_BYTES = 16 * 1024 * 1024
@@ -122,7 +123,12 @@ class ChunkReader:
         else:
             yield from item
 
-    def scatter(self, requests: Iterable[tuple[T, bytes]], sink: Callable[[T, bytes | PackvaultError], None]) -> None:
+    def scatter(
+        self,
+        requests: Iterable[tuple[T, bytes]],
+        sink: Callable[[T, bytes | PackvaultError], None],
+        sealed: Callable[[T], bool] | None = None,
+    ) -> None:
         """Read every requested chunk, pack by pack, and call ``sink(target, plaintext)`` for each request, or
         ``sink(target, error)`` when the chunk could not be read or verified.  Returns when every request
         has been handed to the sink.
@@ -131,6 +137,8 @@ class ChunkReader:
         index, in the caller's thread), in no particular order, so it must be thread-safe.  The same chunk
         may be requested for several targets (deduplicated data): it is read and decrypted once.  An
         exception raised by the sink (a full disk) is not per-chunk: it stops the reading and propagates.
+        A target for which ``sealed(target)`` is true gets the object as stored instead of its plaintext (the
+        restore's worker processes open it, ``open_verified``); only a truncated object fails here.
 
         Runs are submitted as workers free up, in completion order rather than in request order: one slow
         read then holds back only itself, and the caller's thread (which only plans and submits) never
@@ -157,7 +165,7 @@ class ChunkReader:
                 cost = min(run.size, SCATTER_RUN_BYTES) if self.streaming else run.size  # bytes held
                 while running and in_flight + cost > self.scatter_window:
                     in_flight -= self._reap(running, FIRST_COMPLETED)
-                running[self._pool.submit(self._fetch_into, run, sink, stop)] = cost
+                running[self._pool.submit(self._fetch_into, run, sink, stop, sealed)] = cost
                 in_flight += cost
             self._reap(running, ALL_COMPLETED)
         finally:
@@ -176,8 +184,8 @@ class ChunkReader:
             future.result()
         return released
 
-    def _fetch_into(self, run: _Run, sink: Callable, stop: threading.Event) -> None:
-        results = self._open_streamed(run) if self.streaming else self._open_run(run)
+    def _fetch_into(self, run: _Run, sink: Callable, stop: threading.Event, sealed: Callable | None) -> None:
+        results = self._open_streamed(run, sealed) if self.streaming else self._open_run(run, sealed)
         try:
             for target, data in results:
                 if stop.is_set():
@@ -222,7 +230,7 @@ class ChunkReader:
     def _fetch(self, run: _Run) -> list[tuple]:
         return list(self._open_run(run))
 
-    def _open_run(self, run: _Run) -> Iterator[tuple]:
+    def _open_run(self, run: _Run, sealed: Callable | None = None) -> Iterator[tuple]:
         """Read a run with one ranged read and yield (tag, plaintext or error) per requested object, one at a
         time.  Consecutive requests for the same object share one decryption."""
         try:
@@ -234,33 +242,36 @@ class ChunkReader:
         self.stats["reads"] += 1
         self.stats["bytes_read"] += len(buf)
         view = memoryview(buf)
-        previous: tuple[int, bytes | PackvaultError] | None = None
+        previous: tuple[tuple[int, bool], bytes | PackvaultError] | None = None
         for chunk_id, size, tag, start in zip(run.ids, run.sizes, run.tags, run.starts, strict=True):
-            if previous is not None and previous[0] == start:
+            as_stored = sealed is not None and sealed(tag)
+            if previous is not None and previous[0] == (start, as_stored):
                 yield tag, previous[1]
                 continue
-            result = self._open_object(run.pack, chunk_id, view[start : start + size], size)
-            previous = (start, result)
+            result = self._open_object(run.pack, chunk_id, view[start : start + size], size, as_stored)
+            previous = ((start, as_stored), result)
             self.stats["chunks"] += 1
             yield tag, result
 
-    def _open_streamed(self, run: _Run) -> Iterator[tuple]:
+    def _open_streamed(self, run: _Run, sealed: Callable | None = None) -> Iterator[tuple]:
         """Like ``_open_run``, reading the run as a stream: only the object being opened is in memory.  A
         read that fails (after the store's retries) fails the rest of the run."""
         stream = self.repo.open_pack_stream(run.kind, run.pack, run.offset, run.size)
         self.stats["reads"] += 1
         position = 0  # in the run
-        previous: tuple[int, bytes | PackvaultError] | None = None
+        previous: tuple[tuple[int, bool], bytes | PackvaultError] | None = None
         failed: PackvaultError | None = None
+        part, part_start = b"", -1  # the object last read (wanted again, opened or as stored, by the next target)
         try:
             for chunk_id, size, tag, start in zip(run.ids, run.sizes, run.tags, run.starts, strict=True):
-                if previous is not None and previous[0] == start:
+                as_stored = sealed is not None and sealed(tag)
+                if previous is not None and previous[0] == (start, as_stored):
                     yield tag, previous[1]
                     continue
-                if failed is None:
+                if failed is None and start != part_start:
                     try:
                         stream.skip(start - position)
-                        part = stream.read(size)
+                        part, part_start = stream.read(size), start
                         self.stats["bytes_read"] += start - position + len(part)
                         position = start + len(part)
                     except PackvaultError as exc:
@@ -268,23 +279,20 @@ class ChunkReader:
                 if failed is not None:
                     yield tag, failed
                     continue
-                result = self._open_object(run.pack, chunk_id, memoryview(part), size)
-                previous = (start, result)
+                result = self._open_object(run.pack, chunk_id, memoryview(part), size, as_stored)
+                previous = ((start, as_stored), result)
                 self.stats["chunks"] += 1
                 yield tag, result
         finally:
             stream.close()
 
-    def _open_object(self, pack: str, chunk_id: bytes, part: memoryview, size: int) -> bytes | PackvaultError:
-        if len(part) < size:
-            return IntegrityError(f"chunk {chunk_id.hex()} is truncated in pack {pack}")
-        try:
-            data = self.repo.codec.open(part, expected_id=chunk_id)[2]
-            if self.repo.chunk_id(data) != chunk_id:
-                raise IntegrityError("plaintext does not match its id (MAC)")
-            return data
-        except IntegrityError as exc:
-            return IntegrityError(f"chunk {chunk_id.hex()} in pack {pack}: {exc}")
+    def _open_object(self, pack: str, chunk_id: bytes, part: memoryview, size: int, sealed: bool = False
+                     ) -> bytes | PackvaultError:
+        if sealed:  # handed on as it is stored: whoever takes it opens and verifies it (``open_verified``)
+            if len(part) < size:
+                return IntegrityError(f"chunk {chunk_id.hex()} is truncated in pack {pack}")
+            return bytes(part)
+        return open_verified(self.repo.codec, self.repo.chunk_id, pack, chunk_id, part, size)
 
 
 def _spread(runs: list[T], ways: int) -> list[T]:

@@ -1,0 +1,234 @@
+"""Restore processes: small files are decrypted, verified, created, written and finished next to the
+restore's own process.
+
+Why processes: a restore of many small files is, per file, a few short system calls (create, write, chown,
+chmod, utime, close) between bits of Python, and every call hands the GIL to another reader thread and
+waits to get it back.  One process then keeps little more than one core busy, a good part of it in context
+switches.  Here the restore's process still plans the items, makes directories and links, and reads the
+packs in a few large ranged reads (one GET per pack from S3); the sealed objects of single-chunk files go,
+a batch at a time, to processes that each own a GIL and do the rest.
+
+Only the plain case goes this way: a file of one chunk, under a fresh name.  A worker creates the file
+with ``O_EXCL``; when something is already there it leaves it alone and the restore's own process handles
+the file as before (overwrite policy, temporary name, rename).  Files that other entries hardlink to, that a
+later entry of the archive supersedes, and files of several chunks stay in the restore's process too.  A
+platform that cannot start processes (no ``/dev/shm`` in AWS Lambda) or a pool that breaks makes the
+restore do everything in its own process: slower, never different.
+
+A worker resolves a file's directory the way the restore's process does (``dirtree.py``: from the target's
+descriptor, component by component, ``O_NOFOLLOW``), never creates one (the restore's process made them
+before it read any data), and checks that the target it opened is the directory the restore's process
+opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from ..errors import PackvaultError
+from ..repository.objects import open_verified
+from ..repository.sealing import SealingKit
+from . import fsmeta
+from . import items as it
+from .dirtree import DirTree
+from .outfile import FILE_FLAGS, is_zeros
+from .restoring import DISK_FULL, Skip
+
+BATCH_FILES = 128  # files per task: amortizes the round trip over many small files
+BATCH_BYTES = 4 * 1024 * 1024  # and bounds what one task holds in memory
+MIN_FILES = 256  # a round with fewer plain files does not start processes (~0.2 s each)
+
+# outcome of one file in a worker
+RESTORED, FAILED, LEFT, DISK_WAS_FULL = range(4)
+
+
+@dataclass
+class _Batch:
+    sealed: bytearray = field(default_factory=bytearray)
+    files: list[tuple] = field(default_factory=list)  # picklable: what the worker needs of each file
+    targets: list = field(default_factory=list)  # the restore's own objects, same order (not sent)
+
+
+class RestorePool:
+    """Worker processes for plain single-chunk files, started on first use.
+
+    ``add`` runs in the reader threads (the sink of ``ChunkReader.scatter``); ``finish`` in the restore's
+    thread, after the reading is over.  At most ``2 * processes`` batches are in flight: a reader thread
+    that would exceed that waits, so sealed objects never pile up in memory."""
+
+    def __init__(self, kit: SealingKit, processes: int, target: bytes, target_fd: int, *, numeric_ids: bool,
+                 sparse: bool):
+        st = os.fstat(target_fd)
+        self._start_args = (kit, target, (st.st_dev, st.st_ino), numeric_ids, sparse)
+        self.round = 0  # the restore's round: directories may change between rounds, never during one
+        self._processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+        self._broken = False
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(2 * processes)
+        self._gathering = _Batch()
+        self._running: list[tuple[Future | None, _Batch]] = []
+
+    @property
+    def usable(self) -> bool:
+        return not self._broken
+
+    def add(self, target, record: tuple, sealed: bytes) -> None:
+        """Queue one file: ``record`` is (parent, name, item, chunk id, pack) as the worker needs them."""
+        with self._lock:
+            batch = self._gathering
+            start = len(batch.sealed)
+            batch.sealed += sealed
+            batch.files.append((*record, start, len(sealed)))
+            batch.targets.append(target)
+            if len(batch.files) < BATCH_FILES and len(batch.sealed) < BATCH_BYTES:
+                return
+            self._gathering = _Batch()
+        self._submit(batch)
+
+    def finish(self) -> list[tuple[object, int, str | None, list[str]]]:
+        """Wait for every batch; (target, outcome, message, warnings) per file, in no particular order.  Files
+        of a batch whose worker failed come back as ``LEFT`` (the restore's process does them)."""
+        with self._lock:
+            batch, self._gathering = self._gathering, _Batch()
+        if batch.files:
+            self._submit(batch)
+        results = []
+        running, self._running = self._running, []
+        for future, batch in running:
+            outcomes = None
+            if future is not None:
+                try:
+                    outcomes = future.result()
+                except Exception:  # a worker died, or the pool broke: the files are done here
+                    self._broken = True
+            if outcomes is None:
+                results.extend((target, LEFT, None, []) for target in batch.targets)
+                continue
+            results.extend((target, *outcome) for target, outcome in zip(batch.targets, outcomes, strict=True))
+        return results
+
+    def _submit(self, batch: _Batch) -> None:
+        future: Future | None = None
+        if not self._broken:
+            self._slots.acquire()
+            try:
+                if self._pool is None:
+                    self._pool = ProcessPoolExecutor(
+                        self._processes,
+                        mp_context=multiprocessing.get_context("spawn"),  # never fork a process with threads
+                        initializer=_start_worker,
+                        initargs=self._start_args,
+                    )
+                future = self._pool.submit(_restore_batch, self.round, bytes(batch.sealed), batch.files)
+            except Exception:  # no processes here (no /dev/shm, a limit): the restore's process does it all
+                self._broken = True
+                self._slots.release()
+            else:
+                future.add_done_callback(lambda _: self._slots.release())
+        with self._lock:
+            self._running.append((future, batch))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+# --- in the worker process ---------------------------------------------------------------------------------
+
+_worker: _Worker | None = None
+DIR_DESCRIPTORS = 256  # a worker's open directories; beyond this it starts over from the target
+
+
+class _Worker:
+    def __init__(self, kit: SealingKit, target: bytes, identity: tuple[int, int], numeric_ids: bool, sparse: bool):
+        self.codec = kit.codec()
+        self.chunk_id = kit.chunk_id_hasher()
+        self.target_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        st = os.fstat(self.target_fd)
+        if (st.st_dev, st.st_ino) != identity:  # replaced since the restore opened it: do nothing there
+            raise FileNotFoundError(errno.ENOENT, "the restore target was replaced", os.fsdecode(target))
+        self.numeric_ids = numeric_ids
+        self.sparse = sparse
+        self.round = -1
+        self.tree: DirTree | None = None
+
+    def restore(self, round_id: int, sealed: bytes, files: list[tuple]) -> list[tuple[int, str | None, list[str]]]:
+        if round_id != self.round or self.tree is None:
+            # a new round: the restore's process may have replaced directories in between
+            if self.tree is not None:
+                self.tree.close()
+            self.tree, self.round = DirTree(os.dup(self.target_fd)), round_id
+        tree = self.tree
+        view = memoryview(sealed)
+        outcomes: list[tuple[int, str | None, list[str]]] = []
+        for parent, name, item, chunk_id, pack, start, length in files:
+            if len(tree) > DIR_DESCRIPTORS:
+                tree.prune(parent)
+            outcome = self._restore_file(tree, parent, name, item, chunk_id, pack, view[start : start + length])
+            outcomes.append(outcome)
+            if outcome[0] == DISK_WAS_FULL:
+                break
+        outcomes.extend((DISK_WAS_FULL, None, []) for _ in range(len(files) - len(outcomes)))
+        return outcomes
+
+    def _restore_file(self, tree: DirTree, parent: bytes, name: bytes, item: dict, chunk_id: bytes, pack: str,
+                      sealed: memoryview) -> tuple[int, str | None, list[str]]:
+        data = open_verified(self.codec, self.chunk_id, pack, chunk_id, sealed, len(sealed))
+        if isinstance(data, PackvaultError):
+            return FAILED, str(data), []
+        try:
+            dir_fd = tree.get(parent, create=False)
+        except Skip as exc:
+            return FAILED, str(exc), []
+        except FileNotFoundError:
+            return LEFT, None, []  # the restore's process knows why: it decides there
+        except OSError as exc:
+            return FAILED, exc.strerror or str(exc), []
+        try:
+            fd = os.open(name, FILE_FLAGS | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            return LEFT, None, []  # something is there: the overwrite policy is decided in the restore's process
+        except OSError as exc:
+            return (DISK_WAS_FULL if exc.errno in DISK_FULL else FAILED), exc.strerror or str(exc), []
+        warnings: list[str] = []
+        try:
+            size = item.get(it.SIZE, 0)
+            if self.sparse and is_zeros(data):
+                os.ftruncate(fd, size)
+            else:
+                view = memoryview(data)
+                offset = 0
+                while view:
+                    done = os.pwrite(fd, view, offset)
+                    view = view[done:]
+                    offset += done
+                if offset != size:
+                    os.ftruncate(fd, size)
+            fsmeta.apply_metadata(b"", item, fd=fd, numeric_ids=self.numeric_ids,
+                                  warn=lambda _path, message: warnings.append(message))
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=dir_fd)
+            return (DISK_WAS_FULL if exc.errno in DISK_FULL else FAILED), exc.strerror or str(exc), []
+        os.close(fd)
+        return RESTORED, None, warnings
+
+
+def _start_worker(kit: SealingKit, target: bytes, identity: tuple[int, int], numeric_ids: bool,
+                  sparse: bool) -> None:
+    global _worker
+    _worker = _Worker(kit, target, identity, numeric_ids, sparse)
+
+
+def _restore_batch(round_id: int, sealed: bytes, files: list[tuple]) -> list[tuple[int, str | None, list[str]]]:
+    assert _worker is not None
+    return _worker.restore(round_id, sealed, files)

@@ -1,0 +1,175 @@
+"""Small files restored by restore processes (``archive/restorers.py``): the tree must be the one the restore's
+own process makes, and every way a file can go wrong must end as it does there."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from packvault.archive import extract, restorers
+from packvault.archive.restorers import LEFT, RestorePool
+from packvault.repository.repository import Repository
+from tests.support.cli import tree_snapshot
+from tests.support.settings import env_settings
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@pytest.fixture
+def processes_for_every_round(monkeypatch):
+    """Small test archives would never start processes (``MIN_FILES``): here every round does."""
+    monkeypatch.setattr(extract, "MIN_FILES", 1)
+
+
+def _tree(root: Path) -> Path:
+    """Hundreds of one-chunk files with varied modes and times, an all-zero one, empty ones, a file of several
+    chunks, hardlinks (to a small file, planned in the same round) and symlinks."""
+    rnd = random.Random(7)
+    for d in range(4):
+        sub = root / f"d{d}" / "inner"
+        sub.mkdir(parents=True)
+        for i in range(80):
+            path = sub / f"f{i:03d}"
+            path.write_bytes(rnd.randbytes(rnd.choice([0, 1, 300, rnd.randrange(1, 20 * KiB)])))
+            os.chmod(path, rnd.choice([0o600, 0o640, 0o755, 0o444]))
+            os.utime(path, ns=(1_600_000_000_000_000_000 + i, 1_500_000_000_000_000_000 + d * 1000 + i))
+    (root / "zeros").write_bytes(bytes(64 * KiB))
+    (root / "several-chunks.bin").write_bytes(rnd.randbytes(9 * MiB))
+    os.link(root / "d1" / "inner" / "f003", root / "d1" / "link-to-f003")
+    os.symlink("d0/inner/f000", root / "symlink")
+    return root
+
+
+def _extract(pv, repo: Path, archive: str, target: Path, *args: str, processes: int, expect: int = 0) -> dict:
+    os.environ["PACKVAULT_READ_PROCESSES"] = str(processes)
+    try:
+        result = pv("extract", f"{repo}::{archive}", "--target", target, "--json", *args, expect=expect)
+    finally:
+        del os.environ["PACKVAULT_READ_PROCESSES"]
+    return json.loads(result.out)
+
+
+def _backup(pv, tmp_path: Path) -> tuple[Path, Path]:
+    src = _tree(tmp_path / "src")
+    repo = tmp_path / "repo"
+    pv("init", repo)
+    pv("create", f"{repo}::a", src)
+    return src, repo
+
+
+def _restored(target: Path, src: Path) -> Path:
+    return target / str(src).lstrip("/")
+
+
+def test_restore_processes_restore_what_the_restore_process_restores(pv, tmp_path, processes_for_every_round):
+    src, repo = _backup(pv, tmp_path)
+    here = _extract(pv, repo, "a", tmp_path / "here", processes=0)
+    there = _extract(pv, repo, "a", tmp_path / "there", processes=2)
+    assert here["stats"]["files_by_processes"] == 0
+    # every one-chunk file went to the processes, but the one a hardlink is made to while it is pending
+    one_chunk = [p for p in src.rglob("*") if p.is_file() and not p.is_symlink() and 0 < p.stat().st_size <= 64 * KiB]
+    assert there["stats"]["files_by_processes"] == len(one_chunk) - 2, there["stats"]  # the file and its link
+    snapshot = tree_snapshot(src)
+    assert tree_snapshot(_restored(tmp_path / "here", src)) == snapshot
+    assert tree_snapshot(_restored(tmp_path / "there", src)) == snapshot
+    assert os.stat(_restored(tmp_path / "there", src) / "zeros").st_blocks == 0  # a hole, as here
+    assert here["stats"]["nfiles"] == there["stats"]["nfiles"]
+    assert here["stats"]["bytes"] == there["stats"]["bytes"]
+
+
+def test_files_in_the_way_are_left_to_the_overwrite_policy(pv, tmp_path, processes_for_every_round):
+    src, repo = _backup(pv, tmp_path)
+    for policy, kept in (("never", True), ("always", False)):
+        target = tmp_path / f"over-{policy}"
+        inner = _restored(target, src) / "d2" / "inner"
+        inner.mkdir(parents=True)
+        for i in range(0, 80, 4):
+            (inner / f"f{i:03d}").write_bytes(b"was here before")
+        doc = _extract(pv, repo, "a", target, "--overwrite", policy, processes=2)
+        assert doc["stats"]["files_by_processes"] > 0
+        for i in range(80):
+            content = (inner / f"f{i:03d}").read_bytes()
+            expected = (src / "d2" / "inner" / f"f{i:03d}").read_bytes()
+            if i % 4 == 0 and kept:
+                assert content == b"was here before"
+            else:
+                assert content == expected, (policy, i)
+        assert not [p for p in inner.iterdir() if p.name.startswith(".packvault-restore-")]
+
+
+def _damage_object_of(repo: Path, path_in_source: Path) -> None:
+    """Flip a byte inside the stored object of a one-chunk file."""
+    r = Repository(str(repo), settings=env_settings())
+    r.open(lambda: os.environ["PACKVAULT_PASSPHRASE"])
+    try:
+        chunk_id = r.chunk_id(path_in_source.read_bytes())
+        loc = r.index.get(chunk_id)
+        assert loc is not None
+        pack_file = next(p for p in (repo / "packs").rglob("*") if p.is_file() and p.name == loc.pack.split("/")[-1])
+    finally:
+        r.close()
+    with open(pack_file, "r+b") as f:
+        f.seek(loc.offset + loc.size // 2)
+        byte = f.read(1)
+        f.seek(loc.offset + loc.size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_a_damaged_chunk_fails_only_its_file_as_it_does_here(pv, tmp_path, processes_for_every_round):
+    src, repo = _backup(pv, tmp_path)
+    victim = src / "d3" / "inner" / "f010"
+    assert victim.stat().st_size > 1000
+    _damage_object_of(repo, victim)
+    docs = {}
+    for processes in (0, 2):
+        target = tmp_path / f"out{processes}"
+        docs[processes] = _extract(pv, repo, "a", target, processes=processes, expect=1)
+        restored = _restored(target, src)
+        assert not (restored / "d3" / "inner" / "f010").exists()
+        assert (restored / "d3" / "inner" / "f011").read_bytes() == (src / "d3" / "inner" / "f011").read_bytes()
+    assert docs[2]["stats"]["files_by_processes"] > 0
+    assert docs[0]["stats"]["errors"] == docs[2]["stats"]["errors"] == 1
+    assert docs[0]["stats"]["bytes"] == docs[2]["stats"]["bytes"]
+
+
+def test_without_processes_the_restore_is_the_same(pv, tmp_path, processes_for_every_round, monkeypatch):
+    """No ``/dev/shm`` (AWS Lambda): the pool cannot start, the restore's process does everything."""
+
+    def no_pool(*args, **kwargs):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(restorers, "ProcessPoolExecutor", no_pool)
+    src, repo = _backup(pv, tmp_path)
+    doc = _extract(pv, repo, "a", tmp_path / "out", processes=2)
+    assert doc["stats"]["files_by_processes"] == 0
+    assert tree_snapshot(_restored(tmp_path / "out", src)) == tree_snapshot(src)
+
+
+def test_workers_that_cannot_start_leave_their_files_to_the_restore(tmp_path, pv_env):
+    """A worker refuses a target that is not the directory the restore opened (replaced meanwhile): its files
+    come back to the restore's process, and the pool is not used again."""
+    repo = Repository(str(tmp_path / "repo"), settings=env_settings())
+    repo.create("pw")
+    target = tmp_path / "target"
+    target.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pool = RestorePool(repo.sealing_kit(), 1, os.fsencode(elsewhere), fd, numeric_ids=False, sparse=True)
+        try:
+            pool.add("first", (b"", b"name", {}, bytes(32), "pack"), b"sealed")
+            results = pool.finish()
+        finally:
+            pool.close()
+    finally:
+        os.close(fd)
+        repo.close()
+    assert results == [("first", LEFT, None, [])]
+    assert not pool.usable
+    assert list(elsewhere.iterdir()) == []
