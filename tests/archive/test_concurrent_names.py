@@ -74,3 +74,28 @@ def test_a_claim_whose_backup_died_does_not_block_the_name(pv, tmp_path):
     repo.close()  # it died (its lock is gone)
     pv("create", f"{url}::x", src)
     assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]
+
+
+def test_claiming_a_new_name_is_one_create_only_write(pv, pv_env, any_backend_url):
+    """The usual case, a name never used: no look for earlier claims first (at 50 ms per request on a
+    distant bucket, each request of a commit is felt), only the create-only write itself."""
+    from packvault.errors import ArchiveExists
+    from packvault.repository.repository import Repository
+
+    pv("init", any_backend_url)
+    repo = Repository(any_backend_url, settings=env_settings())
+    repo.open(lambda: pv_env["PACKVAULT_PASSPHRASE"])
+    try:
+        repo.store.backend.reset_request_stats()
+        repo.claim_archive_name("never-used", b"\1" * 32)
+        stats = repo.request_stats()
+        assert stats.get("GET", 0) == 0 and stats.get("LIST", 0) == 0, stats
+        # a second archive of that name still finds the first claim
+        try:
+            repo.claim_archive_name("never-used", b"\2" * 32)
+        except ArchiveExists:
+            pass
+        else:
+            raise AssertionError("a second claim of a held name was taken")
+    finally:
+        repo.close()

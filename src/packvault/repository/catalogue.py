@@ -171,6 +171,10 @@ class ArchiveCatalogue:
         name is claimed again at ``n + 1``.
         """
         base = self.chunk_id(b"packvault archive name v1\0" + name.encode("utf-8", "surrogateescape")).hex()
+        session = self.lock_manager.session if self.lock_manager is not None else None
+        claim = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, msgpack.packb({"session": session}), compress=False)
+        if store_new(self.store, layout.name(layout.NAMES, f"{base}-0"), claim):
+            return  # a name never claimed (the usual case): one request, no look for earlier claims first
         generation, last = 0, None
         while True:
             try:
@@ -196,8 +200,6 @@ class ArchiveCatalogue:
                     f"another backup is committing an archive named {name!r} right now; nothing was committed",
                     hint="run it again under another name",
                 )
-        session = self.lock_manager.session if self.lock_manager is not None else None
-        claim = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, msgpack.packb({"session": session}), compress=False)
         if not store_new(self.store, layout.name(layout.NAMES, f"{base}-{generation}"), claim):
             raise ArchiveExists(
                 f"another backup committed an archive named {name!r} at the same moment; nothing was committed",

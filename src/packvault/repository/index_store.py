@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
 from borgstore.backends.errors import ObjectNotFound
@@ -140,8 +141,15 @@ class IndexStore:
         Called before a writer makes anything reference what it deduplicated against the index (an index
         fragment, the ``archives/`` entry): a writer whose lock was broken, or that slept through its
         lock's expiry, may have had those chunks deleted under it, and must not commit."""
-        self.check_lock(verify=True)
-        if self._index is not None and self._index_fragments is not None and self.epoch() != self._index_epoch:
+        if self._index is None or self._index_fragments is None:
+            self.check_lock(verify=True)
+            return
+        # the two reads are independent: at 20-50 ms per request, asking both at once halves what a commit waits
+        with ThreadPoolExecutor(1, thread_name_prefix="pv-prove") as pool:
+            epoch = pool.submit(self.epoch)
+            self.check_lock(verify=True)  # a lost lock is the first thing to say
+            current = epoch.result()
+        if current != self._index_epoch:
             raise LockLost(
                 "a compact or repair changed the repository while this run held no valid lock; nothing was committed",
                 hint="run it again: what was already uploaded is reused",
