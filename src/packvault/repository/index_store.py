@@ -68,8 +68,10 @@ class IndexStore:
         """Cached index + the fragments written since; a full rebuild when the epoch changed."""
         from borghash import HashTableNT
 
-        epoch = self.epoch()
-        fragments = self.list_fragments()
+        with ThreadPoolExecutor(1, thread_name_prefix="pv-epoch") as pool:  # two round trips at once
+            asked = pool.submit(self.epoch)
+            fragments = self.list_fragments()
+            epoch = asked.result()
         self.fragments_at_load = fragments  # compact, under the exclusive lock: no second listing
         present = set(fragments)
         cache = self.cache
