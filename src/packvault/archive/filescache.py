@@ -4,69 +4,185 @@ A file whose (inode, size, mtime_ns, ctime_ns) equals what the cache recorded is
 chunk list is reused, provided every chunk is still in the index (compact or a deleted archive may have
 removed them).  ctime is part of the key because tools can reset mtime; a changed ctime catches that.
 
-Entries are keyed by a 16-byte hash of the absolute path and stored as packed bytes (two small Python
-objects per file).  An entry not seen for ``MAX_AGE`` backups is dropped, so the cache follows the tree.
-The cache is only written after an archive is complete: an interrupted backup leaves the previous one.
+Entries are keyed by a 16-byte hash of the absolute path in a ``borghash`` table of fixed-size records,
+whose chunk lists live back to back in one byte array: about 110 bytes per file in memory and on disk, no
+Python object per file, and loading or saving it is reading or writing two files, not decoding or encoding
+one object per file (a tree of 200,000 files otherwise held ~50 MB of small objects through a backup that
+changes nothing).  Each entry records the backup (generation) that last saw it; entries not seen for
+``MAX_AGE`` backups are dropped when the cache is rewritten, so the cache follows the tree.  The cache is only
+written after an archive is complete: an interrupted backup leaves the previous one.
+
+On disk: ``<name>.meta`` names the table and chunk files of the current version and their sizes; it is
+replaced last, atomically, and new versions go to new file names, so a crash leaves the old version or the
+new one, never a table paired with another version's chunk lists.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+from collections import namedtuple
 
 import blake3
 import msgpack
+from borghash import HashTableNT
 
 from ..repository.cache import RepositoryCache
 
 MAX_AGE = 10
-_HEAD = struct.Struct("<QQqqB")  # inode, size, mtime_ns, ctime_ns, age
+KEY_SIZE = 16
+Entry = namedtuple("Entry", "inode size mtime_ns ctime_ns seen offset count")
+_ENTRY_FORMAT = Entry("Q", "Q", "q", "q", "I", "Q", "I")
 _CHUNK = struct.Struct("<32sI")
+_VERSION = 2
+_V1_HEAD = struct.Struct("<QQqqB")  # inode, size, mtime_ns, ctime_ns, age (earlier versions' file)
 
 
 class FilesCache:
     def __init__(self, cache: RepositoryCache, name: str = "files"):
         self._cache = cache
         self._name = name
-        self._entries: dict[bytes, bytes] = {}
-        raw = cache.read(name)
-        if raw:
-            try:
-                self._entries = msgpack.unpackb(raw, use_list=False, strict_map_key=False)
-            except (ValueError, msgpack.UnpackException):
-                self._entries = {}
-        self._seen: set[bytes] = set()
+        self._table = _new_table()
+        self._chunks = bytearray()
+        self._garbage = 0  # bytes of ``_chunks`` that no entry points at any more
+        self._generation = 1  # this backup's
+        self._unseen = 0  # entries loaded that this backup has not seen (yet)
+        self._files: tuple[str, str] | None = None  # the version loaded (removed once a newer one is saved)
+        self._load()
 
     @staticmethod
     def key(path: bytes) -> bytes:
-        return blake3.blake3(path).digest(16)
+        return blake3.blake3(path).digest(KEY_SIZE)
+
+    def _load(self) -> None:
+        raw = self._cache.read(f"{self._name}.meta")
+        if raw is None:
+            self._load_version_1()
+            return
+        try:
+            meta = msgpack.unpackb(raw)
+            if meta["version"] != _VERSION:
+                return
+            table_file, chunks_file = self._cache.file(meta["table"]), self._cache.file(meta["chunks"])
+            if table_file.stat().st_size != meta["table_size"] or chunks_file.stat().st_size != meta["chunks_size"]:
+                return
+            table = HashTableNT.read(str(table_file))
+            chunks = bytearray(meta["chunks_size"])
+            with open(chunks_file, "rb") as f:
+                if f.readinto(chunks) != len(chunks):
+                    return
+            generation = int(meta["generation"])
+        except Exception:  # a damaged cache costs reading the files again, it is never trusted
+            return
+        self._table, self._chunks, self._generation = table, chunks, generation + 1
+        self._garbage = int(meta.get("garbage", 0))
+        self._unseen = len(table)
+        self._files = (meta["table"], meta["chunks"])
+
+    def _load_version_1(self) -> None:
+        """Take over the msgpack file of earlier versions (a dict of path key to packed entry), so that the
+        first backup after an upgrade does not read every file again."""
+        raw = self._cache.read(self._name)
+        if not raw:
+            return
+        try:
+            entries = msgpack.unpackb(raw, use_list=False, strict_map_key=False)
+            del raw
+            table = _new_table(capacity=len(entries))
+            chunks = bytearray()
+            for key, value in entries.items():
+                inode, size, mtime_ns, ctime_ns, _ = _V1_HEAD.unpack_from(value)
+                listed = value[_V1_HEAD.size :]
+                table[key] = Entry(inode, size, mtime_ns, ctime_ns, 0, len(chunks), len(listed) // _CHUNK.size)
+                chunks += listed
+        except Exception:  # as unreadable as a damaged cache: the files are read again
+            return
+        self._table, self._chunks, self._unseen = table, chunks, len(table)
 
     def lookup(
         self, path: bytes, inode: int, size: int, mtime_ns: int, ctime_ns: int
     ) -> list[tuple[bytes, int]] | None:
         key = self.key(path)
-        value = self._entries.get(key)
-        if value is None:
+        entry = self._table.get(key)
+        if entry is None or (entry.inode, entry.size, entry.mtime_ns, entry.ctime_ns) != (
+            inode,
+            size,
+            mtime_ns,
+            ctime_ns,
+        ):
             return None
-        c_inode, c_size, c_mtime, c_ctime, _ = _HEAD.unpack_from(value)
-        if (c_inode, c_size, c_mtime, c_ctime) != (inode, size, mtime_ns, ctime_ns):
+        end = entry.offset + entry.count * _CHUNK.size
+        if end > len(self._chunks):
             return None
-        self._seen.add(key)
-        return [(cid, csize) for cid, csize in _CHUNK.iter_unpack(memoryview(value)[_HEAD.size :])]
+        if entry.seen != self._generation:
+            self._table[key] = entry._replace(seen=self._generation)
+            self._unseen -= 1
+        return list(_CHUNK.iter_unpack(self._chunks[entry.offset : end]))
 
     def remember(self, path: bytes, inode: int, size: int, mtime_ns: int, ctime_ns: int, chunks) -> None:
         key = self.key(path)
-        self._seen.add(key)
-        self._entries[key] = _HEAD.pack(inode, size, mtime_ns, ctime_ns, 0) + b"".join(
-            _CHUNK.pack(cid, csize) for cid, csize in chunks
-        )
+        old = self._table.get(key)
+        if old is not None:
+            self._garbage += old.count * _CHUNK.size
+            if old.seen != self._generation:
+                self._unseen -= 1
+        offset = len(self._chunks)
+        count = 0
+        for chunk_id, chunk_size in chunks:
+            self._chunks += _CHUNK.pack(chunk_id, chunk_size)
+            count += 1
+        self._table[key] = Entry(inode, size, mtime_ns, ctime_ns, self._generation, offset, count)
 
     def save(self) -> None:
-        kept = {}
-        for key, value in self._entries.items():
-            if key in self._seen:
-                kept[key] = value
+        """Write this version (after a complete archive, or a checkpoint): drops old entries and compacts
+        the chunk lists when there is something to drop (the usual unchanged re-run writes them as they are)."""
+        table, chunks, garbage = self._table, self._chunks, self._garbage
+        if self._unseen and self._generation % MAX_AGE == 0 or garbage > len(chunks) // 2:
+            table, chunks = self._compacted()
+            garbage = 0
+        token = os.urandom(8).hex()
+        names = (f"{self._name}.{token}.table", f"{self._name}.{token}.chunks")
+        try:
+            tmp = self._cache.temp_path(names[1])
+            with open(tmp, "wb") as f:
+                f.write(chunks)
+            self._cache.commit(tmp, names[1])
+            tmp = self._cache.temp_path(names[0])
+            table.write(str(tmp))
+            self._cache.commit(tmp, names[0])
+            meta = {
+                "version": _VERSION,
+                "generation": self._generation,
+                "table": names[0],
+                "chunks": names[1],
+                "table_size": self._cache.file(names[0]).stat().st_size,
+                "chunks_size": len(chunks),
+                "garbage": garbage,
+            }
+            self._cache.write(f"{self._name}.meta", msgpack.packb(meta))
+        except BaseException:
+            for name in names:
+                self._cache.remove(name)
+            raise
+        with contextlib.suppress(OSError):
+            for name in (*(self._files or ()), self._name):  # the version replaced (and the old format's file)
+                self._cache.remove(name)
+        self._files = names
+
+    def _compacted(self) -> tuple[HashTableNT, bytearray]:
+        """The entries seen in the last ``MAX_AGE`` backups, their chunk lists copied back to back."""
+        table = _new_table(capacity=len(self._table))
+        chunks = bytearray()
+        oldest = self._generation - MAX_AGE
+        for key, entry in self._table.items():
+            if entry.seen <= oldest:
                 continue
-            age = value[_HEAD.size - 1] + 1
-            if age < MAX_AGE:
-                kept[key] = value[: _HEAD.size - 1] + bytes([age]) + value[_HEAD.size :]
-        self._cache.write(self._name, msgpack.packb(kept))
+            end = entry.offset + entry.count * _CHUNK.size
+            table[key] = entry._replace(offset=len(chunks))
+            chunks += self._chunks[entry.offset : end]
+        return table, chunks
+
+
+def _new_table(capacity: int = 1000) -> HashTableNT:
+    return HashTableNT(key_size=KEY_SIZE, value_type=Entry, value_format=_ENTRY_FORMAT, capacity=max(capacity, 1000))

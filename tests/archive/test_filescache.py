@@ -1,0 +1,128 @@
+"""The files cache (``archive/filescache.py``): what it returns, what it forgets, and that a damaged or
+half-written cache is never trusted."""
+
+from __future__ import annotations
+
+import os
+
+from packvault.archive.filescache import MAX_AGE, FilesCache
+from packvault.repository.cache import RepositoryCache
+
+
+def _cache(tmp_path) -> RepositoryCache:
+    return RepositoryCache(tmp_path / "cache", b"\7" * 32)
+
+
+def _chunks(n: int, seed: int) -> list[tuple[bytes, int]]:
+    return [(bytes([seed % 256, i % 256]) * 16, 1000 + i) for i in range(n)]
+
+
+def _stat(i: int) -> tuple[int, int, int, int]:
+    return (100 + i, 2000 + i, 3_000_000 + i, 4_000_000 + i)
+
+
+def test_an_unchanged_file_gets_its_chunks_back_after_a_save(tmp_path):
+    cache = _cache(tmp_path)
+    files = FilesCache(cache)
+    for i in range(500):
+        files.remember(b"/f%d" % i, *_stat(i), _chunks(i % 4 + 1, i))
+    files.save()
+    again = FilesCache(cache)
+    for i in range(500):
+        assert again.lookup(b"/f%d" % i, *_stat(i)) == _chunks(i % 4 + 1, i)
+    inode, size, mtime, ctime = _stat(3)
+    assert again.lookup(b"/f3", inode, size, mtime + 1, ctime) is None  # changed: read again
+    assert again.lookup(b"/f3", inode, size, mtime, ctime + 1) is None
+    assert again.lookup(b"/nowhere", *_stat(3)) is None
+
+
+def test_a_file_remembered_again_gets_its_new_chunks_also_after_compaction(tmp_path):
+    cache = _cache(tmp_path)
+    files = FilesCache(cache)
+    for i in range(100):
+        files.remember(b"/f%d" % i, *_stat(i), _chunks(3, i))
+    files.save()
+    for round_ in range(1, 4):  # most lists replaced each time: the garbage passes half, the lists are compacted
+        files = FilesCache(cache)
+        for i in range(100):
+            files.remember(b"/f%d" % i, *_stat(i), _chunks(2, i + 1000 * round_))
+        files.save()
+        check = FilesCache(cache)
+        assert all(check.lookup(b"/f%d" % i, *_stat(i)) == _chunks(2, i + 1000 * round_) for i in range(100))
+    on_disk = sum(p.stat().st_size for p in cache.path.iterdir() if p.name.endswith(".chunks"))
+    assert on_disk <= 2 * 100 * 2 * 36  # compacted: not every list ever written
+
+
+def test_files_not_seen_for_max_age_backups_are_forgotten(tmp_path):
+    cache = _cache(tmp_path)
+    files = FilesCache(cache)
+    files.remember(b"/kept", *_stat(1), _chunks(1, 1))
+    files.remember(b"/gone", *_stat(2), _chunks(1, 2))
+    files.save()
+    for _ in range(2 * MAX_AGE):
+        files = FilesCache(cache)
+        assert files.lookup(b"/kept", *_stat(1)) is not None
+        files.save()
+    files = FilesCache(cache)
+    assert files.lookup(b"/kept", *_stat(1)) == _chunks(1, 1)
+    assert files.lookup(b"/gone", *_stat(2)) is None
+
+
+def test_a_damaged_or_half_written_cache_is_not_trusted(tmp_path):
+    cache = _cache(tmp_path)
+    files = FilesCache(cache)
+    for i in range(50):
+        files.remember(b"/f%d" % i, *_stat(i), _chunks(2, i))
+    files.save()
+    chunks_file = next(p for p in cache.path.iterdir() if p.name.endswith(".chunks"))
+    # a crash that left chunk lists of another length than the metadata says: nothing is returned
+    with open(chunks_file, "r+b") as f:
+        f.truncate(36 * 10)
+    assert FilesCache(cache).lookup(b"/f1", *_stat(1)) is None
+    # a metadata file that is garbage
+    (cache.path / "files.meta").write_bytes(os.urandom(40))
+    assert FilesCache(cache).lookup(b"/f1", *_stat(1)) is None
+
+
+def test_each_save_replaces_the_previous_version_and_the_old_format(tmp_path):
+    cache = _cache(tmp_path)
+    cache.write("files", b"\x80")  # the msgpack file of earlier versions
+    for round_ in range(3):
+        files = FilesCache(cache)
+        files.remember(b"/f", *_stat(round_), _chunks(1, round_))
+        files.save()
+    names = sorted(p.name for p in cache.path.iterdir())
+    assert len(names) == 3 and "files" not in names, names  # meta, one table, one chunk file
+
+
+def test_the_cache_costs_about_a_hundred_bytes_per_file(tmp_path):
+    cache = _cache(tmp_path)
+    files = FilesCache(cache)
+    n = 20_000
+    for i in range(n):
+        files.remember(b"/tree/file-%d" % i, *_stat(i), _chunks(1, i))
+    files.save()
+    size = sum(p.stat().st_size for p in cache.path.iterdir())
+    assert size / n < 150, size / n
+
+
+def test_the_cache_of_earlier_versions_is_taken_over(tmp_path):
+    """Earlier versions kept a msgpack dict of path key to packed (inode, size, mtime, ctime, age) and chunk
+    records; an upgrade must not make the next backup read every file again."""
+    import struct
+
+    import msgpack
+
+    cache = _cache(tmp_path)
+    head = struct.Struct("<QQqqB")
+    record = struct.Struct("<32sI")
+    old = {
+        FilesCache.key(b"/f%d" % i): head.pack(*_stat(i), 3) + b"".join(record.pack(c, s) for c, s in _chunks(2, i))
+        for i in range(20)
+    }
+    cache.write("files", msgpack.packb(old))
+    files = FilesCache(cache)
+    assert all(files.lookup(b"/f%d" % i, *_stat(i)) == _chunks(2, i) for i in range(20))
+    files.save()
+    assert not cache.file("files").exists()
+    assert FilesCache(cache).lookup(b"/f7", *_stat(7)) == _chunks(2, 7)
