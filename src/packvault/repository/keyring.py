@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -133,14 +134,20 @@ class Keyring:
                 found[name] = None
         return found
 
-    def config_authentic(self) -> bool | None:
-        """After unlock: True if the config's MAC verifies, False if it does not, None if it has none yet."""
+    def config_authentic(self, stored_mac: Future | None = None) -> bool | None:
+        """After unlock: True if the config's MAC verifies, False if it does not, None if it has none yet.
+        ``stored_mac``: the MAC already being read (``unlock`` asks for it while it reads the keys)."""
         assert self.key is not None
-        try:
-            mac = self.store.load(CONFIG_MAC_NAME)
-        except ObjectNotFound:
+        mac = stored_mac.result() if stored_mac is not None else self._stored_config_mac()
+        if mac is None:
             return None
         return hmac.compare_digest(mac, self.key.config_mac(self._config_raw))
+
+    def _stored_config_mac(self) -> bytes | None:
+        try:
+            return self.store.load(CONFIG_MAC_NAME)
+        except ObjectNotFound:
+            return None
 
     def _set_key(self, material: KeyMaterial) -> None:
         self.key = material
@@ -174,8 +181,12 @@ class Keyring:
     def unlock(self, passphrase: Passphrase | str) -> KeyMaterial:
         """Open the key with ``passphrase``; a ``Passphrase`` that already derived the key (the CLI's early
         unlock) is not asked to derive it again."""
+        with ThreadPoolExecutor(1, thread_name_prefix="pv-mac") as pool:
+            # read at the same time as the keys: each is a round trip to a distant bucket
+            return self._unlock(as_passphrase(passphrase), pool.submit(self._stored_config_mac))
+
+    def _unlock(self, passphrase: Passphrase, stored_mac: Future) -> KeyMaterial:
         errors: list[Exception] = []
-        passphrase = as_passphrase(passphrase)
         blobs = self.named_key_blobs()
         # With several keys, the one whose key-encryption key was already derived (early unlock) first: the
         # others would each cost an Argon2id derivation, after the heavy imports, on every run.
@@ -193,7 +204,7 @@ class Keyring:
                 continue
             self._set_key(material)
             self.unlocked_key = name
-            if self.config_authentic() is False and not self.tolerate_config_damage:
+            if self.config_authentic(stored_mac) is False and not self.tolerate_config_damage:
                 raise IntegrityError(
                     "the repository config does not authenticate under the key (changed without the key)",
                     hint="run 'packvault check --repair', which restores it from its copy if that authenticates",
