@@ -119,13 +119,14 @@ class RestorePool:
         if not self._broken:
             self._slots.acquire()
             try:
-                if self._pool is None:
-                    self._pool = ProcessPoolExecutor(
-                        self._processes,
-                        mp_context=multiprocessing.get_context("spawn"),  # never fork a process with threads
-                        initializer=_start_worker,
-                        initargs=self._start_args,
-                    )
+                with self._lock:  # reader threads submit: one pool for all of them
+                    if self._pool is None:
+                        self._pool = ProcessPoolExecutor(
+                            self._processes,
+                            mp_context=multiprocessing.get_context("spawn"),  # never fork a process with threads
+                            initializer=_start_worker,
+                            initargs=self._start_args,
+                        )
                 future = self._pool.submit(_restore_batch, self.round, bytes(batch.sealed), batch.files)
             except Exception:  # no processes here (no /dev/shm, a limit): the restore's process does it all
                 self._broken = True
