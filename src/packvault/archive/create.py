@@ -22,6 +22,7 @@ import contextlib
 import getpass
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,7 @@ class ArchiveCreator:
         self._writer: RepositoryWriter | None = None
         self._queue = ReadQueue(repo.sealing_kit(), usable_processes(repo.settings.read_processes))
         self.meta_extra = dict(meta_extra or {})
+        self._zero_chunks: dict[int, tuple[bytes, bytes]] = {}
 
     def warn(self, path: str, message: str) -> None:
         self.stats.warnings.append(f"{path}: {message}")
@@ -305,7 +307,8 @@ class ArchiveCreator:
             return self._unreadable(path_text, exc, chunks)
         try:
             try:
-                pieces = iter(chunker.chunks_of_file(f, entry.item.get(it.SIZE, 0)))
+                size = entry.item.get(it.SIZE, 0)
+                pieces = _sparse_chunks(chunker, f, size) or iter(chunker.chunks_of_file(f, size))
             except OSError as exc:
                 return self._unreadable(path_text, exc, chunks)
             while True:
@@ -315,8 +318,11 @@ class ArchiveCreator:
                     break
                 except OSError as exc:
                     return self._unreadable(path_text, exc, chunks)
-                data = bytes(view)
-                chunk_id = self.repo.chunk_id(data)
+                if isinstance(view, int):  # a stretch of a hole: zeros, never read
+                    chunk_id, data = self._zeros(view)
+                else:
+                    data = bytes(view)
+                    chunk_id = self.repo.chunk_id(data)
                 writer.put_chunk(chunk_id, data)
                 chunks.append((chunk_id, len(data)))
                 self.stats.bytes_read += len(data)
@@ -328,6 +334,14 @@ class ArchiveCreator:
             with contextlib.suppress(OSError):
                 f.close()
         return self._read_done(entry, chunks, None if after is None else (after.st_size, after.st_mtime_ns))
+
+    def _zeros(self, length: int) -> tuple[bytes, bytes]:
+        """Id and bytes of an all-zero chunk of ``length`` (a hole of a sparse file): hashed once per length."""
+        known = self._zero_chunks.get(length)
+        if known is None:
+            data = bytes(length)
+            known = self._zero_chunks[length] = (self.repo.chunk_id(data), data)
+        return known
 
     def _read_done(
         self, entry: Entry, chunks: list[tuple[bytes, int]], after: tuple[int | None, int | None] | None
@@ -374,6 +388,20 @@ class DeadlineReached(PackvaultError):
 
 def _cause(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+
+
+def _sparse_chunks(chunker, f, size: int):
+    """The chunks of a large sparse file, holes not read (``Chunker.chunks_of_sparse``), or None: not a regular
+    file on disk, not sparse enough to have a hole of one maximum chunk, or no ``SEEK_DATA`` here."""
+    if size <= chunker.params.max_size or not hasattr(f, "fileno"):
+        return None
+    try:
+        st = os.fstat(f.fileno())
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_blocks * 512 > size - chunker.params.max_size:
+        return None
+    return chunker.chunks_of_sparse(f, size)
 
 
 def _stat_after(f) -> os.stat_result | None:

@@ -7,6 +7,8 @@ re-uploads only a few MiB.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -64,6 +66,34 @@ class Chunker:
             stream = _Prefixed(data, stream)
         yield from self.chunks_of_stream(stream)
 
+    def chunks_of_sparse(self, stream: BinaryIO, size: int) -> Iterator[memoryview | int] | None:
+        """The chunks of a sparse file without reading its large holes, or None when it has none (or the file
+        system cannot say): then ``chunks_of_file`` is the way.
+
+        A hole of at least one maximum chunk reads as zeros, and cutting and hashing it costs as much as real
+        data (a 160 MiB disk image with 18 MiB of data: ~0.5 s of the backup's busiest thread).  Here each data
+        region (smaller holes included, read as zeros) is cut on its own, its last chunk ending where the
+        region does, and each large hole becomes chunks of zeros of the maximum size and one of the rest,
+        yielded as their length (an int): all-zero chunks of one length have one id, so the caller hashes
+        each length once.  Holes are found with ``SEEK_DATA``/``SEEK_HOLE``.  The cuts next to a hole differ
+        from those of the same bytes read whole, so a copy of the file that is not sparse shares all but
+        those chunks with it.
+        """
+        regions = data_regions(stream.fileno(), size, self.params.max_size)
+        if regions is None:
+            return None
+        return self._sparse_chunks(stream, regions, size)
+
+    def _sparse_chunks(self, stream: BinaryIO, regions: list[tuple[int, int]], size: int) -> Iterator[memoryview | int]:
+        position = 0
+        for start, end in [*regions, (size, size)]:
+            yield from _zero_run(start - position, self.params.max_size)
+            if end > start:
+                stream.seek(start)
+                for chunk in self._cdc.cut_stream(_Window(stream, end - start)):
+                    yield chunk.data
+            position = end
+
     def chunks_of_stream(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Yield chunk views of ``stream``; each view is only valid until the next one is produced."""
         for chunk in self._cdc.cut_stream(stream):
@@ -86,6 +116,64 @@ def read_up_to(stream: BinaryIO, limit: int) -> bytes:
         parts.append(part)
         remaining -= len(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def data_regions(fd: int, size: int, min_hole: int) -> list[tuple[int, int]] | None:
+    """(start, end) of the data of a file with at least one hole of ``min_hole`` bytes (smaller holes stay
+    inside their region), or None: no such hole, or no ``SEEK_DATA`` here."""
+    if not hasattr(os, "SEEK_DATA") or size < min_hole:
+        return None
+    regions: list[tuple[int, int]] = []
+    offset = 0
+    try:
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: only a hole is left
+                    raise
+                break
+            if start >= size:
+                break
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+            if regions and start - regions[-1][1] < min_hole:
+                regions[-1] = (regions[-1][0], end)  # a small hole: read with its neighbours
+            else:
+                regions.append((start, end))
+            offset = end
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        return None  # a file system without SEEK_DATA (EINVAL): read it whole
+    if regions and regions[0][0] < min_hole:
+        regions[0] = (0, regions[0][1])  # a small hole at the start or the end: read with its region
+    if regions and size - regions[-1][1] < min_hole:
+        regions[-1] = (regions[-1][0], size)
+    if regions == [(0, size)]:
+        return None
+    return regions
+
+
+def _zero_run(length: int, max_size: int) -> Iterator[int]:
+    while length > 0:
+        n = min(length, max_size)
+        yield n
+        length -= n
+
+
+class _Window:
+    """``readinto`` over the next ``length`` bytes of a stream (one data region of a sparse file)."""
+
+    def __init__(self, stream: BinaryIO, length: int):
+        self._stream = stream
+        self._left = length
+
+    def readinto(self, buffer) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: self._left]
+        n = self._stream.readinto(view) or 0
+        self._left -= n
+        return n
 
 
 class _Prefixed:
