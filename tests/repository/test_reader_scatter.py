@@ -113,3 +113,25 @@ def test_spread_takes_runs_in_turn_from_distant_segments():
     assert _spread([1, 2], 4) == [1, 2] and _spread(list(range(5)), 1) == list(range(5))
     for n in range(40):  # a permutation: every run is read once
         assert sorted(_spread(list(range(n)), 4)) == list(range(n))
+
+
+def test_few_streamed_runs_are_cut_so_that_every_worker_reads():
+    """A round whose chunks lie in fewer packs than there are workers: the runs are cut at object
+    boundaries into pieces of at least the minimum, in order, covering every object once."""
+    from packvault.repository.reader import _Run, _split_runs
+
+    MiB = 1024 * 1024
+    sizes = [700 * 1024] * 30  # ~20.5 MiB of objects back to back
+    starts = [i * 700 * 1024 for i in range(30)]
+    ids = [bytes([i]) * 32 for i in range(30)]
+    run = _Run(0, "p1", 100, starts[-1] + sizes[-1], ids, sizes, list(range(30)), starts)
+    pieces = _split_runs([run], 4, 4 * MiB)
+    assert 4 <= len(pieces) <= 5
+    assert [tag for piece in pieces for tag in piece.tags] == list(range(30))
+    for piece in pieces[:-1]:
+        assert piece.size >= 4 * MiB
+    for piece in pieces:  # each piece's offsets address the same bytes of the pack
+        for tag, start in zip(piece.tags, piece.starts, strict=True):
+            assert piece.offset + start == run.offset + starts[tag]
+    small = _Run(0, "p2", 0, 3 * MiB, [b"a" * 32, b"b" * 32], [1 * MiB, 2 * MiB], ["x", "y"], [0, MiB])
+    assert len(_split_runs([small], 4, 4 * MiB)) == 1  # never below the minimum

@@ -161,6 +161,8 @@ class ChunkReader:
                 wanted.sort(key=lambda entry: entry[0])
                 runs.extend(_scatter_runs(kind, pack, wanted, max_run))
             del by_pack
+            if self.streaming and len(runs) < self.threads:
+                runs = _split_runs(runs, self.threads, SCATTER_RUN_BYTES)
             for run in _spread(runs, self.threads):
                 cost = min(run.size, SCATTER_RUN_BYTES) if self.streaming else run.size  # bytes held
                 while running and in_flight + cost > self.scatter_window:
@@ -308,6 +310,36 @@ def _spread(runs: list[T], ways: int) -> list[T]:
     step = -(-len(runs) // ways)  # segment length, rounded up
     segments = [runs[i : i + step] for i in range(0, len(runs), step)]
     return [seg[i] for i in range(step) for seg in segments if i < len(seg)]
+
+
+def _split_runs(runs: list[_Run], ways: int, min_bytes: int) -> list[_Run]:
+    """``runs`` cut at object boundaries into about ``ways`` pieces of at least ``min_bytes``.
+
+    Why: a streamed run is read by one worker, object after object.  When a batch's chunks lie in fewer
+    packs than there are workers (a restore round of small files often needs two), the other workers sit
+    idle and the round takes as long as the slowest stream; a few more GETs, each a part of a pack, let every
+    worker read.  Runs are only cut when there are fewer than ``ways`` of them.
+    """
+    total = sum(run.size for run in runs)
+    target = max(min_bytes, -(-total // ways))
+    pieces: list[_Run] = []
+    for run in runs:
+        begin = 0  # index of the first object of the current piece
+        for i in range(1, len(run.ids)):
+            if run.starts[i] - run.starts[begin] >= target and run.starts[i] != run.starts[i - 1]:
+                pieces.append(_run_part(run, begin, i))
+                begin = i
+        pieces.append(_run_part(run, begin, len(run.ids)))
+    return pieces
+
+
+def _run_part(run: _Run, begin: int, end: int) -> _Run:
+    base = run.starts[begin]
+    size = max(start + size for start, size in zip(run.starts[begin:end], run.sizes[begin:end], strict=True)) - base
+    return _Run(
+        run.kind, run.pack, run.offset + base, size, run.ids[begin:end], run.sizes[begin:end], run.tags[begin:end],
+        [start - base for start in run.starts[begin:end]],
+    )
 
 
 def _scatter_runs(kind: int, pack: str, wanted: list[tuple[int, int, bytes, T]], max_run: int) -> Iterator[_Run]:
