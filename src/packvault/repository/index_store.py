@@ -16,7 +16,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import IntegrityError, LockLost
 from ..storage import layout
-from ..storage.store import Store, discard
+from ..storage.store import Store, discard, load_beside
 from .config import EPOCH_NAME
 from .index import ChunkIndex, PackTable, new_table
 from .objects import TYPE_INDEX
@@ -34,7 +34,7 @@ class IndexStore:
 
     def epoch(self) -> bytes:
         try:
-            return self.store.load(EPOCH_NAME)
+            return load_beside(self.store, EPOCH_NAME)  # asked beside the lock's HEAD and the index listing
         except ObjectNotFound:
             return b""
 

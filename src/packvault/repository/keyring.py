@@ -31,7 +31,7 @@ from ..crypto.keys import (
 from ..errors import IntegrityError, RepositoryError, RepositoryNotFound, UsageError, WrongPassphrase
 from ..settings import Settings
 from ..storage import layout
-from ..storage.store import Store
+from ..storage.store import Store, load_beside
 from .config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
 from .objects import ObjectCodec
 from .packs import content_name
@@ -145,7 +145,7 @@ class Keyring:
 
     def _stored_config_mac(self) -> bytes | None:
         try:
-            return self.store.load(CONFIG_MAC_NAME)
+            return load_beside(self.store, CONFIG_MAC_NAME)  # read while the keys are listed and read
         except ObjectNotFound:
             return None
 

@@ -44,7 +44,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import LockError, LockLost, LockTimeout
 from ..storage.layout import LOCKS, name
-from ..storage.store import Store, discard
+from ..storage.store import Store, discard, exists_beside
 from .lock_holders import default_host_id, pid_alive, process_start
 from .lock_records import RECORD_VERSION, Entry, LockInfo, Verdict, Written, boottime, decode_record, format_time
 
@@ -503,7 +503,7 @@ class LockManager:
         return True
 
     def _exists(self, key: str) -> bool:
-        return bool(self.store.info(name(LOCKS, key)).exists)
+        return exists_beside(self.store, name(LOCKS, key))  # asked beside the epoch (``prove_unchanged``)
 
     def _scan(self) -> list[Entry]:
         """List ``locks/`` and decode every object (each content-named object is loaded only once)."""

@@ -15,7 +15,7 @@ from borgstore.backends.errors import ObjectNotFound, ReadRangeError
 from ..errors import IntegrityError, ObjectMissing
 from ..storage import layout
 from ..storage.spool import SpoolFile
-from ..storage.store import Store, backend_of, discard
+from ..storage.store import Store, backend_of, discard, load_beside
 
 
 def content_name(data: bytes | memoryview) -> str:
@@ -102,7 +102,7 @@ class PackStore:
 
     def load_pack_range(self, kind: int, pack: str, offset: int = 0, size: int | None = None) -> bytes:
         try:
-            return self.store.backend.load(self.store.find(self.pack_name(kind, pack)), offset=offset, size=size)
+            return load_beside(self.store, self.pack_name(kind, pack), offset=offset, size=size)
         except ObjectNotFound:
             raise pack_missing(pack) from None
 

@@ -67,4 +67,17 @@ def store_new(store: Store, name: str, value: bytes) -> bool:
     return backend_of(store).store_new(store.find(name), value)
 
 
-__all__ = ["Store", "backend_of", "discard", "store_new"]
+def load_beside(store: Store, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    """``store.load(name)`` that runs beside other reads: borgstore's ``Store`` holds one lock through every
+    call, so its loads from several threads go one after another (a commit's lock and epoch proofs took two
+    round trips to a distant bucket instead of one).  Only the name's nesting is asked under that lock; the
+    backend reads on its own.  Missing: ``ObjectNotFound``, as ``Store.load``."""
+    return store.backend.load(store.find(name), offset=offset, size=size)
+
+
+def exists_beside(store: Store, name: str) -> bool:
+    """Whether ``name`` exists, asked beside other requests (see ``load_beside``)."""
+    return bool(store.backend.info(store.find(name)).exists)
+
+
+__all__ = ["Store", "backend_of", "discard", "exists_beside", "load_beside", "store_new"]
