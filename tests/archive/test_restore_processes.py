@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from packvault.archive import extract, restorers
+from packvault.archive import restorers
 from packvault.archive.restorers import LEFT, RestorePool
 from packvault.repository.repository import Repository
 from tests.support.cli import tree_snapshot
@@ -23,7 +23,7 @@ MiB = 1024 * KiB
 @pytest.fixture
 def processes_for_every_round(monkeypatch):
     """Small test archives would never start processes (``MIN_FILES``): here every round does."""
-    monkeypatch.setattr(extract, "MIN_FILES", 1)
+    monkeypatch.setattr(restorers, "MIN_FILES", 1)
 
 
 def _tree(root: Path) -> Path:

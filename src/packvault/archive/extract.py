@@ -36,14 +36,13 @@ memory the plan needs, so an archive of any size restores in constant memory.
 
 The parts: ``restoring.py`` (statistics, selection, what restores to a bucket share), ``dirtree.py`` (the
 directory descriptors), ``directories.py`` (directories entered and left), ``overwrite.py`` (the overwrite
-policy), ``outfile.py`` (a regular file being written); this module plans and runs the batches.
+policy), ``outfile.py`` (a regular file being written), ``links.py`` (links and special files),
+``restorers.py`` (the restore processes for small files); this module plans and runs the batches.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -55,6 +54,7 @@ from . import items as it
 from .directories import DirectoryRestore
 from .dirtree import DirState, DirTree, dir_budget, inside
 from .filereaders import usable_processes
+from .links import LinkRestore
 from .outfile import OutFile
 from .overwrite import (
     OVERWRITE_ALWAYS,
@@ -64,7 +64,7 @@ from .overwrite import (
     OVERWRITE_NEVER,
     OverwritePolicy,
 )
-from .restorers import DISK_WAS_FULL, FAILED, LEFT, MIN_FILES, RESTORED, RestorePool
+from .restorers import ProcessHandoff, RestorePool, to_worker
 from .restoring import DISK_FULL, ExtractStats, Kept, PathSelector, Skip, Warn, damage_note, shown_path, strip_path
 
 # a batch's plan holds one small tuple per chunk: 16k chunks is a few MiB of plan and, with ~1 MiB chunks,
@@ -73,7 +73,7 @@ BATCH_CHUNKS = 16384
 BATCH_ITEMS = 8192
 
 
-class Extractor(DirectoryRestore, OverwritePolicy):
+class Extractor(DirectoryRestore, OverwritePolicy, LinkRestore, ProcessHandoff):
     def __init__(
         self,
         reader: ChunkReader,
@@ -194,7 +194,7 @@ class Extractor(DirectoryRestore, OverwritePolicy):
                     self.reader.scatter(requests, self._on_chunk)
                 else:
                     try:
-                        self.reader.scatter(requests, self._on_chunk, sealed=_to_worker)
+                        self.reader.scatter(requests, self._on_chunk, sealed=to_worker)
                     finally:
                         left = self._take_results(pool)
                     if left:  # something was in their way: the overwrite policy decides here
@@ -248,63 +248,6 @@ class Extractor(DirectoryRestore, OverwritePolicy):
             if item[it.TYPE] == it.DIR:
                 self._kept = rel
 
-    # --- links and special files ------------------------------------------------------------------------------
-
-    def _plan_other(self, item: dict, rel: bytes, shown: str, pending: dict[bytes, OutFile]) -> None:
-        kind = item[it.TYPE]
-        if self.dry_run:
-            self.stats.nother += 1
-            return
-        assert self.tree is not None
-        parent, _, name = rel.rpartition(b"/")
-        pfd = self.tree.get(parent)
-        source: OutFile | None = None
-        if kind == it.HARDLINK:
-            source_rel = strip_path(item[it.HARDLINK_TARGET], self.strip_components)
-            if source_rel is None:
-                raise Skip("its hardlink target is not restored (--strip-components)")
-            source = pending.get(source_rel)
-            if source is not None and not source.superseded:
-                source.create_now()  # a reader thread creates it on its first chunk: not yet, so now
-                src_fd, src_name = source.dir_fd, source.open_name
-            else:
-                source = None
-                src_parent, _, src_name = source_rel.rpartition(b"/")
-                try:
-                    src_fd = self.tree.get(src_parent, create=False)
-                    src_st = os.stat(src_name, dir_fd=src_fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    raise Skip("its hardlink target was not restored") from None
-                if not stat.S_ISREG(src_st.st_mode):
-                    raise Skip("its hardlink target is not a regular file") from None
-
-            def make(at: bytes) -> None:
-                os.link(src_name, at, src_dir_fd=src_fd, dst_dir_fd=pfd, follow_symlinks=False)
-
-        elif kind == it.SYMLINK:
-
-            def make(at: bytes) -> None:
-                os.symlink(item[it.SYMLINK_TARGET], at, dir_fd=pfd)
-
-        elif kind == it.FIFO:
-
-            def make(at: bytes) -> None:
-                os.mkfifo(at, stat.S_IMODE(item[it.MODE]), dir_fd=pfd)
-
-        else:
-
-            def make(at: bytes) -> None:
-                os.mknod(at, item[it.MODE], item.get(it.RDEV, 0), dir_fd=pfd)
-
-        if not self._place(pfd, name, rel, item, make):
-            return
-        self.stats.nother += 1
-        if source is not None:  # its data is still coming: if the target fails, the link goes too
-            source.links.append((pfd, name))
-            return
-        if kind != it.HARDLINK:  # a hardlink shares the inode (and metadata) of its target
-            fsmeta.apply_metadata_at(pfd, name, item, numeric_ids=self.numeric_ids, warn=self.warn)
-
     # --- regular files ----------------------------------------------------------------------------------------
 
     def _plan_file(
@@ -337,71 +280,6 @@ class Extractor(DirectoryRestore, OverwritePolicy):
             pending[rel] = out
         else:
             self._finish_file(out)
-
-    def _pool_for(self, requests: list) -> RestorePool | None:
-        """The restore processes, with the round's plain files marked for them (``restorers.py``); None when
-        this round does it all in this process."""
-        pool = self._pool
-        if pool is None or not pool.usable:
-            return None
-        plain = [
-            out
-            for (out, _, _), _ in requests
-            if out.remaining == 1 and not out.superseded and not out.links and not out.created
-            and len(out.item[it.CHUNKS]) == 1
-        ]
-        if len(plain) < MIN_FILES:
-            return None
-        pool.round += 1
-        for out in plain:
-            out.to_worker = True
-        return pool
-
-    def _to_process(self, out: OutFile, data: bytes) -> None:
-        """Reader thread: hand a plain file's sealed chunk to the restore processes."""
-        assert self._pool is not None
-        chunk_id = out.item[it.CHUNKS][0][0]
-        loc = self.reader.index.get(chunk_id)
-        item = {key: value for key, value in out.item.items() if key != it.CHUNKS}
-        self._pool.add(out, (out.rel.rpartition(b"/")[0], out.name, item, chunk_id, loc.pack if loc else "?"), data)
-
-    def _take_results(self, pool: RestorePool) -> list:
-        """Account for what the restore processes did; returns the requests of the files left to this
-        process."""
-        left = []
-        disk_full = None
-        for out, outcome, message, warnings in pool.finish():
-            out.to_worker = False
-            size = out.item[it.CHUNKS][0][1]
-            shown = shown_path(out.item)
-            if outcome == LEFT:
-                left.append(((out, 0, size), out.item[it.CHUNKS][0][0]))
-                continue
-            out.remaining = 0
-            if outcome == DISK_WAS_FULL:
-                disk_full = message
-                continue
-            with self._lock:
-                self.stats.bytes_arrived += size
-            if outcome == FAILED:
-                self._not_restored(shown, message or "failed")
-                continue
-            assert outcome == RESTORED
-            with self._lock:
-                self.stats.bytes_written += size
-                self.stats.nfiles_by_processes += 1
-            for warning in warnings:
-                self.warn(shown, warning)
-            note = damage_note(out.item)
-            if note is not None:
-                with self._lock:
-                    self.stats.ndamaged += 1
-                self.warn(shown, note)
-            if self.progress:
-                self.progress(self.stats, shown)
-        if disk_full is not None:
-            raise OSError(errno.ENOSPC, disk_full)
-        return left
 
     def _on_chunk(self, target: tuple[OutFile, int, int], data: bytes | PackvaultError) -> None:
         """Runs in a reader thread, right after the chunk was verified (or failed): writes it, and finishes
@@ -470,10 +348,6 @@ class Extractor(DirectoryRestore, OverwritePolicy):
         finally:
             if own_fd is not None:
                 os.close(own_fd)
-
-
-def _to_worker(target: tuple[OutFile, int, int]) -> bool:
-    return target[0].to_worker
 
 
 def chunk_ids(items: Iterable[dict]) -> Iterator[bytes]:

@@ -28,8 +28,10 @@ import errno
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import PackvaultError
 from ..repository.objects import open_verified
@@ -37,8 +39,11 @@ from ..repository.sealing import SealingKit
 from . import fsmeta
 from . import items as it
 from .dirtree import DirTree
-from .outfile import FILE_FLAGS, is_zeros
-from .restoring import DISK_FULL, Skip
+from .outfile import FILE_FLAGS, OutFile, is_zeros
+from .restoring import DISK_FULL, ExtractStats, Skip, damage_note, shown_path
+
+if TYPE_CHECKING:
+    from ..repository.reader import ChunkReader
 
 BATCH_FILES = 128  # files per task: amortizes the round trip over many small files
 BATCH_BYTES = 4 * 1024 * 1024  # and bounds what one task holds in memory
@@ -140,6 +145,87 @@ class RestorePool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+class ProcessHandoff:
+    """The part of ``Extractor`` that hands plain files to a ``RestorePool`` and takes back what it did."""
+
+    reader: ChunkReader
+    stats: ExtractStats
+    progress: Callable[[ExtractStats, str], None] | None
+    _pool: RestorePool | None
+    _lock: threading.Lock
+
+    def _pool_for(self, requests: list) -> RestorePool | None:
+        """The restore processes, with the round's plain files marked for them (``restorers.py``); None when
+        this round does it all in this process."""
+        pool = self._pool
+        if pool is None or not pool.usable:
+            return None
+        plain = [
+            out
+            for (out, _, _), _ in requests
+            if out.remaining == 1 and not out.superseded and not out.links and not out.created
+            and len(out.item[it.CHUNKS]) == 1
+        ]
+        if len(plain) < MIN_FILES:
+            return None
+        pool.round += 1
+        for out in plain:
+            out.to_worker = True
+        return pool
+
+    def _to_process(self, out: OutFile, data: bytes) -> None:
+        """Reader thread: hand a plain file's sealed chunk to the restore processes."""
+        assert self._pool is not None
+        chunk_id = out.item[it.CHUNKS][0][0]
+        loc = self.reader.index.get(chunk_id)
+        item = {key: value for key, value in out.item.items() if key != it.CHUNKS}
+        self._pool.add(out, (out.rel.rpartition(b"/")[0], out.name, item, chunk_id, loc.pack if loc else "?"), data)
+
+    def _take_results(self, pool: RestorePool) -> list:
+        """Account for what the restore processes did; returns the requests of the files left to this
+        process."""
+        left = []
+        disk_full = None
+        for out, outcome, message, warnings in pool.finish():
+            out.to_worker = False
+            size = out.item[it.CHUNKS][0][1]
+            shown = shown_path(out.item)
+            if outcome == LEFT:
+                left.append(((out, 0, size), out.item[it.CHUNKS][0][0]))
+                continue
+            out.remaining = 0
+            if outcome == DISK_WAS_FULL:
+                disk_full = message
+                continue
+            with self._lock:
+                self.stats.bytes_arrived += size
+            if outcome == FAILED:
+                self._not_restored(shown, message or "failed")
+                continue
+            assert outcome == RESTORED
+            with self._lock:
+                self.stats.bytes_written += size
+                self.stats.nfiles_by_processes += 1
+            for warning in warnings:
+                self.warn(shown, warning)
+            note = damage_note(out.item)
+            if note is not None:
+                with self._lock:
+                    self.stats.ndamaged += 1
+                self.warn(shown, note)
+            if self.progress:
+                self.progress(self.stats, shown)
+        if disk_full is not None:
+            raise OSError(errno.ENOSPC, disk_full)
+        return left
+
+
+
+def to_worker(target: tuple) -> bool:
+    """``ChunkReader.scatter``'s ``sealed``: the targets whose chunk goes to the restore processes as stored."""
+    return target[0].to_worker
 
 
 # --- in the worker process ---------------------------------------------------------------------------------
