@@ -382,19 +382,24 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
     del dead_ids
     # New index first, then the old fragments, then the old packs.
     new_fragments = [repo.write_fragment(fragment) for fragment in encode_index_fragments(index)]
-    for name in old_fragments:
-        if name not in new_fragments:  # listed above, under the exclusive lock: no existence check needed
-            repo.discard_fragment(name)
+    # listed above, under the exclusive lock: no existence check needed; all of them before any pack
+    replaced = set(new_fragments)
+    repo.check_lock()
+    repo.discard_fragments([name for name in old_fragments if name not in replaced])
     locked = bool(repo.config is not None and repo.config.object_lock)
     now = datetime.now(UTC)
-    for p in plans:
-        if p.name in removed:
-            repo.check_lock()
+    for kind in (KIND_DATA, KIND_META):
+        doomed = []
+        for p in plans:
+            if p.kind != kind or p.name not in removed:
+                continue
             until = repo.pack_retained_until(p.kind, p.name) if locked else None
             if until is not None and until > now:
                 report.packs_held.append({"pack": p.name, "until": until.isoformat()})
                 continue
-            repo.delete_pack(p.kind, p.name)
+            doomed.append(p.name)
+        repo.check_lock()
+        repo.delete_packs(kind, doomed)  # one request per 1000 packs where the store can (S3 DeleteObjects)
     report.chunks_live = sum(1 for _, e in index.entries() if e.flags & FLAG_USED)
     for chunk_id, entry in index.entries():
         if entry.flags:

@@ -16,7 +16,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import ArchiveExists, ArchiveNotFound, ConflictError, IntegrityError
 from ..storage import layout
-from ..storage.store import Store, discard, store_new
+from ..storage.store import Store, discard_many, store_new
 from .objects import TYPE_ARCHIVE_ENTRY, ObjectCodec
 
 if TYPE_CHECKING:
@@ -266,8 +266,8 @@ class ArchiveCatalogue:
         on purpose and must not come back.  ``live_ids``: the ids of every live archive, when the caller
         just listed them strictly under the exclusive lock (compact's mark).
         """
-        count = 0
         live = live_ids if live_ids is not None else {entry.id for entry in self.archive_entries(strict=True)}
+        purged = []
         for info in list(self.list_namespace(layout.ARCHIVES, deleted=True)):
             archive_id = self._cached_entry_id(info.name)  # deleted from this machine: still in the cache
             try:
@@ -278,7 +278,9 @@ class ArchiveCatalogue:
             if archive_id is not None and archive_id not in live:  # not the old entry of a renamed archive
                 sealed = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
                 self.store.store(f"{layout.TOMBSTONES}/{archive_id.hex()}", sealed)
-            discard(self.store, f"{layout.ARCHIVES}/{info.name}", deleted=True)  # listed just above
-            self.cache.remove(f"archive-{info.name}")
-            count += 1
-        return count
+            purged.append(info.name)
+        # every tombstone is written before any entry goes; listed just above, so deleted without asking first
+        discard_many(self.store, [f"{layout.ARCHIVES}/{name}" for name in purged], deleted=True)
+        for name in purged:
+            self.cache.remove(f"archive-{name}")
+        return len(purged)

@@ -17,7 +17,7 @@ valid names), and hands every call to the part whose one job it is: ``reads.py``
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -349,6 +349,14 @@ class S3Backend(PackvaultBackend):
         don't care: releasing a lock, whose object is ours and gone either way afterwards."""
         self.writes.discard(self._checked(name))
         return True
+
+    def discard_many(self, names: Sequence[str]) -> None:
+        """DeleteObjects, ``DELETE_BATCH`` keys per POST, in quiet mode (S3 answers only the keys it could not
+        delete); a key S3 refused raises what a refused DELETE of it raises (``writes.discard_many``)."""
+        self._check_open()
+        for name in names:
+            validate_name(name)
+        self.writes.discard_many(names)
 
     def move(self, curr_name: str, new_name: str) -> None:
         self._check_open()

@@ -33,7 +33,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -297,6 +297,12 @@ class S3Writes:
         """DELETE without asking first whether the object exists (one request, not two)."""
         self.bucket.delete(self.bucket.key(name))
         self.etags.remember(name, None)
+
+    def discard_many(self, names: Sequence[str]) -> None:
+        """DeleteObjects of every name (``S3Bucket.delete_keys``), none asked for first."""
+        self.bucket.delete_keys([self.bucket.key(name) for name in names])
+        for name in names:
+            self.etags.remember(name, None)
 
     def move(self, curr_name: str, new_name: str) -> None:
         """Server-side copy, then delete the source (overwrites the target, as borgstore demands).
