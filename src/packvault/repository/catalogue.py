@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import ArchiveExists, ArchiveNotFound, ConflictError, IntegrityError
 from ..storage import layout
-from ..storage.store import Store, discard_many, store_new
+from ..storage.store import Store, backend_of, store_new
 from .objects import TYPE_ARCHIVE_ENTRY, ObjectCodec
 
 if TYPE_CHECKING:
@@ -257,8 +258,9 @@ class ArchiveCatalogue:
         """Ids of archives that compact purged for good."""
         return {bytes.fromhex(info.name) for info in self.list_namespace(layout.TOMBSTONES)}
 
-    def purge_deleted_archives(self, live_ids: set[bytes] | None = None) -> int:
-        """Remove soft-deleted entries for good (compact).
+    def purge_deleted_archives(self, live_ids: set[bytes] | None = None, pruned: Sequence[ArchiveEntry] = ()) -> int:
+        """Remove soft-deleted entries for good (compact), and the entries ``pruned`` (``prune --compact``: listed
+        under the same exclusive lock, purged without being soft-deleted first); returns how many.
 
         A purged archive's metadata object can outlive its entry (in a pack compact keeps, or until a crashed
         compact finishes), and would then look like an archive whose entry was lost.  A tombstone (its id,
@@ -278,9 +280,16 @@ class ArchiveCatalogue:
             if archive_id is not None and archive_id not in live:  # not the old entry of a renamed archive
                 sealed = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
                 self.store.store(f"{layout.TOMBSTONES}/{archive_id.hex()}", sealed)
-            purged.append(info.name)
-        # every tombstone is written before any entry goes; listed just above, so deleted without asking first
-        discard_many(self.store, [f"{layout.ARCHIVES}/{name}" for name in purged], deleted=True)
-        for name in purged:
-            self.cache.remove(f"archive-{name}")
+            purged.append(self.store.find(f"{layout.ARCHIVES}/{info.name}", deleted=True))
+            self.cache.remove(f"archive-{info.name}")
+        for entry in pruned:
+            key = self._key_of(entry)
+            if entry.id not in live:  # not an archive that lives on under another entry
+                sealed = self.codec.seal(entry.id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
+                self.store.store(f"{layout.TOMBSTONES}/{entry.id.hex()}", sealed)
+            purged.append(self.store.find(f"{layout.ARCHIVES}/{key}"))
+            self.cache.remove(f"archive-{key}")
+        # every tombstone is written before any entry goes; listed under the exclusive lock, so deleted without
+        # asking first, in as few requests as the store can
+        backend_of(self.store).discard_many(purged)
         return len(purged)
