@@ -96,6 +96,9 @@ class ArchiveCatalogue:
     # (store key, entry) of the last listing: deleting archives one by one then needs no listing each (a
     # LIST per archive pruned); a key gone since is found out by the move itself
     _listed_entries: tuple[tuple[str, ArchiveEntry], ...] = ()
+    # the soft-deleted entries that same listing held (one LIST answers both): compact's purge, under the
+    # exclusive lock it listed under, needs no second listing of archives/
+    _listed_deleted: tuple = ()
 
     def _entries(self, *, deleted: bool, strict: bool) -> list[tuple[str, ArchiveEntry]]:
         """(store key, entry) of every archive entry.  Entries are immutable, so their plaintext is cached.
@@ -104,7 +107,11 @@ class ArchiveCatalogue:
         unless ``strict``: compact must not go on without knowing every archive."""
         cache = self.cache
         entries = []
-        for info in self.list_namespace(layout.ARCHIVES, deleted=deleted):
+        if deleted:
+            listed = list(self.list_namespace(layout.ARCHIVES, deleted=True))
+        else:
+            listed, soft_deleted = self.list_namespace_split(layout.ARCHIVES)
+        for info in listed:
             plaintext = cache.read(f"archive-{info.name}")
             try:
                 if plaintext is None:
@@ -122,7 +129,7 @@ class ArchiveCatalogue:
                 continue
             entries.append((info.name, entry))
         if not deleted:
-            self._listed_entries = tuple(entries)
+            self._listed_entries, self._listed_deleted = tuple(entries), tuple(soft_deleted)
         return entries
 
     def archive_entries(self, *, deleted: bool = False, strict: bool = False) -> list[ArchiveEntry]:
@@ -266,11 +273,16 @@ class ArchiveCatalogue:
         compact finishes), and would then look like an archive whose entry was lost.  A tombstone (its id,
         sealed, no content) written before the entry is deleted tells ``check`` and ``repair`` it was deleted
         on purpose and must not come back.  ``live_ids``: the ids of every live archive, when the caller
-        just listed them strictly under the exclusive lock (compact's mark).
+        just listed them strictly under the exclusive lock (compact's mark): the soft-deleted entries that
+        listing held are then the ones purged (one LIST of archives/ answers both).
         """
         live = live_ids if live_ids is not None else {entry.id for entry in self.archive_entries(strict=True)}
         purged = []
-        for info in list(self.list_namespace(layout.ARCHIVES, deleted=True)):
+        if live_ids is not None:
+            soft_deleted = list(self._listed_deleted)
+        else:
+            soft_deleted = list(self.list_namespace(layout.ARCHIVES, deleted=True))
+        for info in soft_deleted:
             archive_id = self._cached_entry_id(info.name)  # deleted from this machine: still in the cache
             try:
                 if archive_id is None:

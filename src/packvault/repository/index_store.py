@@ -31,7 +31,10 @@ class IndexStore:
     damaged_fragments: list[str]
     fragments_at_load: list[str] | None = None  # what ``index/`` held when this process loaded the index
 
+    _epoch_read: bool = False  # this process read config/epoch (its backend knows the ETag it replaces)
+
     def epoch(self) -> bytes:
+        self._epoch_read = True
         try:
             return self.store.load(EPOCH_NAME)
         except ObjectNotFound:
@@ -41,8 +44,10 @@ class IndexStore:
         """Invalidate every client's cached index (compact, repair) before changing the index.
 
         ``config/`` keys are replaced by compare-and-swap on S3: the backend needs to have seen the current
-        value, so it is read first; a concurrent bump then fails with ConflictError instead of being lost."""
-        self.epoch()
+        value, so it is read first unless this process read it already (loading the index did, under the
+        same lock); a bump by anyone else since then fails with ConflictError instead of being lost."""
+        if not self._epoch_read:
+            self.epoch()
         epoch = os.urandom(16)
         self.store.store(EPOCH_NAME, epoch)
         return epoch
