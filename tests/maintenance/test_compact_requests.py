@@ -18,7 +18,7 @@ def _archives(pv, repo: str, root: Path, count: int) -> None:
     rnd = random.Random(7)
     root.mkdir()
     for n in range(count):
-        (root / f"f{n}.bin").write_bytes(rnd.randbytes(50 * KiB))
+        (root / "f.bin").write_bytes(rnd.randbytes(50 * KiB))  # each archive's data is its own
         pv("create", f"{repo}::a{n}", root)
 
 
@@ -88,3 +88,15 @@ def test_a_concurrent_epoch_bump_is_still_a_conflict(pv, tmp_path, moto_endpoint
     finally:
         first.close()
         other.close()
+
+
+def test_dropped_data_and_metadata_packs_go_in_one_delete(pv, tmp_path, moto_endpoint, make_s3_url):
+    """Both kinds of old packs are deleted after the same step (the new index is durable): one batch."""
+    repo = make_s3_url(moto_endpoint)
+    _archives(pv, repo, tmp_path / "src", 3)
+    pv("delete", f"{repo}::a0", "a1")
+    output = json.loads(pv("compact", repo, "--min-age", "0", "--json").out)
+    report = output["compact"]
+    assert report["packs_dropped"] >= 4  # the data pack and the metadata pack of each deleted archive
+    # the purged entries, the replaced fragments, every old pack (the lock is released after the count)
+    assert output["requests"]["DELETE"] == 3, (output["requests"], report)

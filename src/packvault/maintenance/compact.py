@@ -266,18 +266,17 @@ def compact(
     repo.discard_fragments([name for name in old_fragments if name not in replaced])
     locked = bool(repo.config is not None and repo.config.object_lock)
     now = datetime.now(UTC)
-    for kind in (KIND_DATA, KIND_META):
-        doomed = []
-        for p in plans:
-            if p.kind != kind or p.name not in removed:
-                continue
-            until = repo.pack_retained_until(p.kind, p.name) if locked else None
-            if until is not None and until > now:
-                report.packs_held.append({"pack": p.name, "until": until.isoformat()})
-                continue
-            doomed.append(p.name)
-        repo.check_lock()
-        repo.delete_packs(kind, doomed)  # one request per 1000 packs where the store can (S3 DeleteObjects)
+    doomed = []
+    for p in plans:
+        if p.name not in removed:
+            continue
+        until = repo.pack_retained_until(p.kind, p.name) if locked else None
+        if until is not None and until > now:
+            report.packs_held.append({"pack": p.name, "until": until.isoformat()})
+            continue
+        doomed.append((p.kind, p.name))
+    repo.check_lock()
+    repo.delete_packs(doomed)  # one request per 1000 packs where the store can (S3 DeleteObjects)
     report.chunks_live = sum(1 for _, e in index.entries() if e.flags & FLAG_USED)
     for chunk_id, entry in index.entries():
         if entry.flags:

@@ -168,9 +168,10 @@ class PackStore:
         whether the object exists (S3), one request instead of a HEAD and a DELETE."""
         discard(self.store, self.pack_name(kind, pack))
 
-    def delete_packs(self, kind: int, packs: list[str]) -> None:
-        """``delete_pack`` of each, in as few requests as the store can (S3: 1000 per request)."""
-        discard_many(self.store, [self.pack_name(kind, pack) for pack in packs])
+    def delete_packs(self, packs: list[tuple[int, str]]) -> None:
+        """``delete_pack`` of each (kind, pack), in as few requests as the store can (S3: 1000 per request,
+        data and metadata packs together)."""
+        discard_many(self.store, [self.pack_name(kind, pack) for kind, pack in packs])
 
 
 def pack_missing(pack: str) -> ObjectMissing:
