@@ -96,6 +96,32 @@ def key_error(error: dict) -> tuple[str, bex.ClientError]:
     return str(error.get("Key", "")), bex.ClientError(response, "DeleteObject")  # type: ignore[arg-type]
 
 
+class ListedSizes:
+    """The size a listing showed of each create-only object (packs): such an object is never rewritten, only
+    deleted, so while it exists that is its size, and a range check before a server-side copy needs no HEAD
+    (compact lists every pack, then copies ranges of some).  An object deleted through this backend is
+    forgotten; one deleted by another client makes the copy itself fail (404, ``ObjectNotFound``).  One entry
+    per listed create-only object: a name and an int each, the size of the listing that produced them."""
+
+    def __init__(self, policy: WritePolicy):
+        self.policy = policy
+        self._sizes: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, name: str, size: int) -> None:
+        if self.policy.mode(name) is WriteMode.CREATE_ONLY:
+            with self._lock:
+                self._sizes[name] = size
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._sizes.pop(name, None)
+
+    def get(self, name: str) -> int | None:
+        with self._lock:
+            return self._sizes.get(name)
+
+
 class S3Bucket:
     """``settings.bucket`` under ``settings.prefix``; requests counted in ``counter`` (HTTP attempts,
     ``retries``, ``converged``)."""
