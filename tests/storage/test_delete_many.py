@@ -86,6 +86,19 @@ def test_a_key_the_service_refuses_raises_like_a_single_delete(moto_endpoint, op
     ]
 
 
+def test_keys_refused_for_a_passing_reason_are_sent_again(moto_endpoint, open_s3, fault_proxy):
+    """A per-key InternalError is retried like a failed DELETE would be; the batch then completes."""
+    proxy = fault_proxy(moto_endpoint, fault_rate=1.0, kinds=["refuse_delete_500"], methods=["POST"], max_faults=1)
+    be = open_s3(proxy.endpoint)
+    be.store("index/aa", b"fragment")
+    be.store("index/bb", b"fragment")
+    be.reset_request_stats()
+    be.discard_many(["index/aa", "index/bb"])
+    assert proxy.faults["refuse_delete_500"] == 1
+    assert be.request_stats()["retries"] == 1 and be.request_stats()["DELETE"] == 2
+    assert keys_under(moto_endpoint, be.bucket, be._key("index/")) == []
+
+
 def test_every_backend_deletes_what_it_is_given(backend):
     """The default (one delete per name, a missing name no error) and S3's batch agree."""
     for name in ("index/a1", "index/a2", "index/a3"):
