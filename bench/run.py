@@ -19,7 +19,7 @@ restore               restore the latest archive into a fresh directory; verifie
 check                 full check, reading all data (restic ``check --read-data``, Packvault
                       ``check --verify-data``, borg ``check --verify-data``)
 prune+compact         keep the last archive, reclaim space (restic ``forget --keep-last 1 --prune``,
-                      Packvault ``prune --keep-last 1`` + ``compact --min-age 0``, borg ``prune`` +
+                      Packvault ``prune --keep-last 1 --compact --min-age 0``, borg ``prune`` +
                       ``compact``)
 ====================  ====================================================================================
 
@@ -392,8 +392,9 @@ class Packvault(Tool):
             return StepPlan([[pv, "check", r, "--verify-data", "--json"]], own_requests=True)
         if step == "prune+compact":
             # --min-age 0: in a benchmark every pack is minutes old; the safety margin would keep them all.
-            return StepPlan([[pv, "prune", r, "--keep-last", "1", "--json"],
-                             [pv, "compact", r, "--min-age", "0", "--json"]], own_requests=True)
+            # One command, like restic's forget --prune: one opening, one exclusive lock.
+            return StepPlan([[pv, "prune", r, "--keep-last", "1", "--compact", "--min-age", "0", "--json"]],
+                            own_requests=True)
         raise ValueError(step)
 
 

@@ -23,7 +23,7 @@ from packvault.storage.payload import BufferPayload
 from packvault.storage.s3 import open_s3_backend
 from packvault.storage.settings import from_environment
 from packvault.storage.spool import SpoolFile
-from packvault.storage.store import discard, store_new
+from packvault.storage.store import discard, discard_many, store_new
 from packvault.storage.url import store_from_location
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "packvault"
@@ -87,6 +87,9 @@ class Recording(PackvaultBackend):
         self.calls.append("discard")
         return True
 
+    def discard_many(self, names):
+        self.calls.append("discard_many")
+
     def store_new(self, name, value):
         self.calls.append("store_new")
         return True
@@ -139,6 +142,7 @@ CALLS = {
     "store_spool": (lambda be, spool: be.store_spool("packs/meta/a", spool), True),
     "open_range": (lambda be, spool: be.open_range("packs/meta/a", 0, 3).read(3), True),
     "discard": (lambda be, spool: be.discard("locks/a"), True),
+    "discard_many": (lambda be, spool: be.discard_many(["index/a", "index/b"]), True),
     "store_new": (lambda be, spool: be.store_new("names/a", b"abc"), True),
     "set_object_lock": (lambda be, spool: be.set_object_lock("GOVERNANCE", 1), False),
     "object_lock_policy": (lambda be, spool: be.object_lock_policy(), False),
@@ -203,6 +207,9 @@ def test_defaults_run_over_the_wrapper_are_counted_like_store_calls(tmp_path, in
         assert discard(store, "packs/data/00aa")
         assert not discard(store, "packs/data/00aa")
         assert backend.request_stats()["DELETE"] == 2
+        discard_many(store, ["packs/data/00bb", "packs/data/01cc", "packs/data/00aa"])  # one DELETE per name
+        assert backend.request_stats()["DELETE"] == 2 + 3
+        assert [i.name for i in store.list("packs/data")] == ["ff00"]
     finally:
         store.close()
 

@@ -17,6 +17,10 @@ share of the requests, misbehaves the way networks and busy services do:
 - ``landed_412`` (only when asked for): forward the request (it lands), then answer ``412
   PreconditionFailed`` instead of the server's answer: the write happened although the client is told that
   the key was there already.
+- ``refuse_delete`` (only when asked for): refuse a delete without forwarding it, as a bucket policy denying
+  ``s3:DeleteObject`` (or Object Lock retention of the version named) does: a DELETE is answered ``403
+  AccessDenied``, a multi-object delete (``POST ?delete``) ``200`` with an ``AccessDenied`` error per key;
+  ``refuse_delete_500`` likewise with ``InternalError`` (a passing failure, per key).
 
 Two modes emulate services without working conditional writes, for every PUT/POST carrying ``If-Match`` or
 ``If-None-Match``: ``no_conditional_writes`` answers ``501 NotImplemented``; ``strip_conditional`` removes
@@ -34,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import random
+import re
 import socket
 import threading
 import time
@@ -44,7 +49,7 @@ from urllib.parse import urlsplit
 FAULT_KINDS = ("503", "500", "drop", "delay", "lost_response")
 # only on request: "403 AccessDenied" (wrong credentials), broken downloads, racing conditional writes, and
 # a 412 answered to a write that did land
-EXTRA_KINDS = ("403", "cut_body", "409", "landed_412")
+EXTRA_KINDS = ("403", "cut_body", "409", "landed_412", "refuse_delete", "refuse_delete_500")
 CONDITIONAL_HEADERS = ("if-none-match", "if-match")
 HOP_BY_HOP = {
     "connection",
@@ -264,6 +269,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 return
             if kind == "delay":
                 time.sleep(self.proxy.delay_seconds)
+            if kind in ("refuse_delete", "refuse_delete_500"):
+                self._refuse_delete("InternalError" if kind == "refuse_delete_500" else "AccessDenied")
+                return
             if kind == "landed_412":
                 self._forward(lose_response=True, strip_conditional=strip, answer="412")
                 return
@@ -283,6 +291,24 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        self.wfile.flush()
+
+    def _refuse_delete(self, code: str) -> None:
+        """``refuse_delete``: nothing is deleted; a DELETE gets 403 (500), a multi-object delete a per-key error."""
+        body = b"".join(self._request_body())
+        if self.command != "POST":
+            self._send_error_response("403" if code == "AccessDenied" else "500")
+            return
+        errors = "".join(
+            f"<Error><Key>{key}</Key><Code>{code}</Code><Message>refused by the fault proxy</Message></Error>"
+            for key in re.findall(r"<Key>(.*?)</Key>", body.decode("utf-8", "replace"))
+        )
+        answer = f'<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult>{errors}</DeleteResult>'.encode()
+        self.send_response(200, "OK")
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
         self.wfile.flush()
 
     def _close_silently(self) -> None:

@@ -20,10 +20,40 @@ def cmd_prune(args, run: Run) -> int:
 
     location, _ = split_location(args.repo)
     opts = options.prune_options(args)  # before the repository is opened: a typo in a cron job fails fast
+    compact_opts = options.prune_compact_options(args)
+    if compact_opts is not None:
+        return _prune_compact(args, run, location, opts, compact_opts)
     with open_repository(args, run, location) as repo:
         decisions = prune(repo, opts)
         requests = requests_of(repo)
     render.prune(decisions, opts.group_by, requests, dry_run=opts.dry_run, as_json=args.json, as_list=args.list)
+    return EXIT_OK
+
+
+def _prune_compact(args, run: Run, location: str, opts, compact_opts) -> int:
+    """``prune --compact``: both under compact's exclusive lock, in one opening (``prune_and_compact``)."""
+    from ..maintenance.prune import prune_and_compact
+    from .retention import extend_after_compact, render_held, render_retention
+
+    with open_repository(args, run, location, lock="exclusive") as repo:
+        decisions, report = prune_and_compact(repo, opts, compact_opts)
+        extended = extend_after_compact(repo, args)  # Object Lock: what is still live stays protected
+        report.retention = extended.as_dict() if extended is not None else None
+        requests = requests_of(repo)
+    render.prune_compact(
+        decisions,
+        opts.group_by,
+        report,
+        requests,
+        min_age_text=args.min_age or "2h",
+        min_age_seconds=compact_opts.min_age,
+        as_json=args.json,
+        as_list=args.list,
+    )
+    if not args.json:
+        render_held(report.packs_held)
+        if extended is not None:
+            render_retention(extended, {}, as_json=False)
     return EXIT_OK
 
 

@@ -53,6 +53,29 @@ def prune_options(args: argparse.Namespace) -> PruneOptions:
     return PruneOptions(policy, match=args.match, tags=tags, group_by=group_by, dry_run=args.dry_run)
 
 
+def prune_compact_options(args: argparse.Namespace) -> CompactOptions | None:
+    """compact's options of ``prune --compact`` (None without --compact); they mean nothing without it, so
+    they are refused there rather than ignored."""
+    from ..errors import UsageError
+    from ..maintenance.compact import CompactOptions
+
+    given = [flag for flag, value in (("--threshold", args.threshold), ("--min-age", args.min_age),
+             ("--cold-min-age", args.cold_min_age)) if value is not None]
+    if not args.compact:
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply with --compact", hint="add --compact, or drop them")
+        return None
+    defaults = CompactOptions()
+    return compact_options(
+        argparse.Namespace(
+            threshold=defaults.threshold if args.threshold is None else args.threshold,
+            min_age="2h" if args.min_age is None else args.min_age,
+            cold_min_age=args.cold_min_age,
+            dry_run=args.dry_run,
+        )
+    )
+
+
 def compact_options(args: argparse.Namespace) -> CompactOptions:
     from ..maintenance.compact import CompactOptions
 

@@ -147,7 +147,11 @@ _PRUNE_DESCRIPTION = (
     "and the rules apply to each group on its own.  The default groups by host and backed-up paths, like "
     "restic: every archive of the same paths from the same machine is one series, whatever its name, so "
     "'--keep-last 2' over a1..a4 keeps a3 and a4.  --list shows each archive's group, decision and rule.  "
-    "Space is reclaimed by 'packvault compact'; until then 'packvault undelete' brings an archive back."
+    "Space is reclaimed by 'packvault compact'; until then 'packvault undelete' brings an archive back.  "
+    "With --compact, compact runs right after in the same process (one opening, one exclusive lock, as "
+    "restic's forget --prune) and the pruned archives are purged for good; --threshold, --min-age and "
+    "--cold-min-age are compact's.  --dry-run --compact changes nothing and shows both the decisions and what "
+    "compact would free once the pruned archives are gone."
 )
 
 
@@ -494,8 +498,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of host, paths (the backed-up paths), prefix (the archive name without its trailing "
         "date or counter); empty: one group",
     )
-    p.add_argument("--dry-run", action="store_true", help="decide and show, delete nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide and show, delete nothing; with --compact, also show what compact would free once the "
+        "pruned archives are gone",
+    )
     p.add_argument("--list", action="store_true", help="show each archive's group, decision and rule")
+    p.add_argument(
+        "--compact",
+        action="store_true",
+        help="reclaim space right away, like 'packvault compact' run next but in the same process and under one "
+        "exclusive lock (restic's forget --prune); pruned archives are purged for good, not soft-deleted",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="with --compact: rewrite packs at least this much dead (default: 10)",
+    )
+    p.add_argument(
+        "--min-age",
+        default=None,
+        metavar="DURATION",
+        help="with --compact: never touch packs younger than this: s, min, h, d, w, m (months), y, or 0 "
+        "(default: 2h)",
+    )
+    p.add_argument(
+        "--cold-min-age",
+        default=None,
+        metavar="DURATION",
+        help="with --compact: data packs in GLACIER, DEEP_ARCHIVE or GLACIER_IR are never deleted younger "
+        "than this (default: the class's minimum storage duration, 90d, 180d, 90d)",
+    )
     _add_common(p)
     p.set_defaults(func="cmd_prune")
 

@@ -17,9 +17,10 @@ The steps, and why they are in this order (DESIGN "Compaction", principles 1, 4 
 5. Sweep, pack by pack: one pass over the index sums live bytes per pack (an array, one slot per pack).
    Packs younger than ``min_age`` are never touched.  Fully dead packs are dropped; packs at least
    ``threshold`` % dead, and undersized packs (merged together), have their live objects copied forward
-   with ``Store.defrag`` (server-side range copy on S3) into new content-named packs.  Each new pack is
-   read back and every object in it verified (header, checksums, id and size in the expected order) before
-   the index points at it, so a damaged source object stops compact instead of replacing its original.
+   with ``Store.defrag`` (server-side range copy on S3) into new content-named packs
+   (``copy_forward.py``).  Each new pack is read back and every object in it verified (header, checksums, id
+   and size in the expected order) before the index points at it, so a damaged source object stops compact
+   instead of replacing its original.
    Metadata packs are rewritten one source pack at a time and never merged with each other: one archive's
    metadata must not end up in the same object as every other archive's.
 6. The new index (every surviving entry, repointed) is written as fresh fragments, *then* the old
@@ -42,18 +43,20 @@ The steps, and why they are in this order (DESIGN "Compaction", principles 1, 4 
 
 from __future__ import annotations
 
-import struct
 import time
 from array import array
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..errors import IntegrityError
-from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, Entry, encode_index_fragments
-from ..repository.objects import iter_headers, verify_parts
+from ..repository.catalogue import ArchiveEntry
+from ..repository.index import FLAG_USED, KIND_DATA, KIND_META, ChunkIndex, encode_index_fragments
 from ..repository.reader import ChunkReader
-from ..repository.repository import Repository, content_name, defrag_pack_name
+from ..repository.repository import Repository
 from .cold_compact import ColdRestore, restore_cold_packs
+from .copy_forward import copy_forward
 from .mark import REPAIR_HINT, mark, prove_index_matches_packs
 
 UNDERSIZED_SHARE = 0.25  # a kept pack below this share of the target pack size is merged with others
@@ -111,7 +114,10 @@ def _live_per_pack(index: ChunkIndex) -> array:
 
 
 def list_all_packs(repo: Repository) -> dict[int, list]:
-    return {kind: list(repo.list_packs(kind)) for kind in (KIND_DATA, KIND_META)}
+    """The packs of both kinds, the two listings in flight at once (one round trip, not two)."""
+    with ThreadPoolExecutor(2, thread_name_prefix="packvault-list") as pool:
+        listings = {kind: pool.submit(lambda kind=kind: list(repo.list_packs(kind))) for kind in (KIND_DATA, KIND_META)}
+        return {kind: listing.result() for kind, listing in listings.items()}
 
 
 def plan(
@@ -156,142 +162,6 @@ def plan(
     return plans
 
 
-_OBJ = struct.Struct("<32sIII")  # id, offset, size, flags: live objects of one pack, packed
-
-
-def _live_objects_by_pack(index: ChunkIndex, packs: set[int]) -> dict[int, bytearray]:
-    """Live objects of the packs being rewritten, as packed records per pack (not Python objects per chunk)."""
-    result: dict[int, bytearray] = {no: bytearray() for no in packs}
-    for chunk_id, entry in index.entries():
-        if entry.flags & FLAG_USED and entry.pack in result:
-            result[entry.pack] += _OBJ.pack(chunk_id, entry.offset, entry.size, entry.flags)
-    return result
-
-
-def copy_forward(
-    repo: Repository,
-    index: ChunkIndex,
-    kind: int,
-    sources: list[_PackPlan],
-    report: CompactReport,
-    existing: set[str],
-    *,
-    through_memory: bool = False,
-):
-    """Copy live objects of ``sources`` into new packs and repoint the index.  Returns new pack names.
-    ``through_memory``: read, verify, then write each new pack (cold packs, module doc step 8)."""
-    numbers = sorted(index.packs.lookup(p.name) for p in sources if index.packs.lookup(p.name) is not None)
-    by_pack = _live_objects_by_pack(index, set(numbers))
-    write = _write_pack_through_memory if through_memory else _write_pack
-    created = []
-    batch: list[tuple[bytes, Entry]] = []
-    batch_size = 0
-    for no in numbers:
-        # in offset order, so neighbours in an old pack stay neighbours and coalesce into one range
-        records = sorted(_OBJ.iter_unpack(by_pack.pop(no)), key=lambda r: r[1])
-        for chunk_id, offset, size, flags in records:
-            batch.append((chunk_id, Entry(no, offset, size, flags)))
-            batch_size += size
-            if batch_size >= repo.config.pack_size:
-                created.append(write(repo, index, kind, batch, report, existing))
-                batch, batch_size = [], 0
-        if kind == KIND_META and batch:  # one source pack's metadata stays apart from the others'
-            created.append(write(repo, index, kind, batch, report, existing))
-            batch, batch_size = [], 0
-    if batch:
-        created.append(write(repo, index, kind, batch, report, existing))
-    return created
-
-
-def _ranges(index: ChunkIndex, batch) -> list[list]:
-    """The batch's objects as [pack, offset, size] ranges, neighbours in a pack coalesced."""
-    ranges: list[list] = []
-    for _, entry in batch:
-        pack = index.packs.names[entry.pack]
-        last = ranges[-1] if ranges else None
-        if last and last[0] == pack and last[1] + last[2] == entry.offset:
-            last[2] += entry.size
-        else:
-            ranges.append([pack, entry.offset, entry.size])
-    return ranges
-
-
-def _repoint(index: ChunkIndex, kind: int, new_name: str, batch, report: CompactReport) -> None:
-    new_no = index.packs.number(new_name, kind)
-    offset = 0
-    for chunk_id, entry in batch:
-        index.table[chunk_id] = Entry(new_no, offset, entry.size, entry.flags)
-        offset += entry.size
-    report.bytes_copied += offset
-    report.packs_created += 1
-
-
-def _write_pack_through_memory(
-    repo: Repository, index: ChunkIndex, kind: int, batch, report: CompactReport, existing: set[str]
-) -> str:
-    """A new pack from restored cold packs: read the live ranges (readable now), verify every object, then
-    store the bytes (Content-MD5 protects the upload).  At most one pack in memory."""
-    repo.check_lock()
-    buf = b"".join(repo.load_pack_range(kind, pack, offset, size) for pack, offset, size in _ranges(index, batch))
-    _verify_pack_bytes(buf, batch, index)
-    target = defrag_pack_name((chunk_id, entry.size) for chunk_id, entry in batch)
-    new_name = content_name(buf) if target in existing else target
-    if new_name not in existing:
-        repo.store_pack_as(kind, new_name, buf)
-    existing.add(new_name)
-    _repoint(index, kind, new_name, batch, report)
-    return new_name
-
-
-def _write_pack(
-    repo: Repository, index: ChunkIndex, kind: int, batch, report: CompactReport, existing: set[str]
-) -> str:
-    ranges = _ranges(index, batch)
-    repo.check_lock()
-    target = defrag_pack_name((chunk_id, entry.size) for chunk_id, entry in batch)
-    if target in existing:
-        # A pack of that name is already there (a crashed compact made it, or another copy of the same chunks
-        # was): its bytes may differ from this copy, so name this one by its bytes instead (client-side copy).
-        new_name = repo.copy_forward(kind, [tuple(r) for r in ranges])
-    else:
-        new_name = repo.copy_forward(kind, [tuple(r) for r in ranges], target=target)
-    existing.add(new_name)
-    _verify_copy(repo, kind, new_name, batch, index)
-    _repoint(index, kind, new_name, batch, report)
-    return new_name
-
-
-def _verify_copy(repo: Repository, kind: int, pack: str, batch, index: ChunkIndex) -> None:
-    """Read the new pack back: it must hold exactly the batch's objects, in order, intact.
-
-    A server-side copy never sees the bytes, so this is the moment the copies are proven; the sources are
-    still there and nothing points at the new pack yet, so a failure leaves the repository as it was."""
-    _verify_pack_bytes(repo.load_pack_range(kind, pack), batch, index)
-
-
-def _verify_pack_bytes(buf: bytes, batch, index: ChunkIndex) -> None:
-    """``buf`` must hold exactly the batch's objects, in order, intact (``_verify_copy``)."""
-    expected = iter(batch)
-    try:
-        for offset, header in iter_headers(buf):
-            chunk_id, entry = next(expected, (None, None))
-            if chunk_id is None or header.object_id != chunk_id or header.total_size != entry.size:
-                raise IntegrityError(f"unexpected object {header.object_id.hex()} at offset {offset}")
-            verify_parts(header, buf, offset)
-        chunk_id, entry = next(expected, (None, None))
-        if chunk_id is not None:
-            raise IntegrityError(f"object {chunk_id.hex()} is missing from the copy")
-    except IntegrityError as exc:
-        source = index.packs.names[entry.pack] if entry is not None else "?"
-        raise IntegrityError(
-            f"copying live objects forward from pack {source} produced a pack that does not verify ({exc}): "
-            "a live object there is damaged; nothing was deleted",
-            hint="run 'packvault check --repair', then compact again",
-        ) from None
-
-
-
-
 @dataclass(frozen=True)
 class CompactOptions:
     threshold: float = 10.0  # rewrite a pack once at least this many percent of its bytes are dead
@@ -309,25 +179,41 @@ def cold_min_age(repo: Repository, opts: CompactOptions) -> float | None:
     return opts.cold_min_age if opts.cold_min_age is not None else days * DAY
 
 
-def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
+def compact(
+    repo: Repository,
+    opts: CompactOptions,
+    *,
+    live: Sequence[ArchiveEntry] | None = None,
+    pruned: Sequence[ArchiveEntry] = (),
+) -> CompactReport:
+    """Run the steps of the module docstring under the caller's exclusive lock.
+
+    ``live``, ``pruned``: ``prune --compact`` listed the archives strictly under this lock and decided which
+    to prune; ``live`` is then what mark walks (no second listing), and ``pruned`` are purged with the
+    soft-deleted entries (they were never renamed: compact would delete the renamed copy right away).
+    A dry run purges nothing, so it shows what compact would free once ``pruned`` are gone."""
     threshold, min_age, dry_run = opts.threshold, opts.min_age, opts.dry_run
     started = time.monotonic()
     report = CompactReport(dry_run=dry_run)
     before_requests = repo.request_stats()
-    index = repo.index
-    if repo.damaged_fragments:
-        raise IntegrityError(
-            f"index fragment {repo.damaged_fragments[0]} is damaged; compact changed nothing", hint=REPAIR_HINT
-        )
-    # The index was loaded under this exclusive lock, so index/ holds what it listed then (no writer since)
-    old_fragments = repo.fragments_at_load if repo.fragments_at_load is not None else repo.list_fragments()
-    listed = list_all_packs(repo)
+    with ThreadPoolExecutor(1, thread_name_prefix="packvault-list") as pool:
+        # the packs are listed while the index loads (both under the caller's exclusive lock): their order
+        # does not matter, their round trips overlap
+        pack_listing = pool.submit(list_all_packs, repo)
+        index = repo.index
+        if repo.damaged_fragments:
+            raise IntegrityError(
+                f"index fragment {repo.damaged_fragments[0]} is damaged; compact changed nothing", hint=REPAIR_HINT
+            )
+        # The index was loaded under this exclusive lock, so index/ holds what it listed then (no writer since)
+        old_fragments = repo.fragments_at_load if repo.fragments_at_load is not None else repo.list_fragments()
+        listed = pack_listing.result()
     prove_index_matches_packs(index, listed)
     with ChunkReader(repo) as reader:
-        live_archives = mark(repo, reader, index)
+        live_archives = mark(repo, reader, index, live)
     epoch = b""
     if not dry_run:
-        report.archives_purged = repo.purge_deleted_archives(live_ids=live_archives)
+        report.archives_purged = repo.purge_deleted_archives(live_ids=live_archives, pruned=pruned)
         epoch = repo.bump_epoch()  # before any change to index or packs
         repo.invalidate_index_cache()
         repo.reset_index(index)
@@ -382,19 +268,23 @@ def compact(repo: Repository, opts: CompactOptions) -> CompactReport:
     del dead_ids
     # New index first, then the old fragments, then the old packs.
     new_fragments = [repo.write_fragment(fragment) for fragment in encode_index_fragments(index)]
-    for name in old_fragments:
-        if name not in new_fragments:  # listed above, under the exclusive lock: no existence check needed
-            repo.discard_fragment(name)
+    # listed above, under the exclusive lock: no existence check needed; all of them before any pack
+    replaced = set(new_fragments)
+    repo.check_lock()
+    repo.discard_fragments([name for name in old_fragments if name not in replaced])
     locked = bool(repo.config is not None and repo.config.object_lock)
     now = datetime.now(UTC)
+    doomed = []
     for p in plans:
-        if p.name in removed:
-            repo.check_lock()
-            until = repo.pack_retained_until(p.kind, p.name) if locked else None
-            if until is not None and until > now:
-                report.packs_held.append({"pack": p.name, "until": until.isoformat()})
-                continue
-            repo.delete_pack(p.kind, p.name)
+        if p.name not in removed:
+            continue
+        until = repo.pack_retained_until(p.kind, p.name) if locked else None
+        if until is not None and until > now:
+            report.packs_held.append({"pack": p.name, "until": until.isoformat()})
+            continue
+        doomed.append((p.kind, p.name))
+    repo.check_lock()
+    repo.delete_packs(doomed)  # one request per 1000 packs where the store can (S3 DeleteObjects)
     report.chunks_live = sum(1 for _, e in index.entries() if e.flags & FLAG_USED)
     for chunk_id, entry in index.entries():
         if entry.flags:

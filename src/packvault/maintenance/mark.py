@@ -8,9 +8,12 @@ such an archive references cannot be told from garbage.  See ``compact.py`` for 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..archive import items as it
 from ..archive.archive import iter_archive_items, load_archive
 from ..errors import IntegrityError, ObjectMissing
+from ..repository.catalogue import ArchiveEntry
 from ..repository.index import FLAG_USED, ChunkIndex
 from ..repository.reader import ChunkReader
 from ..repository.repository import Repository
@@ -39,9 +42,14 @@ def prove_index_matches_packs(index: ChunkIndex, listed: dict[int, list]) -> Non
     )
 
 
-def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> set[bytes]:
+def mark(
+    repo: Repository, reader: ChunkReader, index: ChunkIndex, entries: Sequence[ArchiveEntry] | None = None
+) -> set[bytes]:
     """Set USED on every id an archive references; returns the ids of the archives walked (every live one:
     the listing is strict, so compact's purge needs no second listing to know them).
+
+    ``entries``: the live archives, when the caller listed them (strictly) under this exclusive lock already
+    (``prune --compact``, whose pruned archives are not among them); None: listed here.
 
     Raises (before anything is changed) when an archive cannot be read completely."""
     table = index.table
@@ -64,7 +72,8 @@ def mark(repo: Repository, reader: ChunkReader, index: ChunkIndex) -> set[bytes]
         if entry is not None and not entry.flags & FLAG_USED:
             table[chunk_id] = entry._replace(flags=entry.flags | FLAG_USED)
 
-    entries = repo.archive_entries(strict=True)
+    if entries is None:
+        entries = repo.archive_entries(strict=True)
     for archive in entries:
         label = f"archive {archive.name!r}"
         use(archive.id, label)

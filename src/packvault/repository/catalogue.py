@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import ArchiveExists, ArchiveNotFound, ConflictError, IntegrityError
 from ..storage import layout
-from ..storage.store import Store, discard, store_new
+from ..storage.store import Store, backend_of, store_new
 from .objects import TYPE_ARCHIVE_ENTRY, ObjectCodec
 
 if TYPE_CHECKING:
@@ -95,6 +96,9 @@ class ArchiveCatalogue:
     # (store key, entry) of the last listing: deleting archives one by one then needs no listing each (a
     # LIST per archive pruned); a key gone since is found out by the move itself
     _listed_entries: tuple[tuple[str, ArchiveEntry], ...] = ()
+    # the soft-deleted entries that same listing held (one LIST answers both): compact's purge, under the
+    # exclusive lock it listed under, needs no second listing of archives/
+    _listed_deleted: tuple = ()
 
     def _entries(self, *, deleted: bool, strict: bool) -> list[tuple[str, ArchiveEntry]]:
         """(store key, entry) of every archive entry.  Entries are immutable, so their plaintext is cached.
@@ -103,7 +107,11 @@ class ArchiveCatalogue:
         unless ``strict``: compact must not go on without knowing every archive."""
         cache = self.cache
         entries = []
-        for info in self.list_namespace(layout.ARCHIVES, deleted=deleted):
+        if deleted:
+            listed = list(self.list_namespace(layout.ARCHIVES, deleted=True))
+        else:
+            listed, soft_deleted = self.list_namespace_split(layout.ARCHIVES)
+        for info in listed:
             plaintext = cache.read(f"archive-{info.name}")
             try:
                 if plaintext is None:
@@ -121,7 +129,7 @@ class ArchiveCatalogue:
                 continue
             entries.append((info.name, entry))
         if not deleted:
-            self._listed_entries = tuple(entries)
+            self._listed_entries, self._listed_deleted = tuple(entries), tuple(soft_deleted)
         return entries
 
     def archive_entries(self, *, deleted: bool = False, strict: bool = False) -> list[ArchiveEntry]:
@@ -259,18 +267,24 @@ class ArchiveCatalogue:
         """Ids of archives that compact purged for good."""
         return {bytes.fromhex(info.name) for info in self.list_namespace(layout.TOMBSTONES)}
 
-    def purge_deleted_archives(self, live_ids: set[bytes] | None = None) -> int:
-        """Remove soft-deleted entries for good (compact).
+    def purge_deleted_archives(self, live_ids: set[bytes] | None = None, pruned: Sequence[ArchiveEntry] = ()) -> int:
+        """Remove soft-deleted entries for good (compact), and the entries ``pruned`` (``prune --compact``: listed
+        under the same exclusive lock, purged without being soft-deleted first); returns how many.
 
         A purged archive's metadata object can outlive its entry (in a pack compact keeps, or until a crashed
         compact finishes), and would then look like an archive whose entry was lost.  A tombstone (its id,
         sealed, no content) written before the entry is deleted tells ``check`` and ``repair`` it was deleted
         on purpose and must not come back.  ``live_ids``: the ids of every live archive, when the caller
-        just listed them strictly under the exclusive lock (compact's mark).
+        just listed them strictly under the exclusive lock (compact's mark): the soft-deleted entries that
+        listing held are then the ones purged (one LIST of archives/ answers both).
         """
-        count = 0
         live = live_ids if live_ids is not None else {entry.id for entry in self.archive_entries(strict=True)}
-        for info in list(self.list_namespace(layout.ARCHIVES, deleted=True)):
+        purged = []
+        if live_ids is not None:
+            soft_deleted = list(self._listed_deleted)
+        else:
+            soft_deleted = list(self.list_namespace(layout.ARCHIVES, deleted=True))
+        for info in soft_deleted:
             archive_id = self._cached_entry_id(info.name)  # deleted from this machine: still in the cache
             try:
                 if archive_id is None:
@@ -280,7 +294,16 @@ class ArchiveCatalogue:
             if archive_id is not None and archive_id not in live:  # not the old entry of a renamed archive
                 sealed = self.codec.seal(archive_id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
                 self.store.store(f"{layout.TOMBSTONES}/{archive_id.hex()}", sealed)
-            discard(self.store, f"{layout.ARCHIVES}/{info.name}", deleted=True)  # listed just above
+            purged.append(self.store.find(f"{layout.ARCHIVES}/{info.name}", deleted=True))
             self.cache.remove(f"archive-{info.name}")
-            count += 1
-        return count
+        for entry in pruned:
+            key = self._key_of(entry)
+            if entry.id not in live:  # not an archive that lives on under another entry
+                sealed = self.codec.seal(entry.id, TYPE_ARCHIVE_ENTRY, b"", compress=False)
+                self.store.store(f"{layout.TOMBSTONES}/{entry.id.hex()}", sealed)
+            purged.append(self.store.find(f"{layout.ARCHIVES}/{key}"))
+            self.cache.remove(f"archive-{key}")
+        # every tombstone is written before any entry goes; listed under the exclusive lock, so deleted without
+        # asking first, in as few requests as the store can
+        backend_of(self.store).discard_many(purged)
+        return len(purged)

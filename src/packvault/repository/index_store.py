@@ -16,7 +16,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import IntegrityError, LockLost
 from ..storage import layout
-from ..storage.store import Store, discard, load_beside
+from ..storage.store import Store, discard, discard_many, load_beside
 from .config import EPOCH_NAME
 from .index import ChunkIndex, PackTable, new_table
 from .objects import TYPE_INDEX
@@ -32,7 +32,10 @@ class IndexStore:
     damaged_fragments: list[str]
     fragments_at_load: list[str] | None = None  # what ``index/`` held when this process loaded the index
 
+    _epoch_read: bool = False  # this process read config/epoch (its backend knows the ETag it replaces)
+
     def epoch(self) -> bytes:
+        self._epoch_read = True
         try:
             return load_beside(self.store, EPOCH_NAME)  # asked beside the lock's HEAD and the index listing
         except ObjectNotFound:
@@ -42,8 +45,10 @@ class IndexStore:
         """Invalidate every client's cached index (compact, repair) before changing the index.
 
         ``config/`` keys are replaced by compare-and-swap on S3: the backend needs to have seen the current
-        value, so it is read first; a concurrent bump then fails with ConflictError instead of being lost."""
-        self.epoch()
+        value, so it is read first unless this process read it already (loading the index did, under the
+        same lock); a bump by anyone else since then fails with ConflictError instead of being lost."""
+        if not self._epoch_read:
+            self.epoch()
         epoch = os.urandom(16)
         self.store.store(EPOCH_NAME, epoch)
         return epoch
@@ -57,6 +62,10 @@ class IndexStore:
     def discard_fragment(self, name: str) -> None:
         """Delete an index fragment the caller listed under the exclusive lock and replaced (compact, repair)."""
         discard(self.store, layout.name(layout.INDEX, name))
+
+    def discard_fragments(self, names: list[str]) -> None:
+        """``discard_fragment`` of each, in as few requests as the store can (S3: 1000 per request)."""
+        discard_many(self.store, [layout.name(layout.INDEX, name) for name in names])
 
     @property
     def index(self) -> ChunkIndex:

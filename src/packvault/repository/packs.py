@@ -15,7 +15,7 @@ from borgstore.backends.errors import ObjectNotFound, ReadRangeError
 from ..errors import IntegrityError, ObjectMissing
 from ..storage import layout
 from ..storage.spool import SpoolFile
-from ..storage.store import Store, backend_of, discard, load_beside
+from ..storage.store import Store, backend_of, discard, discard_many, load_beside
 
 
 def content_name(data: bytes | memoryview) -> str:
@@ -167,6 +167,11 @@ class PackStore:
         """Delete a pack that compact proved unreferenced.  Where the store can delete without asking first
         whether the object exists (S3), one request instead of a HEAD and a DELETE."""
         discard(self.store, self.pack_name(kind, pack))
+
+    def delete_packs(self, packs: list[tuple[int, str]]) -> None:
+        """``delete_pack`` of each (kind, pack), in as few requests as the store can (S3: 1000 per request,
+        data and metadata packs together)."""
+        discard_many(self.store, [self.pack_name(kind, pack) for kind, pack in packs])
 
 
 def pack_missing(pack: str) -> ObjectMissing:

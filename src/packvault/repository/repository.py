@@ -251,6 +251,16 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def list_namespace_split(self, namespace: str) -> tuple[list, list]:
+        """(live, soft-deleted) names of a namespace from one listing (``list_namespace`` of each, in one)."""
+        live, gone = [], []
+        for info in backend_of(self.store).list_tree(namespace):
+            if info.name.endswith(DEL_SUFFIX):
+                gone.append(info._replace(name=info.name.removesuffix(DEL_SUFFIX)))
+            else:
+                live.append(info)
+        return live, gone
+
     def list_namespace(self, namespace: str, *, deleted: bool = False):
         """List a namespace (soft-deleted names only, with ``deleted``); a namespace nothing was written to
         yet is empty (not an error).  The backend lists the whole tree (``list_tree``: on S3 one LIST per

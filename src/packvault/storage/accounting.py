@@ -20,13 +20,13 @@ costs one LIST per directory, as borgstore's ``Store.list`` of the same namespac
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from borgstore.backends._base import BackendBase, ItemInfo, StoreValue, validate_sources, validate_value
 
-from .backend import OPTIONAL_OPERATIONS, PackvaultBackend, RangeReader
+from .backend import DELETE_BATCH, OPTIONAL_OPERATIONS, PackvaultBackend, RangeReader
 from .payload import Payload
 from .spool import SpoolFile
 
@@ -263,6 +263,13 @@ class CountingBackend(PackvaultBackend):
             return super().discard(name)
         self.counter.add("DELETE")
         return self.inner.discard(name)
+
+    def discard_many(self, names: Sequence[str]) -> None:
+        if "discard_many" not in self._forwarded:
+            super().discard_many(names)  # one counted discard per name
+            return
+        self.counter.add("DELETE", -(-len(names) // DELETE_BATCH))  # one multi-object delete per batch
+        self.inner.discard_many(names)
 
     def store_new(self, name: str, value: bytes) -> bool:
         if "store_new" not in self._forwarded:

@@ -12,7 +12,7 @@ one cannot slip past it.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +32,7 @@ OPTIONAL_OPERATIONS = (
     "store_spool",
     "open_range",
     "discard",
+    "discard_many",
     "store_new",
     "request_stats",
     "reset_request_stats",
@@ -45,6 +46,9 @@ OPTIONAL_OPERATIONS = (
     "storage_classes",
     "set_storage_classes",
 )
+# The most names one multi-object delete carries (S3 DeleteObjects' limit): what ``discard_many`` costs is
+# one request per this many names on a backend that has such a delete.
+DELETE_BATCH = 1000
 DEFAULT_CLASS = "default"  # the one storage class of a backend that has none
 
 # What ``restore_status``/``restore`` say about an object's readability.
@@ -127,6 +131,16 @@ class PackvaultBackend(BackendBase):
         except ObjectNotFound:
             return False
         return True
+
+    def discard_many(self, names: Sequence[str]) -> None:
+        """Delete every one of ``names``, a name already gone being no error, for a caller that proved them
+        all deletable (compact: unreferenced packs, replaced index fragments, purged archive entries).  A
+        name that cannot be deleted raises exactly what ``discard`` of it raises; names after it in the
+        sequence may or may not be deleted then.
+
+        Default: one ``discard`` per name.  S3 sends one DeleteObjects per ``DELETE_BATCH`` names."""
+        for name in names:
+            self.discard(name)
 
     def store_new(self, name: str, value: bytes) -> bool:
         """Store ``name`` only if nothing is there yet; False if something was there first.  A backend that

@@ -14,7 +14,7 @@ that was already imported is left alone.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from .accounting import CountingBackend
@@ -61,6 +61,12 @@ def discard(store: Store, name: str, *, deleted: bool = False) -> bool:
     return backend_of(store).discard(store.find(name, deleted=deleted))
 
 
+def discard_many(store: Store, names: Iterable[str], *, deleted: bool = False) -> None:
+    """``discard`` of every one of ``names`` (their soft-deleted forms with ``deleted``), in as few requests as
+    the backend can (``PackvaultBackend.discard_many``: S3 deletes 1000 keys per request)."""
+    backend_of(store).discard_many([store.find(name, deleted=deleted) for name in names])
+
+
 def store_new(store: Store, name: str, value: bytes) -> bool:
     """Store ``name`` only if nothing is there yet; False if something was there first
     (``PackvaultBackend.store_new``: a hard link on a local directory, ``If-None-Match: *`` on S3)."""
@@ -80,4 +86,4 @@ def exists_beside(store: Store, name: str) -> bool:
     return bool(store.backend.info(store.find(name)).exists)
 
 
-__all__ = ["Store", "backend_of", "discard", "exists_beside", "load_beside", "store_new"]
+__all__ = ["Store", "backend_of", "discard", "discard_many", "exists_beside", "load_beside", "store_new"]

@@ -30,7 +30,7 @@ from .archives import (
     undeleted,
     warning,
 )
-from .maintenance import check_report, compact, problem_dict, problem_line, prune
+from .maintenance import check_report, compact, problem_dict, problem_line, prune, prune_compact
 
 __all__ = [
     "archive_info",
@@ -53,6 +53,7 @@ __all__ = [
     "problem_dict",
     "problem_line",
     "prune",
+    "prune_compact",
     "renamed",
     "repository_info",
     "requests_line",

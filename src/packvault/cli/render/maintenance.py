@@ -16,30 +16,38 @@ if TYPE_CHECKING:  # the report types only: rendering must not load the engines 
 # --- prune / compact / check ----------------------------------------------------------------------------------
 
 
+def _prune_dict(decisions: list[Decision], group_by: tuple[str, ...], dry_run: bool) -> dict:
+    return {
+        "dry_run": dry_run,
+        "group_by": list(group_by),
+        "decisions": [
+            {
+                "name": d.archive.name,
+                "id": d.archive.id,
+                "time": d.archive.time.isoformat(),
+                "host": d.archive.host,
+                "paths": list(d.archive.paths),
+                "keep": d.keep,
+                "reasons": list(d.reasons),
+                "group": list(d.group),
+            }
+            for d in decisions
+        ],
+    }
+
+
 def prune(
-    decisions: list[Decision], group_by: tuple[str, ...], requests: dict, *, dry_run: bool, as_json: bool, as_list: bool
+    decisions: list[Decision],
+    group_by: tuple[str, ...],
+    requests: dict,
+    *,
+    dry_run: bool,
+    as_json: bool,
+    as_list: bool,
+    compacting: bool = False,
 ) -> None:
     if as_json:
-        print_json(
-            {
-                "dry_run": dry_run,
-                "group_by": list(group_by),
-                "decisions": [
-                    {
-                        "name": d.archive.name,
-                        "id": d.archive.id,
-                        "time": d.archive.time.isoformat(),
-                        "host": d.archive.host,
-                        "paths": list(d.archive.paths),
-                        "keep": d.keep,
-                        "reasons": list(d.reasons),
-                        "group": list(d.group),
-                    }
-                    for d in decisions
-                ],
-                "requests": requests,
-            }
-        )
+        print_json({**_prune_dict(decisions, group_by, dry_run), "requests": requests})
         return
     if as_list and decisions:
         rows = [
@@ -56,10 +64,32 @@ def prune(
     verb = "Would prune" if dry_run else "Pruned"
     pruned = sum(1 for d in decisions if not d.keep)
     groups = len({d.group for d in decisions})
+    tail = "" if compacting else "; run 'packvault compact' to reclaim space"
     print(
         f"{verb} {pruned} of {len(decisions)} archives in {groups} group(s) by "
-        f"{', '.join(group_by) or 'nothing'}; run 'packvault compact' to reclaim space"
+        f"{', '.join(group_by) or 'nothing'}{tail}"
     )
+
+
+def prune_compact(
+    decisions: list[Decision],
+    group_by: tuple[str, ...],
+    report: CompactReport,
+    requests: dict,
+    *,
+    min_age_text: str,
+    min_age_seconds: float,
+    as_json: bool,
+    as_list: bool,
+) -> None:
+    """``prune --compact``: prune's decisions and compact's report, one JSON object (prune's keys, and
+    ``compact`` as ``compact --json`` has it) or both texts."""
+    if as_json:
+        compact_dict = {**report.as_dict(), "min_age_seconds": min_age_seconds}
+        print_json({**_prune_dict(decisions, group_by, report.dry_run), "compact": compact_dict, "requests": requests})
+        return
+    prune(decisions, group_by, requests, dry_run=report.dry_run, as_json=False, as_list=as_list, compacting=True)
+    compact(report, requests, min_age_text=min_age_text, min_age_seconds=min_age_seconds, as_json=False)
 
 
 def compact(

@@ -17,7 +17,7 @@ valid names), and hands every call to the part whose one job it is: ``reads.py``
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -32,7 +32,7 @@ from ..layout import WriteMode, WritePolicy
 from ..payload import BufferPayload, Payload
 from ..settings import StorageSettings
 from ..spool import SpoolFile
-from .bucket import EtagMemory, S3Bucket
+from .bucket import EtagMemory, ListedSizes, S3Bucket
 from .config import S3Settings, parse_s3_url
 from .defrag import S3Defrag
 from .listing import PAGE_SIZE, class_totals, level_entries, sorted_level, tree_entries
@@ -84,8 +84,9 @@ class S3Backend(PackvaultBackend):
         self._pool: ThreadPoolExecutor | None = None
         self.conditions = ConditionalWriteSupport(self.s3, cache_dir)
         etags = EtagMemory(self.policy)
-        self.reads = S3Reads(self.s3, etags, lambda: self.pool)
-        self.writes = S3Writes(self.s3, self.policy, self.conditions, etags, lambda: self.pool)
+        self.sizes = ListedSizes(self.policy)
+        self.reads = S3Reads(self.s3, etags, lambda: self.pool, self.sizes)
+        self.writes = S3Writes(self.s3, self.policy, self.conditions, etags, lambda: self.pool, self.sizes)
         self.copies = S3Defrag(self.reads, self.writes)
 
     @property
@@ -228,10 +229,12 @@ class S3Backend(PackvaultBackend):
         """Every object below ``name``, at any depth, in key order, named by their last path component.
 
         borgstore's ``Store.list`` asks ``list`` once per nesting directory: one LIST per used prefix of
-        ``packs/data/``.  Without a delimiter S3 returns the whole tree, 1000 keys per LIST.
+        ``packs/data/``.  Without a delimiter S3 returns the whole tree, 1000 keys per LIST.  The sizes of
+        create-only objects listed are kept (``ListedSizes``): a server-side copy from them needs no HEAD.
         """
         prefix = self._key(self._checked(name)) + "/"
-        return tree_entries(self.s3.pages(prefix, f"LIST {prefix} (tree)", page_size=self.list_page_size), prefix)
+        pages = self.s3.pages(prefix, f"LIST {prefix} (tree)", page_size=self.list_page_size)
+        return tree_entries(pages, prefix, seen=lambda path, size: self.sizes.remember(f"{name}/{path}", size))
 
     def bytes_by_class(self, name: str) -> dict[str, int]:
         """The tree listing of ``list_tree`` (1000 keys per LIST), summed by each object's storage class."""
@@ -349,6 +352,14 @@ class S3Backend(PackvaultBackend):
         don't care: releasing a lock, whose object is ours and gone either way afterwards."""
         self.writes.discard(self._checked(name))
         return True
+
+    def discard_many(self, names: Sequence[str]) -> None:
+        """DeleteObjects, ``DELETE_BATCH`` keys per POST, in quiet mode (S3 answers only the keys it could not
+        delete); a key S3 refused raises what a refused DELETE of it raises (``writes.discard_many``)."""
+        self._check_open()
+        for name in names:
+            validate_name(name)
+        self.writes.discard_many(names)
 
     def move(self, curr_name: str, new_name: str) -> None:
         self._check_open()

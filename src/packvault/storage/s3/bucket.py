@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import botocore.exceptions as bex
@@ -18,6 +18,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ...errors import BucketNotFound, IntegrityError
 from ..accounting import RequestCounter
+from ..backend import DELETE_BATCH
 from ..layout import WriteMode, WritePolicy
 from .client import make_client
 from .config import S3Settings
@@ -81,6 +82,44 @@ class EtagMemory:
         with self._lock:
             etag = self._etags.get(name)
         return {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+
+
+def key_error(error: dict) -> tuple[str, bex.ClientError]:
+    """One ``Errors`` entry of a DeleteObjects answer as the key and the error a DELETE of it would have
+    raised (the status a refused DELETE gets: 403 for AccessDenied, 503 for SlowDown, ...)."""
+    code = str(error.get("Code", ""))
+    status = {"AccessDenied": 403, "SlowDown": 503, "InternalError": 500, "ServiceUnavailable": 503}.get(code, 400)
+    response = {
+        "Error": {"Code": code, "Message": error.get("Message", "")},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return str(error.get("Key", "")), bex.ClientError(response, "DeleteObject")  # type: ignore[arg-type]
+
+
+class ListedSizes:
+    """The size a listing showed of each create-only object (packs): such an object is never rewritten, only
+    deleted, so while it exists that is its size, and a range check before a server-side copy needs no HEAD
+    (compact lists every pack, then copies ranges of some).  An object deleted through this backend is
+    forgotten; one deleted by another client makes the copy itself fail (404, ``ObjectNotFound``).  One entry
+    per listed create-only object: a name and an int each, the size of the listing that produced them."""
+
+    def __init__(self, policy: WritePolicy):
+        self.policy = policy
+        self._sizes: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, name: str, size: int) -> None:
+        if self.policy.mode(name) is WriteMode.CREATE_ONLY:
+            with self._lock:
+                self._sizes[name] = size
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._sizes.pop(name, None)
+
+    def get(self, name: str) -> int | None:
+        with self._lock:
+            return self._sizes.get(name)
 
 
 class S3Bucket:
@@ -187,6 +226,36 @@ class S3Bucket:
     def delete(self, key: str) -> None:
         """DELETE of a key (S3 answers success for a missing one too)."""
         self.request(f"DELETE {key}", lambda: self.client.delete_object(Bucket=self.name, Key=key))
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """DeleteObjects of ``keys``, ``DELETE_BATCH`` per request, in quiet mode: S3 answers 200 and lists only
+        the keys it could not delete, each with its own error code (a missing key is deleted, as for DELETE).
+
+        A key refused for good raises what a refused DELETE of that key raises (``translate``: AccessDenied
+        for a policy or Object Lock refusal); a key refused for a passing reason (InternalError, SlowDown) is
+        sent again under the retry policy, alone with the others so refused, as a DELETE would be repeated.
+        """
+        for start in range(0, len(keys), DELETE_BATCH):
+            self._delete_batch(list(keys[start : start + DELETE_BATCH]))
+
+    def _delete_batch(self, keys: list[str]) -> None:
+        pending = keys
+        what = f"DELETE {len(keys)} objects ({keys[0]} ...)"
+
+        def attempt() -> None:
+            nonlocal pending
+            objects = {"Objects": [{"Key": key} for key in pending], "Quiet": True}
+            answer = self.client.delete_objects(Bucket=self.name, Delete=objects)
+            refused = [key_error(error) for error in answer.get("Errors", [])]
+            final = [(key, exc) for key, exc in refused if not is_transient(exc)]
+            if final:
+                key, exc = final[0]
+                raise translate(exc, bucket=self.name, endpoint=self.endpoint, what=f"DELETE {key}")
+            if refused:
+                pending = [key for key, _ in refused]
+                raise TransientError(f"{len(refused)} key(s) not deleted yet, e.g. {refused[0][0]}: {refused[0][1]}")
+
+        self.request(what, attempt)
 
     def object_lock_enabled(self) -> bool:
         """GetObjectLockConfiguration: whether the bucket has Object Lock enabled (False when it has none)."""

@@ -106,12 +106,17 @@ def listable(entry: str) -> bool:
     return True
 
 
-def tree_entries(answers: Iterable[dict], prefix: str) -> Iterator[ItemInfo]:
-    """The objects of delimiter-less pages below ``prefix``, named by their last path component."""
+def tree_entries(
+    answers: Iterable[dict], prefix: str, seen: Callable[[str, int], None] | None = None
+) -> Iterator[ItemInfo]:
+    """The objects of delimiter-less pages below ``prefix``, named by their last path component; ``seen`` is
+    told the path below ``prefix`` and the size of each."""
     for page in answers:
         for obj in page.get("Contents", []):
             path = obj["Key"][len(prefix) :]
             if listable(path):
+                if seen is not None:
+                    seen(path, obj["Size"])
                 yield ItemInfo(
                     name=path.rsplit("/", 1)[-1],
                     exists=True,

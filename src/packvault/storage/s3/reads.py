@@ -14,7 +14,7 @@ import botocore.exceptions as bex
 from borgstore.backends._base import ItemInfo, validate_name
 from borgstore.backends.errors import ObjectNotFound, ReadRangeError
 
-from .bucket import EtagMemory, S3Bucket
+from .bucket import EtagMemory, ListedSizes, S3Bucket
 from .errors import error_code, is_not_found
 from .plan import RangeRead, coalesce_reads
 from .stream import RangeStream
@@ -31,10 +31,11 @@ def before_start(name: str, offset: int, size: int) -> ReadRangeError:
 class S3Reads:
     """The reading half of ``S3Backend``; names are validated by the backend before they get here."""
 
-    def __init__(self, bucket: S3Bucket, etags: EtagMemory, pool: Callable[[], Executor]):
+    def __init__(self, bucket: S3Bucket, etags: EtagMemory, pool: Callable[[], Executor], sizes: ListedSizes):
         self.bucket = bucket
         self.etags = etags  # reads remember the ETag a later compare-and-swap write must expect
         self.pool = pool
+        self.sizes = sizes  # what listings showed of create-only objects: no HEAD for their size
 
     def info(self, name: str) -> ItemInfo:
         base_name = name.rsplit("/", 1)[-1]
@@ -145,11 +146,16 @@ class S3Reads:
         return result
 
     def check_ranges(self, sources: Sources, sizes: dict[str, int]) -> None:
-        """Every (absolute) range must lie inside its object: one HEAD per object whose size is not known.
+        """Every (absolute) range must lie inside its object: one HEAD per object whose size is not known
+        (from ``sizes``, or from a listing: ``ListedSizes``).
 
         For server-side copies, whose ranges S3 implementations check differently or not at all (moto copies
         what exists, LocalStack rejects the part): ``ReadRangeError``/``ObjectNotFound`` before any write.
         """
+        for name in dict.fromkeys(name for name, _, _ in sources):
+            listed = self.sizes.get(name)
+            if name not in sizes and listed is not None:
+                sizes[name] = listed
         unknown = [name for name in dict.fromkeys(name for name, _, _ in sources) if name not in sizes]
         if len(unknown) == 1:
             sizes[unknown[0]] = self.bucket.size(unknown[0])

@@ -33,7 +33,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -44,7 +44,7 @@ from borgstore.backends.errors import ObjectNotFound
 from ...errors import ConflictError, IntegrityError, StorageError
 from ..layout import WriteMode, WritePolicy
 from ..payload import Payload
-from .bucket import MD5_META, EtagMemory, S3Bucket
+from .bucket import MD5_META, EtagMemory, ListedSizes, S3Bucket
 from .config import MIN_PART_SIZE
 from .errors import (
     ObjectLockUnavailable,
@@ -88,12 +88,14 @@ class S3Writes:
         conditions: ConditionalWriteSupport,
         etags: EtagMemory,
         pool: Callable[[], Executor],
+        sizes: ListedSizes,
     ):
         self.bucket = bucket
         self.policy = policy
         self.conditions = conditions
         self.etags = etags
         self.pool = pool
+        self.sizes = sizes  # a deleted (or moved) object's listed size no longer holds
         self._lock_checked = False
 
     def storage_class(self, name: str) -> str | None:
@@ -295,8 +297,17 @@ class S3Writes:
 
     def discard(self, name: str) -> None:
         """DELETE without asking first whether the object exists (one request, not two)."""
+        self.sizes.forget(name)
         self.bucket.delete(self.bucket.key(name))
         self.etags.remember(name, None)
+
+    def discard_many(self, names: Sequence[str]) -> None:
+        """DeleteObjects of every name (``S3Bucket.delete_keys``), none asked for first."""
+        for name in names:
+            self.sizes.forget(name)
+        self.bucket.delete_keys([self.bucket.key(name) for name in names])
+        for name in names:
+            self.etags.remember(name, None)
 
     def move(self, curr_name: str, new_name: str) -> None:
         """Server-side copy, then delete the source (overwrites the target, as borgstore demands).
@@ -327,5 +338,7 @@ class S3Writes:
             self.refused(new_name, exc)
             raise
         self.etags.remember(new_name, result.get("CopyObjectResult", {}).get("ETag"))
+        self.sizes.forget(curr_name)
+        self.sizes.forget(new_name)
         bucket.delete(src)
         self.etags.remember(curr_name, None)

@@ -1,0 +1,102 @@
+"""compact's requests on S3: nothing read twice that one read (or one listing) already answered (issue 21)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from packvault.repository.repository import Repository
+from tests.support.settings import env_settings
+
+KiB = 1024
+PASSPHRASE = "correct horse battery staple"
+
+
+def _archives(pv, repo: str, root: Path, count: int) -> None:
+    pv("init", repo, "--pack-size", "256K")
+    rnd = random.Random(7)
+    root.mkdir()
+    for n in range(count):
+        (root / "f.bin").write_bytes(rnd.randbytes(50 * KiB))  # each archive's data is its own
+        pv("create", f"{repo}::a{n}", root)
+
+
+def test_compact_lists_the_archives_once(pv, tmp_path, moto_endpoint, make_s3_url):
+    """The live entries (for the mark) and the soft-deleted ones (for the purge) come from one listing of
+    archives/, taken under the exclusive lock; so do prune --compact's decisions."""
+    repo = make_s3_url(moto_endpoint)
+    _archives(pv, repo, tmp_path / "src", 3)
+    pv("delete", f"{repo}::a0")
+    output = json.loads(pv("compact", repo, "--min-age", "0", "--json").out)
+    assert output["compact"]["archives_purged"] == 1
+    # keys, locks (before and after writing its own), archives, index, packs/data, packs/meta
+    assert output["requests"]["LIST"] == 7, output["requests"]
+    both = json.loads(pv("prune", repo, "--keep-last", "1", "--compact", "--min-age", "0", "--json").out)
+    assert both["compact"]["archives_purged"] == 1
+    assert both["requests"]["LIST"] == 7, both["requests"]
+
+
+def test_compact_purges_what_its_listing_saw_deleted(pv, tmp_path, moto_endpoint, make_s3_url):
+    """The purge still removes every soft-deleted entry (and only those) with the one listing."""
+    repo = make_s3_url(moto_endpoint)
+    _archives(pv, repo, tmp_path / "src", 4)
+    pv("delete", f"{repo}::a0", "a2")
+    output = json.loads(pv("compact", repo, "--min-age", "0", "--json").out)
+    assert output["compact"]["archives_purged"] == 2
+    assert [a["name"] for a in json.loads(pv("list", repo, "--json").out)["archives"]] == ["a1", "a3"]
+    assert pv("undelete", f"{repo}::a0", expect=2).rc == 2
+
+
+def test_bumping_the_epoch_after_loading_the_index_reads_nothing(pv, tmp_path, moto_endpoint, make_s3_url):
+    """compact loads the index (which reads config/epoch) and then bumps the epoch: the backend has seen the
+    current value once, which is all the compare-and-swap needs; a second GET of it is not."""
+    url = make_s3_url(moto_endpoint)
+    _archives(pv, url, tmp_path / "src", 1)
+    repo = Repository(url, settings=env_settings())
+    repo.open(lambda: PASSPHRASE, lock=None)
+    try:
+        repo.acquire_lock(exclusive=True)
+        assert repo.index is not None
+        before = repo.request_stats()
+        repo.bump_epoch()
+        after = repo.request_stats()
+    finally:
+        repo.close()
+    assert (after["GET"] - before["GET"], after["PUT"] - before["PUT"]) == (0, 1)
+
+
+def test_a_concurrent_epoch_bump_is_still_a_conflict(pv, tmp_path, moto_endpoint, make_s3_url):
+    """Without the second read the compare-and-swap still holds: a bump by another client in between fails."""
+    from packvault.errors import ConflictError
+
+    url = make_s3_url(moto_endpoint)
+    _archives(pv, url, tmp_path / "src", 1)
+    first = Repository(url, settings=env_settings())
+    first.open(lambda: PASSPHRASE, lock=None)
+    other = Repository(url, settings=env_settings())
+    other.open(lambda: PASSPHRASE, lock=None)
+    try:
+        assert first.index is not None
+        other.bump_epoch()
+        try:
+            first.bump_epoch()
+        except ConflictError:
+            pass
+        else:
+            raise AssertionError("a lost compare-and-swap of config/epoch went unnoticed")
+    finally:
+        first.close()
+        other.close()
+
+
+def test_dropped_data_and_metadata_packs_go_in_one_delete(pv, tmp_path, moto_endpoint, make_s3_url):
+    """Both kinds of old packs are deleted after the same step (the new index is durable): one batch."""
+    repo = make_s3_url(moto_endpoint)
+    _archives(pv, repo, tmp_path / "src", 3)
+    pv("delete", f"{repo}::a0", "a1")
+    output = json.loads(pv("compact", repo, "--min-age", "0", "--json").out)
+    report = output["compact"]
+    assert report["packs_dropped"] >= 4  # the data pack and the metadata pack of each deleted archive
+    # the purged entries, the replaced fragments, every old pack (the lock is released after the count)
+    assert output["requests"]["DELETE"] == 3, (output["requests"], report)
