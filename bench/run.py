@@ -19,7 +19,8 @@ restore               restore the latest archive into a fresh directory; verifie
 check                 full check, reading all data (restic ``check --read-data``, Packvault
                       ``check --verify-data``, borg ``check --verify-data``)
 prune+compact         keep the last archive, reclaim space (restic ``forget --keep-last 1 --prune``,
-                      Packvault ``prune --keep-last 1 --compact --min-age 0``, borg ``prune`` +
+                      Packvault ``prune --keep-last 1 --compact --min-age 0 --max-unused 5``, the
+                      same space policy as restic's default ``--max-unused 5%``; borg ``prune`` +
                       ``compact``)
 ====================  ====================================================================================
 
@@ -392,9 +393,10 @@ class Packvault(Tool):
             return StepPlan([[pv, "check", r, "--verify-data", "--json"]], own_requests=True)
         if step == "prune+compact":
             # --min-age 0: in a benchmark every pack is minutes old; the safety margin would keep them all.
-            # One command, like restic's forget --prune: one opening, one exclusive lock.
-            return StepPlan([[pv, "prune", r, "--keep-last", "1", "--compact", "--min-age", "0", "--json"]],
-                            own_requests=True)
+            # One command, like restic's forget --prune: one opening, one exclusive lock; --max-unused 5 is
+            # restic's default space policy (dead bytes left in partly used packs).
+            command = [pv, "prune", r, "--keep-last", "1", "--compact", "--min-age", "0", "--max-unused", "5", "--json"]
+            return StepPlan([command], own_requests=True)
         raise ValueError(step)
 
 

@@ -253,3 +253,38 @@ def test_kill_9_during_compact_at_random_points(pv, tmp_path, pv_env):
             assert tree_snapshot(out / str(src).lstrip("/")) == tree_snapshot(src)
         shutil.rmtree(repo)
     assert killed >= 30
+
+
+def test_max_unused_leaves_a_little_dead_data_and_rewrites_the_most_dead_packs_first(pv, tmp_path):
+    """restic's --max-unused: partly dead packs stay while the dead bytes left are within the limit; above
+    it, the packs with the most dead bytes are rewritten first, and only as many as it takes."""
+    repo = str(tmp_path / "repo")
+    pv("init", repo, "--pack-size", "512K")
+    src = tmp_path / "src"
+    rnd = random.Random(9)
+    src.mkdir()
+    # three generations of packs: a little, half, and most of each dies
+    for i in range(24):
+        (src / f"f{i:02d}").write_bytes(rnd.randbytes(60 * KiB))
+    pv("create", f"{repo}::all", src)
+    for i in range(24):
+        if i % 8 in (0, 1, 2, 3, 4) and i >= 8 or (i < 8 and i % 8 == 0):
+            (src / f"f{i:02d}").unlink()
+    pv("create", f"{repo}::some", src)
+    pv("delete", f"{repo}::all")
+
+    def dry(*args: str) -> dict:
+        return json.loads(pv("compact", repo, "--min-age", "0", "--dry-run", "--json", *args).out)["compact"]
+
+    everything = dry()
+    assert everything["packs_rewritten"] >= 2
+    assert dry("--max-unused", "90")["packs_rewritten"] == 0  # all that is dead may stay
+    some = dry("--max-unused", "15")
+    assert 0 < some["packs_rewritten"] < everything["packs_rewritten"]
+    assert some["bytes_after"] <= some["bytes_before"]
+    # the limit holds after a real run, and the archive left restores
+    report = json.loads(pv("compact", repo, "--min-age", "0", "--max-unused", "15", "--json").out)["compact"]
+    assert report["bytes_after"] - report["live_bytes"] <= 0.15 * report["bytes_after"] + 64 * KiB
+    _restore_and_compare(pv, repo, "some", src, tmp_path / "out")
+    pv("compact", repo, "--max-unused", "100", expect=2)
+    pv("prune", repo, "--keep-last", "1", "--max-unused", "5", expect=2)  # only with --compact

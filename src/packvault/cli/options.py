@@ -60,7 +60,7 @@ def prune_compact_options(args: argparse.Namespace) -> CompactOptions | None:
     from ..maintenance.compact import CompactOptions
 
     given = [flag for flag, value in (("--threshold", args.threshold), ("--min-age", args.min_age),
-             ("--cold-min-age", args.cold_min_age)) if value is not None]
+             ("--cold-min-age", args.cold_min_age), ("--max-unused", args.max_unused)) if value is not None]
     if not args.compact:
         if given:
             raise UsageError(f"{', '.join(given)} only apply with --compact", hint="add --compact, or drop them")
@@ -69,6 +69,7 @@ def prune_compact_options(args: argparse.Namespace) -> CompactOptions | None:
     return compact_options(
         argparse.Namespace(
             threshold=defaults.threshold if args.threshold is None else args.threshold,
+            max_unused=defaults.max_unused if args.max_unused is None else args.max_unused,
             min_age="2h" if args.min_age is None else args.min_age,
             cold_min_age=args.cold_min_age,
             dry_run=args.dry_run,
@@ -77,12 +78,16 @@ def prune_compact_options(args: argparse.Namespace) -> CompactOptions | None:
 
 
 def compact_options(args: argparse.Namespace) -> CompactOptions:
+    from ..errors import UsageError
     from ..maintenance.compact import CompactOptions
 
     min_age = parse_duration(args.min_age, what="--min-age", allow_zero=True)
     cold = None
     if args.cold_min_age is not None:
         cold = parse_duration(args.cold_min_age, what="--cold-min-age", allow_zero=True).total_seconds()
+    if not 0 <= args.max_unused < 100:
+        raise UsageError("--max-unused must be a percentage from 0 to below 100")
     return CompactOptions(
-        threshold=args.threshold, min_age=min_age.total_seconds(), cold_min_age=cold, dry_run=args.dry_run
+        threshold=args.threshold, min_age=min_age.total_seconds(), cold_min_age=cold, dry_run=args.dry_run,
+        max_unused=args.max_unused,
     )

@@ -519,6 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --compact: rewrite packs at least this much dead (default: 10)",
     )
     p.add_argument(
+        "--max-unused",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="with --compact: leave partly dead packs as they are while dead data is at most this share of the "
+        "repository, rewriting the most dead first (restic's default is 5; default: 0, rewrite them all)",
+    )
+    p.add_argument(
         "--min-age",
         default=None,
         metavar="DURATION",
@@ -548,6 +556,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo", nargs="?", metavar="REPO", help=_REPO_HELP)
     p.add_argument(
         "--threshold", type=float, default=10.0, metavar="PERCENT", help="rewrite packs at least this much dead"
+    )
+    p.add_argument(
+        "--max-unused",
+        type=float,
+        default=0.0,
+        metavar="PERCENT",
+        help="leave partly dead packs as they are while dead data is at most this share of the repository, "
+        "rewriting the most dead first (copy-forward costs reads and writes; restic's default is 5; 0: rewrite "
+        "every pack at least --threshold dead)",
     )
     p.add_argument(
         "--min-age",

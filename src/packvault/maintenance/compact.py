@@ -128,6 +128,7 @@ def plan(
     threshold: float,
     min_age: float,
     cold_min_age: float | None = None,
+    max_unused: float = 0.0,
 ) -> list[_PackPlan]:
     """What to do with each pack.  ``cold_min_age``: data packs are in a cold class (``MIN_STORAGE_DAYS``):
     this is their min age, and they are only ever dropped whole, never copied forward (a copy reads them,
@@ -159,12 +160,32 @@ def plan(
         merges = [p for p in plans if p.kind == kind and p.action == "merge"]
         if len(merges) == 1:
             merges[0].action = "keep"
+    if max_unused > 0:
+        _tolerate_unused(plans, max_unused)
     return plans
+
+
+def _tolerate_unused(plans: list[_PackPlan], max_unused: float) -> None:
+    """Keep partly dead packs as they are while the dead bytes left in the repository stay within
+    ``max_unused`` % of what it holds after compact (restic's ``prune --max-unused``).
+
+    Why: copying a pack forward reads its live part and writes it again (on S3 a range copy per pack, a
+    verifying GET, a PUT), to free its dead part.  A few percent of dead bytes cost less to store than that
+    traffic; the packs with the most dead bytes are rewritten first, and only as many as it takes."""
+    kept = [p for p in plans if p.action != "drop"]
+    dead = sum(p.size - p.live for p in kept)
+    allowed = max_unused / 100.0 * sum(p.size for p in kept)
+    for p in sorted((p for p in kept if p.action == "rewrite"), key=lambda p: p.size - p.live, reverse=True):
+        if dead <= allowed:
+            p.action = "keep"
+        else:
+            dead -= p.size - p.live
 
 
 @dataclass(frozen=True)
 class CompactOptions:
     threshold: float = 10.0  # rewrite a pack once at least this many percent of its bytes are dead
+    max_unused: float = 0.0  # percent of the repository that may stay dead in partly used packs (0: none)
     min_age: float = 7200.0  # seconds: younger unreferenced packs may belong to a backup running now
     dry_run: bool = False
     cold_min_age: float | None = None  # seconds; None: the data packs' class's minimum storage duration
@@ -217,7 +238,10 @@ def compact(
         epoch = repo.bump_epoch()  # before any change to index or packs
         repo.invalidate_index_cache()
         repo.reset_index(index)
-    plans = plan(repo, index, listed, threshold=threshold, min_age=min_age, cold_min_age=cold_min_age(repo, opts))
+    plans = plan(
+        repo, index, listed, threshold=threshold, min_age=min_age, cold_min_age=cold_min_age(repo, opts),
+        max_unused=opts.max_unused,
+    )
     if opts.restore is not None and not dry_run:
         restore_cold_packs(repo, plans, threshold, opts.restore, report)
     report.packs_total = len(plans)
