@@ -92,3 +92,29 @@ def test_objects_alive_once_the_repository_is_open_are_frozen(pv, pv_env, tmp_pa
     frozen, rc = result.stdout.split()
     assert rc == "0", result.stderr
     assert int(frozen) > 10_000
+
+
+def test_a_local_backup_loads_no_s3_client(pv, pv_env, tmp_path):
+    """boto3 and botocore cost a local backup ~80-190 ms of start-up: they load only for an S3 location or an
+    S3 source (scale-out parts included)."""
+    import os
+
+    repo = tmp_path / "repo"
+    pv("init", repo)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("a")
+    probe = textwrap.dedent(
+        """
+        import sys
+        from packvault.cli import main
+        rc = main.main(["create", sys.argv[1] + "::a", sys.argv[2]])
+        print(rc, sorted(m for m in ("botocore", "packvault.storage.s3") if m in sys.modules))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(repo), str(src)], env={**os.environ, **pv_env}, capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout

@@ -93,13 +93,14 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
 
 def part_options(args, archive: str, paths: list[str]) -> tuple[object | None, dict]:
     """(key range or None, archive metadata to record) from ``create``'s scale-out options."""
-    from ..archive.partition import META_PART, PartRecord
-    from ..archive.s3source import KeyRange
-
     if args.source_range is None:
         if args.part:
             raise UsageError("--part needs --source-range")
         return None, {}
+    # only now: the S3 source's modules cost a backup of a local tree ~80 ms of start-up
+    from ..archive.partition import META_PART, PartRecord
+    from ..archive.s3source import KeyRange
+
     start, end = args.source_range
     key_range = KeyRange(start, end or None)
     part, parts = None, None
@@ -118,6 +119,8 @@ def part_options(args, archive: str, paths: list[str]) -> tuple[object | None, d
 def part_cache_name(name: str, meta_extra: dict) -> str:
     """Parts running side by side on one machine keep a files cache each (the cache is saved whole: one
     shared cache would keep only the last part's entries), so a rerun of part K finds its own."""
+    if not meta_extra:
+        return name  # not a part (and no import of the S3 source's modules for a local backup)
     from ..archive.partition import META_PART
 
     part = meta_extra.get(META_PART, {}).get("part")
