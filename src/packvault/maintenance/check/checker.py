@@ -12,9 +12,12 @@ from .archives import ArchiveLevel
 from .packs import PackLevel
 from .report import ArchiveFindings, CheckOptions, CheckReport, PackState
 from .repository_level import RepositoryLevel
+from .workers import VerifyPool
 
 
 class Checker(RepositoryLevel, PackLevel, ArchiveLevel):
+    """The state of one run.  ``close`` ends worker processes a run that failed half-way left behind."""
+
     def __init__(self, repo: Repository, options: CheckOptions, report: CheckReport, progress: Callable[..., None]):
         self.repo = repo
         self.opts = options
@@ -28,6 +31,9 @@ class Checker(RepositoryLevel, PackLevel, ArchiveLevel):
         self.fragments_damaged = 0
         self.archive_objects: dict[bytes, Location] = {}  # TYPE_ARCHIVE objects found in metadata packs
         self.meta_cache: dict[str, bytes] = {}
+        self.verify_pool: VerifyPool | None = None  # worker processes for the data packs (``start_workers``)
+        self.data_selection: tuple[list[str], bool] | None = None  # ``select_data_packs``, once listed
+        self.worker_requests: dict[str, int] = {}  # store requests made by verifying worker processes
         self._meta_cache_bytes = 0
         self.deadline = time.monotonic() + options.max_duration if options.max_duration else None
         self.entries: list[tuple[str, ArchiveEntry]] = []  # live, decryptable: (store key, entry)
@@ -40,3 +46,8 @@ class Checker(RepositoryLevel, PackLevel, ArchiveLevel):
         self.orphans: list[bytes] = []  # archive metadata objects without an entry
         self.config_rewrite = False  # the config, its copy or its MAC needs to be (re)written
         self.repoint_targets: set[str] = set()  # packs holding the intact copy of a bad index entry
+
+    def close(self) -> None:
+        if self.verify_pool is not None:
+            self.verify_pool.close()
+            self.verify_pool = None

@@ -1,0 +1,130 @@
+"""Worker processes for ``check --verify-data``: data packs downloaded and verified on every core.
+
+Why processes and not threads: a data pack holds thousands of objects of a few KiB, and opening one
+(authenticate, decrypt, decompress, recompute the keyed id) is a few short calls into C libraries with
+Python in between.  Every such call hands the GIL over and waits to get it back, so one process keeps about
+one core busy however many threads it has.  Packs are independent of each other, so a worker per core
+downloads a whole pack itself, verifies it (``verify.verify_pack``) and sends back only what it found
+(``PackFindings``: counts, damaged ranges, one small record per intact object, and the requests it made,
+which the checker adds to the run's accounting).  While one worker waits for its download, the other
+verifies: that is the overlap of downloading and verifying on S3.
+
+Memory stays bounded: a worker holds one pack at a time, and the checker hands out at most one pack more
+than there are workers (``VerifyPool.limit``; a pack waiting for a worker holds no bytes yet).
+
+A platform that cannot start processes (no ``/dev/shm`` in AWS Lambda) or a pool that breaks makes the
+checker verify in its own process, pack by pack, with the same function: slower, never different.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from ...errors import ObjectMissing
+from ...repository.packreading import PackReader, PackReadingKit
+from .verify import PackFindings, verify_pack
+
+
+def usable_processes(requested: int | None) -> int:
+    """How many worker processes to start: ``requested``, or one per CPU this process may run on; none on a
+    single CPU (the checker's own process is as fast there, without the start-up of a worker)."""
+    if requested is not None:
+        return requested
+    count = getattr(os, "process_cpu_count", None)  # Python 3.13: honours the affinity mask
+    if count is not None:
+        cpus = count() or 1
+    else:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+    return cpus if cpus > 1 else 0
+
+
+class VerifyPool:
+    """A pool of worker processes that verify whole data packs."""
+
+    def __init__(self, kit: PackReadingKit, processes: int):
+        self._kit = kit
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+        self._failed = False
+
+    @property
+    def limit(self) -> int:
+        """Packs handed out at once: one per worker, and one waiting so that no worker idles between packs."""
+        return self.processes + 1
+
+    def start(self) -> None:
+        """Start the processes now, without waiting for them (they start up while the caller works on);
+        where none can start, ``submit`` raises."""
+        try:
+            self._pool = ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),  # no fork of a process that runs threads
+                initializer=_start_worker,
+                initargs=(self._kit,),
+            )
+            for _ in range(self.processes):  # a process is spawned per call while none is idle
+                self._pool.submit(os.getpid)
+        except Exception:  # no processes here (no /dev/shm in AWS Lambda, a limit)
+            self._failed = True
+            self.close()
+
+    def submit(self, kind: int, name: str) -> Future:
+        """Verify pack ``name`` in a worker; the future's result is its ``PackFindings``.  Raises when no process
+        can be started (the caller then verifies in its own process)."""
+        if self._pool is None and not self._failed:
+            self.start()
+        if self._pool is None:
+            raise RuntimeError("no worker processes")
+        return self._pool.submit(_verify, kind, name)
+
+    def close(self) -> None:
+        """End the processes: packs not begun are cancelled, the ones being verified are waited for."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- in the worker process ---------------------------------------------------------------------------------
+
+_worker: _Worker | None = None
+
+
+class _Worker:
+    def __init__(self, kit: PackReadingKit):
+        self.kit = kit
+        self.codec = kit.sealing.codec()
+        self.chunk_id = kit.sealing.chunk_id_hasher()
+        self.reader: PackReader | None = None
+        self.reported: dict[str, int] = {}
+
+    def verify(self, kind: int, name: str) -> PackFindings:
+        if self.reader is None:
+            self.reader = self.kit.open_reader()  # in the first pack's requests: its results carry them
+        try:
+            buf = self.reader.load_pack_range(kind, name)
+        except ObjectMissing:
+            buf = None  # listed a moment ago, gone now: reported as a missing pack
+        if buf is None:
+            findings = PackFindings.gone()
+        else:
+            findings = verify_pack(name, buf, codec=self.codec, chunk_id=self.chunk_id, decrypt=True)
+            del buf
+        stats = self.reader.request_stats()
+        findings.requests = {k: v - self.reported.get(k, 0) for k, v in stats.items()}
+        self.reported = stats
+        return findings
+
+
+def _start_worker(kit: PackReadingKit) -> None:
+    global _worker
+    _worker = _Worker(kit)
+
+
+def _verify(kind: int, name: str) -> PackFindings:
+    assert _worker is not None
+    return _worker.verify(kind, name)
