@@ -1,11 +1,13 @@
-"""What a process other than the repository's own needs to read whole packs and open the objects in them.
+"""What a process other than the repository's own needs to read whole packs: the store's location.
 
 ``check --verify-data`` verifies data packs in worker processes (``maintenance/check/workers.py``): each
 worker downloads a pack itself and opens every object in it, so neither the pack's bytes nor its plaintext
 ever cross a process boundary.  A worker gets the repository's location, location options and settings
-(to build its own store: a ``Store`` and its S3 client cannot be shared across processes) and the key
-material (in a ``SealingKit``), and nothing else: no index, no lock, no config.  It only reads: packs are
-immutable and content-named, so a second reader needs no coordination with the first.
+(to build a store of its own: a ``Store`` and its S3 client cannot be shared across processes), and nothing
+else: no index, no lock, no config.  The key material comes separately, with the work (a ``SealingKit``),
+so a worker can start, import its libraries and open its store while the passphrase is still being turned
+into a key.  It only reads: packs are immutable and content-named, so a second reader needs no
+coordination with the first.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from ..settings import Settings
 from ..storage.store import Store, backend_of
 from ..storage.url import store_from_location
 from .packs import PackStore
-from .sealing import SealingKit
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -29,13 +30,11 @@ class PackReadingKit:
 
     location: str
     settings: Settings
-    sealing: SealingKit
     s3_options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, repo: Repository) -> PackReadingKit:
-        """The kit of an opened, unlocked repository."""
-        return cls(repo.location, repo.settings, repo.sealing_kit(), dict(repo.s3_options))
+        return cls(repo.location, repo.settings, dict(repo.s3_options))
 
     def open_reader(self) -> PackReader:
         """A store of this process's own over the repository's location, opened (on S3: one HEAD)."""

@@ -41,21 +41,47 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ...repository.packreading import PackReadingKit
 from ...repository.repository import Repository
+from ...settings import Settings
 from .checker import Checker
 from .repair import repair
 from .report import ArchiveFindings, CheckOptions, CheckReport, Problem
+from .workers import VerifyPool, usable_processes
 
-__all__ = ["ArchiveFindings", "CheckOptions", "CheckReport", "Checker", "Problem", "check"]
+__all__ = ["ArchiveFindings", "CheckOptions", "CheckReport", "Checker", "Problem", "check", "start_workers"]
+
+
+def start_workers(
+    location: str, settings: Settings, s3_options: dict[str, str], opts: CheckOptions
+) -> VerifyPool | None:
+    """Start the worker processes a data pass will use, before the repository is opened and its key
+    unlocked, so that their start-up (on S3: an S3 client each) overlaps the key derivation; None when
+    ``opts`` read no data packs or there is one CPU.  The caller hands them to ``check``."""
+    if not (opts.verify_data or opts.subset):
+        return None
+    processes = usable_processes(opts.processes)
+    if processes < 1:
+        return None
+    pool = VerifyPool(PackReadingKit(location, settings, dict(s3_options)), processes)
+    pool.start()
+    return pool
 
 
 def check(
-    repo: Repository, opts: CheckOptions, progress: Callable[..., None] = lambda text, **counts: None
+    repo: Repository,
+    opts: CheckOptions,
+    progress: Callable[..., None] = lambda text, **counts: None,
+    *,
+    workers: VerifyPool | None = None,
 ) -> CheckReport:
-    """Run the check (and repair) on an opened repository; returns the report."""
+    """Run the check (and repair) on an opened repository; returns the report.
+
+    ``workers``: processes for the data packs, started before the key was unlocked (``start_workers``);
+    without, the check starts its own where they help.  Either way they are ended when the check returns."""
     started = time.monotonic()
     report = CheckReport()
-    checker = Checker(repo, opts, report, progress)
+    checker = Checker(repo, opts, report, progress, workers)
     before = repo.request_stats()
     try:
         checker.run_repository_level()

@@ -16,9 +16,17 @@ from .workers import VerifyPool
 
 
 class Checker(RepositoryLevel, PackLevel, ArchiveLevel):
-    """The state of one run.  ``close`` ends worker processes a run that failed half-way left behind."""
+    """The state of one run.  ``close`` ends the worker processes (``start_workers``), also when a run failed
+    half-way."""
 
-    def __init__(self, repo: Repository, options: CheckOptions, report: CheckReport, progress: Callable[..., None]):
+    def __init__(
+        self,
+        repo: Repository,
+        options: CheckOptions,
+        report: CheckReport,
+        progress: Callable[..., None],
+        workers: VerifyPool | None = None,
+    ):
         self.repo = repo
         self.opts = options
         self.report = report
@@ -31,7 +39,8 @@ class Checker(RepositoryLevel, PackLevel, ArchiveLevel):
         self.fragments_damaged = 0
         self.archive_objects: dict[bytes, Location] = {}  # TYPE_ARCHIVE objects found in metadata packs
         self.meta_cache: dict[str, bytes] = {}
-        self.verify_pool: VerifyPool | None = None  # worker processes for the data packs (``start_workers``)
+        self.verify_pool = workers  # worker processes for the data packs (``start_workers``)
+        self.use_pool = False  # this run's data packs are handed to them
         self.data_selection: tuple[list[str], bool] | None = None  # ``select_data_packs``, once listed
         self.worker_requests: dict[str, int] = {}  # store requests made by verifying worker processes
         self._meta_cache_bytes = 0

@@ -10,6 +10,7 @@ import bisect
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future
 
 import msgpack
@@ -17,6 +18,7 @@ import msgpack
 from ...errors import ObjectMissing
 from ...repository.index import KIND_DATA, KIND_META, Location
 from ...repository.packreading import PackReadingKit
+from ...repository.sealing import SealingKit
 from .report import FLAG_BAD, FLAG_SEEN, PackState, parse_group, parse_percent
 from .verify import PackFindings, verify_pack
 from .workers import VerifyPool, usable_processes
@@ -78,8 +80,7 @@ class PackLevel:
         total_bytes = sum(self.packs[name].size for _, name in work)
         last_data: str | None = None
         stopped = False
-        pool, self.verify_pool = self.verify_pool, None
-        handout = _Handout(pool, data)
+        handout = _Handout(self.verify_pool if self.use_pool else None, self.repo.sealing_kit, data)
         try:
             handout.top_up()  # the workers start on the data packs while this process reads the metadata packs
             for done, (kind, name) in enumerate(work, 1):
@@ -97,6 +98,8 @@ class PackLevel:
                 self.progress(f"check: pack {done}/{len(work)}", completed=read, total=total_bytes)
         finally:
             handout.close()
+            if self.verify_pool is not None:
+                self.verify_pool.close(wait=False)  # their work is done: they end while the archives are walked
         self.report.stats["verify_processes"] = handout.used
         scanned_data = sum(1 for p in self.packs.values() if p.kind == KIND_DATA and p.scanned)
         self.report.stats["packs_read"] = sum(1 for p in self.packs.values() if p.scanned)
@@ -119,18 +122,21 @@ class PackLevel:
             self.save_state(state)
 
     def start_workers(self) -> None:
-        """Start the worker processes for the data packs of a data pass (``workers.py``), as soon as the packs
-        are listed: they start up while this process reads the index, the archive entries and the metadata
-        packs.  None are started on one CPU, without the key (the structure is checked at the speed of
+        """Have worker processes verify the data packs of a data pass (``workers.py``), and start them as soon
+        as the packs are listed: they start up while this process reads the index, the archive entries and
+        the metadata packs.  A pool handed to ``check`` (the CLI starts one before the key is unlocked) is
+        used as it is.  None is used on one CPU, without the key (the structure is checked at the speed of
         reading), or for a single pack."""
         self.data_selection = data, _ = self.select_data_packs()
         if not (self.has_key and self.data_pass) or len(data) < 2:
             return
-        processes = min(usable_processes(self.opts.processes), len(data))
-        if processes < 1:
-            return
-        self.verify_pool = VerifyPool(PackReadingKit.of(self.repo), processes)
+        if self.verify_pool is None:
+            processes = min(usable_processes(self.opts.processes), len(data))
+            if processes < 1:
+                return
+            self.verify_pool = VerifyPool(PackReadingKit.of(self.repo), processes)
         self.verify_pool.start()
+        self.use_pool = True
 
     def _load_pack(self, kind: int, name: str) -> bytes | None:
         try:
@@ -329,8 +335,9 @@ class _Handout:
     (``take`` returns None for them): the same function, the same findings.
     """
 
-    def __init__(self, pool: VerifyPool | None, names: list[str]):
+    def __init__(self, pool: VerifyPool | None, sealing: Callable[[], SealingKit], names: list[str]):
         self._pool = pool
+        self._sealing = sealing() if pool is not None else None
         self._names = names
         self._next = 0
         self._out: deque[tuple[str, Future]] = deque()
@@ -340,7 +347,7 @@ class _Handout:
         while self._pool is not None and self._next < len(self._names) and len(self._out) < self._pool.limit:
             name = self._names[self._next]
             try:
-                future = self._pool.submit(KIND_DATA, name)
+                future = self._pool.submit(self._sealing, KIND_DATA, name)
             except Exception:  # no processes here (no /dev/shm, a limit): verify in the checker's process
                 self.close()
                 return
@@ -363,8 +370,9 @@ class _Handout:
         return findings
 
     def close(self) -> None:
-        """Stop handing out packs; packs out and not started are cancelled, the running ones waited for."""
+        """Stop handing out packs; packs out and not begun are cancelled (the running ones finish in the
+        workers, and their findings are dropped)."""
+        for _, future in self._out:
+            future.cancel()
         self._out.clear()
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self._pool = None

@@ -23,8 +23,10 @@ import os
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from ...errors import ObjectMissing
+from ...repository.objects import ObjectCodec
 from ...repository.packreading import PackReader, PackReadingKit
-from .verify import PackFindings, verify_pack
+from ...repository.sealing import SealingKit
+from .verify import ChunkIdHasher, PackFindings, verify_pack
 
 
 def usable_processes(requested: int | None) -> int:
@@ -44,7 +46,10 @@ def usable_processes(requested: int | None) -> int:
 
 
 class VerifyPool:
-    """A pool of worker processes that verify whole data packs."""
+    """A pool of worker processes that verify whole data packs.
+
+    ``start`` may be called before the repository's key is unlocked (the CLI does, so the workers' start-up
+    overlaps the key derivation): each pack is handed out with the key material (``submit``)."""
 
     def __init__(self, kit: PackReadingKit, processes: int):
         self._kit = kit
@@ -60,6 +65,8 @@ class VerifyPool:
     def start(self) -> None:
         """Start the processes now, without waiting for them (they start up while the caller works on);
         where none can start, ``submit`` raises."""
+        if self._pool is not None or self._failed:
+            return
         try:
             self._pool = ProcessPoolExecutor(
                 self.processes,
@@ -73,20 +80,20 @@ class VerifyPool:
             self._failed = True
             self.close()
 
-    def submit(self, kind: int, name: str) -> Future:
-        """Verify pack ``name`` in a worker; the future's result is its ``PackFindings``.  Raises when no process
-        can be started (the caller then verifies in its own process)."""
-        if self._pool is None and not self._failed:
-            self.start()
+    def submit(self, sealing: SealingKit, kind: int, name: str) -> Future:
+        """Verify pack ``name`` in a worker, opening its objects with ``sealing``'s key; the future's result is
+        its ``PackFindings``.  Raises when no process can be started (the caller then verifies itself)."""
+        self.start()
         if self._pool is None:
             raise RuntimeError("no worker processes")
-        return self._pool.submit(_verify, kind, name)
+        return self._pool.submit(_verify, sealing, kind, name)
 
-    def close(self) -> None:
-        """End the processes: packs not begun are cancelled, the ones being verified are waited for."""
+    def close(self, *, wait: bool = True) -> None:
+        """End the processes: packs not begun are cancelled, the ones being verified finish; with ``wait``,
+        return when the processes have ended."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=wait, cancel_futures=True)
 
 
 # --- in the worker process ---------------------------------------------------------------------------------
@@ -97,14 +104,27 @@ _worker: _Worker | None = None
 class _Worker:
     def __init__(self, kit: PackReadingKit):
         self.kit = kit
-        self.codec = kit.sealing.codec()
-        self.chunk_id = kit.sealing.chunk_id_hasher()
         self.reader: PackReader | None = None
         self.reported: dict[str, int] = {}
+        self.sealing: SealingKit | None = None
+        self.codec: ObjectCodec | None = None
+        self.chunk_id: ChunkIdHasher | None = None
+        # The store is opened while the process starts (on S3: boto3, a client, a HEAD), before any pack is
+        # handed out; its requests are reported with the first pack's findings.  A store that does not open
+        # here is opened again for the first pack, where a lasting failure is that pack's error, as it would
+        # be in the checker's process (an initializer that raises would break the pool with a traceback).
+        try:
+            self.reader = kit.open_reader()
+        except Exception:
+            self.reader = None
 
-    def verify(self, kind: int, name: str) -> PackFindings:
+    def verify(self, sealing: SealingKit, kind: int, name: str) -> PackFindings:
         if self.reader is None:
-            self.reader = self.kit.open_reader()  # in the first pack's requests: its results carry them
+            self.reader = self.kit.open_reader()
+        if sealing != self.sealing:
+            self.sealing = sealing
+            self.codec = sealing.codec()
+            self.chunk_id = sealing.chunk_id_hasher()
         try:
             buf = self.reader.load_pack_range(kind, name)
         except ObjectMissing:
@@ -125,6 +145,6 @@ def _start_worker(kit: PackReadingKit) -> None:
     _worker = _Worker(kit)
 
 
-def _verify(kind: int, name: str) -> PackFindings:
+def _verify(sealing: SealingKit, kind: int, name: str) -> PackFindings:
     assert _worker is not None
-    return _worker.verify(kind, name)
+    return _worker.verify(sealing, kind, name)
