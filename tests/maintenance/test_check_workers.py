@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import struct
+import threading
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -22,6 +23,7 @@ import xxhash
 
 from packvault.errors import UsageError
 from packvault.maintenance.check import CheckOptions, workers
+from packvault.maintenance.check.archives import ArchiveLevel
 from packvault.repository.index import KIND_DATA
 from packvault.repository.objects import AAD_SIZE, HEADER_SIZE, parse_header
 from tests.maintenance.test_check import Chunk, Fixture, build, check_json, pack_rel
@@ -116,6 +118,27 @@ def test_workers_report_what_the_checker_reports(pv, damaged):
     assert after2["stats"]["verify_processes"] == 2
     assert {p["kind"] for p in after2["problems"]} == {"pack-name", "bytes-damaged", "file-repaired"}
     assert _comparable(after2) == _comparable(after0)
+
+
+def test_a_healthy_repository_is_walked_once_while_the_workers_verify(pv, tmp_path, monkeypatch):
+    """The archive walk runs while the workers verify the data packs, and is kept when nothing it looked up
+    can change (``checker.py``): the same report as the walk after the scan, and no second walk."""
+    monkeypatch.chdir(tmp_path)
+    fx = build(pv, f"file://{tmp_path / 'repo'}", tmp_path)
+    _, here = check_json(pv, fx.url, "--verify-data", "--processes", "0", expect=0)
+    walks = []
+    walk = ArchiveLevel.run_archive_level
+
+    def counted(self) -> None:
+        walks.append(threading.current_thread().name)
+        walk(self)
+
+    monkeypatch.setattr(ArchiveLevel, "run_archive_level", counted)
+    _, spread = check_json(pv, fx.url, "--verify-data", "--processes", "2", expect=0)
+    assert spread["stats"]["verify_processes"] == 2
+    assert walks == ["pv-check-walk"], "walked once, early, in its thread"
+    assert _comparable(spread) == _comparable(here)
+    assert spread["stats"]["files"] == here["stats"]["files"] > 0
 
 
 def test_no_processes_verifies_here_with_the_same_report(pv, damaged, monkeypatch):

@@ -88,6 +88,8 @@ class PackLevel:
                 if kind == KIND_DATA and last_data is not None and self.deadline and time.monotonic() >= self.deadline:
                     stopped = True
                     break
+                if kind == KIND_DATA and handout.active:
+                    self.walk_archives_early()  # the metadata packs are all in: see ``checker.py``
                 findings = handout.take(name) if kind == KIND_DATA else None
                 if findings is None:
                     findings = self._verify_here(kind, name)
@@ -342,6 +344,11 @@ class _Handout:
         self._next = 0
         self._out: deque[tuple[str, Future]] = deque()
         self.used = 0  # worker processes whose findings this run used
+
+    @property
+    def active(self) -> bool:
+        """True while workers verify data packs (this process mostly waits for them)."""
+        return self._pool is not None or bool(self._out)
 
     def top_up(self) -> None:
         while self._pool is not None and self._next < len(self._names) and len(self._out) < self._pool.limit:
