@@ -9,8 +9,8 @@ downloads a whole pack itself, verifies it (``verify.verify_pack``) and sends ba
 which the checker adds to the run's accounting).  While one worker waits for its download, the other
 verifies: that is the overlap of downloading and verifying on S3.
 
-Memory stays bounded: a worker holds one pack at a time, and the checker hands out at most one pack more
-than there are workers (``VerifyPool.limit``; a pack waiting for a worker holds no bytes yet).
+Memory stays bounded: a worker holds one pack at a time (a pack handed out and waiting for a worker holds
+no bytes yet), and the findings waiting for the checker are bounded by ``VerifyPool.limit``.
 
 A platform that cannot start processes (no ``/dev/shm`` in AWS Lambda) or a pool that breaks makes the
 checker verify in its own process, pack by pack, with the same function: slower, never different.
@@ -59,8 +59,11 @@ class VerifyPool:
 
     @property
     def limit(self) -> int:
-        """Packs handed out at once: one per worker, and one waiting so that no worker idles between packs."""
-        return self.processes + 1
+        """Packs handed out at once.  A worker takes one pack at a time and a pack waiting for a worker holds
+        no bytes, so this bounds only the findings waiting for the checker, which applies them in order:
+        room for one more per worker, and one, lets the other workers go on while one verifies a slow
+        pack (many small objects) that the checker waits for."""
+        return 2 * self.processes + 1
 
     def start(self) -> None:
         """Start the processes now, without waiting for them (they start up while the caller works on);
