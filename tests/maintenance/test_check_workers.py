@@ -11,7 +11,9 @@ and ``--processes 2``, and with a pool that cannot start or breaks half-way.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import struct
 import threading
 from concurrent.futures import Future
@@ -28,6 +30,7 @@ from packvault.repository.index import KIND_DATA
 from packvault.repository.objects import AAD_SIZE, HEADER_SIZE, parse_header
 from tests.maintenance.test_check import Chunk, Fixture, build, check_json, pack_rel
 from tests.support.cli import pv, pv_env  # noqa: F401  (fixtures)
+from tests.support.settings import env_settings
 
 _SUMS = struct.Struct("<QQ")
 _HSUM = struct.Struct("<Q")
@@ -183,3 +186,21 @@ def test_a_broken_pool_is_finished_here_with_the_same_report(pv, damaged, monkey
 def test_processes_must_not_be_negative():
     with pytest.raises(UsageError, match="--processes"):
         CheckOptions(verify_data=True, processes=-1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal dispositions from /proc")
+def test_workers_ignore_ctrl_c_the_checker_handles_it(tmp_path):
+    """Ctrl-C reaches the whole process group; a worker that took it died with a traceback (or in its
+    imports) and could hang the pool's shutdown.  Workers ignore SIGINT; the checker's handler is kept."""
+    pool = workers.VerifyPool(workers.PackReadingKit(str(tmp_path), env_settings()), 2)
+    try:
+        pool.start()
+        pids = {pool._pool.submit(os.getpid).result(timeout=60) for _ in range(8)}
+        assert pids and os.getpid() not in pids
+        for pid in pids:
+            fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+            ignored = int(fields["SigIgn"].strip(), 16)
+            assert ignored & (1 << (signal.SIGINT - 1)), f"worker {pid} does not ignore SIGINT"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        pool.close()
