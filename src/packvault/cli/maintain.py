@@ -81,13 +81,15 @@ def cmd_compact(args, run: Run) -> int:
 
 
 def cmd_check(args, run: Run) -> int:
-    from ..maintenance.check import check
+    from ..maintenance.check import check, start_workers
     from .output import Progress
 
     location, _ = split_location(args.repo)
     opts = options.check_options(args)
     repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
     bar = Progress(bool(getattr(args, "progress", False)))
+    # the data pass's worker processes start up while the key is derived and the lock taken
+    workers = start_workers(location, run.settings, s3_options(args), opts)
     try:
         repo.open(None, lock=None)
         repo.tolerate_config_damage = True  # check reports it (and repair restores it) instead of refusing
@@ -101,10 +103,12 @@ def cmd_check(args, run: Run) -> int:
                 render.no_lock_notice(location, repo.lock_refused)
         restore_for_check(args, repo, reads_data=bool(opts.verify_data or opts.subset))
         try:
-            report = check(repo, opts, bar.update)
+            report = check(repo, opts, bar.update, workers=workers)
         finally:
             bar.finish()
     finally:
+        if workers is not None:
+            workers.close()
         repo.close()
     render.check_report(report, opts, as_json=bool(getattr(args, "json", False)))
     return EXIT_WARNING if report.problems else EXIT_OK

@@ -30,6 +30,7 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
         max_duration=getattr(args, "max_duration", None),
         repair=bool(getattr(args, "repair", False)),
         dry_run=bool(getattr(args, "dry_run", False)),
+        processes=getattr(args, "processes", None),
     )
 
 

@@ -625,6 +625,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cold_restore(p)
     p.add_argument("--read-data-subset", metavar="SUBSET", help="verify a rotating part of the data: N%% or n/t")
     p.add_argument("--max-duration", type=float, metavar="SECONDS", help="stop in time, resume next run")
+    p.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="verify data packs in N worker processes (default: one per CPU; 0: in this process)",
+    )
     p.add_argument("--repair", action="store_true", help="fix what can be fixed (see docs/check.md)")
     p.add_argument("--dry-run", action="store_true", help="with --repair: show what would change")
     p.add_argument("--progress", action="store_true", help="show progress on the terminal")

@@ -16,7 +16,8 @@ What is checked, in the order a damaged repository needs it (see docs/check.md f
    decrypted, authenticated and its id (a keyed MAC of the plaintext) recomputed.  This rides on the
    same single read of each pack as level 1: verifying data costs CPU, not a second download.  Metadata
    packs are always decrypted when the key is there (they are small, and their objects are what
-   level 2 reads).
+   level 2 reads).  The data packs of this pass are downloaded and verified by worker processes, one per
+   CPU (``workers.py``); the checker compares what they found with the index.
 
 Memory stays bounded (DESIGN principle 5): the index lives in its ``borghash`` table, whose flag bits
 record "seen intact" and "bad" per entry; intact objects the index does not point at (unindexed, or a
@@ -29,7 +30,8 @@ local cache and the next run resumes there.  The index, metadata-pack and archiv
 completion: they read metadata only.
 
 The package: ``report.py`` (problems, the report, options), ``repository_level.py`` (config, key, index
-fragments, archive entries), ``packs.py`` (the pack scan and the index comparison), ``archives.py``
+fragments, archive entries), ``packs.py`` (the pack scan and the index comparison), ``verify.py`` (one
+pack's objects, wherever it is verified), ``workers.py`` (the worker processes), ``archives.py``
 (level 2 and the chunk lookups), ``checker.py`` (the state of one run), ``repair.py`` (acting on it).
 The engine reports; ``cli/render.py`` shows the report.
 """
@@ -39,28 +41,59 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ...repository.packreading import PackReadingKit
 from ...repository.repository import Repository
+from ...settings import Settings
 from .checker import Checker
 from .repair import repair
 from .report import ArchiveFindings, CheckOptions, CheckReport, Problem
+from .workers import VerifyPool, usable_processes
 
-__all__ = ["ArchiveFindings", "CheckOptions", "CheckReport", "Checker", "Problem", "check"]
+__all__ = ["ArchiveFindings", "CheckOptions", "CheckReport", "Checker", "Problem", "check", "start_workers"]
+
+
+def start_workers(
+    location: str, settings: Settings, s3_options: dict[str, str], opts: CheckOptions
+) -> VerifyPool | None:
+    """Start the worker processes a data pass will use, before the repository is opened and its key
+    unlocked, so that their start-up (on S3: an S3 client each) overlaps the key derivation; None when
+    ``opts`` read no data packs or there is one CPU.  The caller hands them to ``check``."""
+    if not (opts.verify_data or opts.subset):
+        return None
+    processes = usable_processes(opts.processes)
+    if processes < 1:
+        return None
+    pool = VerifyPool(PackReadingKit(location, settings, dict(s3_options)), processes)
+    pool.start()
+    return pool
 
 
 def check(
-    repo: Repository, opts: CheckOptions, progress: Callable[..., None] = lambda text, **counts: None
+    repo: Repository,
+    opts: CheckOptions,
+    progress: Callable[..., None] = lambda text, **counts: None,
+    *,
+    workers: VerifyPool | None = None,
 ) -> CheckReport:
-    """Run the check (and repair) on an opened repository; returns the report."""
+    """Run the check (and repair) on an opened repository; returns the report.
+
+    ``workers``: processes for the data packs, started before the key was unlocked (``start_workers``);
+    without, the check starts its own where they help.  Either way they are ended when the check returns."""
     started = time.monotonic()
     report = CheckReport()
-    checker = Checker(repo, opts, report, progress)
+    checker = Checker(repo, opts, report, progress, workers)
     before = repo.request_stats()
-    checker.run_repository_level()
-    if checker.has_key and not opts.repository_only:
-        checker.run_archive_level()
-    if opts.repair:
-        repair(checker, dry_run=opts.dry_run)
+    try:
+        checker.run_repository_level()
+        if checker.has_key and not opts.repository_only:
+            checker.run_archive_level()
+        if opts.repair:
+            repair(checker, dry_run=opts.dry_run)
+    finally:
+        checker.close()
     after = repo.request_stats()
-    report.stats["requests"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    # the requests of worker processes (``workers.py``) went through stores of their own: added here
+    extra = checker.worker_requests
+    report.stats["requests"] = {k: after.get(k, 0) - before.get(k, 0) + extra.get(k, 0) for k in after}
     report.stats["duration"] = round(time.monotonic() - started, 3)
     return report

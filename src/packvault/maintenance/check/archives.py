@@ -7,6 +7,7 @@ A mixin of ``Checker`` (``checker.py``): the state it reads and fills is the che
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal
 
 from ...archive import items as it
 from ...archive.archive import ArchiveMeta, IncompleteArchiveMeta
@@ -15,11 +16,13 @@ from ...errors import IntegrityError, PackvaultError
 from ...repository.index import Location
 from .report import FLAG_BAD, ArchiveFindings
 
+Status = Literal["ok", "unindexed", "repointed", "lost"]
+
 
 class ArchiveLevel:
     # --- lookups used by level 2 and repair -----------------------------------------------------------------
 
-    def locate(self, chunk_id: bytes) -> tuple[Location | None, str]:
+    def locate(self, chunk_id: bytes) -> tuple[Location | None, Status]:
         """Where an intact copy of ``chunk_id`` is: (location, "ok" | "unindexed" | "repointed" | "lost")."""
         entry = self.index.table.get(chunk_id)
         if entry is not None and not entry.flags & FLAG_BAD:

@@ -9,18 +9,21 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import BrokenExecutor, Future
 
 import msgpack
 
-from ...errors import IntegrityError, ObjectMissing
+from ...errors import ObjectMissing
 from ...repository.index import KIND_DATA, KIND_META, Location
-from ...repository.objects import TYPE_ARCHIVE, parse_header, resync, verify_parts
-from ...repository.repository import pack_name_matches
+from ...repository.packreading import PackReadingKit
+from ...repository.sealing import SealingKit
 from .report import FLAG_BAD, FLAG_SEEN, PackState, parse_group, parse_percent
+from .verify import PackFindings, verify_pack
+from .workers import VerifyPool, usable_processes
 
 META_CACHE_BYTES = 256 * 1024 * 1024  # metadata packs kept in memory for the archive walk
-PREFETCH_PACKS = 1  # packs downloaded ahead of the one being verified (each is held whole: ~32 MiB)
 STATE_NAME = "check-state"  # rotation / resume state in the local cache
 
 
@@ -71,43 +74,35 @@ class PackLevel:
         work: list[tuple[int, str]] = []
         if not self.opts.archives_only:
             work += [(KIND_META, p.name) for p in sorted(self.packs.values(), key=lambda p: p.name) if p.kind]
-        data, rotating = self.select_data_packs()
+        data, rotating = self.data_selection if self.data_selection is not None else self.select_data_packs()
         work += [(KIND_DATA, name) for name in data]
         total_data = sum(1 for p in self.packs.values() if p.kind == KIND_DATA)
         total_bytes = sum(self.packs[name].size for _, name in work)
         last_data: str | None = None
         stopped = False
-        with ThreadPoolExecutor(PREFETCH_PACKS, thread_name_prefix="pv-check") as pool:
-            pending: list[tuple[int, str, Future]] = []
-            pos = 0
-            done = 0
-            while pos < len(work) or pending:
-                while pos < len(work) and len(pending) < PREFETCH_PACKS:
-                    kind, name = work[pos]
-                    pending.append((kind, name, pool.submit(self._load_pack, kind, name)))
-                    pos += 1
-                kind, name, future = pending.pop(0)
+        handout = _Handout(self.verify_pool if self.use_pool else None, self.repo.sealing_kit, data)
+        try:
+            handout.top_up()  # the workers start on the data packs while this process reads the metadata packs
+            for done, (kind, name) in enumerate(work, 1):
                 # at least one data pack per run, so a tiny --max-duration still makes progress
                 if kind == KIND_DATA and last_data is not None and self.deadline and time.monotonic() >= self.deadline:
                     stopped = True
-                    for _, _, other in pending:
-                        other.cancel()
                     break
-                buf = future.result()
-                if buf is None:
-                    del self.packs[name]
-                else:
-                    self.scan_pack(kind, name, buf)
-                    if kind == KIND_META and self._meta_cache_bytes + len(buf) <= META_CACHE_BYTES:
-                        self.meta_cache[name] = buf
-                        self._meta_cache_bytes += len(buf)
-                    self.report.count("bytes_read", len(buf))
-                del buf
-                done += 1
+                if kind == KIND_DATA and handout.active:
+                    self.walk_archives_early()  # the metadata packs are all in: see ``checker.py``
+                findings = handout.take(name) if kind == KIND_DATA else None
+                if findings is None:
+                    findings = self._verify_here(kind, name)
+                self._apply(kind, name, findings)
                 if kind == KIND_DATA:
                     last_data = name
                 read = self.report.stats.get("bytes_read", 0)
                 self.progress(f"check: pack {done}/{len(work)}", completed=read, total=total_bytes)
+        finally:
+            handout.close()
+            if self.verify_pool is not None:
+                self.verify_pool.close(wait=False)  # their work is done: they end while the archives are walked
+        self.report.stats["verify_processes"] = handout.used
         scanned_data = sum(1 for p in self.packs.values() if p.kind == KIND_DATA and p.scanned)
         self.report.stats["packs_read"] = sum(1 for p in self.packs.values() if p.scanned)
         self.report.stats["data_packs_read"] = scanned_data
@@ -128,67 +123,74 @@ class PackLevel:
                 state["cursor"] = last_data
             self.save_state(state)
 
+    def start_workers(self) -> None:
+        """Have worker processes verify the data packs of a data pass (``workers.py``), and start them as soon
+        as the packs are listed: they start up while this process reads the index, the archive entries and
+        the metadata packs.  A pool handed to ``check`` (the CLI starts one before the key is unlocked) is
+        used as it is.  None is used on one CPU, without the key (the structure is checked at the speed of
+        reading), or for a single pack."""
+        self.data_selection = data, _ = self.select_data_packs()
+        if not (self.has_key and self.data_pass) or len(data) < 2:
+            return
+        if self.verify_pool is None:
+            processes = min(usable_processes(self.opts.processes), len(data))
+            if processes < 1:
+                return
+            self.verify_pool = VerifyPool(PackReadingKit.of(self.repo), processes)
+        self.verify_pool.start()
+        self.use_pool = True
+
     def _load_pack(self, kind: int, name: str) -> bytes | None:
         try:
             return self.repo.load_pack_range(kind, name)
         except ObjectMissing:
             return None  # listed a moment ago, gone now: reported as a missing pack
 
-    def scan_pack(self, kind: int, name: str, buf: bytes) -> None:
-        """Verify one whole pack in memory; record intact objects and damaged byte ranges."""
+    def _verify_here(self, kind: int, name: str) -> PackFindings:
+        """Read and verify one whole pack in this process (metadata packs, and data packs without workers)."""
+        buf = self._load_pack(kind, name)
+        if buf is None:
+            return PackFindings.gone()
+        findings = self.scan_pack(kind, name, buf)
+        if kind == KIND_META and self._meta_cache_bytes + len(buf) <= META_CACHE_BYTES:
+            self.meta_cache[name] = buf
+            self._meta_cache_bytes += len(buf)
+        return findings
+
+    def scan_pack(self, kind: int, name: str, buf: bytes) -> PackFindings:
+        """Verify one whole pack in memory, as a worker would (``verify.verify_pack``)."""
+        codec = self.repo.codec if self.has_key else None
+        return verify_pack(
+            name,
+            buf,
+            codec=codec,
+            chunk_id=self.repo.chunk_id if codec is not None else None,
+            decrypt=kind == KIND_META or self.data_pass,
+            needs_key=lambda offset, size, object_id: not self._indexed_here(name, offset, size, object_id),
+        )
+
+    def _apply(self, kind: int, name: str, findings: PackFindings) -> None:
+        """Record what verifying a pack found: intact objects against the index, damaged byte ranges."""
+        for request, count in findings.requests.items():
+            self.worker_requests[request] = self.worker_requests.get(request, 0) + count
+        if findings.missing:
+            del self.packs[name]
+            return
         state = self.packs[name]
         state.scanned = True
-        state.misnamed = not pack_name_matches(name, buf)
-        if len(buf) != state.size:
-            state.size = len(buf)
-        decrypt = self.has_key and (kind == KIND_META or self.data_pass)
-        codec = self.repo.codec
-        offset = 0
-        end_of_pack = len(buf)
-        while offset < end_of_pack:
-            try:
-                header = parse_header(buf, offset)
-            except IntegrityError as exc:
-                nxt = resync(buf, offset)
-                state.damaged.append((offset, nxt, str(exc)))
-                offset = nxt
-                continue
-            end = offset + header.total_size
-            if end > end_of_pack:
-                why = f"truncated object (pack ends {end - end_of_pack} bytes early)"
-                state.damaged.append((offset, end_of_pack, why))
-                break
-            try:
-                verify_parts(header, buf, offset)
-            except IntegrityError as exc:
-                state.damaged.append((offset, end, str(exc)))
-                offset = end
-                continue
-            self.report.count("objects")
-            if decrypt:
-                try:
-                    _, meta, data = codec.open(buf, offset, expected_id=header.object_id)
-                    if self.repo.chunk_id(data) != header.object_id:
-                        raise IntegrityError("plaintext does not match its id (MAC)")
-                except IntegrityError as exc:
-                    state.damaged.append((offset, end, f"does not authenticate: {exc}"))
-                    offset = end
-                    continue
-                self.report.count("objects_verified")
-                if kind == KIND_META and meta.type == TYPE_ARCHIVE:
-                    self.archive_objects[header.object_id] = Location(name, kind, offset, header.total_size)
-            if self.has_key:
-                if not decrypt and not self._indexed_here(name, offset, header.total_size, header.object_id):
-                    # an object the index does not vouch for may be indexed by repair: it must be ours first
-                    # (an intact object of another repository's key passes every key-less check)
-                    try:
-                        codec.open(buf, offset, expected_id=header.object_id)
-                    except IntegrityError as exc:
-                        state.damaged.append((offset, end, f"does not authenticate under this key: {exc}"))
-                        offset = end
-                        continue
-                self._intact(kind, name, offset, header.total_size, header.object_id, state)
-            offset = end
+        state.misnamed = findings.misnamed
+        state.size = findings.size
+        state.damaged.extend(findings.damaged)
+        if findings.objects:
+            self.report.count("objects", findings.objects)
+        if findings.verified:
+            self.report.count("objects_verified", findings.verified)
+        if self.has_key:
+            for offset, size, object_id, archive in findings.intact_objects():
+                if kind == KIND_META and archive:
+                    self.archive_objects[object_id] = Location(name, kind, offset, size)
+                self._intact(kind, name, offset, size, object_id, state)
+        self.report.count("bytes_read", findings.size)
 
     def _indexed_here(self, name: str, offset: int, size: int, object_id: bytes) -> bool:
         entry = self.index.table.get(object_id)
@@ -325,3 +327,59 @@ class PackLevel:
     def _elsewhere(self, chunk_id: bytes) -> str:
         loc = self.alt.get(chunk_id)
         return f"; an intact copy is in pack {loc.pack} @{loc.offset}" if loc else ""
+
+
+class _Handout:
+    """The data packs handed to worker processes, in the checker's order.
+
+    At most ``VerifyPool.limit`` packs are out at once.  When no worker can be started, or the pool breaks
+    (a worker died), the packs not verified by a worker are verified by the checker's own process
+    (``take`` returns None for them): the same function, the same findings.
+    """
+
+    def __init__(self, pool: VerifyPool | None, sealing: Callable[[], SealingKit], names: list[str]):
+        self._pool = pool
+        self._sealing = sealing() if pool is not None else None
+        self._names = names
+        self._next = 0
+        self._out: deque[tuple[str, Future]] = deque()
+        self.used = 0  # worker processes whose findings this run used
+
+    @property
+    def active(self) -> bool:
+        """True while workers verify data packs (this process mostly waits for them)."""
+        return self._pool is not None or bool(self._out)
+
+    def top_up(self) -> None:
+        while self._pool is not None and self._next < len(self._names) and len(self._out) < self._pool.limit:
+            name = self._names[self._next]
+            try:
+                future = self._pool.submit(self._sealing, KIND_DATA, name)
+            except Exception:  # no processes here (no /dev/shm, a limit): verify in the checker's process
+                self.close()
+                return
+            self._out.append((name, future))
+            self._next += 1
+
+    def take(self, name: str) -> PackFindings | None:
+        """The findings of data pack ``name`` (the next one in order); None if no worker verified it."""
+        if not self._out or self._out[0][0] != name:
+            return None
+        _, future = self._out.popleft()
+        try:
+            findings = future.result()
+        except BrokenExecutor:  # a worker died (killed, out of memory): this and the rest are verified here
+            self.close()
+            return None
+        assert self._pool is not None
+        self.used = self._pool.processes
+        self.top_up()
+        return findings
+
+    def close(self) -> None:
+        """Stop handing out packs; packs out and not begun are cancelled (the running ones finish in the
+        workers, and their findings are dropped)."""
+        for _, future in self._out:
+            future.cancel()
+        self._out.clear()
+        self._pool = None

@@ -66,6 +66,7 @@ class CheckOptions:
     max_duration: float | None = None
     repair: bool = False
     dry_run: bool = False
+    processes: int | None = None  # worker processes verifying data packs; None: one per CPU; 0: none
 
     def __post_init__(self) -> None:
         """Refuse combinations that cannot run, before the repository is opened (one line each)."""
@@ -84,6 +85,8 @@ class CheckOptions:
             raise UsageError("--repair needs a full check", hint="drop --read-data-subset / --max-duration")
         if self.dry_run and not self.repair:
             raise UsageError("--dry-run only applies to --repair")
+        if self.processes is not None and self.processes < 0:
+            raise UsageError("--processes must be 0 or more")
         if self.max_duration is not None and self.max_duration <= 0:
             raise UsageError("--max-duration must be positive")
 

@@ -29,6 +29,7 @@ class RepositoryLevel:
                 self.packs[info.name] = PackState(kind, info.name, info.size)
         self.report.stats["packs_data"] = sum(1 for p in self.packs.values() if p.kind == KIND_DATA)
         self.report.stats["packs_meta"] = sum(1 for p in self.packs.values() if p.kind == KIND_META)
+        self.start_workers()
         self.load_index()
         if self.opts.repository_only:
             self.check_small_objects(layout.ARCHIVES)
