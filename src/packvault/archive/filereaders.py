@@ -30,6 +30,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from ..chunking.chunker import read_up_to
+from ..processes import ignore_interrupts, interrupts_ignored
 from ..repository.objects import TYPE_DATA
 from ..repository.sealing import SealingKit
 from . import items as it
@@ -87,7 +88,8 @@ class ReaderPool:
                 initializer=_start_reader,
                 initargs=(self._kit,),
             )
-        return self._pool.submit(_read_batch, batch)
+        with interrupts_ignored():  # a submit may start a worker process
+            return self._pool.submit(_read_batch, batch)
 
     @property
     def started(self) -> bool:
@@ -268,6 +270,7 @@ class _Reader:
 
 def _start_reader(kit: SealingKit) -> None:
     global _reader
+    ignore_interrupts()
     _reader = _Reader(kit)
 
 

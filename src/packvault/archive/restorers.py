@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PackvaultError
+from ..processes import ignore_interrupts
 from ..repository.objects import open_verified
 from ..repository.sealing import SealingKit
 from . import fsmeta
@@ -313,6 +314,7 @@ class _Worker:
 def _start_worker(kit: SealingKit, target: bytes, identity: tuple[int, int], numeric_ids: bool,
                   sparse: bool) -> None:
     global _worker
+    ignore_interrupts()  # started from a reader thread, where the handler cannot be changed around the spawn
     _worker = _Worker(kit, target, identity, numeric_ids, sparse)
 
 

@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
-import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 
 from ...errors import ObjectMissing
+from ...processes import interrupts_ignored
 from ...repository.objects import ObjectCodec
 from ...repository.packreading import PackReader, PackReadingKit
 from ...repository.sealing import SealingKit
@@ -75,7 +72,7 @@ class VerifyPool:
         if self._pool is not None or self._failed:
             return
         try:
-            with _interrupts_ignored():
+            with interrupts_ignored():
                 self._start()
         except Exception:  # no processes here (no /dev/shm in AWS Lambda, a limit)
             self._failed = True
@@ -105,25 +102,6 @@ class VerifyPool:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.shutdown(wait=wait, cancel_futures=True)
-
-
-@contextmanager
-def _interrupts_ignored() -> Iterator[None]:
-    """Spawn the workers with SIGINT ignored: an ignored signal stays ignored across ``exec``, and Python
-    installs its KeyboardInterrupt handler only where SIGINT is at its default, so they never see Ctrl-C.
-
-    A Ctrl-C on a terminal goes to the whole process group.  A worker that got it would die with a traceback
-    (in the middle of its imports, or of a pack), and a pool whose worker dies while it holds the task
-    queue can hang the shutdown.  The checker's process alone handles it: it stops handing out packs and
-    ends the pool.  (A Ctrl-C in the few milliseconds of the spawn itself is lost.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may change a handler; the workers then see Ctrl-C like any child
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # --- in the worker process ---------------------------------------------------------------------------------

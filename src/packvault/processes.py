@@ -1,0 +1,36 @@
+"""Worker processes and Ctrl-C: only the process that started them handles it.
+
+A Ctrl-C on a terminal goes to the whole process group.  A worker process that got it (backup's readers,
+restore's writers, check's verifiers) would die with a traceback, in the middle of its imports or of its
+task, and a pool whose worker dies while it holds the task queue can hang the shutdown.  So workers ignore
+SIGINT; the process that started them stops handing out work and ends the pool.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Around the start of worker processes: they are spawned with SIGINT ignored (an ignored signal stays
+    ignored across ``exec``, and Python installs its KeyboardInterrupt handler only where SIGINT is at its
+    default), so they never see Ctrl-C, not even while they import.  Only the main thread may change a
+    handler: started from another thread, the workers ignore it from ``ignore_interrupts`` on.  (A Ctrl-C
+    in the few milliseconds of the spawn itself is lost.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ignore_interrupts() -> None:
+    """In a worker process, first thing: Ctrl-C is for the process that started it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
