@@ -173,3 +173,43 @@ def test_workers_that_cannot_start_leave_their_files_to_the_restore(tmp_path, pv
     assert results == [("first", LEFT, None, [])]
     assert not pool.usable
     assert list(elsewhere.iterdir()) == []
+
+
+def _ignores_sigint(pid: int) -> bool:
+    import signal
+
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return bool(int(fields["SigIgn"].strip(), 16) & (1 << (signal.SIGINT - 1)))
+
+
+def test_restore_and_backup_workers_leave_ctrl_c_to_the_command(tmp_path, pv_env):
+    """A Ctrl-C goes to the whole process group: the workers ignore it, the command handles it."""
+    import threading
+
+    from packvault.archive.filereaders import ReaderPool
+
+    repo = Repository(str(tmp_path / "repo"), settings=env_settings())
+    repo.create("pw")
+    target = tmp_path / "target"
+    target.mkdir()
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    small = tmp_path / "small"
+    small.write_bytes(b"x" * 100)
+    readers = ReaderPool(repo.sealing_kit(), 1)
+    restore = RestorePool(repo.sealing_kit(), 1, os.fsencode(target), fd, numeric_ids=False, sparse=True)
+    try:
+        readers.submit([(os.fsencode(small), 100)]).result(timeout=60)
+        # restore's pool is started from a reader thread, where no signal handler can be changed
+        thread = threading.Thread(target=restore.add, args=("t", (b"", b"n", {}, bytes(32), "p"), b"sealed"))
+        thread.start()
+        thread.join()
+        restore.finish()
+        pids = [*readers._pool._processes, *restore._pool._processes]  # noqa: SLF001
+        assert len(pids) == 2
+        for pid in pids:
+            assert _ignores_sigint(pid), f"worker {pid} does not ignore SIGINT"
+    finally:
+        readers.close()
+        restore.close()
+        os.close(fd)
+        repo.close()
