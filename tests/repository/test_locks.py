@@ -661,3 +661,34 @@ def test_release_removes_our_lock_object_in_one_request(request: pytest.FixtureR
         lm.release()  # a second release (nothing held) is harmless
     finally:
         store.close()
+
+
+def test_a_holder_that_released_and_exited_since_the_listing_is_not_called_stale(
+    store: Store, lock_key: bytes, caplog
+):
+    """Four backups start together; one commits, releases its lock and exits while another lists the locks:
+    the listed lock's pid is dead, but the lock is gone, not stale, and no warning says otherwise."""
+    lm = manager(store, lock_key)
+    lm.acquire(exclusive=False, wait=0)
+    host = lm.list_locks()[0].host
+    lm.release()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    key = forge_lock(store, lock_key, host=host, pid=child.pid, exclusive=False, written=time.time())
+    other = manager(store, lock_key)
+    scan = other._scan
+
+    released = []
+
+    def listed_then_released():
+        entries = scan()
+        if not released:
+            store.delete(f"{LOCKS}/{key}")  # the holder released it right after the first listing
+            released.append(key)
+        return entries
+
+    other._scan = listed_then_released
+    with caplog.at_level("WARNING"):
+        other.acquire(exclusive=False, wait=0)
+    other.release()
+    assert not [r for r in caplog.records if "stale" in r.getMessage()], caplog.text

@@ -286,8 +286,11 @@ class LockManager:
                         continue
                     verdict = self._judge(entry, store_now)
                     if verdict is Verdict.STALE:
-                        logger.warning("removing stale lock %s", self._describe(entry))
-                        self._delete_quietly(entry.key)
+                        # a holder on this host that released its lock and exited since the listing looks
+                        # like a dead one: only a lock still there is stale (one HEAD, for stale locks only)
+                        if exists_beside(self.store, name(LOCKS, entry.key)):
+                            logger.warning("removing stale lock %s", self._describe(entry))
+                            self._delete_quietly(entry.key)
                     elif self._conflicts(record["exclusive"], entry):
                         conflicts.append((entry, verdict))
                 ahead = self._ahead_of_us(record, conflicts)
