@@ -1,4 +1,4 @@
-"""Worker processes and Ctrl-C: only the process that started them handles it.
+"""Worker processes (backup's readers, restore's writers, check's verifiers): how many, and Ctrl-C.
 
 A Ctrl-C on a terminal goes to the whole process group.  A worker process that got it (backup's readers,
 restore's writers, check's verifiers) would die with a traceback, in the middle of its imports or of its
@@ -8,6 +8,7 @@ SIGINT; the process that started them stops handing out work and ends the pool.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -34,3 +35,19 @@ def interrupts_ignored() -> Iterator[None]:
 def ignore_interrupts() -> None:
     """In a worker process, first thing: Ctrl-C is for the process that started it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def usable_processes(requested: int | None) -> int:
+    """How many worker processes to start: ``requested``, or one per CPU this process may run on; none on a
+    single CPU (the command's own process is as fast there, without the workers' start-up and round trips)."""
+    if requested is not None:
+        return requested
+    count = getattr(os, "process_cpu_count", None)  # Python 3.13: honours the affinity mask
+    if count is not None:
+        cpus = count() or 1
+    else:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+    return cpus if cpus > 1 else 0

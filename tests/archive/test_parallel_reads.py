@@ -16,6 +16,7 @@ from packvault.archive.create import ArchiveCreator
 from packvault.archive.patterns import ExcludeMatcher
 from packvault.archive.walker import FilesystemSource
 from packvault.errors import UsageError
+from packvault.processes import usable_processes
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from packvault.settings import Settings
@@ -179,7 +180,7 @@ def test_read_processes_setting_is_checked():
     assert Settings.from_environ({}).read_processes is None
     with pytest.raises(UsageError, match="PACKVAULT_READ_PROCESSES"):
         Settings.from_environ({"PACKVAULT_READ_PROCESSES": "-1"})
-    assert filereaders.usable_processes(3) == 3
+    assert usable_processes(3) == 3
 
 
 def test_changed_files_among_many_unchanged_ones_keep_their_own_chunks(repo_path, tmp_path):

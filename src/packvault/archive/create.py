@@ -29,13 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from ..errors import ArchiveExists, PackvaultError
+from ..processes import usable_processes
 from ..repository.objects import TYPE_ARCHIVE
 from ..repository.repository import ArchiveEntry, Repository
 from ..repository.writer import RepositoryWriter
 from . import items as it
 from .archive import ArchiveMeta
 from .createstats import CreateStats
-from .filereaders import Queued, ReadQueue, usable_processes
+from .filereaders import Queued, ReadQueue
 from .filescache import FilesCache
 from .walker import Entry
 

@@ -48,12 +48,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import PackvaultError, StorageFull, UsageError
+from ..processes import usable_processes
 from ..repository.reader import ChunkReader
 from . import fsmeta
 from . import items as it
 from .directories import DirectoryRestore
 from .dirtree import DirState, DirTree, dir_budget, inside
-from .filereaders import usable_processes
 from .links import LinkRestore
 from .outfile import OutFile
 from .overwrite import (

@@ -58,18 +58,6 @@ _CHUNK = struct.Struct("<32sII")  # chunk id, plaintext size, sealed size
 BatchReads = tuple[bytearray, bytearray, list[tuple]]  # (sealed objects, chunk records, per-file tuples)
 
 
-def usable_processes(requested: int | None) -> int:
-    """How many reader processes to start: ``requested``, or one per CPU this process may run on; none on a
-    single CPU (the backup's own process is as fast there, without the round trips)."""
-    if requested is not None:
-        return requested
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return cpus if cpus > 1 else 0
-
-
 class ReaderPool:
     """A pool of reader processes, started on first use (a backup of few files never pays for it)."""
 

@@ -41,13 +41,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ...processes import usable_processes
 from ...repository.packreading import PackReadingKit
 from ...repository.repository import Repository
 from ...settings import Settings
 from .checker import Checker
 from .repair import repair
 from .report import ArchiveFindings, CheckOptions, CheckReport, Problem
-from .workers import VerifyPool, usable_processes
+from .workers import VerifyPool
 
 __all__ = ["ArchiveFindings", "CheckOptions", "CheckReport", "Checker", "Problem", "check", "start_workers"]
 

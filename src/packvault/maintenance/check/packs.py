@@ -16,12 +16,13 @@ from concurrent.futures import BrokenExecutor, Future
 import msgpack
 
 from ...errors import ObjectMissing
+from ...processes import usable_processes
 from ...repository.index import KIND_DATA, KIND_META, Location
 from ...repository.packreading import PackReadingKit
 from ...repository.sealing import SealingKit
 from .report import FLAG_BAD, FLAG_SEEN, PackState, parse_group, parse_percent
 from .verify import PackFindings, verify_pack
-from .workers import VerifyPool, usable_processes
+from .workers import VerifyPool
 
 META_CACHE_BYTES = 256 * 1024 * 1024  # metadata packs kept in memory for the archive walk
 STATE_NAME = "check-state"  # rotation / resume state in the local cache

@@ -30,22 +30,6 @@ from ...repository.sealing import SealingKit
 from .verify import ChunkIdHasher, PackFindings, verify_pack
 
 
-def usable_processes(requested: int | None) -> int:
-    """How many worker processes to start: ``requested``, or one per CPU this process may run on; none on a
-    single CPU (the checker's own process is as fast there, without the start-up of a worker)."""
-    if requested is not None:
-        return requested
-    count = getattr(os, "process_cpu_count", None)  # Python 3.13: honours the affinity mask
-    if count is not None:
-        cpus = count() or 1
-    else:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cpus = os.cpu_count() or 1
-    return cpus if cpus > 1 else 0
-
-
 class VerifyPool:
     """A pool of worker processes that verify whole data packs.
 
