@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 
@@ -11,10 +12,11 @@ import pytest
 from packvault.storage.spool import SpoolFile
 
 
-def test_hashes_and_offsets_are_those_of_the_written_bytes(tmp_path):
-    pieces = [os.urandom(n) for n in (0, 1, 4096, 1_000_003, 17)]
+@pytest.mark.parametrize("background", [False, True], ids=["in-caller", "background"])
+def test_hashes_and_offsets_are_those_of_the_written_bytes(tmp_path, background):
+    pieces = [os.urandom(n) for n in (0, 1, 4096, 1_000_003, 17, 3_000_000, 5)]
     whole = b"".join(pieces)
-    with SpoolFile(tmp_path / "spool", content_hash=blake3.blake3()) as spool:
+    with SpoolFile(tmp_path / "spool", content_hash=blake3.blake3(), background=background) as spool:
         offsets = [spool.write(piece) for piece in pieces]
         assert offsets == [sum(map(len, pieces[:i])) for i in range(len(pieces))]
         assert spool.size == len(whole)
@@ -83,3 +85,36 @@ def test_a_spool_that_cannot_be_linked_says_so(tmp_path):
         assert not spool.link_as(tmp_path / "obj", fsync=False)
     assert not (tmp_path / "obj").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_background_write_that_fails_is_raised_not_lost(tmp_path):
+    """A full disk met by the spool thread must reach the caller (its next write, or ``settle`` before the
+    file is read back); a spool file that says it holds bytes it never wrote would become a short pack."""
+    spool = SpoolFile(tmp_path / "spool", background=True)
+    real = spool._file
+    spool._file = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 - every write fails with ENOSPC
+    try:
+        spool.write(os.urandom(1024 * 1024))  # one block handed off, its write fails in the spool thread
+        with pytest.raises(OSError) as info:
+            spool.settle()
+        assert info.value.errno == errno.ENOSPC
+        with pytest.raises(OSError):
+            spool.settle()  # the file misses that block for good: asking again must not pass
+        with pytest.raises(OSError):
+            for _ in range(16):
+                spool.write(os.urandom(512 * 1024))
+        with pytest.raises(OSError):
+            spool.payload()  # reading it back settles first: the failure is raised again, not skipped
+    finally:
+        spool.close()
+        real.close()
+
+
+def test_a_background_spool_closes_after_its_pending_writes(tmp_path):
+    directory = tmp_path / "spool"
+    spool = SpoolFile(directory, background=True)
+    for _ in range(8):
+        spool.write(os.urandom(700_000))
+    spool.close()  # waits for the spool thread; nothing writes into the closed descriptor afterwards
+    spool.close()
+    assert list(directory.iterdir()) == []

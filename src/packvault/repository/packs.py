@@ -84,8 +84,8 @@ class PackStore:
         """
         local = backend_of(self.store).spool_directory()
         if local is not None:
-            return SpoolFile(local, content_hash=blake3.blake3(), md5=False, linkable=True)
-        return SpoolFile(directory, content_hash=blake3.blake3())
+            return SpoolFile(local, content_hash=blake3.blake3(), md5=False, linkable=True, background=True)
+        return SpoolFile(directory, content_hash=blake3.blake3(), background=True)
 
     def store_pack_spool(self, kind: int, spool: SpoolFile) -> str:
         """Store a finished pack from its spool file (``new_pack_spool``), from any thread; returns its name.

@@ -58,6 +58,9 @@ class _OpenPack:
         self.buffer += sealed
         return offset
 
+    def settle(self) -> None:
+        """Finish writing what was appended (a spooled pack writes in the background)."""
+
     def store(self, repo: Repository) -> str:
         return repo.store_pack(self.kind, memoryview(self.buffer))
 
@@ -90,6 +93,10 @@ class _SpooledPack(_OpenPack):
             self.spool = self._repo.new_pack_spool(self._directory)
             self._live.add(self)
         return self.spool.write(sealed)
+
+    def settle(self) -> None:
+        if self.spool is not None:
+            self.spool.settle()
 
     def store(self, repo: Repository) -> str:
         assert self.spool is not None
@@ -292,6 +299,10 @@ class RepositoryWriter:
     def _upload(self, pack: _OpenPack) -> None:
         try:
             self.repo.check_lock()
+            try:
+                pack.settle()  # a write that failed in the background is the spool's failure, not the store's
+            except OSError as exc:
+                raise self._failure(exc, "spooling a pack", spool=True) from exc
             try:
                 name = pack.store(self.repo)
             except Exception as exc:

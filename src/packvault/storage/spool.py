@@ -15,6 +15,12 @@ upload reads it back in small blocks (``payload.FilePayload``).
   packs there); reading 32 MiB back from the page cache costs a few milliseconds.
 - Nothing is fsynced on the way: a spool file is never the durable copy; the pack is durable once the
   store has it.
+- Writes go to the page cache in a thread of their own (``background``): the bytes are gathered in 1 MiB
+  blocks on the caller's thread (a copy) and written by the spool thread while the caller goes on; the
+  system call itself, the page cache copy and the file system's block allocation, was ~20 % of the backup
+  main thread's samples on a tree of small files, time nothing else could use.  At most
+  ``_BLOCKS_IN_FLIGHT`` blocks wait, and a failed write (a full disk) is raised by the caller's next
+  ``write`` or by ``settle``, before anything reads the file back.
 - A local directory repository takes the spool file itself (``link_as``): the file was created in the
   repository's file system, so storing the pack is a link and a rename, and its bytes are written once.
   No MD5 is computed for it (only S3 uploads send ``Content-MD5``).
@@ -27,7 +33,10 @@ import errno
 import hashlib
 import os
 import tempfile
+import threading
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from borgstore.constants import TMP_SUFFIX
@@ -38,6 +47,19 @@ _HASH_BLOCK = 1024 * 1024
 # Sealed small files are a few KiB each: a write buffer this large turns thousands of write calls (each a
 # release and re-take of the GIL on the backup's busiest thread) into one per MiB.
 _WRITE_BUFFER = 1024 * 1024
+_BLOCKS_IN_FLIGHT = 4  # per spool file: a few MiB of memory, enough to keep the spool thread busy
+
+_spool_thread: ThreadPoolExecutor | None = None
+_spool_thread_lock = threading.Lock()
+
+
+def _background_writer() -> ThreadPoolExecutor:
+    """The one thread that writes background spool files (in order per file: it is a single thread)."""
+    global _spool_thread
+    with _spool_thread_lock:
+        if _spool_thread is None:
+            _spool_thread = ThreadPoolExecutor(1, thread_name_prefix="pv-spool")
+        return _spool_thread
 
 
 class SpoolFile:
@@ -50,10 +72,13 @@ class SpoolFile:
         content_hash=None,
         md5: bool = True,
         linkable: bool = False,
+        background: bool = False,
     ):
         """``content_hash``: an extra hash object (``update``/``hexdigest``) to be fed with every byte.
         ``md5``: keep the MD5 an S3 upload sends (off for packs that stay on a local disk).
-        ``linkable``: create it so that ``link_as`` can give it a name (where the file system allows)."""
+        ``linkable``: create it so that ``link_as`` can give it a name (where the file system allows).
+        ``background``: write in the spool thread (see the module docstring); the caller appends from one
+        thread and calls ``settle`` (or a method that reads the file) before handing it to another."""
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
         self._file = _linkable_temp_file(directory) if linkable else None
@@ -63,6 +88,9 @@ class SpoolFile:
         self._content_hash = content_hash
         self._hashed = 0  # bytes fed to the hashes so far
         self.size = 0
+        self._block: bytearray | None = bytearray() if background else None  # gathered, not yet handed off
+        self._writes: deque[Future] = deque()  # blocks handed to the spool thread, oldest first
+        self._failed: BaseException | None = None  # the first write that failed in the spool thread
 
     @property
     def closed(self) -> bool:
@@ -71,9 +99,46 @@ class SpoolFile:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data``; return the offset it starts at."""
         offset = self.size
-        self._file.write(data)
+        if self._block is None:
+            self._file.write(data)
+        else:
+            self._block += data
+            if len(self._block) >= _WRITE_BUFFER:
+                self._hand_off()
         self.size += len(data)
         return offset
+
+    def _hand_off(self) -> None:
+        """Give the gathered block to the spool thread, after raising any failed write (and waiting while
+        ``_BLOCKS_IN_FLIGHT`` are pending)."""
+        assert self._block is not None
+        if self._failed is not None:
+            raise self._failed
+        while self._writes and (len(self._writes) >= _BLOCKS_IN_FLIGHT or self._writes[0].done()):
+            self._wait_oldest()
+        block, self._block = self._block, bytearray()
+        self._writes.append(_background_writer().submit(self._file.write, block))
+
+    def settle(self) -> None:
+        """Wait until every byte appended so far is written (raising the first failed write); no-op for a
+        spool file written in the caller's thread."""
+        if self._block is None:
+            return
+        if self._block:
+            self._hand_off()
+        while self._writes:
+            self._wait_oldest()
+        if self._failed is not None:
+            raise self._failed
+
+    def _wait_oldest(self) -> None:
+        """Wait for the oldest pending write; a failure sticks: the file misses bytes from there on, so every
+        later write and settle raises it again (the spool is never read back as if complete)."""
+        exc = self._writes.popleft().exception()
+        if exc is not None and self._failed is None:
+            self._failed = exc
+        if self._failed is not None:
+            raise self._failed
 
     @property
     def md5(self) -> bytes:
@@ -92,6 +157,7 @@ class SpoolFile:
         """Feed the bytes written since the last call to the hashes (both in one read)."""
         if self._hashed == self.size:
             return
+        self.settle()
         self._file.flush()
         hashes = [h for h in (self._md5, self._content_hash) if h is not None]
         block = bytearray(min(_HASH_BLOCK, self.size - self._hashed))
@@ -107,11 +173,13 @@ class SpoolFile:
 
     def payload(self) -> FilePayload:
         """Everything written so far, for an upload; valid until the spool file is closed."""
+        self.settle()
         self._file.flush()
         return FilePayload(self._file.fileno(), self.size, self.md5)
 
     def read_all(self) -> bytes:
         """The whole content in memory: only for backends that cannot upload from a file."""
+        self.settle()
         self._file.flush()
         return os.pread(self._file.fileno(), self.size, 0) if self.size else b""
 
@@ -123,6 +191,7 @@ class SpoolFile:
         the complete content, as a store's temp-file-and-rename would.  The spool file stays open and is
         closed by the caller as usual; closing no longer removes the data once it has a name.
         """
+        self.settle()
         self._file.flush()
         fd = self._file.fileno()
         if fsync:
@@ -161,6 +230,10 @@ class SpoolFile:
         """Close and so remove the file; closing twice is fine.  Never raises: a pack being discarded after
         a failure (a full disk) may still hold buffered bytes that cannot be written, and nobody needs them;
         the file is closed all the same (the buffer's close closes the descriptor before it re-raises)."""
+        self._block = None
+        while self._writes:  # nothing may write into a closed (or reused) descriptor
+            with contextlib.suppress(Exception):
+                self._writes.popleft().result()
         with contextlib.suppress(OSError):
             self._file.close()
 
