@@ -1,4 +1,4 @@
-"""Small files read, cut and sealed by reader processes (``archive/filereaders.py``): the archive must be the
+"""Files read, cut and sealed by reader processes (``archive/filereaders.py``): the archive must be the
 one the backup's own process would have made, and every way a read can go wrong must end as it does there."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from packvault.archive import items as it
 from packvault.archive.archive import iter_archive_items, load_archive
 from packvault.archive.create import ArchiveCreator
 from packvault.archive.patterns import ExcludeMatcher
-from packvault.archive.walker import FilesystemSource
+from packvault.archive.walker import Entry, FilesystemSource
 from packvault.errors import UsageError
 from packvault.processes import usable_processes
 from packvault.repository.reader import ChunkReader
@@ -53,7 +53,11 @@ def _tree(root):
             data = rnd.randbytes(size) if i % 2 else (b"line of text %d\n" % i) * (size // 16)
             (sub / f"f{i:03d}.txt").write_bytes(data)
     (root / "two-chunks.bin").write_bytes(rnd.randbytes(3 * MiB))  # small enough for a reader, several chunks
-    (root / "streamed.bin").write_bytes(rnd.randbytes(9 * MiB))  # larger than a maximum chunk: read here
+    # larger than a maximum chunk, read whole and cut in memory by a reader: the cut points must be the
+    # stream chunker's, or the archive would differ from the one made without readers
+    (root / "several-chunks.bin").write_bytes(rnd.randbytes(9 * MiB))
+    # too large to hold whole: streamed through the backup's process
+    (root / "streamed.bin").write_bytes(rnd.randbytes(filereaders.READER_MAX_FILE + 1))
     (root / "d0" / "same-as-f001").write_bytes((root / "d0" / "inner" / "f001.txt").read_bytes())
     os.link(root / "d1" / "inner" / "f003.txt", root / "d2" / "hardlink")
     os.symlink("d0/inner/f000.txt", root / "symlink")
@@ -213,3 +217,50 @@ def test_changed_files_among_many_unchanged_ones_keep_their_own_chunks(repo_path
                 with open(b"/" + item[it.PATH], "rb") as f:
                     assert data == f.read(), item[it.PATH]
     repo.close()
+
+
+def test_files_queued_for_readers_are_bounded_in_bytes(repo_path, tmp_path):
+    """A run of files of several MiB (photos) must not pile up their reads in memory: the queue counts as
+    full once the files handed to readers and not yet in the item stream exceed ``QUEUED_BYTES``."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    size = 10 * MiB
+    count = filereaders.QUEUED_BYTES // size + 2
+    rnd = random.Random(5)
+    entries = []
+    for number in range(count):
+        path = src / f"IMG_{number}.jpg"
+        path.write_bytes(rnd.randbytes(size))
+        entries.append(
+            Entry(item={it.PATH: bytes(path)[1:], it.TYPE: it.FILE, it.SIZE: size}, source_path=bytes(path),
+                  cache_key=None, opener=lambda p=path: open(p, "rb"), local_file=True)  # noqa: SIM115
+        )
+    repo = _open(repo_path, 2)
+    queue = filereaders.ReadQueue(repo.sealing_kit(), 2)
+    try:
+        fullness = []
+        for entry in entries:
+            assert queue.takes(entry)
+            assert queue.add_for_reader(entry)
+            fullness.append(queue.full)
+        assert fullness[0] is False and fullness[-1] is True  # bytes, not the entry count, made it full
+        assert len(entries) < 4 * filereaders.BATCH_FILES
+        done = list(queue.ready(wait=True))  # waits until the queue is no longer full, in order
+        assert not queue.full and done
+        assert [q.entry for q in done] == entries[: len(done)]
+        rest = list(queue.ready(wait=False, last=True))
+        reads = [q.read for q in done + rest]
+        assert [sum(size for _, size, _ in read.chunks) for read in reads] == [size] * count
+    finally:
+        queue.close()
+        repo.close()
+
+
+def test_a_file_too_large_to_hold_whole_is_not_for_readers():
+    big = filereaders.READER_MAX_FILE + 1
+    entry = Entry(item={it.PATH: b"x", it.TYPE: it.FILE, it.SIZE: big}, source_path=b"/x", local_file=True)
+    assert not filereaders.ReadQueue.takes(entry)
+    entry.item[it.SIZE] = filereaders.READER_MAX_FILE
+    assert filereaders.ReadQueue.takes(entry)
+    entry.local_file = False  # not a file another process can open (an S3 object, a stream)
+    assert not filereaders.ReadQueue.takes(entry)

@@ -235,8 +235,7 @@ class ArchiveCreator:
             self._queue.add(entry)
             return
         chunks = self._unchanged(entry, writer)
-        small = entry.local_file and item.get(it.SIZE, 0) <= chunker.params.max_size
-        if chunks is None and small and self._queue.add_for_reader(entry):
+        if chunks is None and self._queue.takes(entry) and self._queue.add_for_reader(entry):
             return
         if chunks is None:
             chunks = self._file_chunks(entry, writer, chunker)

@@ -13,8 +13,11 @@ a writer session of its own (``SealingKit.codec``), so nonces never repeat acros
 cannot know what the repository has already; a chunk it seals that turns out to be known is dropped by the
 writer (``put_sealed``) at the cost of the sealing, which on a first backup or a day's changes is rare.
 
-Only regular files no larger than one maximum chunk go this way (they are read whole in one step); larger
-files stream through the backup's own process as before, where sealing threads already use the cores.
+Regular files up to ``READER_MAX_FILE`` go this way, read whole in one step and cut in memory (the cut
+points are those of the stream chunker).  That takes the photos and logs of a home directory, a few MiB
+each, off the backup's main thread as well: read there, their reading, cutting and hashing held up the
+walk and the item stream of everything after them.  Larger files stream through the backup's own process,
+where holding them whole would cost their size in memory, and where sealing threads use the cores.
 A platform that cannot start processes (no ``/dev/shm`` in AWS Lambda) or a pool that breaks makes the
 backup read in its own process: slower, never different.
 """
@@ -38,6 +41,10 @@ from .walker import Entry
 
 BATCH_FILES = 64  # files per task: amortizes the round trip (~100 us) over many small files
 BATCH_BYTES = 4 * 1024 * 1024  # and bounds what one task holds in memory
+READER_MAX_FILE = 16 * 1024 * 1024  # larger files stream through the backup's process
+# Bytes of files handed to readers and not yet in the item stream: their reads (sealed objects) wait in the
+# backup's memory until their turn, so this bounds that memory, not only the number of entries.
+QUEUED_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -143,6 +150,7 @@ class Queued:
     skip: bool = False
     batch: _Batch | None = None
     read: FileRead | None = None
+    queued_bytes: int = 0  # the size it counts for in ``ReadQueue.full`` until it is out of the queue
 
     @property
     def waits(self) -> bool:
@@ -161,10 +169,17 @@ class ReadQueue:
         self._limit = processes * 4 * BATCH_FILES
         self._queue: deque[Queued] = deque()
         self._gathering: _Batch | None = None
+        self._queued_bytes = 0  # sizes of the files queued for readers, not yet out of ``ready``
 
     @property
     def full(self) -> bool:
-        return len(self._queue) > self._limit
+        return len(self._queue) > self._limit or self._queued_bytes > QUEUED_BYTES
+
+    @staticmethod
+    def takes(entry: Entry) -> bool:
+        """Whether a reader process may read this file (a regular file on the local file system, not too
+        large to hold whole)."""
+        return entry.local_file and entry.item.get(it.SIZE, 0) <= READER_MAX_FILE
 
     def add(self, entry: Entry, chunks: list[tuple[bytes, int]] | None = None) -> None:
         """Queue an entry whose data is dealt with: its ``chunks``; None for an entry without data, or for a
@@ -181,7 +196,8 @@ class ReadQueue:
         size = entry.item.get(it.SIZE, 0)
         batch.jobs.append((entry.source_path, size))
         batch.nbytes += size
-        self._queue.append(Queued(entry, batch=batch))
+        self._queued_bytes += size
+        self._queue.append(Queued(entry, batch=batch, queued_bytes=size))
         if len(batch.jobs) >= BATCH_FILES or batch.nbytes >= BATCH_BYTES:
             self._submit(batch)
         return True
@@ -199,8 +215,9 @@ class ReadQueue:
                 if batch.future is None and not batch.failed:
                     self._submit(batch)
                 head.read = batch.take()
+                self._queued_bytes -= head.queued_bytes
             queue.popleft()
-            wait = wait and len(queue) > self._limit // 2
+            wait = wait and (len(queue) > self._limit // 2 or self._queued_bytes > QUEUED_BYTES // 2)
             yield head
 
     def close(self) -> None:
