@@ -5,6 +5,10 @@
 - flexible checksums are only computed where S3 requires them: we send ``Content-MD5`` ourselves on
   uploads (every S3 implementation understands it; AWS and LocalStack verify it) and verify downloads
   against the MD5 we store in the object metadata.  That avoids aws-chunked encodings and double hashing.
+  For the same reason bodies are not SHA-256-hashed for the signature (``UNSIGNED-PAYLOAD``), which botocore
+  does by default on plain http endpoints (LocalStack, MinIO, moto): the signed Content-MD5 already lets
+  the service refuse a body that changed on the way, and a second hash of every pack byte cost ~0.3
+  CPU-seconds per 300 MiB uploaded.
 - every HTTP attempt is counted through botocore's ``before-send`` event, so the request table shows what a
   provider would bill, retries included.
 - the client comes from botocore's session, not boto3's: boto3 adds resources and the transfer manager
@@ -80,7 +84,7 @@ def make_client(settings: S3Settings, counter: RequestCounter):
         connect_timeout=min(settings.connect_timeout, settings.retry.max_seconds),
         read_timeout=settings.read_timeout,
         max_pool_connections=max(10, settings.concurrency * 2 + 2),
-        s3={"addressing_style": settings.addressing_style()},
+        s3={"addressing_style": settings.addressing_style(), "payload_signing_enabled": False},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         tcp_keepalive=True,
