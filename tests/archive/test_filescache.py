@@ -126,3 +126,29 @@ def test_the_cache_of_earlier_versions_is_taken_over(tmp_path):
     files.save()
     assert not cache.file("files").exists()
     assert FilesCache(cache).lookup(b"/f7", *_stat(7)) == _chunks(2, 7)
+
+
+def test_files_a_crashed_save_left_behind_are_removed_once_they_are_old(tmp_path):
+    """A save killed between writing its files and replacing the meta file leaves a table, a chunk file or a
+    temp file nobody names.  The next save removes them once they are older than a save can take, and
+    leaves alone the fresh files of a save still running beside it and other caches' files."""
+    cache = _cache(tmp_path)
+    files = FilesCache(cache)
+    files.remember(b"/f", *_stat(1), _chunks(1, 1))
+    files.save()
+    cache.path.mkdir(parents=True, exist_ok=True)
+    old = ["files.0123456789abcdef.table", "files.0123456789abcdef.chunks", ".files.fedcba9876543210.table.k2j3h4.tmp"]
+    fresh = ["files.aaaaaaaaaaaaaaaa.table"]  # a concurrent save, mid-way
+    others = ["files-part3.0123456789abcdef.table", "index.0123456789abcdef.table", "files-part3.meta"]
+    for name in old + fresh + others:
+        (cache.path / name).write_bytes(b"x")
+    long_ago = os.stat(cache.path / old[0]).st_mtime - 2 * 3600
+    for name in old + others:
+        os.utime(cache.path / name, (long_ago, long_ago))
+    files = FilesCache(cache)
+    assert files.lookup(b"/f", *_stat(1)) == _chunks(1, 1)
+    files.save()
+    names = {p.name for p in cache.path.iterdir()}
+    assert not names & set(old), names
+    assert set(fresh + others) <= names
+    assert FilesCache(cache).lookup(b"/f", *_stat(1)) == _chunks(1, 1)

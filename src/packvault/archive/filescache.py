@@ -14,14 +14,17 @@ written after an archive is complete: an interrupted backup leaves the previous 
 
 On disk: ``<name>.meta`` names the table and chunk files of the current version and their sizes; it is
 replaced last, atomically, and new versions go to new file names, so a crash leaves the old version or the
-new one, never a table paired with another version's chunk lists.
+new one, never a table paired with another version's chunk lists; the files a killed save left behind are
+removed by a later save.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
+import time
 from collections import namedtuple
 
 import blake3
@@ -31,6 +34,7 @@ from borghash import HashTableNT
 from ..repository.cache import RepositoryCache
 
 MAX_AGE = 10
+LEFT_BEHIND_SECONDS = 3600  # far longer than a save takes
 KEY_SIZE = 16
 Entry = namedtuple("Entry", "inode size mtime_ns ctime_ns seen offset count")
 _ENTRY_FORMAT = Entry("Q", "Q", "q", "q", "I", "Q", "I")
@@ -169,6 +173,21 @@ class FilesCache:
             for name in (*(self._files or ()), self._name):  # the version replaced (and the old format's file)
                 self._cache.remove(name)
         self._files = names
+        self._remove_left_behind(names)
+
+    def _remove_left_behind(self, current: tuple[str, str]) -> None:
+        """Remove the files of saves that never got to replace the meta file (killed mid-way), and their temp
+        files: only this cache's own names (other caches share the directory), and only once they are older
+        than ``LEFT_BEHIND_SECONDS``, since a backup running beside this one may be in the middle of a save."""
+        own = re.compile(rf"\.?{re.escape(self._name)}\.[0-9a-f]{{16}}\.(table|chunks)(\..+\.tmp)?")
+        cutoff = time.time() - LEFT_BEHIND_SECONDS
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self._cache.path):
+                if entry.name in current or not own.fullmatch(entry.name):
+                    continue
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
 
     def _compacted(self) -> tuple[HashTableNT, bytearray]:
         """The entries seen in the last ``MAX_AGE`` backups, their chunk lists copied back to back."""
