@@ -27,6 +27,13 @@ MiB = 1024 * KiB
 PASSPHRASE = "parallel-reads"
 
 
+@pytest.fixture(autouse=True)
+def batches_wait_for_readers(monkeypatch):
+    """Every batch goes to a reader, however long the processes take to start: these tests are about what
+    the readers do (``test_batches_read_here_while_the_readers_start`` is about the other way)."""
+    monkeypatch.setattr(filereaders, "READ_WHILE_STARTING", False)
+
+
 def _open(path, processes: int) -> Repository:
     repo = Repository(str(path), settings=dataclasses.replace(env_settings(), read_processes=processes))
     repo.open(lambda: PASSPHRASE)
@@ -264,3 +271,33 @@ def test_a_file_too_large_to_hold_whole_is_not_for_readers():
     assert filereaders.ReadQueue.takes(entry)
     entry.local_file = False  # not a file another process can open (an S3 object, a stream)
     assert not filereaders.ReadQueue.takes(entry)
+
+
+@pytest.mark.parametrize("warm_after", [None, 150], ids=["never-up", "up-after-a-while"])
+def test_batches_read_here_while_the_readers_start(repo_path, tmp_path, monkeypatch, warm_after):
+    """Until a reader process is up the backup's process reads the batches whose turn comes, and hands the
+    later ones over once one is: the archive is the one made without readers, file for file, whichever
+    process read which batch."""
+    monkeypatch.setattr(filereaders, "READ_WHILE_STARTING", True)
+    asked = {"times": 0}
+
+    def warm(self) -> bool:
+        asked["times"] += 1
+        return warm_after is not None and asked["times"] > warm_after
+
+    monkeypatch.setattr(filereaders.ReaderPool, "warm", property(warm))
+    monkeypatch.setattr(filereaders, "BATCH_FILES", 16)  # many batches, the queue fills: heads are read here
+    src = _tree(tmp_path / "src")
+    repo = _open(repo_path, 1)
+    stats, warnings = _backup(repo, "mixed", src, [src], use_files_cache=False)
+    repo.close()
+    assert warnings == []
+    if warm_after is None:
+        assert stats.files_read_by_readers == 0
+    else:
+        assert 50 < stats.files_read_by_readers < stats.files_read - 50  # some batches here, later ones there
+
+    repo = _open(repo_path, 0)
+    _backup(repo, "here", src, [src], use_files_cache=False)
+    assert _items(repo, "mixed") == _items(repo, "here")
+    repo.close()

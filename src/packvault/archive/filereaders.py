@@ -45,6 +45,9 @@ READER_MAX_FILE = 16 * 1024 * 1024  # larger files stream through the backup's p
 # Bytes of files handed to readers and not yet in the item stream: their reads (sealed objects) wait in the
 # backup's memory until their turn, so this bounds that memory, not only the number of entries.
 QUEUED_BYTES = 32 * 1024 * 1024
+# Batches whose turn comes before a reader process is up are read by the backup's process (``ReaderPool.warm``);
+# tests that need every batch to go to the readers turn this off.
+READ_WHILE_STARTING = True
 
 
 @dataclass
@@ -66,23 +69,44 @@ BatchReads = tuple[bytearray, bytearray, list[tuple]]  # (sealed objects, chunk 
 
 
 class ReaderPool:
-    """A pool of reader processes, started on first use (a backup of few files never pays for it)."""
+    """A pool of reader processes, started on first use (a backup of few files never pays for it).
+
+    Starting one takes a while (a new interpreter, the imports, the key material), so the pool says when a
+    process is up (``warm``): until then the backup's process reads the batches whose turn comes itself
+    instead of waiting for the start-up."""
 
     def __init__(self, kit: SealingKit, processes: int):
         self._kit = kit
         self._processes = processes
         self._pool: ProcessPoolExecutor | None = None
+        self._starting: list[Future] = []
+        self._warm = False
+
+    def start(self) -> None:
+        """Start the processes, without waiting for them; raises when none can be started."""
+        if self._pool is not None:
+            return
+        self._pool = ProcessPoolExecutor(
+            self._processes,
+            mp_context=multiprocessing.get_context("spawn"),  # no fork of a process that runs threads
+            initializer=_start_reader,
+            initargs=(self._kit,),
+        )
+        with interrupts_ignored():  # a submit starts a worker process while none is idle
+            self._starting = [self._pool.submit(os.getpid) for _ in range(self._processes)]
+
+    @property
+    def warm(self) -> bool:
+        """A reader process has started (or failed to: then the batches sent fail, and are read here)."""
+        if not self._warm and self._pool is not None:
+            self._warm = any(future.done() for future in self._starting)
+        return self._warm
 
     def submit(self, batch: list[tuple[bytes, int]]) -> Future:
         """Read ``batch`` ((path, size when listed) pairs) in a reader process; raises when no process can
         be started (the caller then reads the batch itself)."""
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self._processes,
-                mp_context=multiprocessing.get_context("spawn"),  # no fork of a process that runs threads
-                initializer=_start_reader,
-                initargs=(self._kit,),
-            )
+        self.start()
+        assert self._pool is not None
         with interrupts_ignored():  # a submit may start a worker process
             return self._pool.submit(_read_batch, batch)
 
@@ -169,6 +193,7 @@ class ReadQueue:
         self._limit = processes * 4 * BATCH_FILES
         self._queue: deque[Queued] = deque()
         self._gathering: _Batch | None = None
+        self._unsent: deque[_Batch] = deque()  # complete batches waiting for a reader process to be up
         self._queued_bytes = 0  # sizes of the files queued for readers, not yet out of ``ready``
 
     @property
@@ -205,6 +230,7 @@ class ReadQueue:
     def ready(self, *, wait: bool, last: bool = False) -> Iterator[Queued]:
         """Entries whose turn it is, in order: up to the first whose read is not done; with ``wait`` until
         the queue is half empty; with ``last`` all of them."""
+        self._send()
         queue = self._queue
         while queue:
             head = queue[0]
@@ -233,9 +259,28 @@ class ReadQueue:
         if not self._readers.started and len(batch.jobs) < BATCH_FILES and batch.nbytes < BATCH_BYTES:
             return  # a handful of files: not worth starting processes for (~0.1 s each)
         try:
-            batch.future = self._readers.submit(batch.jobs)
+            self._readers.start()
         except Exception:  # no processes here (no /dev/shm, a limit): read in the backup's process from now on
             self.close()
+            return
+        self._unsent.append(batch)
+        self._send()
+
+    def _send(self) -> None:
+        """Hand the complete batches to the readers, in order, once a reader process is up.  Until then a batch
+        whose turn comes is read by the backup's process (``_Batch.take``: never handed over), which
+        would otherwise sit idle for the processes' start-up."""
+        if not self._unsent or self._readers is None or (READ_WHILE_STARTING and not self._readers.warm):
+            return
+        while self._unsent:
+            batch = self._unsent.popleft()
+            if batch.future is not None or batch.failed or batch.taken:
+                continue  # begun here meanwhile: the whole batch is read here
+            try:
+                batch.future = self._readers.submit(batch.jobs)
+            except Exception:  # the pool broke: read in the backup's process from now on
+                self.close()
+                return
 
 
 # --- in the reader process ---------------------------------------------------------------------------------
