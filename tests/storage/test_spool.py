@@ -92,14 +92,15 @@ def test_a_background_write_that_fails_is_raised_not_lost(tmp_path):
     file is read back); a spool file that says it holds bytes it never wrote would become a short pack."""
     spool = SpoolFile(tmp_path / "spool", background=True)
     real = spool._file
-    spool._file = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 - every write fails with ENOSPC
+    # every write fails with ENOSPC; buffered like a real spool file, so a failure can hide in the buffer
+    spool._file = open("/dev/full", "wb", buffering=1024 * 1024)  # noqa: SIM115
     try:
-        spool.write(os.urandom(1024 * 1024))  # one block handed off, its write fails in the spool thread
+        spool.write(os.urandom(1000))  # less than a block: handed off by settle, and must not stay buffered
         with pytest.raises(OSError) as info:
             spool.settle()
         assert info.value.errno == errno.ENOSPC
         with pytest.raises(OSError):
-            spool.settle()  # the file misses that block for good: asking again must not pass
+            spool.settle()  # the file misses those bytes for good: asking again must not pass
         with pytest.raises(OSError):
             for _ in range(16):
                 spool.write(os.urandom(512 * 1024))
@@ -118,3 +119,17 @@ def test_a_background_spool_closes_after_its_pending_writes(tmp_path):
     spool.close()  # waits for the spool thread; nothing writes into the closed descriptor afterwards
     spool.close()
     assert list(directory.iterdir()) == []
+
+
+def test_a_failed_block_write_in_the_spool_thread_reaches_the_next_write(tmp_path):
+    spool = SpoolFile(tmp_path / "spool", background=True)
+    real = spool._file
+    spool._file = open("/dev/full", "wb", buffering=1024 * 1024)  # noqa: SIM115 - ENOSPC on every write
+    try:
+        with pytest.raises(OSError) as info:
+            for _ in range(64):  # blocks are handed off as they fill; a failed one is raised by a later write
+                spool.write(os.urandom(256 * 1024))
+        assert info.value.errno == errno.ENOSPC
+    finally:
+        spool.close()
+        real.close()

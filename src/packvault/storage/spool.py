@@ -117,7 +117,13 @@ class SpoolFile:
         while self._writes and (len(self._writes) >= _BLOCKS_IN_FLIGHT or self._writes[0].done()):
             self._wait_oldest()
         block, self._block = self._block, bytearray()
-        self._writes.append(_background_writer().submit(self._file.write, block))
+        self._writes.append(_background_writer().submit(self._write_through, block))
+
+    def _write_through(self, block: bytearray) -> None:
+        """In the spool thread: write and flush, so a failure comes from here and not later from a flush in
+        whichever thread reads the file back (where it would be taken for a failure of the store)."""
+        self._file.write(block)
+        self._file.flush()
 
     def settle(self) -> None:
         """Wait until every byte appended so far is written (raising the first failed write); no-op for a
