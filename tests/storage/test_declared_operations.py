@@ -133,6 +133,9 @@ class Recording(PackvaultBackend):
     def retain_until(self, name, until):
         self.calls.append("retain_until")
 
+    def skip_open_check(self):
+        self.calls.append("skip_open_check")
+
 
 # how to call each operation, and whether it stands for a request the wrapper must count
 CALLS = {
@@ -153,6 +156,7 @@ CALLS = {
     "restore_status": (lambda be, spool: be.restore_status("packs/data/a"), True),
     "restore": (lambda be, spool: be.restore("packs/data/a", days=1, tier="bulk"), True),
     "bytes_by_class": (lambda be, spool: be.bytes_by_class("packs/data"), True),
+    "skip_open_check": (lambda be, spool: be.skip_open_check(), False),
 }
 OWN_TABLE = {"request_stats", "reset_request_stats"}  # answered by the wrapper's own counter
 

@@ -166,7 +166,11 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         return config
 
     def open(self, passphrase: PassphraseProvider | None = None, *, lock: str | None = "shared") -> None:
-        """Open the repository; with a passphrase provider also unlock the key and take the lock."""
+        """Open the repository; with a passphrase provider also unlock the key and take the lock.
+
+        The store is opened without proving that it exists (on S3 a HEAD of the bucket): reading the config,
+        the first thing done here, proves it, and fails the same way for a missing bucket."""
+        backend_of(self.store).skip_open_check()
         try:
             self.store.open()
         except StorageError:

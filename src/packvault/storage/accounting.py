@@ -237,6 +237,12 @@ class CountingBackend(PackvaultBackend):
             return
         self.inner.set_storage_classes(data, hot)
 
+    def skip_open_check(self) -> None:
+        if "skip_open_check" not in self._forwarded:
+            super().skip_open_check()
+            return
+        self.inner.skip_open_check()
+
     def retained_until(self, name: str) -> datetime | None:
         if "retained_until" not in self._forwarded:
             return super().retained_until(name)

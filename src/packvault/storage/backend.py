@@ -45,6 +45,7 @@ OPTIONAL_OPERATIONS = (
     "bytes_by_class",
     "storage_classes",
     "set_storage_classes",
+    "skip_open_check",
 )
 # The most names one multi-object delete carries (S3 DeleteObjects' limit): what ``discard_many`` costs is
 # one request per this many names on a backend that has such a delete.
@@ -207,6 +208,14 @@ class PackvaultBackend(BackendBase):
         Default: one class, ``DEFAULT_CLASS``, summed over ``list_tree``."""
         total = sum(info.size for info in self.list_tree(name))
         return {DEFAULT_CLASS: total} if total else {}
+
+    def skip_open_check(self) -> None:
+        """Let the next ``open`` skip proving that the store exists, for a caller whose first request proves
+        it anyway: ``Repository.open`` reads the config first, and a missing bucket fails that read with the
+        error the check would have raised, so the check is a round trip that answers nothing new.
+
+        Default: nothing to skip (a local directory's check costs no request)."""
+        return None
 
     def request_stats(self) -> dict[str, int]:
         """Requests made so far by kind (``accounting.empty_stats`` keys); default: nothing counted."""

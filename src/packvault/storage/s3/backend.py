@@ -80,6 +80,7 @@ class S3Backend(PackvaultBackend):
         self.endpoint = self.s3.endpoint
         self.counter = self.s3.counter
         self.opened = False
+        self._check_on_open = True  # ``skip_open_check``
         self.list_page_size = PAGE_SIZE
         self._pool: ThreadPoolExecutor | None = None
         self.conditions = ConditionalWriteSupport(self.s3, cache_dir)
@@ -173,13 +174,20 @@ class S3Backend(PackvaultBackend):
             raise RepositoryNotFound(f"nothing to destroy at {self.settings.location()}")
 
     def open(self) -> None:
-        """One HEAD request: the bucket must exist and be accessible (missing repository: see module doc)."""
+        """One HEAD request: the bucket must exist and be accessible (missing repository: see module doc);
+        none after ``skip_open_check``, when the caller's first request proves it (every request maps a
+        missing bucket to ``BucketNotFound``, an access refusal to ``AccessDenied``)."""
         if self.opened:
             raise BackendMustNotBeOpen()
-        self.s3.head_bucket()
+        if self._check_on_open:
+            self.s3.head_bucket()
+        self._check_on_open = True  # for the next open: the skip was asked for one opening
         self.conditions.recall()
         self._pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="packvault-s3")
         self.opened = True
+
+    def skip_open_check(self) -> None:
+        self._check_on_open = False
 
     def close(self) -> None:
         if not self.opened:
