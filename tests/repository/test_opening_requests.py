@@ -45,3 +45,22 @@ def test_opening_a_repository_in_a_missing_bucket_says_the_bucket_is_missing(s3_
 def test_a_missing_bucket_is_one_line_from_the_cli(pv, s3_env, moto_endpoint):
     result = pv("list", f"s3://no-such-bucket-pv-{os.getpid()}/repo?endpoint={moto_endpoint}&path_style=1", expect=2)
     assert "does not exist" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_taking_the_lock_writes_then_lists_once(pv, moto_endpoint, make_s3_url, exclusive):
+    """The listing after our own write decides (docs/locks.md); a listing before it answers nothing that one
+    does not, so an uncontended lock costs one PUT and one LIST."""
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    repo = Repository(url, settings=env_settings())
+    try:
+        repo.open(lambda: PASSPHRASE, lock=None)
+        before = repo.request_stats()
+        repo.acquire_lock(exclusive=exclusive)
+        after = repo.request_stats()
+    finally:
+        repo.close()
+    assert {k: after[k] - before[k] for k in ("PUT", "LIST", "GET", "DELETE")} == {
+        "PUT": 1, "LIST": 1, "GET": 0, "DELETE": 0
+    }
