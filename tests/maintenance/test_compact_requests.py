@@ -30,11 +30,12 @@ def test_compact_lists_the_archives_once(pv, tmp_path, moto_endpoint, make_s3_ur
     pv("delete", f"{repo}::a0")
     output = json.loads(pv("compact", repo, "--min-age", "0", "--json").out)
     assert output["compact"]["archives_purged"] == 1
-    # keys, locks (after writing its own), archives, index, packs/data, packs/meta
-    assert output["requests"]["LIST"] == 6, output["requests"]
+    # locks (after writing its own), archives, index, packs/data, packs/meta; not keys/: the blob that opened
+    # the repository last time is read by its name
+    assert output["requests"]["LIST"] == 5, output["requests"]
     both = json.loads(pv("prune", repo, "--keep-last", "1", "--compact", "--min-age", "0", "--json").out)
     assert both["compact"]["archives_purged"] == 1
-    assert both["requests"]["LIST"] == 6, both["requests"]
+    assert both["requests"]["LIST"] == 5, both["requests"]
 
 
 def test_compact_purges_what_its_listing_saw_deleted(pv, tmp_path, moto_endpoint, make_s3_url):

@@ -5,10 +5,12 @@ for the opening)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from packvault.errors import BucketNotFound
+from packvault.errors import BucketNotFound, WrongPassphrase
+from packvault.repository.keyring import KEY_HINT_NAME
 from packvault.repository.repository import Repository
 from tests.support.settings import env_settings
 
@@ -64,3 +66,79 @@ def test_taking_the_lock_writes_then_lists_once(pv, moto_endpoint, make_s3_url, 
     assert {k: after[k] - before[k] for k in ("PUT", "LIST", "GET", "DELETE")} == {
         "PUT": 1, "LIST": 1, "GET": 0, "DELETE": 0
     }
+
+
+def _unlock_requests(url: str) -> dict[str, int]:
+    repo = Repository(url, settings=env_settings())
+    try:
+        repo.open(lambda: PASSPHRASE, lock=None)
+        return repo.request_stats()
+    finally:
+        repo.close()
+
+
+def test_the_key_that_opened_the_repository_last_time_is_read_without_listing_keys(pv, moto_endpoint, make_s3_url):
+    """The cache directory remembers the name of the key blob that opened this repository: the next opening
+    reads that blob directly (config, its MAC, the key: three GETs, no LIST)."""
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    _unlock_requests(url)
+    second = _unlock_requests(url)
+    assert (second["LIST"], second["GET"]) == (0, 3), second
+
+
+def test_a_remembered_key_that_is_gone_is_found_by_listing(pv, moto_endpoint, make_s3_url):
+    """A passphrase change replaces the blob: the remembered name then reads nothing, and the keys are listed."""
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    _unlock_requests(url)
+    repo = Repository(url, settings=env_settings())
+    try:
+        repo.open(lambda: PASSPHRASE, lock="exclusive")
+        repo.reseal_key("another passphrase")
+    finally:
+        repo.close()
+    other = Repository(url, settings=env_settings())
+    try:
+        other.open(lambda: "another passphrase", lock=None)
+        stats = other.request_stats()
+    finally:
+        other.close()
+    assert other.key is not None and stats["LIST"] == 1, stats
+    assert _unlock_requests_with(url, "another passphrase")["LIST"] == 0
+
+
+def test_a_remembered_key_of_another_passphrase_still_lets_every_key_be_tried(pv, moto_endpoint, make_s3_url):
+    """Two keys (``key add``): the one remembered is not this passphrase's, so the others are listed and tried."""
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    repo = Repository(url, settings=env_settings())
+    try:
+        repo.open(lambda: PASSPHRASE, lock="exclusive")
+        repo.add_key("second passphrase")
+    finally:
+        repo.close()
+    _unlock_requests(url)  # remembers the first key
+    assert _unlock_requests_with(url, "second passphrase")["LIST"] == 1
+    with pytest.raises(WrongPassphrase):
+        _unlock_requests_with(url, "no such passphrase")
+
+
+def test_a_damaged_remembered_name_is_ignored(pv, pv_env, moto_endpoint, make_s3_url):
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    _unlock_requests(url)
+    hints = list(Path(pv_env["PACKVAULT_CACHE_DIR"]).glob(f"*/{KEY_HINT_NAME}"))
+    assert len(hints) == 1
+    hints[0].write_bytes(b"../../config/repository\n")
+    stats = _unlock_requests(url)
+    assert stats["LIST"] == 1, stats
+
+
+def _unlock_requests_with(url: str, passphrase: str) -> dict[str, int]:
+    repo = Repository(url, settings=env_settings())
+    try:
+        repo.open(lambda: passphrase, lock=None)
+        return repo.request_stats()
+    finally:
+        repo.close()
