@@ -230,7 +230,10 @@ def compact(
         old_fragments = repo.fragments_at_load if repo.fragments_at_load is not None else repo.list_fragments()
         listed = pack_listing.result()
     prove_index_matches_packs(index, listed)
-    with ChunkReader(repo) as reader:
+    meta_packs = repo.meta_pack_cache()  # the archives' metadata, kept locally and authenticated on each read
+    if meta_packs is not None:
+        meta_packs.know_sizes(listed[KIND_META])  # which packs are small enough to fetch whole, in one GET
+    with ChunkReader(repo, meta_packs=meta_packs) as reader:
         live_archives = mark(repo, reader, index, live)
     epoch = b""
     if not dry_run:
@@ -309,6 +312,8 @@ def compact(
         doomed.append((p.kind, p.name))
     repo.check_lock()
     repo.delete_packs(doomed)  # one request per 1000 packs where the store can (S3 DeleteObjects)
+    if meta_packs is not None:
+        meta_packs.forget(name for kind, name in doomed if kind == KIND_META)
     report.chunks_live = sum(1 for _, e in index.entries() if e.flags & FLAG_USED)
     for chunk_id, entry in index.entries():
         if entry.flags:

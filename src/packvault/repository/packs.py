@@ -16,6 +16,7 @@ from ..errors import IntegrityError, ObjectMissing
 from ..storage import layout
 from ..storage.spool import SpoolFile
 from ..storage.store import Store, backend_of, discard, discard_many, load_beside
+from .index import KIND_META
 
 
 def content_name(data: bytes | memoryview) -> str:
@@ -98,6 +99,9 @@ class PackStore:
         """
         pack = spool.content_digest()
         backend_of(self.store).store_spool(self.store.find(self.pack_name(kind, pack)), spool)
+        cache = self.meta_pack_cache() if kind == KIND_META else None
+        if cache is not None and spool.size <= cache.max_pack:
+            cache.put(pack, spool.read_all())  # compact's next mark reads it from here (``metapacks.py``)
         return pack
 
     def load_pack_range(self, kind: int, pack: str, offset: int = 0, size: int | None = None) -> bytes:
