@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from packvault.errors import BucketNotFound, WrongPassphrase
-from packvault.repository.keyring import KEY_HINT_NAME
+from packvault.repository.keyring import CONFIG_MAC_HINT_NAME, KEY_HINT_NAME
 from packvault.repository.repository import Repository
 from tests.support.settings import env_settings
 
@@ -79,12 +79,12 @@ def _unlock_requests(url: str) -> dict[str, int]:
 
 def test_the_key_that_opened_the_repository_last_time_is_read_without_listing_keys(pv, moto_endpoint, make_s3_url):
     """The cache directory remembers the name of the key blob that opened this repository: the next opening
-    reads that blob directly (config, its MAC, the key: three GETs, no LIST)."""
+    reads that blob directly (no LIST)."""
     url = make_s3_url(moto_endpoint)
     pv("init", url)
     _unlock_requests(url)
     second = _unlock_requests(url)
-    assert (second["LIST"], second["GET"]) == (0, 3), second
+    assert second["LIST"] == 0, second
 
 
 def test_a_remembered_key_that_is_gone_is_found_by_listing(pv, moto_endpoint, make_s3_url):
@@ -142,3 +142,45 @@ def _unlock_requests_with(url: str, passphrase: str) -> dict[str, int]:
         return repo.request_stats()
     finally:
         repo.close()
+
+
+def test_an_opening_reads_no_config_mac_when_the_config_is_the_one_verified_before(pv, moto_endpoint, make_s3_url):
+    """The config's MAC, once verified, is kept in the cache directory: the next opening compares it with the
+    MAC of the config it read (config and key: two GETs, nothing else)."""
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    first = _unlock_requests(url)
+    assert first["GET"] == 3, first  # config, its MAC, the key
+    second = _unlock_requests(url)
+    assert {k: second[k] for k in ("GET", "LIST", "HEAD", "PUT")} == {"GET": 2, "LIST": 0, "HEAD": 0, "PUT": 0}
+
+
+def test_a_config_rewritten_without_the_key_after_an_opening_is_still_refused(pv, moto_endpoint, make_s3_url):
+    import dataclasses
+
+    from packvault.errors import IntegrityError
+    from packvault.repository.config import RepoConfig
+    from tests.maintenance.test_check import RawStore
+
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    _unlock_requests(url)  # remembers the MAC it verified
+    raw = RawStore(url)
+    forged = dataclasses.replace(RepoConfig.decode(raw.read("config/repository")), pack_size=64 * 1024)
+    raw.write("config/repository", forged.encode())  # a consistent record, checksum and all
+    with pytest.raises(IntegrityError, match="does not authenticate"):
+        _unlock_requests(url)
+    result = pv("list", url, expect=2)
+    assert "does not authenticate" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_a_config_changed_with_the_key_is_verified_against_the_stored_mac(pv, pv_env, moto_endpoint, make_s3_url):
+    """The kept MAC no longer matches (here: it is damaged): the stored MAC is read and decides, and the kept
+    one is replaced."""
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    _unlock_requests(url)
+    (kept,) = Path(pv_env["PACKVAULT_CACHE_DIR"]).glob(f"*/{CONFIG_MAC_HINT_NAME}")
+    kept.write_bytes(b"\0" * 32)
+    assert _unlock_requests(url)["GET"] == 3
+    assert _unlock_requests(url)["GET"] == 2
