@@ -69,6 +69,10 @@ class Recording(PackvaultBackend):
         self.calls.append("list_tree")
         return iter([ItemInfo(name="x", exists=True, size=1, directory=False)])
 
+    def list_tree_paths(self, name):
+        self.calls.append("list_tree_paths")
+        return iter([("data/x", ItemInfo(name="x", exists=True, size=1, directory=False))])
+
     def store_payload(self, name, payload):
         self.calls.append("store_payload")
 
@@ -140,6 +144,7 @@ class Recording(PackvaultBackend):
 # how to call each operation, and whether it stands for a request the wrapper must count
 CALLS = {
     "list_tree": (lambda be, spool: list(be.list_tree("packs/data")), True),
+    "list_tree_paths": (lambda be, spool: list(be.list_tree_paths("packs")), True),
     "store_payload": (lambda be, spool: be.store_payload("index/a", BufferPayload(b"abc")), True),
     "spool_directory": (lambda be, spool: be.spool_directory(), False),
     "store_spool": (lambda be, spool: be.store_spool("packs/meta/a", spool), True),

@@ -114,10 +114,8 @@ def _live_per_pack(index: ChunkIndex) -> array:
 
 
 def list_all_packs(repo: Repository) -> dict[int, list]:
-    """The packs of both kinds, the two listings in flight at once (one round trip, not two)."""
-    with ThreadPoolExecutor(2, thread_name_prefix="packvault-list") as pool:
-        listings = {kind: pool.submit(lambda kind=kind: list(repo.list_packs(kind))) for kind in (KIND_DATA, KIND_META)}
-        return {kind: listing.result() for kind, listing in listings.items()}
+    """The packs of both kinds, from one listing of ``packs/`` (``Repository.list_packs_of_both_kinds``)."""
+    return repo.list_packs_of_both_kinds()
 
 
 def plan(

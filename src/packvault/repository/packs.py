@@ -11,12 +11,13 @@ import os
 
 import blake3
 from borgstore.backends.errors import ObjectNotFound, ReadRangeError
+from borgstore.constants import DEL_SUFFIX
 
 from ..errors import IntegrityError, ObjectMissing
 from ..storage import layout
 from ..storage.spool import SpoolFile
 from ..storage.store import Store, backend_of, discard, discard_many, load_beside
-from .index import KIND_META
+from .index import KIND_DATA, KIND_META
 
 
 def content_name(data: bytes | memoryview) -> str:
@@ -166,6 +167,22 @@ class PackStore:
     def list_packs(self, kind: int):
         """ItemInfos of the packs of one kind (name, size, mtime), sorted by name."""
         return self.list_namespace(self.pack_namespace(kind))
+
+    def list_packs_of_both_kinds(self) -> dict[int, list]:
+        """ItemInfos of the packs of each kind (sorted by name), from one tree listing of ``packs/``: on S3 one
+        LIST per 1000 packs of either kind, where a listing per kind costs at least one each."""
+        parent, data = layout.DATA_PACKS.rsplit("/", 1)
+        meta_parent, meta = layout.META_PACKS.rsplit("/", 1)
+        assert parent == meta_parent
+        kinds = {data: KIND_DATA, meta: KIND_META}
+        result: dict[int, list] = {KIND_DATA: [], KIND_META: []}
+        for path, info in backend_of(self.store).list_tree_paths(parent):
+            kind = kinds.get(path.split("/", 1)[0])
+            if kind is not None and not info.name.endswith(DEL_SUFFIX):
+                result[kind].append(info)
+        for infos in result.values():
+            infos.sort(key=lambda info: info.name)
+        return result
 
     def delete_pack(self, kind: int, pack: str) -> None:
         """Delete a pack that compact proved unreferenced.  Where the store can delete without asking first

@@ -199,6 +199,12 @@ class CountingBackend(PackvaultBackend):
         self.counter.add("LIST")
         return self.inner.list_tree(name)
 
+    def list_tree_paths(self, name: str) -> Iterator[tuple[str, ItemInfo]]:
+        if "list_tree_paths" not in self._forwarded:
+            return super().list_tree_paths(name)
+        self.counter.add("LIST")
+        return self.inner.list_tree_paths(name)
+
     def store_payload(self, name: str, payload: Payload) -> None:
         if "store_payload" not in self._forwarded:
             super().store_payload(name, payload)

@@ -27,6 +27,7 @@ from .spool import SpoolFile
 # Every operation this base class adds to borgstore's; a wrapper must forward each one of them.
 OPTIONAL_OPERATIONS = (
     "list_tree",
+    "list_tree_paths",
     "store_payload",
     "spool_directory",
     "store_spool",
@@ -97,6 +98,25 @@ class PackvaultBackend(BackendBase):
                 yield from self.list_tree(f"{name}/{info.name}")
             else:
                 yield info
+
+    def list_tree_paths(self, name: str) -> Iterator[tuple[str, ItemInfo]]:
+        """``list_tree`` with each object's path below ``name`` (``data/ab/abcd...``): one listing of a tree
+        whose subtrees mean different things (compact lists ``packs/``, data and metadata packs, at once).
+
+        Default: the directories one ``list`` at a time, as ``list_tree``."""
+        entries = iter(self.list(name))
+        while True:
+            try:
+                info = next(entries)
+            except StopIteration:
+                return
+            except ObjectNotFound:
+                return
+            if info.directory:
+                for path, inner in self.list_tree_paths(f"{name}/{info.name}"):
+                    yield f"{info.name}/{path}", inner
+            else:
+                yield info.name, info
 
     def store_payload(self, name: str, payload: Payload) -> None:
         """``store`` for content that need not be in memory (a spooled pack); default: read it, then store."""

@@ -244,6 +244,14 @@ class S3Backend(PackvaultBackend):
         pages = self.s3.pages(prefix, f"LIST {prefix} (tree)", page_size=self.list_page_size)
         return tree_entries(pages, prefix, seen=lambda path, size: self.sizes.remember(f"{name}/{path}", size))
 
+    def list_tree_paths(self, name: str) -> Iterator[tuple[str, ItemInfo]]:
+        """``list_tree`` with each object's path below ``name``: the same LIST requests."""
+        prefix = self._key(self._checked(name)) + "/"
+        pages = self.s3.pages(prefix, f"LIST {prefix} (tree)", page_size=self.list_page_size)
+        return tree_entries(
+            pages, prefix, seen=lambda path, size: self.sizes.remember(f"{name}/{path}", size), with_paths=True
+        )
+
     def bytes_by_class(self, name: str) -> dict[str, int]:
         """The tree listing of ``list_tree`` (1000 keys per LIST), summed by each object's storage class."""
         prefix = self._key(self._checked(name)) + "/"
