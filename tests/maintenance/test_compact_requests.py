@@ -123,3 +123,31 @@ def test_the_packs_of_both_kinds_come_from_one_listing(pv, tmp_path, any_backend
         repo.close()
     if not url.startswith("file://"):
         assert after["LIST"] - before["LIST"] == 1
+
+
+def test_copy_forward_on_s3_reads_the_live_ranges_once_and_writes_one_pack(pv, tmp_path, moto_endpoint, make_s3_url,
+                                                                          fault_proxy):
+    """A partly dead pack whose live part is one large run: read that run (one GET), verify it, store the new
+    pack (one PUT).  A server-side copy of the run would be a multipart upload (start, copy, complete) and then
+    a GET of the whole new pack to verify it: more requests, and the bytes are downloaded anyway."""
+    url = make_s3_url(moto_endpoint)
+    pv("init", url, "--pack-size", "16M")
+    src = tmp_path / "src"
+    src.mkdir()
+    rnd = random.Random(3)
+    (src / "kept.bin").write_bytes(rnd.randbytes(6 * 1024 * KiB))
+    (src / "gone.bin").write_bytes(rnd.randbytes(6 * 1024 * KiB))
+    pv("create", f"{url}::both", src)
+    (src / "gone.bin").unlink()
+    pv("create", f"{url}::kept", src)
+    pv("delete", f"{url}::both")
+    proxy = fault_proxy(moto_endpoint, fault_rate=1.0, kinds=["delay"], path_contains="/packs/data/", delay_seconds=0.0)
+    output = json.loads(pv("compact", url.replace(moto_endpoint, proxy.endpoint), "--min-age", "0", "--json").out)
+    report = output["compact"]
+    assert report["packs_rewritten"] == 1 and report["packs_created"] == 1, report
+    assert output["requests"]["COPY"] == 0, output["requests"]
+    assert proxy.faults["delay"] == 2  # the live run's GET and the new pack's PUT: nothing else on data packs
+    pv("extract", f"{url}::kept", "--target", tmp_path / "out")
+    restored = tmp_path / "out" / str(src).lstrip("/") / "kept.bin"
+    assert restored.read_bytes() == (src / "kept.bin").read_bytes()
+    assert json.loads(pv("check", url, "--verify-data", "--json").out)["problems"] == []

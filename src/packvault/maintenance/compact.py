@@ -17,10 +17,11 @@ The steps, and why they are in this order (DESIGN "Compaction", principles 1, 4 
 5. Sweep, pack by pack: one pass over the index sums live bytes per pack (an array, one slot per pack).
    Packs younger than ``min_age`` are never touched.  Fully dead packs are dropped; packs at least
    ``threshold`` % dead, and undersized packs (merged together), have their live objects copied forward
-   with ``Store.defrag`` (server-side range copy on S3) into new content-named packs
-   (``copy_forward.py``).  Each new pack is read back and every object in it verified (header, checksums, id
-   and size in the expected order) before the index points at it, so a damaged source object stops compact
-   instead of replacing its original.
+   into new content-named packs (``copy_forward.py``: ``Store.defrag`` on a local repository, through memory
+   on S3, where a server-side copy would have to be read back whole to be verified).  Every object of a new
+   pack is verified (header, checksums, id and size in the expected order: the pack read back, or its bytes
+   before they are stored) before the index points at it, so a damaged source object stops compact instead
+   of replacing its original.
    Metadata packs are rewritten one source pack at a time and never merged with each other: one archive's
    metadata must not end up in the same object as every other archive's.
 6. The new index (every surviving entry, repointed) is written as fresh fragments, *then* the old
@@ -276,7 +277,7 @@ def compact(
         sources = [p for p in plans if p.kind == kind and p.action in ("rewrite", "merge")]
         if sources:
             # a new pack can coincide with an old one (same content after a crashed run): keep it, then
-            through_memory = kind == KIND_DATA and repo.cold_data_packs
+            through_memory = repo.is_remote or (kind == KIND_DATA and repo.cold_data_packs)  # copy_forward.py
             created |= set(copy_forward(repo, index, kind, sources, report, existing, through_memory=through_memory))
     removed -= created
     # Entries that still point into removed packs are garbage (unused): drop them from the index.

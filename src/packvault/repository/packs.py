@@ -164,6 +164,17 @@ class PackStore:
             return self.store.defrag(ranges, namespace=namespace, algorithm="blake3")
         return self.store.defrag(ranges, namespace=namespace, target=target)
 
+    def gather_pack_ranges(self, kind: int, ranges: list[tuple[str, int, int]]) -> bytes:
+        """The bytes of (pack, offset, size) ranges of packs of ``kind``, concatenated in order: neighbouring
+        ranges of a pack share a read, and the reads run in parallel (S3: ranged GETs, ``gather``)."""
+        sources = [(self.store.find(self.pack_name(kind, pack)), offset, size) for pack, offset, size in ranges]
+        try:
+            return backend_of(self.store).gather(sources)
+        except ObjectNotFound:
+            raise ObjectMissing("a pack being read is missing from the repository") from None
+        except ReadRangeError as exc:
+            raise IntegrityError(f"a pack being read is shorter than the index says ({exc})") from None
+
     def list_packs(self, kind: int):
         """ItemInfos of the packs of one kind (name, size, mtime), sorted by name."""
         return self.list_namespace(self.pack_namespace(kind))
