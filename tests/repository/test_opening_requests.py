@@ -184,3 +184,21 @@ def test_a_config_changed_with_the_key_is_verified_against_the_stored_mac(pv, pv
     kept.write_bytes(b"\0" * 32)
     assert _unlock_requests(url)["GET"] == 3
     assert _unlock_requests(url)["GET"] == 2
+
+
+def test_a_pack_reading_process_opens_its_store_without_a_head(pv, moto_endpoint, make_s3_url):
+    """``check --verify-data``'s workers open a store of their own: its first pack read proves the bucket."""
+    from packvault.repository.packreading import PackReadingKit
+
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    repo = Repository(url, settings=env_settings())
+    try:
+        repo.open(lambda: PASSPHRASE, lock=None)
+        reader = PackReadingKit.of(repo).open_reader()
+        try:
+            assert reader.request_stats()["HEAD"] == 0
+        finally:
+            reader.close()
+    finally:
+        repo.close()

@@ -8,6 +8,7 @@ may run in worker threads.  A part of ``Repository`` (``repository.py``), whose 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import blake3
 from borgstore.backends.errors import ObjectNotFound, ReadRangeError
@@ -18,6 +19,9 @@ from ..storage import layout
 from ..storage.spool import SpoolFile
 from ..storage.store import Store, backend_of, discard, discard_many, load_beside
 from .index import KIND_DATA, KIND_META
+
+if TYPE_CHECKING:
+    from .metapacks import MetaPackCache
 
 
 def content_name(data: bytes | memoryview) -> str:
@@ -53,6 +57,11 @@ def pack_name_matches(name: str, buf: bytes | memoryview) -> bool:
 
 class PackStore:
     store: Store
+
+    def meta_pack_cache(self) -> MetaPackCache | None:
+        """The local cache metadata packs are kept in when stored (``Repository`` has one; a bare pack store,
+        ``packreading.PackReader``, has none)."""
+        return None
 
     @staticmethod
     def pack_namespace(kind: int) -> str:
