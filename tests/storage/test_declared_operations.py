@@ -69,6 +69,10 @@ class Recording(PackvaultBackend):
         self.calls.append("list_tree")
         return iter([ItemInfo(name="x", exists=True, size=1, directory=False)])
 
+    def list_tree_paths(self, name):
+        self.calls.append("list_tree_paths")
+        return iter([("data/x", ItemInfo(name="x", exists=True, size=1, directory=False))])
+
     def store_payload(self, name, payload):
         self.calls.append("store_payload")
 
@@ -133,10 +137,14 @@ class Recording(PackvaultBackend):
     def retain_until(self, name, until):
         self.calls.append("retain_until")
 
+    def skip_open_check(self):
+        self.calls.append("skip_open_check")
+
 
 # how to call each operation, and whether it stands for a request the wrapper must count
 CALLS = {
     "list_tree": (lambda be, spool: list(be.list_tree("packs/data")), True),
+    "list_tree_paths": (lambda be, spool: list(be.list_tree_paths("packs")), True),
     "store_payload": (lambda be, spool: be.store_payload("index/a", BufferPayload(b"abc")), True),
     "spool_directory": (lambda be, spool: be.spool_directory(), False),
     "store_spool": (lambda be, spool: be.store_spool("packs/meta/a", spool), True),
@@ -153,6 +161,7 @@ CALLS = {
     "restore_status": (lambda be, spool: be.restore_status("packs/data/a"), True),
     "restore": (lambda be, spool: be.restore("packs/data/a", days=1, tier="bulk"), True),
     "bytes_by_class": (lambda be, spool: be.bytes_by_class("packs/data"), True),
+    "skip_open_check": (lambda be, spool: be.skip_open_check(), False),
 }
 OWN_TABLE = {"request_stats", "reset_request_stats"}  # answered by the wrapper's own counter
 

@@ -17,10 +17,11 @@ The steps, and why they are in this order (DESIGN "Compaction", principles 1, 4 
 5. Sweep, pack by pack: one pass over the index sums live bytes per pack (an array, one slot per pack).
    Packs younger than ``min_age`` are never touched.  Fully dead packs are dropped; packs at least
    ``threshold`` % dead, and undersized packs (merged together), have their live objects copied forward
-   with ``Store.defrag`` (server-side range copy on S3) into new content-named packs
-   (``copy_forward.py``).  Each new pack is read back and every object in it verified (header, checksums, id
-   and size in the expected order) before the index points at it, so a damaged source object stops compact
-   instead of replacing its original.
+   into new content-named packs (``copy_forward.py``: ``Store.defrag`` on a local repository, through memory
+   on S3, where a server-side copy would have to be read back whole to be verified).  Every object of a new
+   pack is verified (header, checksums, id and size in the expected order: the pack read back, or its bytes
+   before they are stored) before the index points at it, so a damaged source object stops compact instead
+   of replacing its original.
    Metadata packs are rewritten one source pack at a time and never merged with each other: one archive's
    metadata must not end up in the same object as every other archive's.
 6. The new index (every surviving entry, repointed) is written as fresh fragments, *then* the old
@@ -114,10 +115,8 @@ def _live_per_pack(index: ChunkIndex) -> array:
 
 
 def list_all_packs(repo: Repository) -> dict[int, list]:
-    """The packs of both kinds, the two listings in flight at once (one round trip, not two)."""
-    with ThreadPoolExecutor(2, thread_name_prefix="packvault-list") as pool:
-        listings = {kind: pool.submit(lambda kind=kind: list(repo.list_packs(kind))) for kind in (KIND_DATA, KIND_META)}
-        return {kind: listing.result() for kind, listing in listings.items()}
+    """The packs of both kinds, from one listing of ``packs/`` (``Repository.list_packs_of_both_kinds``)."""
+    return repo.list_packs_of_both_kinds()
 
 
 def plan(
@@ -230,7 +229,10 @@ def compact(
         old_fragments = repo.fragments_at_load if repo.fragments_at_load is not None else repo.list_fragments()
         listed = pack_listing.result()
     prove_index_matches_packs(index, listed)
-    with ChunkReader(repo) as reader:
+    meta_packs = repo.meta_pack_cache()  # the archives' metadata, kept locally and authenticated on each read
+    if meta_packs is not None:
+        meta_packs.know_sizes(listed[KIND_META])  # which packs are small enough to fetch whole, in one GET
+    with ChunkReader(repo, meta_packs=meta_packs) as reader:
         live_archives = mark(repo, reader, index, live)
     epoch = b""
     if not dry_run:
@@ -275,7 +277,7 @@ def compact(
         sources = [p for p in plans if p.kind == kind and p.action in ("rewrite", "merge")]
         if sources:
             # a new pack can coincide with an old one (same content after a crashed run): keep it, then
-            through_memory = kind == KIND_DATA and repo.cold_data_packs
+            through_memory = repo.is_remote or (kind == KIND_DATA and repo.cold_data_packs)  # copy_forward.py
             created |= set(copy_forward(repo, index, kind, sources, report, existing, through_memory=through_memory))
     removed -= created
     # Entries that still point into removed packs are garbage (unused): drop them from the index.
@@ -309,6 +311,8 @@ def compact(
         doomed.append((p.kind, p.name))
     repo.check_lock()
     repo.delete_packs(doomed)  # one request per 1000 packs where the store can (S3 DeleteObjects)
+    if meta_packs is not None:
+        meta_packs.forget(name for kind, name in doomed if kind == KIND_META)
     report.chunks_live = sum(1 for _, e in index.entries() if e.flags & FLAG_USED)
     for chunk_id, entry in index.entries():
         if entry.flags:

@@ -1,6 +1,11 @@
 """compact's copy-forward (step 5 of ``compact.py``): the live objects of the packs being rewritten, copied into
-new content-named packs (server-side range copy where the store can, through memory for restored cold packs),
-each new pack read back and verified before the index is repointed at it."""
+new content-named packs, each new pack verified before the index is repointed at it.
+
+Two ways.  A local repository copies with ``Store.defrag`` and reads the new pack back to verify it.  A remote
+one (and restored cold packs) goes through memory: the live ranges are read, verified, and stored as one pack.
+On S3 a server-side range copy never sees the bytes, so the new pack had to be read back in full to verify
+it: a multipart upload (start, copies, uploaded parts, complete) and a GET of every byte, where reading the
+live ranges and one PUT download the same bytes with fewer requests."""
 
 from __future__ import annotations
 
@@ -89,10 +94,11 @@ def _repoint(index: ChunkIndex, kind: int, new_name: str, batch, report: Compact
 def _write_pack_through_memory(
     repo: Repository, index: ChunkIndex, kind: int, batch, report: CompactReport, existing: set[str]
 ) -> str:
-    """A new pack from restored cold packs: read the live ranges (readable now), verify every object, then
-    store the bytes (Content-MD5 protects the upload).  At most one pack in memory."""
+    """A new pack from live ranges read here (in parallel, neighbours sharing a read), every object verified,
+    then stored (Content-MD5 protects the upload).  At most one pack's bytes in memory (and the pieces they
+    are joined from, while they are).  Used for remote repositories and restored cold packs (``compact``)."""
     repo.check_lock()
-    buf = b"".join(repo.load_pack_range(kind, pack, offset, size) for pack, offset, size in _ranges(index, batch))
+    buf = repo.gather_pack_ranges(kind, [tuple(r) for r in _ranges(index, batch)])
     _verify_pack_bytes(buf, batch, index)
     target = defrag_pack_name((chunk_id, entry.size) for chunk_id, entry in batch)
     new_name = content_name(buf) if target in existing else target

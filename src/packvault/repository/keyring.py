@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,12 +33,16 @@ from ..errors import IntegrityError, RepositoryError, RepositoryNotFound, UsageE
 from ..settings import Settings
 from ..storage import layout
 from ..storage.store import Store, load_beside
+from .cache import RepositoryCache
 from .config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
 from .objects import ObjectCodec
 from .packs import content_name
 
 log = logging.getLogger(__name__)
 
+CONFIG_MAC_HINT_NAME = "config-mac"  # see ``Keyring._remembered_config_mac``
+KEY_HINT_NAME = "key-name"  # in the repository's cache directory: see ``Keyring._remembered_key_blob``
+_KEY_NAME = re.compile(r"[0-9a-f]{64}")  # a key blob's store name (``content_name``)
 KEY_ID_LENGTH = 12  # hex digits of a key blob's name shown as its id: ample to tell a handful of keys apart
 
 
@@ -181,37 +186,116 @@ class Keyring:
     def unlock(self, passphrase: Passphrase | str) -> KeyMaterial:
         """Open the key with ``passphrase``; a ``Passphrase`` that already derived the key (the CLI's early
         unlock) is not asked to derive it again."""
+        known_mac = self._remembered_config_mac()
         with ThreadPoolExecutor(1, thread_name_prefix="pv-mac") as pool:
-            # read at the same time as the keys: each is a round trip to a distant bucket
-            return self._unlock(as_passphrase(passphrase), pool.submit(self._stored_config_mac))
+            # read at the same time as the keys (each is a round trip to a distant bucket), unless the MAC this
+            # client verified last time is kept: then it is read only if the config is no longer that one
+            stored_mac = None if known_mac is not None else pool.submit(self._stored_config_mac)
+            material = self._unlock(as_passphrase(passphrase), stored_mac, known_mac)
+        return material
 
-    def _unlock(self, passphrase: Passphrase, stored_mac: Future) -> KeyMaterial:
+    def _unlock(self, passphrase: Passphrase, stored_mac: Future | None, known_mac: bytes | None) -> KeyMaterial:
         errors: list[Exception] = []
-        blobs = self.named_key_blobs()
+        remembered = self._remembered_key_blob()
+        if remembered is not None:
+            material = self._open_key_blob(*remembered, passphrase, errors)
+            if material is not None:
+                return self._unlocked(material, remembered[0], stored_mac, known_mac)
+        blobs = [named for named in self.named_key_blobs() if remembered is None or named[0] != remembered[0]]
         # With several keys, the one whose key-encryption key was already derived (early unlock) first: the
         # others would each cost an Argon2id derivation, after the heavy imports, on every run.
         blobs.sort(key=lambda named: not _derived_for(passphrase, named[1]))
         for name, blob in blobs:
-            try:
-                material = unseal_key(blob, passphrase)
-            except (WrongPassphrase, IntegrityError) as exc:
-                errors.append(exc)
-                with contextlib.suppress(IntegrityError):
-                    passphrase.forget_use(key_blob_params(blob))
-                continue
-            if material.repository_id != self.config.repository_id:
-                errors.append(IntegrityError("the key belongs to another repository"))
-                continue
-            self._set_key(material)
-            self.unlocked_key = name
-            if self.config_authentic(stored_mac) is False and not self.tolerate_config_damage:
-                raise IntegrityError(
-                    "the repository config does not authenticate under the key (changed without the key)",
-                    hint="run 'packvault check --repair', which restores it from its copy if that authenticates",
-                )
-            return material
+            material = self._open_key_blob(name, blob, passphrase, errors)
+            if material is not None:
+                self._remember_key_blob(name)
+                return self._unlocked(material, name, stored_mac, known_mac)
         wrong = [e for e in errors if isinstance(e, WrongPassphrase)]
         raise wrong[0] if wrong else errors[0]
+
+    def _open_key_blob(
+        self, name: str, blob: bytes, passphrase: Passphrase, errors: list[Exception]
+    ) -> KeyMaterial | None:
+        """The key material of one blob, or None (the reason appended to ``errors``)."""
+        try:
+            material = unseal_key(blob, passphrase)
+        except (WrongPassphrase, IntegrityError) as exc:
+            errors.append(exc)
+            with contextlib.suppress(IntegrityError):
+                passphrase.forget_use(key_blob_params(blob))
+            return None
+        if material.repository_id != self.config.repository_id:
+            errors.append(IntegrityError("the key belongs to another repository"))
+            return None
+        return material
+
+    def _unlocked(
+        self, material: KeyMaterial, name: str, stored_mac: Future | None, known_mac: bytes | None
+    ) -> KeyMaterial:
+        self._set_key(material)
+        self.unlocked_key = name
+        if known_mac is not None and hmac.compare_digest(known_mac, material.config_mac(self._config_raw)):
+            authentic: bool | None = True  # the very config whose stored MAC verified before: nothing to read
+        else:
+            authentic = self.config_authentic(stored_mac)
+            if authentic:
+                self._remember_config_mac(material.config_mac(self._config_raw))
+        if authentic is False and not self.tolerate_config_damage:
+            raise IntegrityError(
+                "the repository config does not authenticate under the key (changed without the key)",
+                hint="run 'packvault check --repair', which restores it from its copy if that authenticates",
+            )
+        return material
+
+    # The name of the key blob that opened the repository last time, in its cache directory: the next opening
+    # reads that blob without listing keys/ first (a LIST on every command).  Only a name is kept, never key
+    # material: the blob read by it is unsealed and checked like any listed one, and a name that is gone,
+    # damaged or of another passphrase's blob only means the keys are listed as before.
+
+    def _key_hint(self) -> RepositoryCache | None:
+        if self.config is None or self.config.encryption != "repokey":
+            return None
+        return RepositoryCache(self.settings.cache_dir, self.config.repository_id)
+
+    def _remembered_key_blob(self) -> tuple[str, bytes] | None:
+        hint = self._key_hint()
+        try:
+            raw = hint.read(KEY_HINT_NAME) if hint is not None else None
+        except OSError:
+            return None
+        name = raw.decode("ascii", "replace").strip() if raw else ""
+        if not _KEY_NAME.fullmatch(name):
+            return None
+        try:
+            return name, self.store.load(f"{layout.KEYS}/{name}")
+        except ObjectNotFound:
+            return None
+
+    # The config's MAC as this client last verified it against the stored one, in the cache directory.  It is
+    # a MAC under the master key, so it can only equal ``config_mac`` of the config read now if that config is
+    # the one verified then (changed without the key, it cannot match): the opening then reads no MAC.  A
+    # config changed since, or a file damaged or missing, means the stored MAC is read and checked as before.
+
+    def _remembered_config_mac(self) -> bytes | None:
+        if self.config is None:
+            return None
+        try:
+            mac = RepositoryCache(self.settings.cache_dir, self.config.repository_id).read(CONFIG_MAC_HINT_NAME)
+        except OSError:
+            return None
+        return mac or None
+
+    def _remember_config_mac(self, mac: bytes) -> None:
+        if self.config is None:
+            return
+        with contextlib.suppress(OSError):
+            RepositoryCache(self.settings.cache_dir, self.config.repository_id).write(CONFIG_MAC_HINT_NAME, mac)
+
+    def _remember_key_blob(self, name: str) -> None:
+        hint = self._key_hint()
+        if hint is not None:
+            with contextlib.suppress(OSError):  # a cache that cannot be written costs a LIST next time
+                hint.write(KEY_HINT_NAME, name.encode("ascii"))
 
     def store_key_blob(self, blob: bytes, *, replaces: str | None = None) -> str:
         """Store a sealed key (import, passphrase change, ``key add``) and return its name; the master key

@@ -268,6 +268,10 @@ class LockManager:
         previous: Written | None = None
         attempt = 0
         try:
+            # The first candidate is written before any listing: the listing after the write decides in every
+            # case (docs/locks.md), so one before it would only spare a PUT and a DELETE to a locker that meets
+            # a holder, at a round trip for every other.  Rounds after backing off list first.
+            candidate = self._write(record)
             while True:
                 entries = self._scan()
                 keys = {entry.key for entry in entries}

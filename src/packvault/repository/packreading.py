@@ -37,10 +37,12 @@ class PackReadingKit:
         return cls(repo.location, repo.settings, dict(repo.s3_options))
 
     def open_reader(self) -> PackReader:
-        """A store of this process's own over the repository's location, opened (on S3: one HEAD)."""
+        """A store of this process's own over the repository's location, opened without proving the store
+        exists (on S3 a HEAD): the repository's own opening did, and a first pack read fails the same way."""
         store = store_from_location(
             self.location, self.s3_options, cache_dir=self.settings.cache_dir, settings=self.settings.storage
         )
+        backend_of(store).skip_open_check()
         store.open()
         return PackReader(store)
 

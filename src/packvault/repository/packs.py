@@ -8,14 +8,20 @@ may run in worker threads.  A part of ``Repository`` (``repository.py``), whose 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import blake3
 from borgstore.backends.errors import ObjectNotFound, ReadRangeError
+from borgstore.constants import DEL_SUFFIX
 
 from ..errors import IntegrityError, ObjectMissing
 from ..storage import layout
 from ..storage.spool import SpoolFile
 from ..storage.store import Store, backend_of, discard, discard_many, load_beside
+from .index import KIND_DATA, KIND_META
+
+if TYPE_CHECKING:
+    from .metapacks import MetaPackCache
 
 
 def content_name(data: bytes | memoryview) -> str:
@@ -51,6 +57,11 @@ def pack_name_matches(name: str, buf: bytes | memoryview) -> bool:
 
 class PackStore:
     store: Store
+
+    def meta_pack_cache(self) -> MetaPackCache | None:
+        """The local cache metadata packs are kept in when stored (``Repository`` has one; a bare pack store,
+        ``packreading.PackReader``, has none)."""
+        return None
 
     @staticmethod
     def pack_namespace(kind: int) -> str:
@@ -98,6 +109,9 @@ class PackStore:
         """
         pack = spool.content_digest()
         backend_of(self.store).store_spool(self.store.find(self.pack_name(kind, pack)), spool)
+        cache = self.meta_pack_cache() if kind == KIND_META else None
+        if cache is not None and spool.size <= cache.max_pack:
+            cache.put(pack, spool.read_all())  # compact's next mark reads it from here (``metapacks.py``)
         return pack
 
     def load_pack_range(self, kind: int, pack: str, offset: int = 0, size: int | None = None) -> bytes:
@@ -159,9 +173,36 @@ class PackStore:
             return self.store.defrag(ranges, namespace=namespace, algorithm="blake3")
         return self.store.defrag(ranges, namespace=namespace, target=target)
 
+    def gather_pack_ranges(self, kind: int, ranges: list[tuple[str, int, int]]) -> bytes:
+        """The bytes of (pack, offset, size) ranges of packs of ``kind``, concatenated in order: neighbouring
+        ranges of a pack share a read, and the reads run in parallel (S3: ranged GETs, ``gather``)."""
+        sources = [(self.store.find(self.pack_name(kind, pack)), offset, size) for pack, offset, size in ranges]
+        try:
+            return backend_of(self.store).gather(sources)
+        except ObjectNotFound:
+            raise ObjectMissing("a pack being read is missing from the repository") from None
+        except ReadRangeError as exc:
+            raise IntegrityError(f"a pack being read is shorter than the index says ({exc})") from None
+
     def list_packs(self, kind: int):
         """ItemInfos of the packs of one kind (name, size, mtime), sorted by name."""
         return self.list_namespace(self.pack_namespace(kind))
+
+    def list_packs_of_both_kinds(self) -> dict[int, list]:
+        """ItemInfos of the packs of each kind (sorted by name), from one tree listing of ``packs/``: on S3 one
+        LIST per 1000 packs of either kind, where a listing per kind costs at least one each."""
+        parent, data = layout.DATA_PACKS.rsplit("/", 1)
+        meta_parent, meta = layout.META_PACKS.rsplit("/", 1)
+        assert parent == meta_parent
+        kinds = {data: KIND_DATA, meta: KIND_META}
+        result: dict[int, list] = {KIND_DATA: [], KIND_META: []}
+        for path, info in backend_of(self.store).list_tree_paths(parent):
+            kind = kinds.get(path.split("/", 1)[0])
+            if kind is not None and not info.name.endswith(DEL_SUFFIX):
+                result[kind].append(info)
+        for infos in result.values():
+            infos.sort(key=lambda info: info.name)
+        return result
 
     def delete_pack(self, kind: int, pack: str) -> None:
         """Delete a pack that compact proved unreferenced.  Where the store can delete without asking first

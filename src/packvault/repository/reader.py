@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..errors import IntegrityError, ObjectMissing, PackvaultError
+from .index import KIND_META
+from .metapacks import MetaPackCache
 from .objects import open_verified
 from .repository import Repository
 
@@ -66,8 +68,12 @@ class ChunkReader:
         threads: int = 4,
         window_bytes: int = WINDOW_BYTES,
         scatter_window: int = SCATTER_WINDOW_BYTES,
+        meta_packs: MetaPackCache | None = None,
     ):
+        """``meta_packs``: read metadata packs through this local cache (compact's mark only; see
+        ``metapacks.py``), in ordered reads (``iter_tagged``)."""
         self.repo = repo
+        self.meta_packs = meta_packs
         self.scatter_window = scatter_window
         self.index = repo.index
         self.threads = threads
@@ -236,7 +242,10 @@ class ChunkReader:
         """Read a run with one ranged read and yield (tag, plaintext or error) per requested object, one at a
         time.  Consecutive requests for the same object share one decryption."""
         try:
-            buf = self.repo.load_pack_range(run.kind, run.pack, run.offset, run.size)
+            if self.meta_packs is not None and run.kind == KIND_META:
+                buf = self.meta_packs.read_range(run.pack, run.offset, run.size)
+            else:
+                buf = self.repo.load_pack_range(run.kind, run.pack, run.offset, run.size)
         except PackvaultError as exc:
             for tag in run.tags:
                 yield tag, exc

@@ -46,6 +46,7 @@ from .config import DEFAULT_PACK_SIZE, EPOCH_NAME, MAX_PACK_SIZE, MIN_PACK_SIZE,
 from .index import ChunkIndex
 from .index_store import IndexStore
 from .keyring import Keyring
+from .metapacks import MetaPackCache
 from .object_lock import ObjectLockState
 from .objects import TYPE_LOCK, ObjectCodec
 from .packs import PackStore, PackStream, content_name, defrag_pack_name, pack_missing, pack_name_matches
@@ -90,6 +91,7 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         self._config_raw = b""
         self.tolerate_config_damage = False  # check opens a repository whose config does not authenticate
         self.lock_refused: str | None = None  # why a reading command runs without a lock (acquire_lock)
+        self._meta_packs: MetaPackCache | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -166,7 +168,11 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         return config
 
     def open(self, passphrase: PassphraseProvider | None = None, *, lock: str | None = "shared") -> None:
-        """Open the repository; with a passphrase provider also unlock the key and take the lock."""
+        """Open the repository; with a passphrase provider also unlock the key and take the lock.
+
+        The store is opened without proving that it exists (on S3 a HEAD of the bucket): reading the config,
+        the first thing done here, proves it, and fails the same way for a missing bucket."""
+        backend_of(self.store).skip_open_check()
         try:
             self.store.open()
         except StorageError:
@@ -294,6 +300,15 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
 
     def request_stats(self) -> dict[str, int]:
         return dict(backend_of(self.store).request_stats())
+
+    def meta_pack_cache(self) -> MetaPackCache | None:
+        """The local cache of this repository's metadata packs (``metapacks.py``): for a remote repository,
+        once the key is open; None otherwise (a local repository's packs are local already)."""
+        if not self.is_remote or self.key is None or self.config is None:
+            return None
+        if self._meta_packs is None:
+            self._meta_packs = MetaPackCache(self)
+        return self._meta_packs
 
     # --- sealed small objects ---------------------------------------------------------------------------
 

@@ -199,6 +199,12 @@ class CountingBackend(PackvaultBackend):
         self.counter.add("LIST")
         return self.inner.list_tree(name)
 
+    def list_tree_paths(self, name: str) -> Iterator[tuple[str, ItemInfo]]:
+        if "list_tree_paths" not in self._forwarded:
+            return super().list_tree_paths(name)
+        self.counter.add("LIST")
+        return self.inner.list_tree_paths(name)
+
     def store_payload(self, name: str, payload: Payload) -> None:
         if "store_payload" not in self._forwarded:
             super().store_payload(name, payload)
@@ -236,6 +242,12 @@ class CountingBackend(PackvaultBackend):
             super().set_storage_classes(data, hot)
             return
         self.inner.set_storage_classes(data, hot)
+
+    def skip_open_check(self) -> None:
+        if "skip_open_check" not in self._forwarded:
+            super().skip_open_check()
+            return
+        self.inner.skip_open_check()
 
     def retained_until(self, name: str) -> datetime | None:
         if "retained_until" not in self._forwarded:

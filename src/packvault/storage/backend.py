@@ -27,6 +27,7 @@ from .spool import SpoolFile
 # Every operation this base class adds to borgstore's; a wrapper must forward each one of them.
 OPTIONAL_OPERATIONS = (
     "list_tree",
+    "list_tree_paths",
     "store_payload",
     "spool_directory",
     "store_spool",
@@ -45,6 +46,7 @@ OPTIONAL_OPERATIONS = (
     "bytes_by_class",
     "storage_classes",
     "set_storage_classes",
+    "skip_open_check",
 )
 # The most names one multi-object delete carries (S3 DeleteObjects' limit): what ``discard_many`` costs is
 # one request per this many names on a backend that has such a delete.
@@ -96,6 +98,25 @@ class PackvaultBackend(BackendBase):
                 yield from self.list_tree(f"{name}/{info.name}")
             else:
                 yield info
+
+    def list_tree_paths(self, name: str) -> Iterator[tuple[str, ItemInfo]]:
+        """``list_tree`` with each object's path below ``name`` (``data/ab/abcd...``): one listing of a tree
+        whose subtrees mean different things (compact lists ``packs/``, data and metadata packs, at once).
+
+        Default: the directories one ``list`` at a time, as ``list_tree``."""
+        entries = iter(self.list(name))
+        while True:
+            try:
+                info = next(entries)
+            except StopIteration:
+                return
+            except ObjectNotFound:
+                return
+            if info.directory:
+                for path, inner in self.list_tree_paths(f"{name}/{info.name}"):
+                    yield f"{info.name}/{path}", inner
+            else:
+                yield info.name, info
 
     def store_payload(self, name: str, payload: Payload) -> None:
         """``store`` for content that need not be in memory (a spooled pack); default: read it, then store."""
@@ -207,6 +228,14 @@ class PackvaultBackend(BackendBase):
         Default: one class, ``DEFAULT_CLASS``, summed over ``list_tree``."""
         total = sum(info.size for info in self.list_tree(name))
         return {DEFAULT_CLASS: total} if total else {}
+
+    def skip_open_check(self) -> None:
+        """Let the next ``open`` skip proving that the store exists, for a caller whose first request proves
+        it anyway: ``Repository.open`` reads the config first, and a missing bucket fails that read with the
+        error the check would have raised, so the check is a round trip that answers nothing new.
+
+        Default: nothing to skip (a local directory's check costs no request)."""
+        return None
 
     def request_stats(self) -> dict[str, int]:
         """Requests made so far by kind (``accounting.empty_stats`` keys); default: nothing counted."""

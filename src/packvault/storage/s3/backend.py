@@ -80,6 +80,7 @@ class S3Backend(PackvaultBackend):
         self.endpoint = self.s3.endpoint
         self.counter = self.s3.counter
         self.opened = False
+        self._check_on_open = True  # ``skip_open_check``
         self.list_page_size = PAGE_SIZE
         self._pool: ThreadPoolExecutor | None = None
         self.conditions = ConditionalWriteSupport(self.s3, cache_dir)
@@ -173,13 +174,20 @@ class S3Backend(PackvaultBackend):
             raise RepositoryNotFound(f"nothing to destroy at {self.settings.location()}")
 
     def open(self) -> None:
-        """One HEAD request: the bucket must exist and be accessible (missing repository: see module doc)."""
+        """One HEAD request: the bucket must exist and be accessible (missing repository: see module doc);
+        none after ``skip_open_check``, when the caller's first request proves it (every request maps a
+        missing bucket to ``BucketNotFound``, an access refusal to ``AccessDenied``)."""
         if self.opened:
             raise BackendMustNotBeOpen()
-        self.s3.head_bucket()
+        if self._check_on_open:
+            self.s3.head_bucket()
+        self._check_on_open = True  # for the next open: the skip was asked for one opening
         self.conditions.recall()
         self._pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="packvault-s3")
         self.opened = True
+
+    def skip_open_check(self) -> None:
+        self._check_on_open = False
 
     def close(self) -> None:
         if not self.opened:
@@ -235,6 +243,14 @@ class S3Backend(PackvaultBackend):
         prefix = self._key(self._checked(name)) + "/"
         pages = self.s3.pages(prefix, f"LIST {prefix} (tree)", page_size=self.list_page_size)
         return tree_entries(pages, prefix, seen=lambda path, size: self.sizes.remember(f"{name}/{path}", size))
+
+    def list_tree_paths(self, name: str) -> Iterator[tuple[str, ItemInfo]]:
+        """``list_tree`` with each object's path below ``name``: the same LIST requests."""
+        prefix = self._key(self._checked(name)) + "/"
+        pages = self.s3.pages(prefix, f"LIST {prefix} (tree)", page_size=self.list_page_size)
+        return tree_entries(
+            pages, prefix, seen=lambda path, size: self.sizes.remember(f"{name}/{path}", size), with_paths=True
+        )
 
     def bytes_by_class(self, name: str) -> dict[str, int]:
         """The tree listing of ``list_tree`` (1000 keys per LIST), summed by each object's storage class."""

@@ -107,23 +107,28 @@ def listable(entry: str) -> bool:
 
 
 def tree_entries(
-    answers: Iterable[dict], prefix: str, seen: Callable[[str, int], None] | None = None
-) -> Iterator[ItemInfo]:
+    answers: Iterable[dict],
+    prefix: str,
+    seen: Callable[[str, int], None] | None = None,
+    *,
+    with_paths: bool = False,
+) -> Iterator:
     """The objects of delimiter-less pages below ``prefix``, named by their last path component; ``seen`` is
-    told the path below ``prefix`` and the size of each."""
+    told the path below ``prefix`` and the size of each.  ``with_paths``: (that path, ItemInfo) pairs."""
     for page in answers:
         for obj in page.get("Contents", []):
             path = obj["Key"][len(prefix) :]
             if listable(path):
                 if seen is not None:
                     seen(path, obj["Size"])
-                yield ItemInfo(
+                info = ItemInfo(
                     name=path.rsplit("/", 1)[-1],
                     exists=True,
                     size=obj["Size"],
                     directory=False,
                     mtime=obj["LastModified"].timestamp(),
                 )
+                yield (path, info) if with_paths else info
 
 
 def class_totals(answers: Iterable[dict], prefix: str) -> dict[str, int]:

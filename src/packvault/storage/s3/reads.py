@@ -107,13 +107,21 @@ class S3Reads:
 
         return RangeStream(open_body, call, offset, size, lambda n: bucket.counter.add("bytes_down", n))
 
-    def gather(self, sources: Sources) -> bytes:
-        """All ranges, concatenated in order; neighbouring ranges share a GET, GETs run in parallel."""
-        reads = coalesce_reads(self.absolute_sources(sources))
+    def gather(self, sources: Sources) -> bytes | bytearray:
+        """All ranges, concatenated in order; neighbouring ranges share a GET, GETs run in parallel.
+
+        Each GET's pieces are copied into their place in the result as it arrives, so the memory is the result
+        and the reads in flight, not every read's answer and then their concatenation (twice the result)."""
+        sources = self.absolute_sources(sources)
+        reads = coalesce_reads(sources)
         if not reads:
             return b""
+        starts, total = [], 0
+        for _, _, size in sources:
+            starts.append(total)
+            total += size
 
-        def read(r: RangeRead) -> bytes:
+        def fetch(r: RangeRead) -> bytes:
             data, _ = self.bucket.get(r.name, f"bytes={r.start}-{r.end - 1}", verify=False)
             if len(data) != r.end - r.start:
                 raise ReadRangeError(
@@ -121,13 +129,18 @@ class S3Reads:
                 )
             return data
 
-        results = [read(reads[0])] if len(reads) == 1 else list(self.pool().map(read, reads))
-        pieces: dict[int, memoryview] = {}
-        for r, data in zip(reads, results, strict=True):
-            view = memoryview(data)
+        if len(reads) == 1 and reads[0].pieces == [(0, reads[0].start, total)]:
+            return fetch(reads[0])  # one range read whole: the answer is the result
+        out = bytearray(total)
+
+        def read(r: RangeRead) -> None:
+            view = memoryview(fetch(r))
             for index, offset, size in r.pieces:
-                pieces[index] = view[offset - r.start : offset - r.start + size]
-        return b"".join(pieces[i] for i in sorted(pieces))
+                out[starts[index] : starts[index] + size] = view[offset - r.start : offset - r.start + size]
+
+        for _ in self.pool().map(read, reads):
+            pass
+        return out
 
     def absolute_sources(self, sources: Sources, sizes: dict[str, int] | None = None) -> Sources:
         """Turn negative offsets into absolute ones (one HEAD per object that needs it, sizes kept in
