@@ -60,9 +60,9 @@ def _tree(root):
             data = rnd.randbytes(size) if i % 2 else (b"line of text %d\n" % i) * (size // 16)
             (sub / f"f{i:03d}.txt").write_bytes(data)
     (root / "two-chunks.bin").write_bytes(rnd.randbytes(3 * MiB))  # small enough for a reader, several chunks
-    # larger than a maximum chunk, read whole and cut in memory by a reader: the cut points must be the
+    # as large as a reader takes, read whole and cut in memory by a reader: the cut points must be the
     # stream chunker's, or the archive would differ from the one made without readers
-    (root / "several-chunks.bin").write_bytes(rnd.randbytes(9 * MiB))
+    (root / "several-chunks.bin").write_bytes(rnd.randbytes(filereaders.READER_MAX_FILE))
     # too large to hold whole: streamed through the backup's process
     (root / "streamed.bin").write_bytes(rnd.randbytes(filereaders.READER_MAX_FILE + 1))
     (root / "d0" / "same-as-f001").write_bytes((root / "d0" / "inner" / "f001.txt").read_bytes())
@@ -231,7 +231,7 @@ def test_files_queued_for_readers_are_bounded_in_bytes(repo_path, tmp_path):
     full once the files handed to readers and not yet in the item stream exceed ``QUEUED_BYTES``."""
     src = tmp_path / "photos"
     src.mkdir()
-    size = 10 * MiB
+    size = filereaders.READER_MAX_FILE
     count = filereaders.QUEUED_BYTES // size + 2
     rnd = random.Random(5)
     entries = []
