@@ -69,12 +69,7 @@ def test_taking_the_lock_writes_then_lists_once(pv, moto_endpoint, make_s3_url, 
 
 
 def _unlock_requests(url: str) -> dict[str, int]:
-    repo = Repository(url, settings=env_settings())
-    try:
-        repo.open(lambda: PASSPHRASE, lock=None)
-        return repo.request_stats()
-    finally:
-        repo.close()
+    return _opened(url, lock=None)
 
 
 def test_the_key_that_opened_the_repository_last_time_is_read_without_listing_keys(pv, moto_endpoint, make_s3_url):

@@ -86,18 +86,8 @@ class PackvaultBackend(BackendBase):
         Default: the directories one ``list`` at a time, depth first and sorted by name within each, as
         borgstore's ``Store.list`` walks them (for Packvault's hex-named nesting that is key order too).
         """
-        entries = iter(self.list(name))
-        while True:
-            try:
-                info = next(entries)
-            except StopIteration:
-                return
-            except ObjectNotFound:  # raised by the first step of a listing of a missing directory
-                return
-            if info.directory:
-                yield from self.list_tree(f"{name}/{info.name}")
-            else:
-                yield info
+        for _path, info in self.list_tree_paths(name):
+            yield info
 
     def list_tree_paths(self, name: str) -> Iterator[tuple[str, ItemInfo]]:
         """``list_tree`` with each object's path below ``name`` (``data/ab/abcd...``): one listing of a tree
@@ -110,7 +100,7 @@ class PackvaultBackend(BackendBase):
                 info = next(entries)
             except StopIteration:
                 return
-            except ObjectNotFound:
+            except ObjectNotFound:  # raised by the first step of a listing of a missing directory
                 return
             if info.directory:
                 for path, inner in self.list_tree_paths(f"{name}/{info.name}"):
