@@ -17,11 +17,11 @@ from tests.support.settings import env_settings
 PASSPHRASE = "correct horse battery staple"
 
 
-def _opened(url: str, *, lock: str | None = "exclusive") -> dict[str, int]:
+def _opened(url: str, *, lock: str | None = "exclusive", passphrase: str = PASSPHRASE) -> dict[str, int]:
     """The requests of one opening (config, key, lock) of ``url``, by kind."""
     repo = Repository(url, settings=env_settings())
     try:
-        repo.open(lambda: PASSPHRASE, lock=lock)
+        repo.open(lambda: passphrase, lock=lock)
         return repo.request_stats()
     finally:
         repo.close()
@@ -131,12 +131,7 @@ def test_a_damaged_remembered_name_is_ignored(pv, pv_env, moto_endpoint, make_s3
 
 
 def _unlock_requests_with(url: str, passphrase: str) -> dict[str, int]:
-    repo = Repository(url, settings=env_settings())
-    try:
-        repo.open(lambda: passphrase, lock=None)
-        return repo.request_stats()
-    finally:
-        repo.close()
+    return _opened(url, lock=None, passphrase=passphrase)
 
 
 def test_an_opening_reads_no_config_mac_when_the_config_is_the_one_verified_before(pv, moto_endpoint, make_s3_url):
