@@ -8,10 +8,12 @@ SIGINT; the process that started them stops handing out work and ends the pool.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 
 
@@ -30,6 +32,22 @@ def interrupts_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def spawn_pool(processes: int, initializer: Callable[..., None], initargs: tuple) -> ProcessPoolExecutor:
+    """A pool of worker processes started with ``spawn``: never a ``fork`` of a process that runs threads (a
+    lock held by another thread at the fork would stay held in the child forever).  Its processes start as
+    work is submitted; ``start_workers`` starts them at once."""
+    return ProcessPoolExecutor(
+        processes, mp_context=multiprocessing.get_context("spawn"), initializer=initializer, initargs=initargs
+    )
+
+
+def start_workers(pool: ProcessPoolExecutor, processes: int) -> list[Future]:
+    """Start every process of ``pool`` now, without waiting for them (a process is spawned per submit while
+    none is idle), with SIGINT ignored; each future is done once a process is up."""
+    with interrupts_ignored():
+        return [pool.submit(os.getpid) for _ in range(processes)]
 
 
 def ignore_interrupts() -> None:

@@ -25,7 +25,6 @@ backup read in its own process: slower, never different.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import struct
 from collections import deque
@@ -34,7 +33,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from ..chunking.chunker import read_up_to
-from ..processes import ignore_interrupts, interrupts_ignored
+from ..processes import ignore_interrupts, interrupts_ignored, spawn_pool, start_workers
 from ..repository.objects import TYPE_DATA
 from ..repository.sealing import SealingKit
 from . import items as it
@@ -87,14 +86,8 @@ class ReaderPool:
         """Start the processes, without waiting for them; raises when none can be started."""
         if self._pool is not None:
             return
-        self._pool = ProcessPoolExecutor(
-            self._processes,
-            mp_context=multiprocessing.get_context("spawn"),  # no fork of a process that runs threads
-            initializer=_start_reader,
-            initargs=(self._kit,),
-        )
-        with interrupts_ignored():  # a submit starts a worker process while none is idle
-            self._starting = [self._pool.submit(os.getpid) for _ in range(self._processes)]
+        self._pool = spawn_pool(self._processes, _start_reader, (self._kit,))
+        self._starting = start_workers(self._pool, self._processes)
 
     @property
     def warm(self) -> bool:

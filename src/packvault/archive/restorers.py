@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PackvaultError
-from ..processes import ignore_interrupts
+from ..processes import ignore_interrupts, spawn_pool
 from ..repository.objects import open_verified
 from ..repository.sealing import SealingKit
 from . import fsmeta
@@ -127,12 +126,7 @@ class RestorePool:
             try:
                 with self._lock:  # reader threads submit: one pool for all of them
                     if self._pool is None:
-                        self._pool = ProcessPoolExecutor(
-                            self._processes,
-                            mp_context=multiprocessing.get_context("spawn"),  # never fork a process with threads
-                            initializer=_start_worker,
-                            initargs=self._start_args,
-                        )
+                        self._pool = spawn_pool(self._processes, _start_worker, self._start_args)
                 future = self._pool.submit(_restore_batch, self.round, bytes(batch.sealed), batch.files)
             except Exception:  # no processes here (no /dev/shm, a limit): the restore's process does it all
                 self._broken = True

@@ -18,12 +18,10 @@ checker verify in its own process, pack by pack, with the same function: slower,
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from ...errors import ObjectMissing
-from ...processes import interrupts_ignored
+from ...processes import interrupts_ignored, spawn_pool, start_workers
 from ...repository.objects import ObjectCodec
 from ...repository.packreading import PackReader, PackReadingKit
 from ...repository.sealing import SealingKit
@@ -63,14 +61,8 @@ class VerifyPool:
             self.close()
 
     def _start(self) -> None:
-        self._pool = ProcessPoolExecutor(
-            self.processes,
-            mp_context=multiprocessing.get_context("spawn"),  # no fork of a process that runs threads
-            initializer=_start_worker,
-            initargs=(self._kit,),
-        )
-        for _ in range(self.processes):  # a process is spawned per call while none is idle
-            self._pool.submit(os.getpid)
+        self._pool = spawn_pool(self.processes, _start_worker, (self._kit,))
+        start_workers(self._pool, self.processes)
 
     def submit(self, sealing: SealingKit, kind: int, name: str) -> Future:
         """Verify pack ``name`` in a worker, opening its objects with ``sealing``'s key; the future's result is
