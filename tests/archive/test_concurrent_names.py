@@ -99,3 +99,47 @@ def test_claiming_a_new_name_is_one_create_only_write(pv, pv_env, any_backend_ur
             raise AssertionError("a second claim of a held name was taken")
     finally:
         repo.close()
+
+
+def test_a_backup_that_commits_while_another_looks_at_its_claim_still_wins_alone(pv, tmp_path, monkeypatch):
+    """The CI race: B finds A's claim, lists the archives before A's entry is there, and A commits and
+    releases its lock before B lists the locks.  B must not read that as "A died" and take the name too:
+    the locks are listed first, so a lock gone means an entry already there (A commits before it unlocks)."""
+    from packvault.errors import ArchiveExists
+    from packvault.repository.catalogue import ArchiveCatalogue, ArchiveEntry
+    from packvault.repository.repository import Repository
+
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url)
+    passphrase = os.environ["PACKVAULT_PASSPHRASE"]
+    first = Repository(url, settings=env_settings())
+    first.open(lambda: passphrase, lock="shared")
+    first_id = b"\1" * 32
+    first.claim_archive_name("x", first_id)
+    entry = ArchiveEntry(
+        id=first_id, name="x", time="2026-12-04T10:00:00", end="2026-12-04T10:00:01", host="h", user="u"
+    )
+
+    second = Repository(url, settings=env_settings())
+    second.open(lambda: passphrase, lock="shared")
+    listings = ArchiveCatalogue.archive_entries
+    committed: list[str] = []
+
+    def commit_first_right_after_listing(self, *, deleted=False, strict=False):
+        entries = listings(self, deleted=deleted, strict=strict)
+        if self is second and not deleted and not committed:
+            committed.append(first.put_archive_entry(entry))
+            first.close()  # committed, then unlocked
+        return entries
+
+    monkeypatch.setattr(ArchiveCatalogue, "archive_entries", commit_first_right_after_listing)
+    try:
+        try:
+            second.claim_archive_name("x", b"\2" * 32)
+        except ArchiveExists:
+            pass
+        else:
+            raise AssertionError("a second backup took the name of an archive committed at the same moment")
+    finally:
+        second.close()
+    assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]

@@ -196,13 +196,16 @@ class ArchiveCatalogue:
                 claimed, session = header.object_id, msgpack.unpackb(plaintext).get("session")
             except (IntegrityError, ValueError, TypeError, AttributeError, msgpack.UnpackException):
                 claimed, session = None, None  # a damaged claim protects nothing: take the next one
+            # The locks are listed before the archives: a backup writes its entry before it unlocks, so a
+            # claim whose lock is gone here has its entry in the listings below, or its backup died.  Listed
+            # the other way round, a backup committing in between looks dead and the name is taken twice.
+            held = {info.session for info in self.new_lock_manager().list_locks() if not info.stale}
             deleted = self.archive_entries(deleted=True)
             if claimed == archive_id and not any(e.id == claimed and e.name == name for e in deleted):
                 return  # our own claim: this is a retry (not a rename back to a name this archive once had)
             if claimed in {entry.id for entry in self.archive_entries() if entry.name == name}:
                 raise ArchiveExists(f"an archive named {name!r} already exists; nothing was committed")
             gone = claimed is None or claimed in self.tombstones() or any(e.id == claimed for e in deleted)
-            held = {info.session for info in self.new_lock_manager().list_locks() if not info.stale}
             if not gone and session in held:
                 raise ArchiveExists(
                     f"another backup is committing an archive named {name!r} right now; nothing was committed",
