@@ -54,7 +54,9 @@ def damaged(request: pytest.FixtureRequest, pv, tmp_path: Path, monkeypatch) -> 
     for chunk in chunks:
         by_pack.setdefault(chunk.pack, []).append(chunk)
     packs = sorted(by_pack)
-    assert len(packs) >= 4, "the repository has enough data packs to damage three of them"
+    # a, sub/b and d are each over a pack's size whatever the repository's cut points: three packs at least
+    # (not four: with this key-dependent chunking some keys cut only three, and the test held for them)
+    assert len(packs) >= 3, "the repository has enough data packs to damage three of them"
     first, second, third = (by_pack[name][0] for name in packs[:3])
     # 1. a flipped bit in the sealed data: its checksum says so (found with and without the key)
     rel = pack_rel(fx, first)

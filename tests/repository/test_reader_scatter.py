@@ -97,6 +97,37 @@ def test_a_failing_sink_stops_the_reading_and_nothing_runs_after(filled_repo):
     assert count_at_return < 20 + 4, count_at_return
 
 
+def test_a_failing_sink_stops_the_other_workers_even_when_the_caller_is_slow_to_learn_of_it(
+    filled_repo, monkeypatch
+):
+    """On a loaded machine the caller's thread may run long after a sink failed: the failing worker itself
+    stops the others (a full disk must not go on being written by three threads meanwhile)."""
+    from packvault.repository import reader as reader_module
+
+    repo, chunks = filled_repo
+    waits = reader_module.wait
+
+    def slow_to_wake(futures, *args, **kwargs):
+        result = waits(futures, *args, **kwargs)
+        time.sleep(0.2)
+        return result
+
+    monkeypatch.setattr(reader_module, "wait", slow_to_wake)
+    calls = []
+    lock = threading.Lock()
+
+    def sink(target: int, data) -> None:
+        time.sleep(0.002)
+        with lock:
+            calls.append(target)
+            if len(calls) == 20:
+                raise OSError(28, "No space left on device")
+
+    with ChunkReader(repo, scatter_window=1024 * KiB) as reader, pytest.raises(OSError, match="No space"):
+        reader.scatter(list(enumerate(chunks)), sink)
+    assert len(calls) < 20 + reader.threads, len(calls)
+
+
 def test_the_read_path_allocator_tuning_applies_on_linux():
     """glibc accepts the settings (they are ignored elsewhere); run in a child so this process is untouched."""
     code = "from packvault.cli.allocator import tune_for_chunk_reads as t; print(t())"

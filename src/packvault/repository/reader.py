@@ -198,7 +198,13 @@ class ChunkReader:
             for target, data in results:
                 if stop.is_set():
                     return
-                sink(target, data)
+                try:
+                    sink(target, data)
+                except BaseException:
+                    # the other workers stop at their next object now, not when the caller's thread gets
+                    # to run again (on a loaded machine that is many objects later)
+                    stop.set()
+                    raise
         finally:
             results.close()  # a stream given up early releases its connection now
 
