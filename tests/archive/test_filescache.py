@@ -29,11 +29,11 @@ def test_an_unchanged_file_gets_its_chunks_back_after_a_save(tmp_path):
     files.save()
     again = FilesCache(cache)
     for i in range(500):
-        assert again.lookup(b"/f%d" % i, *_stat(i)) == _chunks(i % 4 + 1, i)
+        assert again.lookup(b"/f%d" % i, _stat(i)) == _chunks(i % 4 + 1, i)
     inode, size, mtime, ctime = _stat(3)
-    assert again.lookup(b"/f3", inode, size, mtime + 1, ctime) is None  # changed: read again
-    assert again.lookup(b"/f3", inode, size, mtime, ctime + 1) is None
-    assert again.lookup(b"/nowhere", *_stat(3)) is None
+    assert again.lookup(b"/f3", (inode, size, mtime + 1, ctime)) is None  # changed: read again
+    assert again.lookup(b"/f3", (inode, size, mtime, ctime + 1)) is None
+    assert again.lookup(b"/nowhere", _stat(3)) is None
 
 
 def test_a_file_remembered_again_gets_its_new_chunks_also_after_compaction(tmp_path):
@@ -48,7 +48,7 @@ def test_a_file_remembered_again_gets_its_new_chunks_also_after_compaction(tmp_p
             files.remember(b"/f%d" % i, *_stat(i), _chunks(2, i + 1000 * round_))
         files.save()
         check = FilesCache(cache)
-        assert all(check.lookup(b"/f%d" % i, *_stat(i)) == _chunks(2, i + 1000 * round_) for i in range(100))
+        assert all(check.lookup(b"/f%d" % i, _stat(i)) == _chunks(2, i + 1000 * round_) for i in range(100))
     on_disk = sum(p.stat().st_size for p in cache.path.iterdir() if p.name.endswith(".chunks"))
     assert on_disk <= 2 * 100 * 2 * 36  # compacted: not every list ever written
 
@@ -61,11 +61,11 @@ def test_files_not_seen_for_max_age_backups_are_forgotten(tmp_path):
     files.save()
     for _ in range(2 * MAX_AGE):
         files = FilesCache(cache)
-        assert files.lookup(b"/kept", *_stat(1)) is not None
+        assert files.lookup(b"/kept", _stat(1)) is not None
         files.save()
     files = FilesCache(cache)
-    assert files.lookup(b"/kept", *_stat(1)) == _chunks(1, 1)
-    assert files.lookup(b"/gone", *_stat(2)) is None
+    assert files.lookup(b"/kept", _stat(1)) == _chunks(1, 1)
+    assert files.lookup(b"/gone", _stat(2)) is None
 
 
 def test_a_damaged_or_half_written_cache_is_not_trusted(tmp_path):
@@ -78,10 +78,10 @@ def test_a_damaged_or_half_written_cache_is_not_trusted(tmp_path):
     # a crash that left chunk lists of another length than the metadata says: nothing is returned
     with open(chunks_file, "r+b") as f:
         f.truncate(36 * 10)
-    assert FilesCache(cache).lookup(b"/f1", *_stat(1)) is None
+    assert FilesCache(cache).lookup(b"/f1", _stat(1)) is None
     # a metadata file that is garbage
     (cache.path / "files.meta").write_bytes(os.urandom(40))
-    assert FilesCache(cache).lookup(b"/f1", *_stat(1)) is None
+    assert FilesCache(cache).lookup(b"/f1", _stat(1)) is None
 
 
 def test_each_save_replaces_the_previous_version_and_the_old_format(tmp_path):
@@ -122,10 +122,10 @@ def test_the_cache_of_earlier_versions_is_taken_over(tmp_path):
     }
     cache.write("files", msgpack.packb(old))
     files = FilesCache(cache)
-    assert all(files.lookup(b"/f%d" % i, *_stat(i)) == _chunks(2, i) for i in range(20))
+    assert all(files.lookup(b"/f%d" % i, _stat(i)) == _chunks(2, i) for i in range(20))
     files.save()
     assert not cache.file("files").exists()
-    assert FilesCache(cache).lookup(b"/f7", *_stat(7)) == _chunks(2, 7)
+    assert FilesCache(cache).lookup(b"/f7", _stat(7)) == _chunks(2, 7)
 
 
 def test_files_a_crashed_save_left_behind_are_removed_once_they_are_old(tmp_path):
@@ -146,9 +146,9 @@ def test_files_a_crashed_save_left_behind_are_removed_once_they_are_old(tmp_path
     for name in old + others:
         os.utime(cache.path / name, (long_ago, long_ago))
     files = FilesCache(cache)
-    assert files.lookup(b"/f", *_stat(1)) == _chunks(1, 1)
+    assert files.lookup(b"/f", _stat(1)) == _chunks(1, 1)
     files.save()
     names = {p.name for p in cache.path.iterdir()}
     assert not names & set(old), names
     assert set(fresh + others) <= names
-    assert FilesCache(cache).lookup(b"/f", *_stat(1)) == _chunks(1, 1)
+    assert FilesCache(cache).lookup(b"/f", _stat(1)) == _chunks(1, 1)

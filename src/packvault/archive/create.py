@@ -112,7 +112,7 @@ class ArchiveCreator:
                     self._add_ready(writer, chunker, stream, wait=self._queue.full)
                 except _DeadlineInFile:
                     self._stop_at_deadline(writer)
-                self._report(entry.item[it.PATH].decode("utf-8", "replace"))
+                self._report(entry.item[it.PATH])
             try:
                 self._add_ready(writer, chunker, stream, wait=True, last=True)
             except _DeadlineInFile:
@@ -174,10 +174,13 @@ class ArchiveCreator:
                 self.warn(self.name, f"archive created, but the files cache was not saved: {_cause(exc)}")
         return entry
 
-    def _report(self, path: str) -> None:
-        """Live counters for the caller: the writer's new/stored bytes as they are now, not after the run."""
+    def _report(self, path: str | bytes) -> None:
+        """Live counters for the caller: the writer's new/stored bytes as they are now, not after the run.
+        ``path`` may be the item's bytes: decoded only when someone is told (once per entry otherwise)."""
         if self.progress is None:
             return
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "replace")
         writer_stats = self._writer.stats if self._writer is not None else None
         if writer_stats is not None:
             self.stats.deduplicated_size = writer_stats["bytes_new"]
@@ -247,12 +250,12 @@ class ArchiveCreator:
         for queued in self._queue.ready(wait=wait, last=last):
             if queued.waits:
                 self._take_read(queued, writer, chunker)
-                self._report(queued.entry.item[it.PATH].decode("utf-8", "replace"))
+                self._report(queued.entry.item[it.PATH])
             if queued.skip:
                 continue
             item = queued.entry.item
             if queued.chunks is not None:
-                item[it.CHUNKS] = [[cid, size] for cid, size in queued.chunks]
+                item[it.CHUNKS] = list(map(list, queued.chunks))
                 self.stats.original_size += item[it.SIZE]
                 self.stats.chunks += len(queued.chunks)
             stream.add(item)
@@ -283,8 +286,8 @@ class ArchiveCreator:
         cache = self.files_cache
         if cache is None or entry.cache_key is None:
             return None
-        cached = cache.lookup(entry.source_path, *entry.cache_key)
-        if cached is not None and all(writer.known(cid) for cid, _ in cached):
+        cached = cache.lookup(entry.source_path, entry.cache_key)
+        if cached is not None and writer.all_known([cid for cid, _ in cached]):
             self.stats.files_unchanged += 1
             return cached
         return None

@@ -104,25 +104,20 @@ class FilesCache:
             return
         self._table, self._chunks, self._unseen = table, chunks, len(table)
 
-    def lookup(
-        self, path: bytes, inode: int, size: int, mtime_ns: int, ctime_ns: int
-    ) -> list[tuple[bytes, int]] | None:
-        key = self.key(path)
+    def lookup(self, path: bytes, cache_key: tuple[int, int, int, int]) -> list[tuple[bytes, int]] | None:
+        """The chunks remembered for ``path`` if its (inode, size, mtime_ns, ctime_ns) are still ``cache_key``."""
+        key = blake3.blake3(path).digest(KEY_SIZE)
         entry = self._table.get(key)
-        if entry is None or (entry.inode, entry.size, entry.mtime_ns, entry.ctime_ns) != (
-            inode,
-            size,
-            mtime_ns,
-            ctime_ns,
-        ):
+        if entry is None or entry[:4] != cache_key:
             return None
-        end = entry.offset + entry.count * _CHUNK.size
+        offset, count = entry.offset, entry.count
+        end = offset + count * _CHUNK.size
         if end > len(self._chunks):
             return None
         if entry.seen != self._generation:
-            self._table[key] = entry._replace(seen=self._generation)
+            self._table[key] = Entry(*cache_key, self._generation, offset, count)
             self._unseen -= 1
-        return list(_CHUNK.iter_unpack(self._chunks[entry.offset : end]))
+        return list(_CHUNK.iter_unpack(self._chunks[offset:end]))
 
     def remember(self, path: bytes, inode: int, size: int, mtime_ns: int, ctime_ns: int, chunks) -> None:
         key = self.key(path)

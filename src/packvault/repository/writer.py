@@ -162,6 +162,12 @@ class RepositoryWriter:
         with self._lock:
             return chunk_id in self.index or chunk_id in self._pending
 
+    def all_known(self, chunk_ids: list[bytes]) -> bool:
+        """``known`` for each of a file's chunks under one take of the lock (an unchanged file's question)."""
+        index, pending = self.index, self._pending
+        with self._lock:
+            return all(chunk_id in index or chunk_id in pending for chunk_id in chunk_ids)
+
     def put_chunk(self, chunk_id: bytes, data: bytes, obj_type: int = TYPE_DATA) -> bool:
         """Make sure the chunk will be stored; returns True if it is new (not stored before).
 
