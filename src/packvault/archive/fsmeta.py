@@ -45,31 +45,31 @@ def gid_of(name: str) -> int | None:
         return None
 
 
+_TYPES = {
+    stat.S_IFREG: it.FILE,
+    stat.S_IFDIR: it.DIR,
+    stat.S_IFLNK: it.SYMLINK,
+    stat.S_IFIFO: it.FIFO,
+    stat.S_IFCHR: it.CHARDEV,
+    stat.S_IFBLK: it.BLOCKDEV,
+}
+
+
 def item_type(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return it.FILE
-    if stat.S_ISDIR(mode):
-        return it.DIR
-    if stat.S_ISLNK(mode):
-        return it.SYMLINK
-    if stat.S_ISFIFO(mode):
-        return it.FIFO
-    if stat.S_ISCHR(mode):
-        return it.CHARDEV
-    if stat.S_ISBLK(mode):
-        return it.BLOCKDEV
-    return None  # sockets and unknown types are not backed up
+    """The item type of a file mode; None for sockets and unknown types, which are not backed up."""
+    return _TYPES.get(stat.S_IFMT(mode))
 
 
-def stat_fields(st: os.stat_result) -> dict:
-    fields = {
-        it.MODE: st.st_mode,
-        it.UID: st.st_uid,
-        it.GID: st.st_gid,
-        it.MTIME: st.st_mtime_ns,
-        it.ATIME: st.st_atime_ns,
-        it.CTIME: st.st_ctime_ns,
-    }
+def stat_fields(st: os.stat_result, fields: dict | None = None) -> dict:
+    """The item fields of ``st``, added to ``fields`` when given (the walk's item: no second dict per entry)."""
+    if fields is None:
+        fields = {}
+    fields[it.MODE] = st.st_mode
+    fields[it.UID] = st.st_uid
+    fields[it.GID] = st.st_gid
+    fields[it.MTIME] = st.st_mtime_ns
+    fields[it.ATIME] = st.st_atime_ns
+    fields[it.CTIME] = st.st_ctime_ns
     user = user_name(st.st_uid)
     if user is not None:
         fields[it.USER] = user

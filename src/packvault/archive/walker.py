@@ -75,6 +75,11 @@ def archive_path(abs_path: bytes) -> bytes:
     return abs_path.lstrip(b"/") or b"."
 
 
+def _prefix(directory: bytes) -> bytes:
+    """``directory`` with one trailing slash: its children's paths are this plus their names."""
+    return directory if directory.endswith(b"/") else directory + b"/"
+
+
 def _components(path: bytes) -> list[bytes]:
     return path.split(b"/")
 
@@ -140,12 +145,12 @@ class FilesystemSource:
         names = self._names(root, entry)
         if names is None:
             return
-        stack = [(root, iter(names))]
-        lstat, join, is_dir = os.lstat, os.path.join, stat.S_ISDIR
+        stack = [(_prefix(root), iter(names))]
+        lstat, is_dir = os.lstat, stat.S_ISDIR
         while stack:
-            directory, remaining = stack[-1]
+            prefix, remaining = stack[-1]
             for name in remaining:
-                child = join(directory, name)
+                child = prefix + name
                 try:
                     child_st = lstat(child)
                 except FileNotFoundError:
@@ -169,7 +174,7 @@ class FilesystemSource:
                 yield entry
                 names = self._names(child, entry)
                 if names:
-                    stack.append((child, iter(names)))
+                    stack.append((child + b"/", iter(names)))
                     break  # into the directory; this one's iterator goes on where it stopped once it is done
             else:
                 stack.pop()
@@ -209,7 +214,7 @@ class FilesystemSource:
             what = "a socket" if stat.S_ISSOCK(st.st_mode) else f"an unsupported file type ({st.st_mode:o})"
             self.warn(os.fsdecode(path), f"not backed up: {what}")
             return None
-        item = {it.PATH: archive_path(path), it.TYPE: kind, **fsmeta.stat_fields(st)}
+        item = fsmeta.stat_fields(st, {it.PATH: archive_path(path), it.TYPE: kind})
         xattrs = fsmeta.read_xattrs(path)
         if xattrs:
             item[it.XATTRS] = xattrs
