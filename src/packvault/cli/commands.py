@@ -150,7 +150,7 @@ def cmd_list(args, run: Run) -> int:
             entries = with_tags(repo.archive_entries(deleted=args.deleted), args.tag)
             render.archives(entries, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
-        with ChunkReader(repo) as reader:
+        with ChunkReader(repo, meta_packs=repo.meta_pack_cache()) as reader:
             entry = repo.find_archive(archive)
             meta = load_archive(reader, entry)
             selected = path_filter(args.paths)
@@ -174,7 +174,7 @@ def cmd_info(args, run: Run) -> int:
         cfg = repo.config
         if archive is not None:
             entry = repo.find_archive(archive)
-            with ChunkReader(repo) as reader:
+            with ChunkReader(repo, meta_packs=repo.meta_pack_cache()) as reader:
                 meta = load_archive(reader, entry)
             render.archive_info(entry, meta, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
@@ -219,7 +219,11 @@ def cmd_extract(args, run: Run) -> int:
         raise UsageError("--strip-components must not be negative")
     tune_for_chunk_reads()
     live = LiveProgress(args.progress)
-    with open_repository(args, run, location) as repo, ChunkReader(repo) as reader, live:
+    with (
+        open_repository(args, run, location) as repo,
+        ChunkReader(repo, meta_packs=repo.meta_pack_cache()) as reader,
+        live,
+    ):
         meta = load_archive(reader, repo.find_archive(archive))
         selected = PathSelector(args.paths)
 
@@ -288,7 +292,7 @@ def cmd_diff(args, run: Run) -> int:
     from ..repository.reader import ChunkReader
 
     location, first = split_location(args.location, need_archive=True)
-    with open_repository(args, run, location) as repo, ChunkReader(repo) as reader:
+    with open_repository(args, run, location) as repo, ChunkReader(repo, meta_packs=repo.meta_pack_cache()) as reader:
         meta_a = load_archive(reader, repo.find_archive(first))
         meta_b = load_archive(reader, repo.find_archive(args.other))
         changes = list(diff_items(iter_archive_items(reader, meta_a), iter_archive_items(reader, meta_b)))

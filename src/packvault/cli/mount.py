@@ -96,7 +96,7 @@ def _serve(
     from ..repository.reader import ChunkReader
     from .opening import open_repository
 
-    with open_repository(args, run, location) as repo, ChunkReader(repo) as reader:
+    with open_repository(args, run, location) as repo, ChunkReader(repo, meta_packs=repo.meta_pack_cache()) as reader:
         entries = [repo.find_archive(archive)] if archive else repo.archive_entries()
         fs = RepositoryFS(
             reader,

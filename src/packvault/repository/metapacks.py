@@ -1,7 +1,10 @@
-"""A local, authenticated cache of metadata packs, for compact's mark (like restic's cache of tree packs).
+"""A local, authenticated cache of metadata packs, for compact's mark and the commands that read an
+archive's items (like restic's cache of tree packs).
 
 Why: compact marks by reading every live archive's metadata and item stream, which on S3 is one or two
-GETs per metadata pack on every run; the client that wrote a backup already had those bytes.  So a remote
+GETs per metadata pack on every run; extract, list, info, diff and mount read an archive's metadata and
+then its item stream, two round trips in a row before the first data GET.  The client that wrote a backup
+already had those bytes.  So a remote
 repository's metadata packs are kept in ``<cache dir>/<repository id>/meta-packs/`` when they are uploaded,
 and when mark fetches one (whole, in one GET, when the listing says it is small enough).
 
@@ -11,7 +14,9 @@ checked on every read.  A file that does not verify (damaged, truncated, another
 name, another repository's pack) is removed and the pack is read from the store again.  The objects in a
 pack are authenticated once more when they are opened, as always.
 
-Only what asks for it reads here: compact's mark.  ``check`` never does; it verifies the store itself.
+Only what asks for it reads here: compact's mark and those reading commands, which fetch a pack whole only
+when a listing told its size (compact's), and otherwise read ranges of what is not cached.  ``check``
+never does; it verifies the store itself.
 
 Bounds: packs above ``MAX_CACHED_PACK`` are not cached (a mark then reads ranges, as without a cache); the
 directory is trimmed to ``LIMIT_BYTES``, least recently used first; in memory there is one pack, the one

@@ -70,8 +70,9 @@ class ChunkReader:
         scatter_window: int = SCATTER_WINDOW_BYTES,
         meta_packs: MetaPackCache | None = None,
     ):
-        """``meta_packs``: read metadata packs through this local cache (compact's mark only; see
-        ``metapacks.py``), in ordered reads (``iter_tagged``)."""
+        """``meta_packs``: read metadata packs through this local cache (compact's mark and the commands
+        that read an archive's items; see ``metapacks.py``), in ordered reads (``iter_chunks``,
+        ``iter_tagged``)."""
         self.repo = repo
         self.meta_packs = meta_packs
         self.scatter_window = scatter_window
