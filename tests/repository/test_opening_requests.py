@@ -192,3 +192,40 @@ def test_a_pack_reading_process_opens_its_store_without_a_head(pv, moto_endpoint
             reader.close()
     finally:
         repo.close()
+
+
+@pytest.mark.parametrize("command", ["extract", "list", "create"])
+def test_the_archive_listing_and_the_index_are_asked_at_once(pv, tmp_path, monkeypatch, command):
+    """Commands that need an archive and the index ask for both at the same time (each a round trip to a
+    distant bucket): the index is not loaded until the archives are being listed."""
+    import threading
+
+    from packvault.repository.catalogue import ArchiveCatalogue
+    from packvault.repository.index_store import IndexStore
+
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data")
+    pv("create", f"{url}::a", src)
+    listing = threading.Event()
+    entries, load = ArchiveCatalogue.archive_entries, IndexStore._load_index
+
+    def listed(self, **kwargs):
+        listing.set()
+        return entries(self, **kwargs)
+
+    def loaded(self):
+        assert listing.wait(5), "the index was loaded before the archives were listed"
+        return load(self)
+
+    monkeypatch.setattr(ArchiveCatalogue, "archive_entries", listed)
+    monkeypatch.setattr(IndexStore, "_load_index", loaded)
+    if command == "extract":
+        pv("extract", f"{url}::a", "--target", tmp_path / "out")
+    elif command == "list":
+        assert "f" in pv("list", f"{url}::a").out
+    else:
+        pv("create", f"{url}::b", src)
+    assert listing.is_set()

@@ -25,7 +25,6 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from ..errors import ArchiveExists, PackvaultError
@@ -90,12 +89,7 @@ class ArchiveCreator:
 
     def run(self, source: Iterable[Entry], *, paths: list[str], cmdline: list[str]) -> ArchiveEntry:
         repo = self.repo
-        with ThreadPoolExecutor(1, thread_name_prefix="pv-open") as pool:
-            # the archive list and the index are read at once: each is a round trip to a distant bucket
-            names = pool.submit(lambda: {entry.name for entry in repo.archive_entries()})
-            repo.index  # noqa: B018  (loads it)
-            taken = self.name in names.result()
-        if taken:
+        if any(entry.name == self.name for entry in repo.archive_entries_loading_index()):
             raise ArchiveExists(f"an archive named {self.name!r} already exists")
         writer = RepositoryWriter(repo)
         self._writer = writer

@@ -28,7 +28,7 @@ from .keys import (
 from .location import split_location
 from .maintain import cmd_break_lock, cmd_check, cmd_compact, cmd_prune
 from .mount import cmd_mount
-from .opening import new_passphrase, open_repository, requests_of, s3_options
+from .opening import archive_reader, new_passphrase, open_repository, requests_of, s3_options
 from .output import print_json
 from .progress import LiveProgress
 from .retention import cmd_retention_extend
@@ -142,7 +142,6 @@ def cmd_init(args, run: Run) -> int:
 
 def cmd_list(args, run: Run) -> int:
     from ..archive.archive import iter_archive_items, load_archive, path_filter
-    from ..repository.reader import ChunkReader
 
     location, archive = split_location(args.location)
     with open_repository(args, run, location) as repo:
@@ -150,8 +149,7 @@ def cmd_list(args, run: Run) -> int:
             entries = with_tags(repo.archive_entries(deleted=args.deleted), args.tag)
             render.archives(entries, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
-        with ChunkReader(repo, meta_packs=repo.meta_pack_cache()) as reader:
-            entry = repo.find_archive(archive)
+        with archive_reader(repo, archive) as (entry, reader):
             meta = load_archive(reader, entry)
             selected = path_filter(args.paths)
             excluded = item_excludes(args)
@@ -167,14 +165,12 @@ def cmd_list(args, run: Run) -> int:
 
 def cmd_info(args, run: Run) -> int:
     from ..archive.archive import load_archive
-    from ..repository.reader import ChunkReader
 
     location, archive = split_location(args.location)
     with open_repository(args, run, location) as repo:
         cfg = repo.config
         if archive is not None:
-            entry = repo.find_archive(archive)
-            with ChunkReader(repo, meta_packs=repo.meta_pack_cache()) as reader:
+            with archive_reader(repo, archive) as (entry, reader):
                 meta = load_archive(reader, entry)
             render.archive_info(entry, meta, requests_of(repo) if args.json else {}, as_json=args.json)
             return EXIT_OK
@@ -208,7 +204,6 @@ def cmd_info(args, run: Run) -> int:
 def cmd_extract(args, run: Run) -> int:
     from ..archive.archive import iter_archive_items, load_archive
     from ..archive.extract import Extractor, PathSelector
-    from ..repository.reader import ChunkReader
     from .allocator import tune_for_chunk_reads
 
     location, archive = split_location(args.location, need_archive=True)
@@ -221,10 +216,10 @@ def cmd_extract(args, run: Run) -> int:
     live = LiveProgress(args.progress)
     with (
         open_repository(args, run, location) as repo,
-        ChunkReader(repo, meta_packs=repo.meta_pack_cache()) as reader,
+        archive_reader(repo, archive) as (entry, reader),
         live,
     ):
-        meta = load_archive(reader, repo.find_archive(archive))
+        meta = load_archive(reader, entry)
         selected = PathSelector(args.paths)
 
         def report(stats, path: str) -> None:

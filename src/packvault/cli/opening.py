@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..crypto.kdf import Passphrase
 from ..repository.repository import Repository
 from . import render
 from .gc_policy import freeze_long_lived_objects
 from .run import Run
+
+if TYPE_CHECKING:
+    from ..repository.catalogue import ArchiveEntry
+    from ..repository.reader import ChunkReader
 
 
 def s3_options(args) -> dict[str, str]:
@@ -59,6 +64,17 @@ def open_repository(
         yield repo
     finally:
         repo.close()
+
+
+@contextlib.contextmanager
+def archive_reader(repo: Repository, name: str) -> Iterator[tuple[ArchiveEntry, ChunkReader]]:
+    """The archive ``name``, found while the index loads (two round trips at once), and a reader that takes
+    metadata packs from the local, authenticated cache (``repository/metapacks.py``)."""
+    from ..repository.reader import ChunkReader
+
+    entry = repo.find_archive(name, load_index=True)
+    with ChunkReader(repo, meta_packs=repo.meta_pack_cache()) as reader:
+        yield entry, reader
 
 
 def requests_of(repo: Repository) -> dict:

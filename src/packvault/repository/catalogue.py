@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -151,8 +152,18 @@ class ArchiveCatalogue:
         """archive id -> store key of its entry."""
         return {entry.id: key for key, entry in self._entries(deleted=deleted, strict=False)}
 
-    def find_archive(self, name: str) -> ArchiveEntry:
-        matches = [e for e in self.archive_entries() if e.name == name]
+    def archive_entries_loading_index(self) -> list[ArchiveEntry]:
+        """``archive_entries()``, listed while the index loads: most commands need both, and each is a round
+        trip to a distant bucket (the listing goes to the backend directly, beside the index's reads)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="pv-open") as pool:
+            entries = pool.submit(self.archive_entries)
+            self.index  # noqa: B018  (loads it)
+            return entries.result()
+
+    def find_archive(self, name: str, *, load_index: bool = False) -> ArchiveEntry:
+        """The newest archive named ``name``; with ``load_index`` the index is loaded meanwhile."""
+        matches = [e for e in (self.archive_entries_loading_index() if load_index else self.archive_entries())
+                   if e.name == name]
         if not matches:
             raise ArchiveNotFound(f"archive {name!r} not found")
         return matches[-1]
