@@ -14,6 +14,8 @@ import os
 import random
 import subprocess
 
+import pytest
+
 from tests.support.cli import cli_command, pv, pv_env  # noqa: F401  (fixtures)
 from tests.support.settings import env_settings
 
@@ -91,12 +93,8 @@ def test_claiming_a_new_name_is_one_create_only_write(pv, pv_env, any_backend_ur
         stats = repo.request_stats()
         assert stats.get("GET", 0) == 0 and stats.get("LIST", 0) == 0, stats
         # a second archive of that name still finds the first claim
-        try:
+        with pytest.raises(ArchiveExists):
             repo.claim_archive_name("never-used", b"\2" * 32)
-        except ArchiveExists:
-            pass
-        else:
-            raise AssertionError("a second claim of a held name was taken")
     finally:
         repo.close()
 
@@ -134,12 +132,8 @@ def test_a_backup_that_commits_while_another_looks_at_its_claim_still_wins_alone
 
     monkeypatch.setattr(ArchiveCatalogue, "archive_entries", commit_first_right_after_listing)
     try:
-        try:
+        with pytest.raises(ArchiveExists):  # not "the first backup died": it committed
             second.claim_archive_name("x", b"\2" * 32)
-        except ArchiveExists:
-            pass
-        else:
-            raise AssertionError("a second backup took the name of an archive committed at the same moment")
     finally:
         second.close()
     assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]
