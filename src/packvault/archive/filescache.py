@@ -106,7 +106,7 @@ class FilesCache:
 
     def lookup(self, path: bytes, cache_key: tuple[int, int, int, int]) -> list[tuple[bytes, int]] | None:
         """The chunks remembered for ``path`` if its (inode, size, mtime_ns, ctime_ns) are still ``cache_key``."""
-        key = blake3.blake3(path).digest(KEY_SIZE)
+        key = self.key(path)
         entry = self._table.get(key)
         if entry is None or entry[:4] != cache_key:
             return None
