@@ -4,9 +4,9 @@ archive's items (like restic's cache of tree packs).
 Why: compact marks by reading every live archive's metadata and item stream, which on S3 is one or two
 GETs per metadata pack on every run; extract, list, info, diff and mount read an archive's metadata and
 then its item stream, two round trips in a row before the first data GET.  The client that wrote a backup
-already had those bytes.  So a remote
-repository's metadata packs are kept in ``<cache dir>/<repository id>/meta-packs/`` when they are uploaded,
-and when mark fetches one (whole, in one GET, when the listing says it is small enough).
+already had those bytes.  So a remote repository's metadata packs are kept in
+``<cache dir>/<repository id>/meta-packs/`` when they are uploaded, and when mark fetches one (whole, in one
+GET, when the listing says it is small enough).
 
 Trust: a file there is never believed as such.  Each holds a tag and the pack's bytes; the tag is a keyed
 BLAKE3 over the pack's name and bytes, under a key derived from the repository's master key, and it is
