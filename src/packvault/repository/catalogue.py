@@ -18,7 +18,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import ArchiveExists, ArchiveNotFound, ConflictError, IntegrityError
 from ..storage import layout
-from ..storage.store import Store, backend_of, store_new
+from ..storage.store import Store, backend_of, load_in_order, store_new
 from .objects import TYPE_ARCHIVE_ENTRY, ObjectCodec
 
 if TYPE_CHECKING:
@@ -112,23 +112,32 @@ class ArchiveCatalogue:
             listed = list(self.list_namespace(layout.ARCHIVES, deleted=True))
         else:
             listed, soft_deleted = self.list_namespace_split(layout.ARCHIVES)
-        for info in listed:
-            plaintext = cache.read(f"archive-{info.name}")
-            try:
-                if plaintext is None:
-                    plaintext = self.get_sealed(layout.ARCHIVES, info.name, deleted=deleted)
-                    cache.write(f"archive-{info.name}", plaintext)
-                entry = ArchiveEntry.decode(plaintext)
-            except (IntegrityError, ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
-                if deleted:
-                    continue  # a damaged entry that repair soft-deleted: nothing to undelete
-                if strict:
-                    raise IntegrityError(
-                        f"archive entry {info.name} is damaged ({exc})", hint="run 'packvault check --repair' first"
-                    ) from None
-                log.warning("archive entry %s is damaged (%s); skipped: run 'packvault check --repair'", info.name, exc)
-                continue
-            entries.append((info.name, entry))
+        cached = {info.name: cache.read(f"archive-{info.name}") for info in listed}
+        # the entries this client has not seen yet are read ahead of their turn (soft-deleted ones are rare)
+        unseen = [] if deleted else [layout.name(layout.ARCHIVES, key) for key, text in cached.items() if text is None]
+        with contextlib.closing(load_in_order(self.store, unseen)) as loads:
+            for info in listed:
+                plaintext = cached[info.name]
+                try:
+                    if plaintext is None:
+                        if deleted:
+                            plaintext = self.get_sealed(layout.ARCHIVES, info.name, deleted=True)
+                        else:
+                            plaintext = self.codec.open(next(loads)[1].result())[2]
+                        cache.write(f"archive-{info.name}", plaintext)
+                    entry = ArchiveEntry.decode(plaintext)
+                except (IntegrityError, ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+                    if deleted:
+                        continue  # a damaged entry that repair soft-deleted: nothing to undelete
+                    if strict:
+                        raise IntegrityError(
+                            f"archive entry {info.name} is damaged ({exc})", hint="run 'packvault check --repair' first"
+                        ) from None
+                    log.warning(
+                        "archive entry %s is damaged (%s); skipped: run 'packvault check --repair'", info.name, exc
+                    )
+                    continue
+                entries.append((info.name, entry))
         if not deleted:
             self._listed_entries, self._listed_deleted = tuple(entries), tuple(soft_deleted)
         return entries

@@ -32,7 +32,7 @@ from ..crypto.keys import (
 from ..errors import IntegrityError, RepositoryError, RepositoryNotFound, UsageError, WrongPassphrase
 from ..settings import Settings
 from ..storage import layout
-from ..storage.store import Store, load_beside
+from ..storage.store import Store, load_beside, load_in_order
 from .cache import RepositoryCache
 from .config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
 from .objects import ObjectCodec
@@ -132,18 +132,22 @@ class Keyring:
     def config_objects(self) -> dict[str, bytes | None]:
         """The stored config, its copy and its MAC (None where missing), for check and repair."""
         found: dict[str, bytes | None] = {}
-        for name in (CONFIG_NAME, CONFIG_COPY_NAME, CONFIG_MAC_NAME):
-            try:
-                found[name] = self.store.load(name)
-            except ObjectNotFound:
-                found[name] = None
+        with contextlib.closing(load_in_order(self.store, (CONFIG_NAME, CONFIG_COPY_NAME, CONFIG_MAC_NAME))) as loads:
+            for name, loaded in loads:
+                try:
+                    found[name] = loaded.result()
+                except ObjectNotFound:
+                    found[name] = None
         return found
 
     def config_authentic(self, stored_mac: Future | None = None) -> bool | None:
         """After unlock: True if the config's MAC verifies, False if it does not, None if it has none yet.
         ``stored_mac``: the MAC already being read (``unlock`` asks for it while it reads the keys)."""
+        return self.config_mac_verifies(stored_mac.result() if stored_mac is not None else self._stored_config_mac())
+
+    def config_mac_verifies(self, mac: bytes | None) -> bool | None:
+        """``config_authentic`` for a MAC already read (``config_objects``)."""
         assert self.key is not None
-        mac = stored_mac.result() if stored_mac is not None else self._stored_config_mac()
         if mac is None:
             return None
         return hmac.compare_digest(mac, self.key.config_mac(self._config_raw))

@@ -15,9 +15,11 @@ goes through ``Store``, which serializes its calls.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import replace
 
 from borgstore.backends.errors import BackendAlreadyExists, BackendDoesNotExist, PermissionDenied
@@ -38,7 +40,7 @@ from ..errors import (
 )
 from ..settings import Settings
 from ..storage import layout
-from ..storage.store import Store, backend_of
+from ..storage.store import Store, backend_of, load_in_order
 from ..storage.url import store_from_location
 from .cache import RepositoryCache
 from .catalogue import ArchiveCatalogue, ArchiveEntry
@@ -323,6 +325,13 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         """A small object (``keys/``, ``index/``, ``archives/``) as stored, unopened: for the checks that need
         no key (structure, checksums, content name)."""
         return self.store.load(layout.name(namespace, name), deleted=deleted)
+
+    def load_raw_ahead(self, namespace: str, names: list[str]) -> Iterator[tuple[str, Future]]:
+        """``load_raw`` of each of ``names``, in order, read ahead (``load_in_order``): (name, finished future
+        of its bytes)."""
+        with contextlib.closing(load_in_order(self.store, [layout.name(namespace, name) for name in names])) as loads:
+            for name, (_, loaded) in zip(names, loads, strict=True):
+                yield name, loaded
 
     def get_sealed(self, namespace: str, name: str, *, deleted: bool = False) -> bytes:
         return self.codec.open(self.store.load(f"{namespace}/{name}", deleted=deleted))[2]

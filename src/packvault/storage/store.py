@@ -14,7 +14,9 @@ that was already imported is left alone.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 from .accounting import CountingBackend
@@ -81,9 +83,39 @@ def load_beside(store: Store, name: str, *, offset: int = 0, size: int | None = 
     return store.backend.load(store.find(name), offset=offset, size=size)
 
 
+LOAD_AHEAD = 8
+
+
+def load_in_order(store: Store, names: Iterable[str], *, ahead: int = LOAD_AHEAD) -> Iterator[tuple[str, Future]]:
+    """(name, finished future of its ``load_beside``) for each name, in order, with up to ``ahead`` loads in
+    flight.  Why: the small objects a command reads one after another (index fragments, archive entries, the
+    config and its copy) each cost a round trip, and to a distant bucket a repository of a thousand
+    fragments took a thousand of them.  The future's ``result()`` is the bytes, or raises what ``Store.load``
+    would (``ObjectNotFound``), where the caller reads it; memory stays at ``ahead`` objects."""
+    pending = iter(names)
+    pool = ThreadPoolExecutor(ahead, thread_name_prefix="pv-load")
+    queue: deque[tuple[str, Future]] = deque()
+    try:
+        for name in pending:
+            queue.append((name, pool.submit(load_beside, store, name)))
+            if len(queue) >= ahead:
+                break
+        while queue:
+            name, future = queue.popleft()
+            for following in pending:
+                queue.append((following, pool.submit(load_beside, store, following)))
+                break
+            future.exception()  # waits; its result() raises where the caller reads it
+            yield name, future
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def exists_beside(store: Store, name: str) -> bool:
     """Whether ``name`` exists, asked beside other requests (see ``load_beside``)."""
     return bool(store.backend.info(store.find(name)).exists)
 
 
-__all__ = ["Store", "backend_of", "discard", "discard_many", "exists_beside", "load_beside", "store_new"]
+__all__ = [
+    "Store", "backend_of", "discard", "discard_many", "exists_beside", "load_beside", "load_in_order", "store_new"
+]
