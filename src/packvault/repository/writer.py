@@ -40,6 +40,11 @@ from .index import KIND_DATA, KIND_META, encode_fragment
 from .objects import TYPE_DATA
 from .repository import Repository
 
+# Uploads in flight to a remote store.  One upload of a pack goes at one connection's throughput, and a
+# first backup fills packs faster than two connections carry them (bench/README.md).  Each upload in flight
+# is a spool file of at most a pack on disk, not memory.
+REMOTE_UPLOADS = 4
+
 
 class _OpenPack:
     """A pack being filled in memory (local repositories: a store there takes milliseconds)."""
@@ -131,8 +136,9 @@ class RepositoryWriter:
         self.checkpoint_seconds = checkpoint_seconds or repo.settings.checkpoint_seconds
         threads = seal_threads or max(2, os.cpu_count() or 2)
         # A local store writes a pack in milliseconds: one upload at a time keeps two packs in memory at most.
-        # A remote store overlaps two uploads with filling the next pack (spooled: on disk, not in memory).
-        upload_threads = upload_threads or (2 if repo.is_remote else 1)
+        # A remote store overlaps REMOTE_UPLOADS uploads with filling the next pack (spooled: on disk, not in
+        # memory).
+        upload_threads = upload_threads or (REMOTE_UPLOADS if repo.is_remote else 1)
         self._seal_pool = ThreadPoolExecutor(threads, thread_name_prefix="pv-seal")
         self._upload_pool = ThreadPoolExecutor(upload_threads, thread_name_prefix="pv-upload")
         self.max_chunks_in_flight = max_chunks_in_flight
