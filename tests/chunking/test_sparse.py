@@ -90,3 +90,17 @@ def test_a_sparse_file_is_backed_up_without_reading_its_holes_and_restored_exact
         assert (restored / name).read_bytes() == content
     assert os.stat(restored / "disk.img").st_blocks * 512 < 16 * MiB  # holes stayed holes
     pv("check", repo, "--verify-data")
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 4 * 1024 * 1024, 16 * 1024 * 1024])
+def test_a_chunk_is_a_hole_only_when_every_byte_is_zero(size):
+    from packvault.archive.outfile import is_zeros
+
+    assert is_zeros(bytes(size))
+    assert is_zeros(memoryview(bytes(size)))
+    if size:
+        for at in (0, size // 2, size - 1):
+            data = bytearray(size)
+            data[at] = 1
+            assert not is_zeros(bytes(data))
+    assert not is_zeros(bytes(16 * 1024 * 1024 + 1))  # longer than the comparison buffer: written, not a hole
