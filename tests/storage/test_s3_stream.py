@@ -95,3 +95,72 @@ def test_tree_listing_is_one_request_per_thousand_keys(moto_endpoint, open_s3):
     recursive = list(store.list("packs/data"))
     assert be.request_stats()["LIST"] - before == 1 + len(names)
     assert [(i.name, i.size) for i in tree] == [(i.name, i.size) for i in recursive]
+
+
+class _Body:
+    """A response body over ``data[first:last + 1]`` that counts its reads and can break once."""
+
+    def __init__(self, data: bytes, first: int, last: int, log: list, break_after: int | None = None):
+        self._data, self._pos, self._end = data, first, last + 1
+        self._log = log
+        self._break_after = break_after
+
+    def read(self, n: int) -> bytes:
+        self._log.append((self._pos, n))
+        if self._break_after is not None and len(self._log) > self._break_after:
+            piece = self._data[self._pos : self._pos + n // 2]  # a cut connection: a short body
+            self._pos += len(piece)
+            return piece
+        piece = self._data[self._pos : min(self._pos + n, self._end)]
+        self._pos += len(piece)
+        return piece
+
+    def close(self) -> None:
+        pass
+
+
+def _stream(data: bytes, start: int, size: int, log: list, breaks: list[int | None]):
+    from packvault.storage.s3.stream import RangeStream
+
+    def open_body(first: int, last: int):
+        return _Body(data, first, last, log, breaks.pop(0) if breaks else None)
+
+    def call(fn):
+        from packvault.storage.s3.errors import TransientError
+
+        for _ in range(3):
+            try:
+                return fn()
+            except TransientError:
+                continue
+        raise AssertionError("kept failing")
+
+    return RangeStream(open_body, call, start, size)
+
+
+def test_small_pieces_are_cut_from_block_reads_and_large_ones_read_whole():
+    from packvault.storage.s3.stream import READ_BLOCK
+
+    rnd = __import__("random").Random(5)
+    data = rnd.randbytes(12 * MiB)
+    sizes = []  # mostly small objects, now and then a large one
+    while sum(sizes) < len(data) - 3 * MiB:
+        sizes.append(2 * MiB + 5 if len(sizes) % 400 == 399 else rnd.randint(1, 8 * KiB))
+    log: list = []
+    stream = _stream(data, 100, len(data) - 200, log, [])
+    pieces = read_in_pieces(stream, sizes)
+    assert b"".join(pieces) == data[100 : 100 + sum(sizes)]
+    assert all(isinstance(piece, bytes) for piece in pieces)
+    large = sum(1 for size in sizes if size > READ_BLOCK)
+    assert len(log) <= sum(sizes) // READ_BLOCK + large + 1  # not one body read per piece
+    assert len(log) < len(sizes) // 10
+
+
+def test_a_body_cut_inside_a_block_resumes_at_the_first_byte_not_received():
+    data = os.urandom(5 * MiB)
+    log: list = []
+    stream = _stream(data, 0, len(data), log, [2, None])  # the first body breaks on its third read
+    pieces = read_in_pieces(stream, [5000] * (len(data) // 5000) + [len(data) % 5000])
+    assert b"".join(pieces) == data
+    resumed = [pos for pos, _ in log[3:4]]
+    assert resumed and resumed[0] % (1024 * KiB) == 0  # from where the last whole block ended

@@ -65,11 +65,13 @@ class RangeStream:
             piece = self._block[self._taken : self._taken + n]
             self._taken += len(piece)
             return piece
-        head = self._block[self._taken :]
+        # the rest of the block and the new bytes are copied once, into the piece handed out (an object that
+        # straddles two reads is usually a large one)
+        head = memoryview(self._block)[self._taken :]
         self._block, self._taken = b"", 0
         want = min(n - held, self._end - self._pos)
         if want <= 0:
-            return head
+            return bytes(head)
         fetch = min(max(want, READ_BLOCK), self._end - self._pos)
         data = self._call(lambda: self._read_once(fetch))
         self._pos += fetch
@@ -77,8 +79,8 @@ class RangeStream:
             self._on_bytes(fetch)
         if fetch > want:
             self._block, self._taken = data, want
-            data = data[:want]
-        return head + data if head else data
+            return b"".join((head, memoryview(data)[:want]))
+        return b"".join((head, data)) if head else data
 
     def _read_once(self, n: int) -> bytes:
         try:
