@@ -172,3 +172,45 @@ def test_spooling_to_a_backend_without_file_uploads(new_repo, tmp_path):
     assert all(spool.closed for spool in spools)
     assert list(spool_dir.iterdir()) == []
     assert_round_trip(repo, chunks)
+
+
+def test_a_checkpoint_being_written_does_not_hold_up_the_backup(new_repo, tmp_path):
+    """A checkpoint's round trips (the proofs and the fragment's PUT: 100 ms and more to a distant bucket) run
+    without the writer's lock, which every chunk lookup of the backup takes."""
+    import threading
+
+    repo = new_repo(f"file://{tmp_path / 'repo'}")
+    writing, release = threading.Event(), threading.Event()
+    write_fragment = repo.write_fragment
+
+    def slow_write_fragment(plaintext: bytes) -> str:
+        first = not writing.is_set()  # only the first checkpoint is held: the others keep slots free
+        writing.set()
+        if first:
+            assert release.wait(5)
+        return write_fragment(plaintext)
+
+    repo.write_fragment = slow_write_fragment
+    # uploads to spare: the backup goes on filling packs while the checkpoint is written
+    writer = RepositoryWriter(repo, checkpoint_packs=1, upload_threads=8)
+    try:
+        chunks = {}
+        rnd = random.Random(3)
+        while not writing.is_set():  # until a pack is stored and its checkpoint begins
+            data = rnd.randbytes(30 * KiB)
+            chunk_id = repo.chunk_id(data)
+            writer.put_chunk(chunk_id, data)
+            chunks[chunk_id] = (KIND_DATA, data)
+            assert len(chunks) < 1000
+        answered = []
+        lookup = threading.Thread(target=lambda: answered.append(writer.known(next(iter(chunks)))))
+        lookup.start()
+        lookup.join(5)
+        assert answered == [True], "a chunk lookup waited for the checkpoint's fragment to be written"
+        release.set()
+        writer.flush()
+    finally:
+        release.set()
+        writer.close()
+    assert writer.stats["fragments"] >= 2
+    assert_round_trip(repo, chunks)

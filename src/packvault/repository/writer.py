@@ -225,7 +225,8 @@ class RepositoryWriter:
         self._wait(self._uploads)
         self._raise_pending_error()
         with self._lock:
-            self._write_checkpoint_locked()
+            records = self._take_unsaved_locked()
+        self._write_fragment(records)
 
     def raise_if_failed(self) -> None:
         """Raise the first failure of the upload threads now, rather than at the next ``put_chunk``: a run that
@@ -253,7 +254,9 @@ class RepositoryWriter:
         # every upload ever submitted, also one whose future an interrupt kept out of ``_uploads``
         self._upload_pool.shutdown(wait=True)
         with self._lock:
-            self._write_checkpoint_locked()
+            records = self._take_unsaved_locked()
+        self._write_fragment(records)
+        with self._lock:
             return self.stats["packs"]
 
     def close(self) -> None:
@@ -330,27 +333,41 @@ class RepositoryWriter:
                     self._packs_since_checkpoint >= self.checkpoint_packs
                     or time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
                 )
-                if due:
-                    self._write_checkpoint_locked()
+                records = self._take_unsaved_locked() if due else []
+            self._write_fragment(records)
         finally:
             try:
                 pack.discard()  # frees the buffer / removes the spool file, also when the upload failed
             finally:
                 self._pack_slots.release()  # else the next full pack would wait for a slot forever
 
-    def _write_checkpoint_locked(self) -> None:
-        if not self._unsaved:
-            return
-        self.repo.prove_unchanged()  # a fragment makes what this run deduplicated count as stored
-        try:
-            name = self.repo.write_fragment(encode_fragment(self._unsaved))
-        except Exception as exc:
-            raise self._failure(exc, "writing an index fragment") from exc
-        self.fragments_written.append(name)
-        self.stats["fragments"] += 1
-        self._unsaved = []
+    def _take_unsaved_locked(self) -> list[tuple[bytes, str, int, int, int]]:
+        """The records of the packs stored since the last fragment, for ``_write_fragment``."""
+        records, self._unsaved = self._unsaved, []
         self._packs_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        return records
+
+    def _write_fragment(self, records: list[tuple[bytes, str, int, int, int]]) -> None:
+        """Index ``records`` in a fragment (a checkpoint).  Its round trips (the proofs, the PUT) run without
+        the writer's lock, which every chunk lookup of the backup and every finished upload takes: held, the
+        whole backup stood still for them.  Records whose fragment failed go back, for the next one (the
+        checkpoint after an interrupt)."""
+        if not records:
+            return
+        try:
+            self.repo.prove_unchanged()  # a fragment makes what this run deduplicated count as stored
+            try:
+                name = self.repo.write_fragment(encode_fragment(records))
+            except Exception as exc:
+                raise self._failure(exc, "writing an index fragment") from exc
+        except BaseException:
+            with self._lock:
+                self._unsaved[:0] = records
+            raise
+        with self._lock:
+            self.fragments_written.append(name)
+            self.stats["fragments"] += 1
 
     # --- errors -----------------------------------------------------------------------------------------
 
