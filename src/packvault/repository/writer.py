@@ -6,9 +6,9 @@ The pipeline, all bounded so memory stays flat whatever the size of the backup::
     put_chunk(id, data) -> compress, seal       ->  append to the open pack   ->  store pack, then index its
       (skips known ids)                             of its kind                   entries, checkpoint
 
-An open pack is an anonymous spool file (``_SpooledPack``): for a remote repository in the cache directory,
-uploaded from there (uploads are slow and two run at once, so in-memory packs would dominate the peak
-memory); for a local directory inside the repository, linked in when complete (``storage/local.py``).
+An open pack is an anonymous spool file (``SpooledPack``): for a remote repository in the cache directory,
+uploaded from there (uploads are slow and several run at once, so in-memory packs would dominate the
+peak memory); for a local directory inside the repository, linked in when complete (``storage/local.py``).
 Only a store that can do neither fills a ``bytearray``.
 
 The order of durable writes is the DESIGN's: a pack is stored before any fragment names it, a fragment
@@ -35,82 +35,15 @@ from pathlib import Path
 from borgstore.backends.errors import BackendError
 
 from ..errors import RepositoryWriteError, StorageError, StorageFull
-from ..storage.spool import SpoolFile
 from .index import KIND_DATA, KIND_META, encode_fragment
 from .objects import TYPE_DATA
+from .openpack import OpenPack, SpooledPack
 from .repository import Repository
 
 # Uploads in flight to a remote store.  One upload of a pack goes at one connection's throughput, and a
 # first backup fills packs faster than two connections carry them (bench/README.md).  Each upload in flight
 # is a spool file of at most a pack on disk, not memory.
 REMOTE_UPLOADS = 4
-
-
-class _OpenPack:
-    """A pack being filled in memory (local repositories: a store there takes milliseconds)."""
-
-    def __init__(self, kind: int):
-        self.kind = kind
-        self.buffer = bytearray()
-        self.records: list[tuple[bytes, int, int]] = []  # (id, offset, size)
-
-    @property
-    def size(self) -> int:
-        return len(self.buffer)
-
-    def append(self, sealed: bytes) -> int:
-        offset = len(self.buffer)
-        self.buffer += sealed
-        return offset
-
-    def settle(self) -> None:
-        """Finish writing what was appended (a spooled pack writes in the background)."""
-
-    def store(self, repo: Repository) -> str:
-        return repo.store_pack(self.kind, memoryview(self.buffer))
-
-    def discard(self) -> None:
-        self.buffer = bytearray()
-
-
-class _SpooledPack(_OpenPack):
-    """A pack being filled in an anonymous temporary file (remote repositories), see ``storage/spool.py``.
-
-    Why: with two uploads in flight and one pack filling per kind, in-memory packs were the bulk of a
-    remote backup's peak memory.  Spooled, every byte is written once to the page cache as it is sealed,
-    hashed on the way (MD5 for Content-MD5, BLAKE3 for the pack name), and read back in small blocks by
-    the upload; the process holds no pack at all.  The file is created with the first chunk.
-    """
-
-    def __init__(self, kind: int, repo: Repository, directory: Path | None, live: set[_SpooledPack]):
-        super().__init__(kind)
-        self._repo = repo
-        self._directory = directory
-        self._live = live  # the writer's spooled packs not yet discarded (closed by RepositoryWriter.close)
-        self.spool: SpoolFile | None = None
-
-    @property
-    def size(self) -> int:
-        return self.spool.size if self.spool is not None else 0
-
-    def append(self, sealed: bytes) -> int:
-        if self.spool is None:
-            self.spool = self._repo.new_pack_spool(self._directory)
-            self._live.add(self)
-        return self.spool.write(sealed)
-
-    def settle(self) -> None:
-        if self.spool is not None:
-            self.spool.settle()
-
-    def store(self, repo: Repository) -> str:
-        assert self.spool is not None
-        return repo.store_pack_spool(self.kind, self.spool)
-
-    def discard(self) -> None:
-        if self.spool is not None:
-            self.spool.close()  # removes the file
-        self._live.discard(self)
 
 
 class RepositoryWriter:
@@ -152,7 +85,7 @@ class RepositoryWriter:
         # (a local store that can't link) a pack in memory is cheaper than writing it twice.
         self.spool = (repo.is_remote or repo.links_pack_spools) if spool is None else spool
         self.spool_dir = Path(spool_dir) if spool_dir is not None else repo.settings.spool_dir
-        self._spooled: set[_SpooledPack] = set()  # spool files not yet removed (closed by close())
+        self._spooled: set[SpooledPack] = set()  # spool files not yet removed (closed by close())
         self._open = {KIND_DATA: self._new_pack(KIND_DATA), KIND_META: self._new_pack(KIND_META)}
         self._unsaved: list[tuple[bytes, str, int, int, int]] = []  # stored, not yet in a fragment
         self._packs_since_checkpoint = 0
@@ -266,10 +199,10 @@ class RepositoryWriter:
         for pack in list(self._spooled):
             pack.discard()
 
-    def _new_pack(self, kind: int) -> _OpenPack:
+    def _new_pack(self, kind: int) -> OpenPack:
         if self.spool:
-            return _SpooledPack(kind, self.repo, self.spool_dir, self._spooled)
-        return _OpenPack(kind)
+            return SpooledPack(kind, self.repo, self.spool_dir, self._spooled)
+        return OpenPack(kind)
 
     # --- pipeline stages --------------------------------------------------------------------------------
 
@@ -300,7 +233,7 @@ class RepositoryWriter:
             if full:
                 self._submit_upload(pack)
 
-    def _submit_upload(self, pack: _OpenPack) -> None:
+    def _submit_upload(self, pack: OpenPack) -> None:
         self._pack_slots.acquire()
         try:
             future = self._upload_pool.submit(self._upload, pack)
@@ -311,7 +244,7 @@ class RepositoryWriter:
             self._uploads.add(future)
         future.add_done_callback(self._upload_done)
 
-    def _upload(self, pack: _OpenPack) -> None:
+    def _upload(self, pack: OpenPack) -> None:
         try:
             self.repo.check_lock()
             try:
