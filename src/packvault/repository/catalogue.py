@@ -18,7 +18,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import ArchiveExists, ArchiveNotFound, ConflictError, IntegrityError
 from ..storage import layout
-from ..storage.store import Store, backend_of, load_in_order, store_new
+from ..storage.store import Store, backend_of, store_new
 from .objects import TYPE_ARCHIVE_ENTRY, ObjectCodec
 
 if TYPE_CHECKING:
@@ -114,8 +114,8 @@ class ArchiveCatalogue:
             listed, soft_deleted = self.list_namespace_split(layout.ARCHIVES)
         cached = {info.name: cache.read(f"archive-{info.name}") for info in listed}
         # the entries this client has not seen yet are read ahead of their turn (soft-deleted ones are rare)
-        unseen = [] if deleted else [layout.name(layout.ARCHIVES, key) for key, text in cached.items() if text is None]
-        with contextlib.closing(load_in_order(self.store, unseen)) as loads:
+        unseen = [] if deleted else [key for key, text in cached.items() if text is None]
+        with contextlib.closing(self.load_raw_ahead(layout.ARCHIVES, unseen)) as loads:
             for info in listed:
                 plaintext = cached[info.name]
                 try:

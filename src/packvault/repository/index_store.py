@@ -7,7 +7,6 @@ A part of ``Repository`` (``repository.py``), whose store, key and cache it uses
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import IntegrityError, LockLost
 from ..storage import layout
-from ..storage.store import Store, discard, discard_many, load_beside, load_in_order
+from ..storage.store import Store, discard, discard_many, load_beside
 from .config import EPOCH_NAME
 from .index import ChunkIndex, PackTable, new_table
 from .objects import TYPE_INDEX
@@ -104,16 +103,14 @@ class IndexStore:
         have = set(covered)
         missing = [name for name in fragments if name not in have]
         self.damaged_fragments = []
-        names = [layout.name(layout.INDEX, name) for name in missing]
-        with contextlib.closing(load_in_order(self.store, names)) as loads:
-            for name, (_, loaded) in zip(missing, loads, strict=True):
-                try:
-                    index.apply_fragment(self.codec.open(loaded.result())[2])
-                except IntegrityError as exc:
-                    # Skipped, not fatal: what it described is only stored again by the next backup.  compact
-                    # refuses while this list is not empty (it must not take those packs for garbage).
-                    log.warning("index fragment %s is damaged (%s); skipped: run 'packvault check --repair'", name, exc)
-                    self.damaged_fragments.append(name)
+        for name, loaded in self.load_raw_ahead(layout.INDEX, missing):
+            try:
+                index.apply_fragment(self.codec.open(loaded.result())[2])
+            except IntegrityError as exc:
+                # Skipped, not fatal: what it described is only stored again by the next backup.  compact
+                # refuses while this list is not empty (it must not take those packs for garbage).
+                log.warning("index fragment %s is damaged (%s); skipped: run 'packvault check --repair'", name, exc)
+                self.damaged_fragments.append(name)
         missing = [name for name in missing if name not in self.damaged_fragments]
         self._index_epoch, self._index_fragments = epoch, sorted(set(covered) | set(missing))
         if missing or meta_raw is None:

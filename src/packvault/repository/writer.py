@@ -157,9 +157,7 @@ class RepositoryWriter:
                 self._submit_upload(pack)
         self._wait(self._uploads)
         self._raise_pending_error()
-        with self._lock:
-            records = self._take_unsaved_locked()
-        self._write_fragment(records)
+        self._checkpoint()
 
     def raise_if_failed(self) -> None:
         """Raise the first failure of the upload threads now, rather than at the next ``put_chunk``: a run that
@@ -186,9 +184,7 @@ class RepositoryWriter:
         self._seal_pool.shutdown(wait=False, cancel_futures=True)
         # every upload ever submitted, also one whose future an interrupt kept out of ``_uploads``
         self._upload_pool.shutdown(wait=True)
-        with self._lock:
-            records = self._take_unsaved_locked()
-        self._write_fragment(records)
+        self._checkpoint()
         with self._lock:
             return self.stats["packs"]
 
@@ -273,6 +269,12 @@ class RepositoryWriter:
                 pack.discard()  # frees the buffer / removes the spool file, also when the upload failed
             finally:
                 self._pack_slots.release()  # else the next full pack would wait for a slot forever
+
+    def _checkpoint(self) -> None:
+        """A fragment of every pack stored and not indexed yet."""
+        with self._lock:
+            records = self._take_unsaved_locked()
+        self._write_fragment(records)
 
     def _take_unsaved_locked(self) -> list[tuple[bytes, str, int, int, int]]:
         """The records of the packs stored since the last fragment, for ``_write_fragment``."""
