@@ -4,6 +4,7 @@ half-written cache is never trusted."""
 from __future__ import annotations
 
 import os
+import time
 
 from packvault.archive.filescache import MAX_AGE, FilesCache
 from packvault.repository.cache import RepositoryCache
@@ -152,3 +153,53 @@ def test_files_a_crashed_save_left_behind_are_removed_once_they_are_old(tmp_path
     assert not names & set(old), names
     assert set(fresh + others) <= names
     assert FilesCache(cache).lookup(b"/f", _stat(1)) == _chunks(1, 1)
+
+
+def test_a_backup_writes_its_files_cache_while_the_archive_is_committed(pv_env, tmp_path):
+    """The cache is complete once the last file is in: it is written while the archive's entry is being
+    stored (round trips to a distant bucket), not after it."""
+    import threading
+
+    from packvault.archive.create import ArchiveCreator
+    from packvault.archive.patterns import ExcludeMatcher
+    from packvault.archive.walker import FilesystemSource
+    from packvault.repository.repository import Repository
+    from tests.support.settings import env_settings
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(50):
+        (src / f"f{i}").write_bytes(os.urandom(100 + i))
+    Repository(str(tmp_path / "repo"), settings=env_settings()).create("pw")
+    repo = Repository(str(tmp_path / "repo"), settings=env_settings())
+    repo.open(lambda: "pw")
+    creator = ArchiveCreator(repo, "a1", files_cache_name="files")
+    meta = repo.cache.file("files.meta")
+    written_during_commit = threading.Event()
+    store_entry = repo.put_archive_entry
+
+    def put_archive_entry(entry):
+        deadline = time.monotonic() + 20
+        while not meta.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if meta.exists():
+            written_during_commit.set()
+        store_entry(entry)
+
+    repo.put_archive_entry = put_archive_entry
+    try:
+        source = FilesystemSource([str(src)], excludes=ExcludeMatcher([]), one_file_system=False, warn=creator.warn)
+        creator.run(source, paths=[str(src)], cmdline=[])
+    finally:
+        repo.close()
+    assert written_during_commit.is_set()
+    # and what was written is the whole cache: a second backup reads none of the files
+    repo = Repository(str(tmp_path / "repo"), settings=env_settings())
+    repo.open(lambda: "pw")
+    try:
+        again = ArchiveCreator(repo, "a2", files_cache_name="files")
+        source = FilesystemSource([str(src)], excludes=ExcludeMatcher([]), one_file_system=False, warn=again.warn)
+        again.run(source, paths=[str(src)], cmdline=[])
+    finally:
+        repo.close()
+    assert again.stats.files_unchanged == 50

@@ -11,15 +11,20 @@ from packvault.cli import early_unlock
 
 PROBE = textwrap.dedent(
     """
-    import sys
+    import sys, threading
     from packvault.cli import early_unlock, main
     from packvault.crypto import kdf
 
-    # each Argon2id run notes which of the big modules were loaded when it ran
+    # each Argon2id run notes whether it was the early one (its own thread, before the S3 client is
+    # loaded) or one on opening the repository
     calls = []
     real = kdf._argon2id
-    heavy = ("boto3", "packvault.repository.repository", "zstandard")
-    kdf._argon2id = lambda *a: calls.append(sum(m in sys.modules for m in heavy)) or real(*a)
+
+    def when():
+        early = threading.current_thread().name == "pv-kdf" and "botocore" not in sys.modules
+        return "early" if early else "open"
+
+    kdf._argon2id = lambda *a: calls.append(when()) or real(*a)
     rc = main.main(["list", sys.argv[1]])
     print(calls, rc)
     """
@@ -42,14 +47,14 @@ def test_key_is_derived_early_and_only_once(pv, pv_env, tmp_path):
     assert early_unlock._hint_path(str(repo)).exists()
     # fresh process: the derivation happens before the heavy modules are imported, and opening the
     # repository reuses it instead of running Argon2id a second time
-    assert _probe(pv_env, repo) == "[0] 0"
+    assert _probe(pv_env, repo) == "['early'] 0"
 
 
 def test_without_a_hint_the_key_is_derived_on_open(pv, pv_env, tmp_path):
     repo = tmp_path / "repo"
     pv("init", repo)
     early_unlock._hint_path(str(repo)).unlink()
-    assert _probe(pv_env, repo) == "[2] 0"  # derived when opening the repository, after the imports
+    assert _probe(pv_env, repo) == "['open'] 0"  # derived when opening the repository, after the imports
     assert early_unlock._hint_path(str(repo)).exists()  # remembered for the next run
 
 
@@ -65,9 +70,9 @@ def test_damaged_or_stale_hint_is_harmless(pv, pv_env, tmp_path, monkeypatch):
     monkeypatch.setenv("PACKVAULT_PASSPHRASE", "another secret")
     pv_env["PACKVAULT_PASSPHRASE"] = "another secret"
     # the hint still names the old key's salt: one wasted derivation, then the right one, then a new hint
-    assert _probe(pv_env, repo) == "[0, 2] 0"
+    assert _probe(pv_env, repo) == "['early', 'open'] 0"
     assert hint.read_bytes() != before
-    assert _probe(pv_env, repo) == "[0] 0"
+    assert _probe(pv_env, repo) == "['early'] 0"
 
 
 def test_wrong_passphrase_with_a_hint_is_still_one_clear_line(pv, tmp_path, monkeypatch):
@@ -118,3 +123,44 @@ def test_a_local_backup_loads_no_s3_client(pv, pv_env, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout
+
+
+OVERLAP_PROBE = textwrap.dedent(
+    """
+    import sys, time
+    from packvault.cli import main
+    from packvault.crypto import kdf
+
+    # the derivation waits (up to 20 s) for the command modules: it sees them only if they are imported
+    # while it runs, in another thread; the S3 client must still be absent when it ends
+    seen = []
+    real = kdf._argon2id
+
+    def derivation(*a):
+        key = real(*a)
+        deadline = time.monotonic() + 20
+        while "packvault.cli.commands" not in sys.modules and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(("packvault.cli.commands" in sys.modules, "botocore" in sys.modules))
+        return key
+
+    kdf._argon2id = derivation
+    rc = main.main(["list", sys.argv[1]])
+    print(seen, rc)
+    """
+)
+
+
+def test_the_command_modules_load_while_the_key_is_derived(pv, pv_env, tmp_path):
+    """Argon2id releases the GIL: the ~0.1 s of importing the commands overlaps the derivation, and the S3
+    client still loads only after it (its memory and the KDF's never add up)."""
+    import os
+
+    repo = tmp_path / "repo"
+    pv("init", repo)
+    result = subprocess.run(
+        [sys.executable, "-c", OVERLAP_PROBE, str(repo)], env={**os.environ, **pv_env}, capture_output=True,
+        text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[(True, False)] 0", result.stdout

@@ -117,6 +117,8 @@ class ArchiveCreator:
                     if self.stats.warnings
                     else "nothing to back up: every path given is excluded or left out"
                 )
+            if self.files_cache is not None:  # complete: written while the archive is committed
+                self.files_cache.save_meanwhile()
             item_ids = stream.finish()
             # The archive metadata joins the item stream's packs and their index fragment: one pack, one
             # fragment and one lock proof fewer per backup than flushing twice, and the order still holds
@@ -163,7 +165,7 @@ class ArchiveCreator:
             writer.close()
         if self.files_cache is not None:
             try:
-                self.files_cache.save()
+                self.files_cache.finish_save()
             except OSError as exc:
                 self.warn(self.name, f"archive created, but the files cache was not saved: {_cause(exc)}")
         return entry
@@ -202,7 +204,7 @@ class ArchiveCreator:
             outcome = f"no checkpoint could be written ({_cause(checkpoint_exc)})"
         if self.files_cache is not None:
             with contextlib.suppress(OSError):
-                self.files_cache.save()
+                self.files_cache.finish_save()
         if outcome and isinstance(exc, PackvaultError):
             raise type(exc)(f"{exc}; {outcome}", hint=exc.hint) from exc
         raise exc
@@ -215,7 +217,7 @@ class ArchiveCreator:
         writer.flush()
         self.repo.remember_written_fragments(writer.fragments_written)
         if self.files_cache is not None:
-            self.files_cache.save()
+            self.files_cache.finish_save()
         raise DeadlineReached("stopped before the deadline; the next run resumes")
 
     def _backup_entry(self, entry: Entry, writer: RepositoryWriter, chunker) -> None:

@@ -9,8 +9,11 @@ whose chunk lists live back to back in one byte array: about 110 bytes per file 
 Python object per file, and loading or saving it is reading or writing two files, not decoding or encoding
 one object per file (a tree of 200,000 files otherwise held ~50 MB of small objects through a backup that
 changes nothing).  Each entry records the backup (generation) that last saw it; entries not seen for
-``MAX_AGE`` backups are dropped when the cache is rewritten, so the cache follows the tree.  The cache is only
-written after an archive is complete: an interrupted backup leaves the previous one.
+``MAX_AGE`` backups are dropped when the cache is rewritten, so the cache follows the tree.  The cache is
+written once a backup's last file is in, while the archive is committed (``save_meanwhile``: the commit is
+a few round trips to a distant bucket, and a tree of 200,000 files has 20 MB of cache to write), or after a
+failed backup's checkpoint.  Written before the archive exists is safe for the same reason a checkpoint's
+save is: a remembered file is only trusted when the index knows every one of its chunks.
 
 On disk: ``<name>.meta`` names the table and chunk files of the current version and their sizes; it is
 replaced last, atomically, and new versions go to new file names, so a crash leaves the old version or the
@@ -26,6 +29,7 @@ import re
 import struct
 import time
 from collections import namedtuple
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import blake3
 import msgpack
@@ -53,6 +57,7 @@ class FilesCache:
         self._generation = 1  # this backup's
         self._unseen = 0  # entries loaded that this backup has not seen (yet)
         self._files: tuple[str, str] | None = None  # the version loaded (removed once a newer one is saved)
+        self._saving: Future | None = None
         self._load()
 
     @staticmethod
@@ -132,6 +137,20 @@ class FilesCache:
             self._chunks += _CHUNK.pack(chunk_id, chunk_size)
             count += 1
         self._table[key] = Entry(inode, size, mtime_ns, ctime_ns, self._generation, offset, count)
+
+    def save_meanwhile(self) -> None:
+        """Begin ``save`` in a thread of its own; nothing may change the cache until ``finish_save``."""
+        with ThreadPoolExecutor(1, thread_name_prefix="pv-filescache") as pool:
+            self._saving = pool.submit(self.save)
+            pool.shutdown(wait=False)
+
+    def finish_save(self) -> None:
+        """Wait for the save ``save_meanwhile`` began and raise what it raised; without one, save now."""
+        saving, self._saving = self._saving, None
+        if saving is None:
+            self.save()
+        else:
+            saving.result()
 
     def save(self) -> None:
         """Write this version (after a complete archive, or a checkpoint): drops old entries and compacts

@@ -34,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     run: Run | None = None
     try:
         run = Run.from_environ()
-        # before the commands (and boto3) are imported: see its docstring; init has no key to derive yet
-        early_unlock.derive_early(location, run, derive=args.command not in ("init", "completion"))
-        from . import commands
-
+        # while the commands are imported, before boto3 is: see its docstring; init has no key to derive yet
+        commands = early_unlock.derive_early_during(
+            location, run, _import_commands, derive=args.command not in ("init", "completion")
+        )
         return int(getattr(commands, args.func)(args, run) or 0)
     except PackvaultError as exc:
         if os.environ.get("PACKVAULT_DEBUG"):
@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if run is not None:
             early_unlock.remember(location, run)
+
+
+def _import_commands():
+    from . import commands
+
+    return commands
 
 
 def entry_point() -> None:

@@ -6,8 +6,8 @@ repositories.  The memory cost of new keys is a parameter (``Settings.kdf_memory
 weakens an existing key.
 
 A ``Passphrase`` carries the keys derived from it in this process.  The CLI derives the key of the
-repository it is about to open before it loads the rest of the program (``cli/early_unlock.py``), so the
-KDF's 32 MiB and the S3 client's memory are never resident at the same time; it hands that same object to
+repository it is about to open before it loads the S3 client (``cli/early_unlock.py``), so the KDF's 32 MiB
+and the S3 client's memory are never resident at the same time; it hands that same object to
 ``Repository.open``, whose unlock then finds the key already derived.  Nothing is remembered in a module.
 """
 
