@@ -12,6 +12,8 @@ share of the requests, misbehaves the way networks and busy services do:
   connection without passing it on.  This is the case that makes retried writes dangerous.
 - ``cut_body`` (only when asked for): pass on the status, headers and about half of the body, then close
   the connection: a download that breaks mid-stream.
+- ``flip_byte`` (only when asked for): pass on the whole answer with one byte of its body changed (the
+  middle one): damage in transit that no TCP checksum caught, which only an end-to-end check can see.
 - ``409`` (only when asked for): answer ``409 ConditionalRequestConflict`` without forwarding, as AWS does
   when conditional writes to one key race (PutObject may be retried; a multipart upload must start again).
 - ``landed_412`` (only when asked for): forward the request (it lands), then answer ``412
@@ -49,7 +51,7 @@ from urllib.parse import urlsplit
 FAULT_KINDS = ("503", "500", "drop", "delay", "lost_response")
 # only on request: "403 AccessDenied" (wrong credentials), broken downloads, racing conditional writes, and
 # a 412 answered to a write that did land
-EXTRA_KINDS = ("403", "cut_body", "409", "landed_412", "refuse_delete", "refuse_delete_500")
+EXTRA_KINDS = ("403", "cut_body", "flip_byte", "409", "landed_412", "refuse_delete", "refuse_delete_500")
 CONDITIONAL_HEADERS = ("if-none-match", "if-match")
 HOP_BY_HOP = {
     "connection",
@@ -275,7 +277,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if kind == "landed_412":
                 self._forward(lose_response=True, strip_conditional=strip, answer="412")
                 return
-            self._forward(lose_response=kind == "lost_response", cut_body=kind == "cut_body", strip_conditional=strip)
+            self._forward(
+                lose_response=kind == "lost_response",
+                cut_body=kind == "cut_body",
+                flip_byte=kind == "flip_byte",
+                strip_conditional=strip,
+            )
         except (ConnectionError, OSError, http.client.HTTPException):
             self.close_connection = True
 
@@ -321,6 +328,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         *,
         lose_response: bool,
         cut_body: bool = False,
+        flip_byte: bool = False,
         strip_conditional: bool = False,
         answer: str | None = None,
     ) -> None:
@@ -347,11 +355,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                     return
                 self._close_silently()
                 return
-            self._relay(response, cut_body=cut_body)
+            self._relay(response, cut_body=cut_body, flip_byte=flip_byte)
         finally:
             upstream.close()
 
-    def _relay(self, response: http.client.HTTPResponse, *, cut_body: bool = False) -> None:
+    def _relay(self, response: http.client.HTTPResponse, *, cut_body: bool = False, flip_byte: bool = False) -> None:
         out = [f"HTTP/1.1 {response.status} {response.reason}\r\n".encode("latin-1")]
         has_body = self.command != "HEAD" and response.status not in (204, 304)
         # a close-delimited upstream body is re-framed too: the client connection stays alive
@@ -376,7 +384,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self._close_silently()
             return
-        if has_body:
+        if has_body and flip_byte:
+            body = bytearray(response.read())
+            if body:
+                body[len(body) // 2] ^= 0x01
+            if rechunk:
+                body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+            self.wfile.write(body)
+        elif has_body:
             while True:
                 block = response.read(BLOCK)
                 if not block:

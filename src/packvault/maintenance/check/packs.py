@@ -15,13 +15,12 @@ from concurrent.futures import BrokenExecutor, Future
 
 import msgpack
 
-from ...errors import ObjectMissing
 from ...processes import usable_processes
 from ...repository.index import KIND_DATA, KIND_META, Location
 from ...repository.packreading import PackReadingKit
 from ...repository.sealing import SealingKit
 from .report import FLAG_BAD, FLAG_SEEN, PackState, parse_group, parse_percent
-from .verify import PackFindings, verify_pack
+from .verify import PackFindings, read_and_verify, verify_pack
 from .workers import VerifyPool
 
 META_CACHE_BYTES = 256 * 1024 * 1024  # metadata packs kept in memory for the archive walk
@@ -81,7 +80,7 @@ class PackLevel:
         total_bytes = sum(self.packs[name].size for _, name in work)
         last_data: str | None = None
         stopped = False
-        handout = _Handout(self.verify_pool if self.use_pool else None, self.repo.sealing_kit, data)
+        handout = _Handout(self.verify_pool if self.use_pool else None, self.repo.sealing_kit, data, self.packs)
         try:
             handout.top_up()  # the workers start on the data packs while this process reads the metadata packs
             for done, (kind, name) in enumerate(work, 1):
@@ -141,22 +140,19 @@ class PackLevel:
         self.verify_pool.start()
         self.use_pool = True
 
-    def _load_pack(self, kind: int, name: str) -> bytes | None:
-        try:
-            return self.repo.load_pack_range(kind, name)
-        except ObjectMissing:
-            return None  # listed a moment ago, gone now: reported as a missing pack
-
     def _verify_here(self, kind: int, name: str) -> PackFindings:
         """Read and verify one whole pack in this process (metadata packs, and data packs without workers)."""
-        buf = self._load_pack(kind, name)
-        if buf is None:
-            return PackFindings.gone()
-        findings = self.scan_pack(kind, name, buf)
-        if kind == KIND_META and self._meta_cache_bytes + len(buf) <= META_CACHE_BYTES:
-            self.meta_cache[name] = buf
-            self._meta_cache_bytes += len(buf)
-        return findings
+
+        def scan(buf: bytes) -> PackFindings:
+            findings = self.scan_pack(kind, name, buf)
+            if kind == KIND_META:
+                self._meta_cache_bytes -= len(self.meta_cache.pop(name, b""))  # read again: the later bytes
+                if self._meta_cache_bytes + len(buf) <= META_CACHE_BYTES:
+                    self.meta_cache[name] = buf
+                    self._meta_cache_bytes += len(buf)
+            return findings
+
+        return read_and_verify(self.repo.load_pack_range, kind, name, self.packs[name].size, scan)
 
     def scan_pack(self, kind: int, name: str, buf: bytes) -> PackFindings:
         """Verify one whole pack in memory, as a worker would (``verify.verify_pack``)."""
@@ -338,8 +334,11 @@ class _Handout:
     (``take`` returns None for them): the same function, the same findings.
     """
 
-    def __init__(self, pool: VerifyPool | None, sealing: Callable[[], SealingKit], names: list[str]):
+    def __init__(
+        self, pool: VerifyPool | None, sealing: Callable[[], SealingKit], names: list[str], packs: dict[str, PackState]
+    ):
         self._pool = pool
+        self._packs = packs  # as listed: each pack's size
         self._sealing = sealing() if pool is not None else None
         self._names = names
         self._next = 0
@@ -355,7 +354,7 @@ class _Handout:
         while self._pool is not None and self._next < len(self._names) and len(self._out) < self._pool.limit:
             name = self._names[self._next]
             try:
-                future = self._pool.submit(self._sealing, KIND_DATA, name)
+                future = self._pool.submit(self._sealing, KIND_DATA, name, self._packs[name].size)
             except Exception:  # no processes here (no /dev/shm, a limit): verify in the checker's process
                 self.close()
                 return

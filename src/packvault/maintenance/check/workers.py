@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from ...errors import ObjectMissing
 from ...processes import interrupts_ignored, spawn_pool, start_workers
 from ...repository.objects import ObjectCodec
 from ...repository.packreading import PackReader, PackReadingKit
 from ...repository.sealing import SealingKit
-from .verify import ChunkIdHasher, PackFindings, verify_pack
+from .verify import ChunkIdHasher, PackFindings, read_and_verify, verify_pack
 
 
 class VerifyPool:
@@ -64,13 +63,14 @@ class VerifyPool:
         self._pool = spawn_pool(self.processes, _start_worker, (self._kit,))
         start_workers(self._pool, self.processes)
 
-    def submit(self, sealing: SealingKit, kind: int, name: str) -> Future:
-        """Verify pack ``name`` in a worker, opening its objects with ``sealing``'s key; the future's result is
-        its ``PackFindings``.  Raises when no process can be started (the caller then verifies itself)."""
+    def submit(self, sealing: SealingKit, kind: int, name: str, size: int) -> Future:
+        """Verify pack ``name`` (``size`` bytes as listed) in a worker, opening its objects with ``sealing``'s
+        key; the future's result is its ``PackFindings``.  Raises when no process can be started (the caller
+        then verifies itself)."""
         self.start()
         if self._pool is None:
             raise RuntimeError("no worker processes")
-        return self._pool.submit(_verify, sealing, kind, name)
+        return self._pool.submit(_verify, sealing, kind, name, size)
 
     def close(self, *, wait: bool = True) -> None:
         """End the processes: packs not begun are cancelled, the ones being verified finish; with ``wait``,
@@ -102,22 +102,20 @@ class _Worker:
         except Exception:
             self.reader = None
 
-    def verify(self, sealing: SealingKit, kind: int, name: str) -> PackFindings:
+    def verify(self, sealing: SealingKit, kind: int, name: str, size: int) -> PackFindings:
         if self.reader is None:
             self.reader = self.kit.open_reader()
         if sealing != self.sealing:
             self.sealing = sealing
             self.codec = sealing.codec()
             self.chunk_id = sealing.chunk_id_hasher()
-        try:
-            buf = self.reader.load_pack_range(kind, name)
-        except ObjectMissing:
-            buf = None  # listed a moment ago, gone now: reported as a missing pack
-        if buf is None:
-            findings = PackFindings.gone()
-        else:
-            findings = verify_pack(name, buf, codec=self.codec, chunk_id=self.chunk_id, decrypt=True)
-            del buf
+        findings = read_and_verify(
+            self.reader.load_pack_range,
+            kind,
+            name,
+            size,
+            lambda buf: verify_pack(name, buf, codec=self.codec, chunk_id=self.chunk_id, decrypt=True),
+        )
         stats = self.reader.request_stats()
         findings.requests = {k: v - self.reported.get(k, 0) for k, v in stats.items()}
         self.reported = stats
@@ -129,6 +127,6 @@ def _start_worker(kit: PackReadingKit) -> None:
     _worker = _Worker(kit)
 
 
-def _verify(sealing: SealingKit, kind: int, name: str) -> PackFindings:
+def _verify(sealing: SealingKit, kind: int, name: str, size: int) -> PackFindings:
     assert _worker is not None
-    return _worker.verify(sealing, kind, name)
+    return _worker.verify(sealing, kind, name, size)
