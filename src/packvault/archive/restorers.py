@@ -175,7 +175,8 @@ class ProcessHandoff:
         assert self._pool is not None
         chunk_id = out.item[it.CHUNKS][0][0]
         loc = self.reader.index.get(chunk_id)
-        item = {key: value for key, value in out.item.items() if key != it.CHUNKS}
+        item = out.item.copy()  # a C-level copy: a comprehension was ~7x slower, with the GIL held
+        del item[it.CHUNKS]
         self._pool.add(out, (out.rel.rpartition(b"/")[0], out.name, item, chunk_id, loc.pack if loc else "?"), data)
 
     def _take_results(self, pool: RestorePool) -> list:
