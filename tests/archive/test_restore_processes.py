@@ -143,7 +143,7 @@ def test_without_processes_the_restore_is_the_same(pv, tmp_path, processes_for_e
     def no_pool(*args, **kwargs):
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(restorers, "spawn_pool", no_pool)
+    monkeypatch.setattr(restorers, "worker_pool", no_pool)
     src, repo = _backup(pv, tmp_path)
     doc = _extract(pv, repo, "a", tmp_path / "out", processes=2)
     assert doc["stats"]["files_by_processes"] == 0

@@ -154,7 +154,7 @@ def test_no_processes_verifies_here_with_the_same_report(pv, damaged, monkeypatc
     def no_processes(*args, **kwargs):
         raise OSError(38, "Function not implemented")  # as multiprocessing says without /dev/shm
 
-    monkeypatch.setattr(workers, "spawn_pool", no_processes)
+    monkeypatch.setattr(workers, "worker_pool", no_processes)
     _, fallback = check_json(pv, fx.url, "--verify-data", "--processes", "2")
     assert fallback["stats"]["verify_processes"] == 0
     assert {p["object"] for p in fallback["problems"] if p["kind"] == "object-damaged"} == ids

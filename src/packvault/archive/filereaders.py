@@ -33,7 +33,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from ..chunking.chunker import read_up_to
-from ..processes import ignore_interrupts, interrupts_ignored, spawn_pool, start_workers
+from ..processes import ignore_interrupts, interrupts_ignored, start_workers, worker_pool
 from ..repository.objects import TYPE_DATA
 from ..repository.sealing import SealingKit
 from . import items as it
@@ -86,7 +86,7 @@ class ReaderPool:
         """Start the processes, without waiting for them; raises when none can be started."""
         if self._pool is not None:
             return
-        self._pool = spawn_pool(self._processes, _start_reader, (self._kit,))
+        self._pool = worker_pool(self._processes, _start_reader, (self._kit,))
         self._starting = start_workers(self._pool, self._processes)
 
     @property

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PackvaultError
-from ..processes import ignore_interrupts, spawn_pool
+from ..processes import ignore_interrupts, worker_pool
 from ..repository.objects import open_verified
 from ..repository.sealing import SealingKit
 from . import fsmeta
@@ -126,7 +126,7 @@ class RestorePool:
             try:
                 with self._lock:  # reader threads submit: one pool for all of them
                     if self._pool is None:
-                        self._pool = spawn_pool(self._processes, _start_worker, self._start_args)
+                        self._pool = worker_pool(self._processes, _start_worker, self._start_args)
                 future = self._pool.submit(_restore_batch, self.round, bytes(batch.sealed), batch.files)
             except Exception:  # no processes here (no /dev/shm, a limit): the restore's process does it all
                 self._broken = True

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..settings import Settings
 from ..storage.store import Store, backend_of
-from ..storage.url import store_from_location
+from ..storage.url import is_s3_url, store_from_location
 from .packs import PackStore
 
 if TYPE_CHECKING:
@@ -35,6 +35,10 @@ class PackReadingKit:
     @classmethod
     def of(cls, repo: Repository) -> PackReadingKit:
         return cls(repo.location, repo.settings, dict(repo.s3_options))
+
+    def backend_modules(self) -> list[str]:
+        """The modules a worker process needs to open this location's store, for its pool to load once."""
+        return ["packvault.storage.s3.backend"] if is_s3_url(self.location) else []
 
     def open_reader(self) -> PackReader:
         """A store of this process's own over the repository's location, opened without proving the store

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from ...processes import interrupts_ignored, spawn_pool, start_workers
+from ...processes import interrupts_ignored, start_workers, worker_pool
 from ...repository.objects import ObjectCodec
 from ...repository.packreading import PackReader, PackReadingKit
 from ...repository.sealing import SealingKit
@@ -60,7 +60,7 @@ class VerifyPool:
             self.close()
 
     def _start(self) -> None:
-        self._pool = spawn_pool(self.processes, _start_worker, (self._kit,))
+        self._pool = worker_pool(self.processes, _start_worker, (self._kit,), preload=self._kit.backend_modules())
         start_workers(self._pool, self.processes)
 
     def submit(self, sealing: SealingKit, kind: int, name: str, size: int) -> Future:

@@ -1,0 +1,82 @@
+"""Worker pools (``processes.worker_pool``): their modules are loaded once, not by every worker, and each
+worker still gets the environment and working directory of the moment its pool was made."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from packvault.processes import start_workers, worker_pool
+    from tests.support import importcount
+
+    if __name__ == "__main__":
+        first = worker_pool(2, importcount.start, ())
+        for future in start_workers(first, 2):
+            future.result(timeout=60)
+        pids = {first.submit(os.getpid).result(timeout=60) for _ in range(20)}
+        first.shutdown()
+        # the server is running now, with the environment and directory it started with
+        os.environ["PV_TEST_LATER"] = "set after the first pool"
+        os.chdir(sys.argv[1])
+        later = worker_pool(1, importcount.start, ())
+        seen = later.submit(importcount.environment, "PV_TEST_LATER").result(timeout=60)
+        later.shutdown()
+        print(os.getpid(), sorted(pids), seen[0], seen[1])
+    """
+)
+
+
+def test_a_pool_loads_its_modules_once_and_workers_see_the_callers_state(tmp_path: Path):
+    log = tmp_path / "imports.log"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PV_TEST_IMPORT_LOG": str(log), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(elsewhere)], env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    main_pid, *rest = result.stdout.split(maxsplit=1)
+    importers = log.read_text().split()
+    # the caller imported it, and so did the one server process the workers are forked from; no worker did
+    assert importers[0] == main_pid
+    assert len(importers) == 2, importers
+    assert f"set after the first pool {elsewhere}" in rest[0]
+
+
+BURN = textwrap.dedent(
+    """
+    from packvault.processes import start_workers, worker_pool
+    from tests.support import importcount
+
+    if __name__ == "__main__":
+        pool = worker_pool(2, importcount.start, ())
+        for future in start_workers(pool, 2):
+            future.result(timeout=60)
+        pids = {f.result(timeout=60) for f in [pool.submit(importcount.burn, 0.5) for _ in range(2)]}
+        assert len(pids) == 2, pids
+        pool.shutdown()
+    """
+)
+
+
+def test_the_workers_cpu_time_is_the_commands(tmp_path: Path):
+    """``time packvault ...`` (and the benchmark) count what the workers did: their server is reaped before
+    the process exits, so the workers' CPU time reaches whoever waits for the command."""
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PV_TEST_IMPORT_LOG": str(tmp_path / "imports.log"),
+        "PYTHONPATH": os.pathsep.join([str(root), *sys.path]),
+    }
+    proc = subprocess.Popen([sys.executable, "-c", BURN], env=env, cwd=tmp_path)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert usage.ru_utime + usage.ru_stime >= 0.95  # two workers' 0.5 s each, and a little of the caller's
