@@ -234,8 +234,9 @@ def test_backup_whose_lock_expired_while_suspended_does_not_commit(pv, url, tmp_
     def suspended(walk):
         for n, entry in enumerate(walk):
             if n == 10:
-                # suspend: the refresher does nothing and the monotonic clock stands still for 3 s
-                monkeypatch.setattr(LockManager, "_refresh_once", lambda self: None)
+                # suspend: this backup's refresher does nothing and the monotonic clock stands still for 3 s
+                # (only its own manager: the compact below runs in this process and must keep its lock fresh)
+                monkeypatch.setattr(repo.lock_manager, "_refresh_once", lambda: None)
                 monkeypatch.setattr("packvault.repository.locks.time.monotonic", lambda: frozen)
                 time.sleep(3.2)
                 monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(other_cache))
