@@ -139,6 +139,16 @@ class NoCredentials(StorageError, PermissionDenied):
     hint = "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
 
 
+class CredentialsUnavailable(NoCredentials):
+    """Credentials are configured but could not be had from the service that issues them (STS for an assumed
+    role or web identity, SSO): nothing was asked of S3 yet."""
+
+    hint = (
+        "check the profile's role_arn and source_profile (or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE), "
+        "and that STS is reachable"
+    )
+
+
 class EndpointUnreachable(StorageError, BackendConnectionError):
     hint = "check the endpoint URL and the network"
 

@@ -11,6 +11,7 @@ from borgstore.backends.posixfs import PosixFS
 
 from packvault.storage.accounting import CountingBackend
 from packvault.storage.s3 import S3Backend
+from packvault.storage.s3 import client as s3_client_module
 from packvault.storage.settings import from_environment
 from packvault.storage.url import backend_from_location
 
@@ -53,3 +54,10 @@ def backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[BackendBase]:
         return
     endpoint = request.getfixturevalue(f"{request.param}_endpoint")
     yield request.getfixturevalue("open_s3")(endpoint)
+
+
+@pytest.fixture
+def fresh_loader(monkeypatch, s3_env) -> None:
+    """The process-wide botocore data loader starts empty (it may be warm from an earlier test)."""
+    monkeypatch.setattr(s3_client_module, "_shared", None)
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)

@@ -1,9 +1,7 @@
-"""The S3-only, shared botocore loader: clients built on it work, a second client parses nothing again,
-and a user's extra model directories (AWS_DATA_PATH) are still honoured."""
+"""The shared botocore loader that confirms S3 without a listing: clients built on it work, a second client
+parses nothing again, and a user's extra model directories (AWS_DATA_PATH) are still honoured."""
 
 from __future__ import annotations
-
-import pytest
 
 from packvault.storage.accounting import RequestCounter
 from packvault.storage.s3 import client as s3_loader
@@ -11,20 +9,24 @@ from packvault.storage.s3.client import make_client
 from packvault.storage.s3.config import parse_s3_url
 
 
-@pytest.fixture
-def fresh_loader(monkeypatch, s3_env) -> None:
-    """Each test starts with an empty shared loader (the process-wide one may already be warm)."""
-    monkeypatch.setattr(s3_loader, "_shared", None)
-    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
-
-
 def _client(endpoint: str):
     return make_client(parse_s3_url(f"s3://loader-test?endpoint={endpoint}&path_style=1"), RequestCounter())
 
 
-def test_the_loader_knows_only_s3(fresh_loader):
+def test_the_loader_confirms_s3_without_listing_the_services(fresh_loader, monkeypatch):
     loader = s3_loader.shared_loader()
-    assert loader.list_available_services("service-2") == ["s3"]
+    listings: list[str] = []
+    original = loader.file_loader.exists
+
+    def spying_exists(path):
+        listings.append(path)
+        return original(path)
+
+    monkeypatch.setattr(loader.file_loader, "exists", spying_exists)
+    names = loader.list_available_services("service-2")
+    assert "s3" in names
+    assert listings == [], "no service directory was looked at for S3"
+    assert "sts" in names and "no-such-service" not in names, "other services come from the full listing"
     assert loader is s3_loader.shared_loader()
 
 

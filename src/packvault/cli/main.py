@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="packvault: %(levelname)s: %(message)s"
     )
+    if not args.verbose:  # botocore logs a failed credential fetch with a traceback; the command says it once
+        logging.getLogger("botocore").setLevel(logging.ERROR)
     location = early_unlock.repository_location(getattr(args, "location", None) or getattr(args, "repo", None))
     run: Run | None = None
     try:

@@ -13,9 +13,9 @@
   provider would bill, retries included.
 - the client comes from botocore's session, not boto3's: boto3 adds resources and the transfer manager
   (which Packvault does not use) and cost ~0.12 s more per start, a tenth of an unchanged re-run.
-- its data loader knows only S3 and is shared by every client of the process: building an S3 client
-  otherwise starts with botocore listing every service directory it ships (~400) just to confirm that
-  ``s3`` is one, then parses the S3 models, a noticeable part of an unchanged re-run.  A second client in the
+- its data loader confirms S3 without a listing and is shared by every client of the process: building an
+  S3 client otherwise starts with botocore listing every service directory it ships (~400) just to confirm
+  that ``s3`` is one, then parses the S3 models, a noticeable part of an unchanged re-run.  A second client in the
   same process (a backup from an S3 source into an S3 repository, a warm serverless container) parses
   nothing again.
 """
@@ -23,13 +23,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 
 import botocore.session
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.loaders import Loader
 
+from ...errors import CredentialsUnavailable
 from ..accounting import RequestCounter
 from .config import S3Settings
+from .errors import short
 
 # operation name -> request kind of the accounting table (billing classes of S3)
 _KIND_BY_OPERATION = {
@@ -53,10 +57,28 @@ _UPLOADS = {"PutObject", "UploadPart"}
 
 
 class S3DataLoader(Loader):
-    """A loader that knows one service, S3, so that it doesn't scan every service directory to find it."""
+    """A loader that confirms S3 without scanning every service directory; any other service (STS for a
+    profile that assumes a role or for web identity, SSO) is looked up in the full listing."""
 
-    def list_available_services(self, type_name: str) -> list[str]:
-        return ["s3"]
+    def list_available_services(self, type_name: str) -> _ServiceNames:
+        return _ServiceNames(lambda: Loader.list_available_services(self, type_name))
+
+
+class _ServiceNames:
+    """The service names ``Loader.load_service_model`` checks a name against, listed only for a name other
+    than ``s3`` (the full listing is then cached by the loader)."""
+
+    def __init__(self, list_all: Callable[[], list[str]]):
+        self._list_all = list_all
+
+    def __contains__(self, name: object) -> bool:
+        return name == "s3" or name in self._list_all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._list_all())
+
+    def __len__(self) -> int:
+        return len(self._list_all())
 
 
 _shared: S3DataLoader | None = None
@@ -101,7 +123,24 @@ def make_client(settings: S3Settings, counter: RequestCounter):
 
     client.meta.events.register("before-send.s3", count)
     client.meta.events.register("before-sign.s3.CopyObject", _lock_copy_md5)
+    _fetch_credentials(session)
     return client
+
+
+def _fetch_credentials(session: botocore.session.Session) -> None:
+    """Get temporary credentials now (an assumed role, web identity, SSO), before any S3 request.
+
+    botocore fetches them on a client's first request otherwise, and a failure then looks like that
+    request's: an STS endpoint that cannot be reached read as "S3 endpoint ... is unreachable", retried
+    like one.  Static and instance credentials cost nothing more here (the session has resolved them)."""
+    credentials = session.get_credentials()
+    if credentials is None:
+        return  # none anywhere: the first request says so (``NoCredentials``)
+    try:
+        credentials.get_frozen_credentials()
+    except (BotoCoreError, ClientError) as exc:
+        source = f"profile {session.profile!r}" if session.profile else "the environment"
+        raise CredentialsUnavailable(f"cannot get AWS credentials from {source}: {short(exc)}") from None
 
 
 # The MD5 of the empty body, base64: a CopyObject has no body, and its Content-MD5 is exactly this.
