@@ -83,7 +83,6 @@ def check(
     started = time.monotonic()
     report = CheckReport()
     checker = Checker(repo, opts, report, progress, workers)
-    before = repo.request_stats()
     try:
         checker.run_repository_level()
         if checker.has_key and not opts.repository_only:
@@ -92,9 +91,10 @@ def check(
             repair(checker, dry_run=opts.dry_run)
     finally:
         checker.close()
-    after = repo.request_stats()
-    # the requests of worker processes (``workers.py``) went through stores of their own: added here
+    # every request of ``repo``'s store, its opening and lock included, as the other commands report them;
+    # the worker processes' (``workers.py``) went through stores of their own: added here
+    made = repo.request_stats()
     extra = checker.worker_requests
-    report.stats["requests"] = {k: after.get(k, 0) - before.get(k, 0) + extra.get(k, 0) for k in after}
+    report.stats["requests"] = {k: made.get(k, 0) + extra.get(k, 0) for k in made}
     report.stats["duration"] = round(time.monotonic() - started, 3)
     return report
