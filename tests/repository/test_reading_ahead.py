@@ -83,10 +83,11 @@ def test_check_reads_the_small_objects_at_once(pv, tmp_path, monkeypatch, namesp
 
 
 def test_check_lists_each_namespace_once(pv, tmp_path, moto_endpoint, make_s3_url):
-    """packs/ (data and metadata together), index/, archives/ (live and soft-deleted together), tombstones/."""
+    """packs/ (data and metadata together), index/, archives/ (live and soft-deleted together), tombstones/;
+    and locks/, listed once by the opening (its requests are counted as well)."""
     url = make_s3_url(moto_endpoint)
     _backups(pv, url, tmp_path / "src")
     pv("delete", f"{url}::a0")
     report = json.loads(pv("check", url, "--verify-data", "--json").out)
     assert report["problems"] == []
-    assert report["stats"]["requests"]["LIST"] == 4
+    assert report["stats"]["requests"]["LIST"] == 4 + 1
