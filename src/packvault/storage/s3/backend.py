@@ -74,7 +74,7 @@ class S3Backend(PackvaultBackend):
     ):
         self.settings = settings
         self.policy = policy if policy is not None else WritePolicy()
-        self.s3 = S3Bucket(settings)
+        self.s3 = S3Bucket(settings, cache_dir)
         self.bucket = settings.bucket
         self.client = self.s3.client
         self.endpoint = self.s3.endpoint

@@ -9,6 +9,7 @@ instead of reaching into one another.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
@@ -126,13 +127,13 @@ class S3Bucket:
     """``settings.bucket`` under ``settings.prefix``; requests counted in ``counter`` (HTTP attempts,
     ``retries``, ``converged``)."""
 
-    def __init__(self, settings: S3Settings):
+    def __init__(self, settings: S3Settings, cache_dir: str | os.PathLike | None = None):
         self.settings = settings
         self.name = settings.bucket
         self.base = settings.prefix + "/" if settings.prefix else ""
         self.counter = RequestCounter(extra_keys=("retries", "converged"))
         try:
-            self.client = make_client(settings, self.counter)
+            self.client = make_client(settings, self.counter, cache_dir)
         except bex.BotoCoreError as exc:
             raise translate(exc, bucket=self.name, endpoint=settings.endpoint or "S3", what="configure") from exc
         self.endpoint: str = self.client.meta.endpoint_url
