@@ -140,12 +140,12 @@ class NoCredentials(StorageError, PermissionDenied):
 
 
 class CredentialsUnavailable(NoCredentials):
-    """Credentials are configured but could not be had from the service that issues them (STS for an assumed
-    role or web identity, SSO): nothing was asked of S3 yet."""
+    """Credentials are configured but could not be had from what issues them (STS for an assumed role or web
+    identity, SSO, a ``credential_process``): nothing was asked of S3 yet."""
 
     hint = (
-        "check the profile's role_arn and source_profile (or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE), "
-        "and that STS is reachable"
+        "check how the profile gets its credentials (role_arn and source_profile, credential_process, SSO) or "
+        "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, and that STS is reachable"
     )
 
 

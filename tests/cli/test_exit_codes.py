@@ -170,3 +170,25 @@ def test_readme_has_the_exit_code_table() -> None:
     table = readme[readme.index("## Exit codes") :]
     for row in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 130 |", "| 143 |"):
         assert row in table, row
+
+
+def test_an_internal_error_is_not_done(pv, tmp_path, monkeypatch) -> None:
+    """A bug (an exception no layer expects) must not end ``create`` with Python's exit code 1, which says
+    "done, with warnings": an archive committed.  It is 2, with the traceback to report."""
+    from packvault.archive.create import ArchiveCreator
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("alpha")
+    location = tmp_path / "repo"
+    pv("init", location)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ArchiveCreator, "run", broken)
+        result = pv("create", f"{location}::one", src, expect=2)
+    assert "Traceback" in result.err and "RuntimeError: a bug" in result.err
+    assert result.err.strip().splitlines()[-1].startswith("packvault: error: internal error"), result.err
+    assert _archives(pv, location) == []

@@ -89,3 +89,16 @@ def test_a_role_that_cannot_be_assumed_is_one_line_about_credentials(pv_env, rol
     assert len(lines) == 1, result.stderr
     assert "credentials" in lines[0] and "'backup'" in lines[0], lines[0]
     assert moto_endpoint not in lines[0], "the S3 endpoint is not to blame"
+
+
+def test_a_credential_process_that_fails_is_one_line_about_credentials(pv_env, monkeypatch, tmp_path, s3_env,
+                                                                       moto_endpoint):
+    (tmp_path / "config").write_text("[profile proc]\ncredential_process = /bin/false\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    bucket = new_bucket(moto_endpoint)
+    result = run_process("init", f"s3://{bucket}/repo?endpoint={moto_endpoint}", "--s3-profile", "proc", env={})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "credentials" in lines[0] and "'proc'" in lines[0], result.stderr

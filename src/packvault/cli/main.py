@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, PackvaultError
 from . import early_unlock
@@ -59,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("packvault: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: Python's own exit code, 1, would say "done, with warnings"
+        if os.environ.get("PACKVAULT_DEBUG"):
+            raise
+        traceback.print_exc()
+        print(f"packvault: error: internal error: {type(exc).__name__}: {exc} (a bug: please report it with the "
+              "traceback above)", file=sys.stderr)
+        return EXIT_ERROR
     finally:
         if run is not None:
             early_unlock.remember(location, run)

@@ -32,7 +32,13 @@ import botocore
 import botocore.session
 import msgpack
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 from botocore.loaders import Loader
 
 from ...errors import CredentialsUnavailable
@@ -185,6 +191,7 @@ def make_client(settings: S3Settings, counter: RequestCounter, cache_dir: str | 
         response_checksum_validation="when_required",
         tcp_keepalive=True,
     )
+    _fetch_credentials(session)  # before the client: building it resolves them too, uncaught
     client = session.create_client("s3", endpoint_url=settings.endpoint, config=config)
 
     def count(request=None, event_name: str = "", **_kwargs) -> None:
@@ -197,21 +204,23 @@ def make_client(settings: S3Settings, counter: RequestCounter, cache_dir: str | 
 
     client.meta.events.register("before-send.s3", count)
     client.meta.events.register("before-sign.s3.CopyObject", _lock_copy_md5)
-    _fetch_credentials(session)
     return client
 
 
 def _fetch_credentials(session: botocore.session.Session) -> None:
-    """Get temporary credentials now (an assumed role, web identity, SSO), before any S3 request.
+    """Resolve the credentials, temporary ones included (an assumed role, web identity, SSO, a
+    ``credential_process``), before the client is built and before any S3 request.
 
-    botocore fetches them on a client's first request otherwise, and a failure then looks like that
-    request's: an STS endpoint that cannot be reached read as "S3 endpoint ... is unreachable", retried
-    like one.  Static and instance credentials cost nothing more here (the session has resolved them)."""
-    credentials = session.get_credentials()
-    if credentials is None:
-        return  # none anywhere: the first request says so (``NoCredentials``)
+    botocore fetches temporary ones on a client's first request otherwise, and a failure then looks like
+    that request's: an STS endpoint that cannot be reached read as "S3 endpoint ... is unreachable", retried
+    like one; a ``credential_process`` that fails broke building the client.  The client reuses what the
+    session resolved here, so static credentials cost nothing more."""
     try:
-        credentials.get_frozen_credentials()
+        credentials = session.get_credentials()
+        if credentials is not None:  # None: there are none anywhere, and the first request says so
+            credentials.get_frozen_credentials()
+    except (ProfileNotFound, NoCredentialsError, PartialCredentialsError):
+        raise  # said as what they are by the caller (``errors.translate``)
     except (BotoCoreError, ClientError) as exc:
         source = f"profile {session.profile!r}" if session.profile else "the environment"
         raise CredentialsUnavailable(f"cannot get AWS credentials from {source}: {short(exc)}") from None
