@@ -71,15 +71,15 @@ class S3DataLoader(Loader):
     """A loader that confirms S3 without scanning every service directory; any other service (STS for a
     profile that assumes a role or for web identity, SSO) is looked up in the full listing.
 
-    With ``table_cache`` (a file in Packvault's cache directory) it also keeps botocore's endpoint table
-    there, cut to the services an S3 client and its credentials use.  Every client's session parses that
-    table (~600 KB of JSON for ~400 services, 39 ms, more than the S3 model itself); the cut table is a
-    few KB.  A service left out still resolves: botocore then uses its partition's default endpoint, as
-    for a service it does not know."""
+    With ``table_cache`` (a file in Packvault's cache directory, set by ``shared_loader``) it also keeps
+    botocore's endpoint table there, cut to the services an S3 client and its credentials use.  Every
+    client's session parses that table (~600 KB of JSON for ~400 services, 39 ms, more than the S3 model
+    itself); the cut table is 16 KB.  A service left out still resolves: botocore then uses its partition's
+    default endpoint, as for a service it does not know."""
 
-    def __init__(self, table_cache: Path | None = None):
+    def __init__(self) -> None:
         super().__init__()
-        self.table_cache = table_cache
+        self.table_cache: Path | None = None
         self._endpoints: tuple[dict, str] | None = None
 
     def list_available_services(self, type_name: str) -> _ServiceNames:
