@@ -301,3 +301,40 @@ def test_batches_read_here_while_the_readers_start(repo_path, tmp_path, monkeypa
     _backup(repo, "here", src, [src], use_files_cache=False)
     assert _items(repo, "mixed") == _items(repo, "here")
     repo.close()
+
+
+def test_a_part_batch_goes_to_a_reader_before_the_entries_behind_it_fill_the_queue(repo_path, tmp_path):
+    """Day 2: a changed file among many unchanged ones starts a batch that fills slowly while unchanged
+    entries queue behind it.  The batch must go to a reader process while the backup goes on walking: held
+    back until the queue is full, the backup's process would then wait for the whole of its read."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rnd = random.Random(8)
+
+    def file_entry(name: str) -> Entry:
+        path = src / name
+        path.write_bytes(rnd.randbytes(rnd.randrange(100, 3000)))
+        item = {it.PATH: bytes(path)[1:], it.TYPE: it.FILE, it.SIZE: path.stat().st_size}
+        return Entry(item=item, source_path=bytes(path), cache_key=None,
+                     opener=lambda p=path: open(p, "rb"), local_file=True)  # noqa: SIM115
+
+    repo = _open(repo_path, 1)
+    queue = filereaders.ReadQueue(repo.sealing_kit(), 1)
+    try:
+        for number in range(filereaders.BATCH_FILES):  # a full batch: the reader pool starts
+            assert queue.add_for_reader(file_entry(f"first-{number}"))
+        changed = file_entry("changed")
+        assert queue.add_for_reader(changed)
+        part_batch = queue._queue[-1].batch
+        added = 0
+        while not queue.full and part_batch.future is None:
+            queue.add(Entry(item={it.PATH: b"unchanged/%d" % added, it.TYPE: it.DIR}, source_path=b""))
+            added += 1
+        assert part_batch.future is not None, f"the part batch was held back while {added} entries queued"
+        assert not queue.full
+        done = list(queue.ready(wait=False, last=True))
+        read = next(q.read for q in done if q.entry is changed)
+        assert sum(size for _, size, _ in read.chunks) == changed.item[it.SIZE]
+    finally:
+        queue.close()
+        repo.close()

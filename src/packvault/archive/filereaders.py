@@ -123,6 +123,7 @@ class _Batch:
     future: Future | None = None
     reads: BatchReads | None = None
     taken: int = 0
+    opened_at: int = 0  # entries queued before its first file (``ReadQueue.add``)
     failed: bool = False  # read by the backup process from here on (see ``take``)
     _chunk_at: int = 0  # next record in reads[1]
     _sealed_at: int = 0  # next sealed object in reads[0]
@@ -189,6 +190,7 @@ class ReadQueue:
         self._gathering: _Batch | None = None
         self._unsent: deque[_Batch] = deque()  # complete batches waiting for a reader process to be up
         self._queued_bytes = 0  # sizes of the files queued for readers, not yet out of ``ready``
+        self._added = 0  # entries queued so far
 
     @property
     def full(self) -> bool:
@@ -204,6 +206,13 @@ class ReadQueue:
         """Queue an entry whose data is dealt with: its ``chunks``; None for an entry without data, or for a
         file that could not be read (warned, left out)."""
         self._queue.append(Queued(entry, chunks, skip=chunks is None and entry.opener is not None))
+        self._added += 1
+        gathering = self._gathering
+        if gathering is not None and self._added - gathering.opened_at > self._limit // 4:
+            # A batch that fills slowly (day 2: changed files among unchanged ones) is read while the walk
+            # goes on; held back until it reached the head of a full queue, the backup's process would wait
+            # for all of its read.
+            self._submit(gathering)
 
     def add_for_reader(self, entry: Entry) -> bool:
         """Queue a small regular file for a reader process; False when there is none (read it here)."""
@@ -211,7 +220,8 @@ class ReadQueue:
             return False
         batch = self._gathering
         if batch is None:
-            batch = self._gathering = _Batch()
+            batch = self._gathering = _Batch(opened_at=self._added)
+        self._added += 1
         size = entry.item.get(it.SIZE, 0)
         batch.jobs.append((entry.source_path, size))
         batch.nbytes += size
