@@ -80,3 +80,64 @@ def test_the_workers_cpu_time_is_the_commands(tmp_path: Path):
     _, status, usage = os.wait4(proc.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert usage.ru_utime + usage.ru_stime >= 0.95  # two workers' 0.5 s each, and a little of the caller's
+
+
+EARLY = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from packvault.processes import start_server_early, start_workers, worker_pool
+
+    if __name__ == "__main__":
+        log = Path(os.environ["PV_TEST_IMPORT_LOG"])
+        start_server_early("tests.support.importcount")
+        deadline = time.monotonic() + 60
+        while not log.exists() and time.monotonic() < deadline:  # the server imports it on its own
+            time.sleep(0.01)
+        server_first = log.read_text().split()
+        from tests.support import importcount
+
+        pool = worker_pool(2, importcount.start, ())
+        for future in start_workers(pool, 2):
+            future.result(timeout=60)
+        pool.shutdown()
+        print(os.getpid(), " ".join(server_first))
+    """
+)
+
+
+def test_a_server_started_early_has_imported_the_workers_module_before_any_pool(tmp_path: Path):
+    """``start_server_early``: the server imports while the command does other work, and the first pool's
+    workers are forked from it (no worker imports the module itself)."""
+    log = tmp_path / "imports.log"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PV_TEST_IMPORT_LOG": str(log), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    result = subprocess.run(
+        [sys.executable, "-c", EARLY], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    main_pid, server_pid = result.stdout.split()
+    assert server_pid != main_pid  # imported by another process before this one imported it
+    assert log.read_text().split() == [server_pid, main_pid]  # and by no worker
+
+
+def test_a_server_that_cannot_start_early_is_left_to_the_pool(monkeypatch):
+    import multiprocessing.forkserver
+
+    from packvault import processes
+
+    def fail() -> None:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", fail)
+    monkeypatch.setattr(processes, "_reap_server_at_exit", lambda: None)
+    processes.start_server_early("tests.support.importcount")  # no exception: the pool will meet it
+
+
+def test_only_a_backup_of_local_files_starts_the_readers_server_early():
+    from packvault.archive.sources import reads_local_files
+
+    assert reads_local_files(["/home/me", "rel/dir"])
+    assert not reads_local_files(["-"])  # standard input
+    assert not reads_local_files(["pg_dump", "db"], stdin_command=True)
+    assert not reads_local_files(["s3://bucket/prefix"])

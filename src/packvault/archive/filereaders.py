@@ -33,7 +33,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from ..chunking.chunker import read_up_to
-from ..processes import ignore_interrupts, interrupts_ignored, start_workers, worker_pool
+from ..processes import ignore_interrupts, interrupts_ignored, start_server_early, start_workers, worker_pool
 from ..repository.objects import TYPE_DATA
 from ..repository.sealing import SealingKit
 from . import items as it
@@ -66,6 +66,13 @@ class FileRead:
 # about a second of the backup process's GIL per 25,000 files, time its main thread waited for.
 _CHUNK = struct.Struct("<32sII")  # chunk id, plaintext size, sealed size
 BatchReads = tuple[bytearray, bytearray, list[tuple]]  # (sealed objects, chunk records, per-file tuples)
+
+
+def prepare_readers(processes: int) -> None:
+    """Before a backup that may use ``processes`` reader processes opens its repository: start the server
+    they fork from (``processes.start_server_early``)."""
+    if processes:
+        start_server_early(__name__)
 
 
 class ReaderPool:
