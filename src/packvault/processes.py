@@ -59,14 +59,15 @@ def worker_pool(
     )
 
 
-def start_server_early(module: str) -> None:
-    """Start the pools' server process now, with ``module`` (the initializer's) imported in it, for a command
-    that will most likely start a pool: the server imports while the command opens its repository, and the
-    first pool's processes fork at once.  Started with the first pool instead, the command's main thread
-    waited ~0.1 s for the server's imports before the first worker existed.  A failure is left to the pool
-    to meet (a platform without processes falls back to working in the command's process)."""
+def start_server_early(module: str, preload: Sequence[str] = ()) -> None:
+    """Start the pools' server process now, with ``module`` (the initializer's) and ``preload`` imported in
+    it, for a command that will most likely start a pool: the server imports while the command opens its
+    repository, and the first pool's processes fork at once.  Started with the first pool instead, the
+    command's main thread waited for the server's imports before the first worker existed (~0.1 s; with
+    botocore ~0.2 s).  A failure is left to the pool to meet (a platform without processes falls back to
+    working in the command's process)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([module])
+    context.set_forkserver_preload([module, *preload])
     _reap_server_at_exit()
     try:
         with interrupts_ignored():

@@ -255,3 +255,41 @@ def test_a_clean_pack_is_not_md5_hashed_on_its_way_in(pv, tmp_path, monkeypatch,
     assert rc == 0 and not doc["problems"]
     assert doc["stats"]["data_packs_read"] >= 3
     assert sum(hashed) < 64 * 1024, hashed  # small objects (config, index) may be; no pack was
+
+
+GATED_START = """
+import os, sys
+from pathlib import Path
+from packvault.maintenance.check import workers
+from packvault.repository.packreading import PackReadingKit
+from tests.support.settings import env_settings
+
+if __name__ == "__main__":
+    PackReadingKit.backend_modules = lambda self: ["tests.support.slowimport"]
+    pool = workers.VerifyPool(PackReadingKit(sys.argv[1], env_settings(), {}), 2)
+    pool.start()  # returns while the server still imports: the gate opens only after it
+    Path(os.environ["PV_TEST_IMPORT_GATE"]).touch()
+    print(pool._pool.submit(os.getpid).result(timeout=60) != os.getpid())
+    pool.close()
+"""
+
+
+def test_starting_the_workers_does_not_wait_for_their_servers_imports(tmp_path):
+    """The CLI starts the data pass's workers before it opens the repository, so that their start-up
+    overlaps the opening; waiting there for the server's imports (botocore, on S3) would only move the wait.
+    Here the server's imports cannot end before ``start`` returns: a ``start`` that waited would hang."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PV_TEST_IMPORT_GATE": str(tmp_path / "gate"),
+        "PYTHONPATH": os.pathsep.join([str(root), *sys.path]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", GATED_START, str(tmp_path / "repo")], env=env, capture_output=True, text=True,
+        timeout=60,  # the gate holds the server for five minutes: a start that waits for it times out here
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True"]

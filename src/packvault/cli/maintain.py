@@ -86,11 +86,12 @@ def cmd_check(args, run: Run) -> int:
 
     location, _ = split_location(args.repo)
     opts = options.check_options(args)
-    repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
-    bar = Progress(bool(getattr(args, "progress", False)))
-    # the data pass's worker processes start up while the key is derived and the lock taken
+    # the data pass's worker processes start up while the store is made, the key derived and the lock taken
     workers = start_workers(location, run.settings, s3_options(args), opts)
+    bar = Progress(bool(getattr(args, "progress", False)))
+    repo: Repository | None = None
     try:
+        repo = Repository(location, settings=run.settings, s3_options=s3_options(args))
         repo.open(None, lock=None)
         repo.tolerate_config_damage = True  # check reports it (and repair restores it) instead of refusing
         if not opts.repository_only:
@@ -109,7 +110,8 @@ def cmd_check(args, run: Run) -> int:
     finally:
         if workers is not None:
             workers.close()
-        repo.close()
+        if repo is not None:
+            repo.close()
     render.check_report(report, opts, as_json=bool(getattr(args, "json", False)))
     return EXIT_WARNING if report.problems else EXIT_OK
 
