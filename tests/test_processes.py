@@ -141,3 +141,30 @@ def test_only_a_backup_of_local_files_starts_the_readers_server_early():
     assert not reads_local_files(["-"])  # standard input
     assert not reads_local_files(["pg_dump", "db"], stdin_command=True)
     assert not reads_local_files(["s3://bucket/prefix"])
+
+
+def test_the_commands_that_start_the_server_early(pv, tmp_path, monkeypatch):
+    """A backup of local files and the restore of a whole archive into a directory start their workers'
+    server before they open the repository; a restore of a few paths, a dry run and a listing do not."""
+    from packvault import processes
+    from packvault.archive import filereaders, restorers
+
+    started: list[str] = []
+    for module in (filereaders, restorers):
+        monkeypatch.setattr(module, "start_server_early", lambda module, preload=(): started.append(module))
+    monkeypatch.setattr(processes, "usable_processes", lambda requested: 2)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("a")
+    repo = tmp_path / "repo"
+    pv("init", "--encryption", "repokey", repo)
+    pv("create", f"{repo}::one", src)
+    assert started == ["packvault.archive.filereaders"]
+    started.clear()
+    pv("extract", f"{repo}::one", "--target", tmp_path / "whole")
+    assert started == ["packvault.archive.restorers"]
+    started.clear()
+    pv("extract", f"{repo}::one", str(src / "a").lstrip("/"), "--target", tmp_path / "part")
+    pv("extract", "--dry-run", f"{repo}::one", "--target", tmp_path / "dry")
+    pv("list", repo)
+    assert started == []

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PackvaultError
-from ..processes import ignore_interrupts, worker_pool
+from ..processes import ignore_interrupts, start_server_early, worker_pool
 from ..repository.objects import open_verified
 from ..repository.sealing import SealingKit
 from . import fsmeta
@@ -51,6 +51,14 @@ MIN_FILES = 256  # a round with fewer plain files does not start processes (~0.2
 
 # outcome of one file in a worker
 RESTORED, FAILED, LEFT, DISK_WAS_FULL = range(4)
+
+
+def prepare_restore_processes(processes: int) -> None:
+    """Before a restore that will most likely use ``processes`` restore processes (a whole archive into a
+    directory) opens its repository: start the server they fork from (``processes.start_server_early``), so
+    that the reader thread that starts the pool does not wait for the server's imports."""
+    if processes:
+        start_server_early(__name__)
 
 
 @dataclass

@@ -204,6 +204,8 @@ def cmd_info(args, run: Run) -> int:
 def cmd_extract(args, run: Run) -> int:
     from ..archive.archive import iter_archive_items, load_archive
     from ..archive.extract import Extractor, PathSelector
+    from ..archive.restorers import prepare_restore_processes
+    from ..processes import usable_processes
     from .allocator import tune_for_chunk_reads
 
     location, archive = split_location(args.location, need_archive=True)
@@ -213,6 +215,8 @@ def cmd_extract(args, run: Run) -> int:
     if args.strip_components < 0:
         raise UsageError("--strip-components must not be negative")
     tune_for_chunk_reads()
+    if not (to_bucket or args.dry_run or args.paths):  # a whole archive: most likely many files
+        prepare_restore_processes(usable_processes(run.settings.read_processes))
     live = LiveProgress(args.progress)
     with (
         open_repository(args, run, location) as repo,
