@@ -76,7 +76,8 @@ def prepare_readers(processes: int) -> None:
 
 
 class ReaderPool:
-    """A pool of reader processes, started on first use (a backup of few files never pays for it).
+    """A pool of reader processes, started on first use (a backup of few files starts none; only their server
+    runs, started while the repository opened, ``prepare_readers``).
 
     Starting one takes a while (a new interpreter, the imports, the key material), so the pool says when a
     process is up (``warm``): until then the backup's process reads the batches whose turn comes itself
