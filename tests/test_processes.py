@@ -168,3 +168,40 @@ def test_the_commands_that_start_the_server_early(pv, tmp_path, monkeypatch):
     pv("extract", "--dry-run", f"{repo}::one", "--target", tmp_path / "dry")
     pv("list", repo)
     assert started == []
+
+
+MEANWHILE = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from packvault.processes import start_server_early, start_workers_meanwhile, worker_pool
+    from tests.support import importcount
+
+    if __name__ == "__main__":
+        start_server_early("tests.support.slowimport")
+        pool = worker_pool(2, importcount.start, ())
+        started = start_workers_meanwhile(pool, 2)  # returns while the server still imports
+        Path(os.environ["PV_TEST_IMPORT_GATE"]).touch()
+        deadline = time.monotonic() + 60
+        while len(started) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print(len(started), all(future.result(timeout=60) != os.getpid() for future in started))
+        pool.shutdown()
+    """
+)
+
+
+def test_workers_start_meanwhile_without_waiting_for_their_servers_imports(tmp_path: Path):
+    """``start_workers_meanwhile`` returns at once: the server's imports cannot end before it returns (they
+    wait for a gate opened afterwards), so a version that waited for them would hang until the timeout."""
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PV_TEST_IMPORT_GATE": str(tmp_path / "gate"),
+        "PYTHONPATH": os.pathsep.join([str(root), *sys.path]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", MEANWHILE], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "True"]

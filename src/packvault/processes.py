@@ -114,6 +114,25 @@ def start_workers(pool: ProcessPoolExecutor, processes: int) -> list[Future]:
         return [pool.submit(os.getpid) for _ in range(processes)]
 
 
+def start_workers_meanwhile(pool: ProcessPoolExecutor, processes: int) -> list[Future]:
+    """``start_workers`` from a thread of its own, for a caller that goes on meanwhile: forking a worker
+    waits until the pool's server has imported the pool's modules (~0.1 s; with botocore ~0.2 s).  The list
+    returned fills with one future per process (done once it is up) when the thread has asked for them all;
+    it stays empty where no process can start, or the pool was shut down meanwhile (its next submit says
+    so).  Start the server first, from the main thread (``start_server_early``): its forks then ignore
+    SIGINT, whichever thread asks for them."""
+    started: list[Future] = []
+
+    def fork() -> None:
+        try:
+            started.extend(start_workers(pool, processes))
+        except Exception:  # noqa: BLE001 - see above
+            return
+
+    threading.Thread(target=fork, name="pv-workers-start", daemon=True).start()
+    return started
+
+
 def ignore_interrupts() -> None:
     """In a worker process, first thing: Ctrl-C is for the process that started it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

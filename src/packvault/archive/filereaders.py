@@ -33,7 +33,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from ..chunking.chunker import read_up_to
-from ..processes import ignore_interrupts, interrupts_ignored, start_server_early, start_workers, worker_pool
+from ..processes import ignore_interrupts, interrupts_ignored, start_server_early, start_workers_meanwhile, worker_pool
 from ..repository.objects import TYPE_DATA
 from ..repository.sealing import SealingKit
 from . import items as it
@@ -70,7 +70,7 @@ BatchReads = tuple[bytearray, bytearray, list[tuple]]  # (sealed objects, chunk 
 
 def prepare_readers(processes: int) -> None:
     """Before a backup that may use ``processes`` reader processes opens its repository: start the server
-    they fork from (``processes.start_server_early``)."""
+    they fork from (``processes.start_server_early``), so that its imports overlap the opening."""
     if processes:
         start_server_early(__name__)
 
@@ -79,9 +79,9 @@ class ReaderPool:
     """A pool of reader processes, started on first use (a backup of few files starts none; only their server
     runs, started while the repository opened, ``prepare_readers``).
 
-    Starting one takes a while (a new interpreter, the imports, the key material), so the pool says when a
-    process is up (``warm``): until then the backup's process reads the batches whose turn comes itself
-    instead of waiting for the start-up."""
+    Starting one takes a while (the server's imports, the key material), so the processes start from a thread
+    of their own and the pool says when one is up (``warm``): until then the backup's process reads the
+    batches whose turn comes itself instead of waiting for the start-up."""
 
     def __init__(self, kit: SealingKit, processes: int):
         self._kit = kit
@@ -91,11 +91,13 @@ class ReaderPool:
         self._warm = False
 
     def start(self) -> None:
-        """Start the processes, without waiting for them; raises when none can be started."""
+        """Start the processes from a thread of their own, without waiting for them (``warm`` says when one is
+        up); raises when no pool can be made here."""
         if self._pool is not None:
             return
+        start_server_early(__name__)
         self._pool = worker_pool(self._processes, _start_reader, (self._kit,))
-        self._starting = start_workers(self._pool, self._processes)
+        self._starting = start_workers_meanwhile(self._pool, self._processes)
 
     @property
     def warm(self) -> bool:

@@ -18,10 +18,9 @@ checker verify in its own process, pack by pack, with the same function: slower,
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from ...processes import interrupts_ignored, start_server_early, start_workers, worker_pool
+from ...processes import interrupts_ignored, start_server_early, start_workers_meanwhile, worker_pool
 from ...repository.objects import ObjectCodec
 from ...repository.packreading import PackReader, PackReadingKit
 from ...repository.sealing import SealingKit
@@ -63,11 +62,8 @@ class VerifyPool:
     def _start(self) -> None:
         preload = self._kit.backend_modules()
         start_server_early(__name__, preload)
-        pool = self._pool = worker_pool(self.processes, _start_worker, (self._kit,), preload=preload)
-        # Forking a worker waits until the server has imported its modules (botocore on S3): a thread waits
-        # for that, not the command, which opens the repository meanwhile.  The server ignores SIGINT, and
-        # so do its forks, whichever thread asked for them.
-        threading.Thread(target=_fork_workers, args=(pool, self.processes), name="pv-check-start", daemon=True).start()
+        self._pool = worker_pool(self.processes, _start_worker, (self._kit,), preload=preload)
+        start_workers_meanwhile(self._pool, self.processes)  # the command opens the repository meanwhile
 
     def submit(self, sealing: SealingKit, kind: int, name: str, size: int) -> Future:
         """Verify pack ``name`` (``size`` bytes as listed) in a worker, opening its objects with ``sealing``'s
@@ -84,13 +80,6 @@ class VerifyPool:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.shutdown(wait=wait, cancel_futures=True)
-
-
-def _fork_workers(pool: ProcessPoolExecutor, processes: int) -> None:
-    try:
-        start_workers(pool, processes)
-    except Exception:  # noqa: BLE001 - no processes, or the pool was closed: the first submit says so
-        return
 
 
 # --- in the worker process ---------------------------------------------------------------------------------
