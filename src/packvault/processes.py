@@ -47,25 +47,27 @@ def worker_pool(
     Why a server rather than ``spawn``: a spawned worker imports Packvault (and, to read from S3, botocore)
     itself, ~0.25 CPU-seconds each on the two cores the command needs; the server imports the initializer's
     module and ``preload`` once, and each worker is a copy-on-write fork of it.  The server is started once
-    per process, with the first pool's modules (a later pool's workers import what is missing, as spawned
-    ones do).  A worker is handed the environment and working directory of the moment its pool was made
-    (``_bootstrap``), not those the server was started with, so it behaves as a spawned one would."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([initializer.__module__, *preload])
-    _reap_server_at_exit()
+    per process (here, unless ``start_server_early`` did), with the first pool's modules (a later pool's
+    workers import what is missing, as spawned ones do).  A worker is handed the environment and working
+    directory of the moment its pool was made (``_bootstrap``), not those the server was started with, so it
+    behaves as a spawned one would."""
+    start_server_early(initializer.__module__, preload)
     state = (dict(os.environ), os.getcwd())
     return ProcessPoolExecutor(
-        processes, mp_context=context, initializer=_bootstrap, initargs=(state, initializer, initargs)
+        processes,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_bootstrap,
+        initargs=(state, initializer, initargs),
     )
 
 
 def start_server_early(module: str, preload: Sequence[str] = ()) -> None:
-    """Start the pools' server process now, with ``module`` (the initializer's) and ``preload`` imported in
-    it, for a command that will most likely start a pool: the server imports while the command opens its
-    repository, and the first pool's processes fork at once.  Started with the first pool instead, the
-    command's main thread waited for the server's imports before the first worker existed (~0.1 s; with
-    botocore ~0.2 s).  A failure is left to the pool to meet (a platform without processes falls back to
-    working in the command's process)."""
+    """Start the pools' server process unless it runs, with ``module`` (the initializer's) and ``preload``
+    imported in it.  ``worker_pool`` does; a command that will most likely start a pool does it first,
+    before it opens its repository: the server imports meanwhile, and the first pool's processes fork at
+    once.  Started with the first pool instead, the command's main thread waited for the server's imports
+    before the first worker existed (~0.1 s; with botocore ~0.2 s).  A failure is left to the pool to meet
+    (a platform without processes falls back to working in the command's process)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([module, *preload])
     _reap_server_at_exit()

@@ -95,7 +95,6 @@ class ReaderPool:
         up); raises when no pool can be made here."""
         if self._pool is not None:
             return
-        start_server_early(__name__)
         self._pool = worker_pool(self._processes, _start_reader, (self._kit,))
         self._starting = start_workers_meanwhile(self._pool, self._processes)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from ...processes import interrupts_ignored, start_server_early, start_workers_meanwhile, worker_pool
+from ...processes import interrupts_ignored, start_workers_meanwhile, worker_pool
 from ...repository.objects import ObjectCodec
 from ...repository.packreading import PackReader, PackReadingKit
 from ...repository.sealing import SealingKit
@@ -60,9 +60,7 @@ class VerifyPool:
             self.close()
 
     def _start(self) -> None:
-        preload = self._kit.backend_modules()
-        start_server_early(__name__, preload)
-        self._pool = worker_pool(self.processes, _start_worker, (self._kit,), preload=preload)
+        self._pool = worker_pool(self.processes, _start_worker, (self._kit,), preload=self._kit.backend_modules())
         start_workers_meanwhile(self._pool, self.processes)  # the command opens the repository meanwhile
 
     def submit(self, sealing: SealingKit, kind: int, name: str, size: int) -> Future:
