@@ -130,7 +130,7 @@ def test_a_failing_sink_stops_the_other_workers_even_when_the_caller_is_slow_to_
 
 def test_the_read_path_allocator_tuning_applies_on_linux():
     """glibc accepts the settings (they are ignored elsewhere); run in a child so this process is untouched."""
-    code = "from packvault.cli.allocator import tune_for_chunk_reads as t; print(t())"
+    code = "from packvault.allocator import tune_for_chunk_reads as t; print(t())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     expected = sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver())
     assert out == str(bool(expected))

@@ -26,3 +26,10 @@ def burn(seconds: float) -> int:
     while time.process_time() < end:
         pass
     return os.getpid()
+
+
+def reader_allocator_tuned() -> bool:
+    """In a backup's reader process: whether its start-up tuned the allocator."""
+    from packvault.archive import filereaders
+
+    return filereaders._allocator_tuned

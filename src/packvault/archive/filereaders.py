@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from ..allocator import tune_for_chunk_reads
 from ..chunking.chunker import read_up_to
 from ..processes import ignore_interrupts, interrupts_ignored, start_server_early, start_workers_meanwhile, worker_pool
 from ..repository.objects import TYPE_DATA
@@ -299,6 +300,7 @@ class ReadQueue:
 # --- in the reader process ---------------------------------------------------------------------------------
 
 _reader: _Reader | None = None
+_allocator_tuned = False  # this reader process keeps freed file buffers (``allocator.tune_for_chunk_reads``)
 
 
 class _Reader:
@@ -332,8 +334,9 @@ class _Reader:
 
 
 def _start_reader(kit: SealingKit) -> None:
-    global _reader
+    global _reader, _allocator_tuned
     ignore_interrupts()
+    _allocator_tuned = tune_for_chunk_reads()
     _reader = _Reader(kit)
 
 

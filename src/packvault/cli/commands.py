@@ -202,11 +202,11 @@ def cmd_info(args, run: Run) -> int:
 
 
 def cmd_extract(args, run: Run) -> int:
+    from ..allocator import tune_for_chunk_reads
     from ..archive.archive import iter_archive_items, load_archive
     from ..archive.extract import Extractor, PathSelector
     from ..archive.restorers import prepare_restore_processes
     from ..processes import usable_processes
-    from .allocator import tune_for_chunk_reads
 
     location, archive = split_location(args.location, need_archive=True)
     to_bucket = args.target.startswith("s3://")

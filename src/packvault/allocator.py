@@ -1,14 +1,16 @@
-"""Tune glibc's allocator for the read path, where every chunk is a fresh MiB-sized buffer.
+"""Tune glibc's allocator for the read paths, where every chunk or file is a fresh buffer of up to some MiB.
 
 Restore and ``check --verify-data`` allocate and free one ciphertext run and one plaintext per chunk, a few
-MiB each, from several threads.  With glibc's defaults each of those frees hands its pages back to the
-kernel (the buffer was mmap'd, or it sat at the top of a thread's heap above the trim threshold), so the
-next chunk faults in fresh zeroed pages, and a restore spends a good part of its system time zeroing memory
-it had just returned.  Serving MiB-sized blocks from the heap, keeping freed heap memory, and using two
-arenas instead of one per thread avoids most of those faults at the same peak RSS (bench/README.md).
+MiB each, from several threads; a backup's reader processes allocate one buffer per file read whole.  With
+glibc's defaults each of those frees hands its pages back to the kernel (the buffer was mmap'd, or it sat at
+the top of a thread's heap above the trim threshold), so the next buffer faults in fresh zeroed pages, and
+a restore spends a good part of its system time zeroing memory it had just returned.  Serving MiB-sized
+blocks from the heap, keeping freed heap memory, and using two arenas instead of one per thread avoids most
+of those faults at the same peak RSS (bench/README.md).
 
-Backup is left on the defaults on purpose: its peak RSS is the scarcer resource there, and holding on to
-freed pack buffers raised it in the same measurement.
+The backup's own process is left on the defaults on purpose: its peak RSS is the scarcer resource there,
+and holding on to freed pack buffers raised it in the same measurement.  A reader process holds one batch
+(at most ``filereaders.BATCH_BYTES`` plus its sealed objects), so keeping its freed memory costs little.
 
 Other C libraries (musl, macOS) have no ``mallopt`` with these parameters; there this does nothing.
 """
