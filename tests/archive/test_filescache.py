@@ -30,7 +30,7 @@ def test_an_unchanged_file_gets_its_chunks_back_after_a_save(tmp_path):
     files.save()
     again = FilesCache(cache)
     for i in range(500):
-        assert again.lookup(b"/f%d" % i, _stat(i)) == _chunks(i % 4 + 1, i)
+        assert again.lookup(b"/f%d" % i, _stat(i)).chunks == _chunks(i % 4 + 1, i)
     inode, size, mtime, ctime = _stat(3)
     assert again.lookup(b"/f3", (inode, size, mtime + 1, ctime)) is None  # changed: read again
     assert again.lookup(b"/f3", (inode, size, mtime, ctime + 1)) is None
@@ -49,7 +49,7 @@ def test_a_file_remembered_again_gets_its_new_chunks_also_after_compaction(tmp_p
             files.remember(b"/f%d" % i, *_stat(i), _chunks(2, i + 1000 * round_))
         files.save()
         check = FilesCache(cache)
-        assert all(check.lookup(b"/f%d" % i, _stat(i)) == _chunks(2, i + 1000 * round_) for i in range(100))
+        assert all(check.lookup(b"/f%d" % i, _stat(i)).chunks == _chunks(2, i + 1000 * round_) for i in range(100))
     on_disk = sum(p.stat().st_size for p in cache.path.iterdir() if p.name.endswith(".chunks"))
     assert on_disk <= 2 * 100 * 2 * 36  # compacted: not every list ever written
 
@@ -65,7 +65,7 @@ def test_files_not_seen_for_max_age_backups_are_forgotten(tmp_path):
         assert files.lookup(b"/kept", _stat(1)) is not None
         files.save()
     files = FilesCache(cache)
-    assert files.lookup(b"/kept", _stat(1)) == _chunks(1, 1)
+    assert files.lookup(b"/kept", _stat(1)).chunks == _chunks(1, 1)
     assert files.lookup(b"/gone", _stat(2)) is None
 
 
@@ -123,10 +123,10 @@ def test_the_cache_of_earlier_versions_is_taken_over(tmp_path):
     }
     cache.write("files", msgpack.packb(old))
     files = FilesCache(cache)
-    assert all(files.lookup(b"/f%d" % i, _stat(i)) == _chunks(2, i) for i in range(20))
+    assert all(files.lookup(b"/f%d" % i, _stat(i)).chunks == _chunks(2, i) for i in range(20))
     files.save()
     assert not cache.file("files").exists()
-    assert FilesCache(cache).lookup(b"/f7", _stat(7)) == _chunks(2, 7)
+    assert FilesCache(cache).lookup(b"/f7", _stat(7)).chunks == _chunks(2, 7)
 
 
 def test_files_a_crashed_save_left_behind_are_removed_once_they_are_old(tmp_path):
@@ -147,12 +147,12 @@ def test_files_a_crashed_save_left_behind_are_removed_once_they_are_old(tmp_path
     for name in old + others:
         os.utime(cache.path / name, (long_ago, long_ago))
     files = FilesCache(cache)
-    assert files.lookup(b"/f", _stat(1)) == _chunks(1, 1)
+    assert files.lookup(b"/f", _stat(1)).chunks == _chunks(1, 1)
     files.save()
     names = {p.name for p in cache.path.iterdir()}
     assert not names & set(old), names
     assert set(fresh + others) <= names
-    assert FilesCache(cache).lookup(b"/f", _stat(1)) == _chunks(1, 1)
+    assert FilesCache(cache).lookup(b"/f", _stat(1)).chunks == _chunks(1, 1)
 
 
 def test_a_backup_writes_its_files_cache_while_the_archive_is_committed(pv_env, tmp_path):
@@ -203,3 +203,54 @@ def test_a_backup_writes_its_files_cache_while_the_archive_is_committed(pv_env, 
     finally:
         repo.close()
     assert again.stats.files_unchanged == 50
+
+
+def test_the_cache_without_the_xattrs_flag_is_taken_over(tmp_path):
+    """Version 2 had no flag saying whether a file had extended attributes: its entries still spare reading
+    the files, and count as having some (read again), never as having none."""
+    from collections import namedtuple
+
+    import msgpack
+    from borghash import HashTableNT
+
+    cache = _cache(tmp_path)
+    old_entry = namedtuple("Entry", "inode size mtime_ns ctime_ns seen offset count")
+    table = HashTableNT(key_size=16, value_type=old_entry, value_format=old_entry("Q", "Q", "q", "q", "I", "Q", "I"))
+    chunks = bytearray()
+    for i in range(30):
+        listed = b"".join(c + s.to_bytes(4, "little") for c, s in _chunks(2, i))
+        table[FilesCache.key(b"/f%d" % i)] = old_entry(*_stat(i), 4, len(chunks), 2)
+        chunks += listed
+    cache.path.mkdir(parents=True, exist_ok=True)
+    table.write(str(cache.file("files.00000000000000aa.table")))
+    cache.file("files.00000000000000aa.chunks").write_bytes(chunks)
+    meta = {
+        "version": 2, "generation": 4, "table": "files.00000000000000aa.table",
+        "chunks": "files.00000000000000aa.chunks",
+        "table_size": cache.file("files.00000000000000aa.table").stat().st_size,
+        "chunks_size": len(chunks), "garbage": 0,
+    }
+    cache.write("files.meta", msgpack.packb(meta))
+    files = FilesCache(cache)
+    for i in range(30):
+        found = files.lookup(b"/f%d" % i, _stat(i))
+        assert found is not None and found.chunks == _chunks(2, i) and found.xattrs is True
+    files.remember(b"/new", *_stat(99), _chunks(1, 99), xattrs=False)
+    files.save()
+    again = FilesCache(cache)
+    assert again.lookup(b"/new", _stat(99)).xattrs is False
+    assert again.lookup(b"/f3", _stat(3)).chunks == _chunks(2, 3)
+
+
+def test_a_file_found_without_xattrs_is_remembered_so(tmp_path):
+    cache = _cache(tmp_path)
+    files = FilesCache(cache)
+    files.remember(b"/f", *_stat(1), _chunks(1, 1), xattrs=True)
+    files.save()
+    files = FilesCache(cache)
+    assert files.lookup(b"/f", _stat(1)).xattrs is True
+    files.has_no_xattrs(b"/f")
+    files.has_no_xattrs(b"/never-remembered")
+    files.save()
+    found = FilesCache(cache).lookup(b"/f", _stat(1))
+    assert found.xattrs is False and found.chunks == _chunks(1, 1)

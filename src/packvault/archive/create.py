@@ -22,7 +22,6 @@ import contextlib
 import getpass
 import os
 import socket
-import stat
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from ..processes import usable_processes
 from ..repository.objects import TYPE_ARCHIVE
 from ..repository.repository import ArchiveEntry, Repository
 from ..repository.writer import RepositoryWriter
+from . import fsmeta
 from . import items as it
 from .archive import ArchiveMeta
 from .createstats import CreateStats
@@ -269,6 +269,8 @@ class ArchiveCreator:
             self._unreadable(entry.item[it.PATH].decode("utf-8", "replace"), read.error, [])
             queued.skip = True
             return
+        if entry.xattrs_pending:
+            _set_xattrs(entry, read.xattrs)
         self.stats.files_read_by_readers += 1
         chunks = []
         for chunk_id, size, sealed in read.chunks:
@@ -283,10 +285,15 @@ class ArchiveCreator:
         if cache is None or entry.cache_key is None:
             return None
         cached = cache.lookup(entry.source_path, entry.cache_key)
-        if cached is not None and writer.all_known([cid for cid, _ in cached]):
-            self.stats.files_unchanged += 1
-            return cached
-        return None
+        if cached is None or not writer.all_known([cid for cid, _ in cached.chunks]):
+            return None
+        self.stats.files_unchanged += 1
+        if entry.xattrs_pending:  # the cache vouches for them (an xattr change moves ctime): read only if any
+            xattrs = fsmeta.read_xattrs(entry.source_path) if cached.xattrs else None
+            if cached.xattrs and not xattrs:
+                cache.has_no_xattrs(entry.source_path)
+            _set_xattrs(entry, xattrs)
+        return cached.chunks
 
     def _file_chunks(
         self, entry: Entry, writer: RepositoryWriter, chunker, *, cached: bool = True
@@ -304,10 +311,12 @@ class ArchiveCreator:
             f = entry.opener()
         except OSError as exc:
             return self._unreadable(path_text, exc, chunks)
+        if entry.xattrs_pending:
+            _set_xattrs(entry, fsmeta.read_xattrs(f.fileno()))
         try:
             try:
                 size = entry.item.get(it.SIZE, 0)
-                pieces = _sparse_chunks(chunker, f, size) or iter(chunker.chunks_of_file(f, size))
+                pieces = chunker.chunks_of_sparse(f, size) or iter(chunker.chunks_of_file(f, size))
             except OSError as exc:
                 return self._unreadable(path_text, exc, chunks)
             while True:
@@ -357,7 +366,7 @@ class ArchiveCreator:
                 entry.item[it.SIZE] = size
                 return chunks  # not remembered: the next run reads it again
             if self.files_cache is not None:
-                self.files_cache.remember(entry.source_path, *entry.cache_key, chunks)
+                self.files_cache.remember(entry.source_path, *entry.cache_key, chunks, xattrs=it.XATTRS in entry.item)
         entry.item[it.SIZE] = size
         return chunks
 
@@ -389,18 +398,11 @@ def _cause(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
 
 
-def _sparse_chunks(chunker, f, size: int):
-    """The chunks of a large sparse file, holes not read (``Chunker.chunks_of_sparse``), or None: not a regular
-    file on disk, not sparse enough to have a hole of one maximum chunk, or no ``SEEK_DATA`` here."""
-    if size <= chunker.params.max_size or not hasattr(f, "fileno"):
-        return None
-    try:
-        st = os.fstat(f.fileno())
-    except (OSError, ValueError):
-        return None
-    if not stat.S_ISREG(st.st_mode) or st.st_blocks * 512 > size - chunker.params.max_size:
-        return None
-    return chunker.chunks_of_sparse(f, size)
+def _set_xattrs(entry: Entry, xattrs: dict[bytes, bytes] | None) -> None:
+    """The extended attributes the walk left to be read with the file (``Entry.xattrs_pending``)."""
+    entry.xattrs_pending = False
+    if xattrs:
+        entry.item[it.XATTRS] = xattrs
 
 
 def _stat_after(f) -> os.stat_result | None:

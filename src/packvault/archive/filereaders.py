@@ -8,7 +8,8 @@ other cores while the backup's process walks the tree, consults the files cache,
 packs and writes the item stream, in archive order.
 
 What crosses the process boundary is small: a batch of (path, expected size) goes out, and for each file
-its chunk ids, sizes and sealed objects (or the error that reading met) come back.  Each worker seals with
+its chunk ids, sizes and sealed objects, and its extended attributes (read through the open file, the
+walk leaves them to the read), or the error that reading met, come back.  Each worker seals with
 a writer session of its own (``SealingKit.codec``), so nonces never repeat across processes.  A worker
 cannot know what the repository has already; a chunk it seals that turns out to be known is dropped by the
 writer (``put_sealed``) at the cost of the sealing, which on a first backup or a day's changes is rare.
@@ -38,6 +39,7 @@ from ..processes import ignore_interrupts, interrupts_ignored, start_server_earl
 from ..repository.objects import TYPE_DATA
 from ..repository.sealing import SealingKit
 from . import items as it
+from .fsmeta import read_xattrs
 from .walker import Entry
 
 BATCH_FILES = 64  # files per task: amortizes the round trip (~100 us) over many small files
@@ -60,6 +62,7 @@ class FileRead:
     mtime_after: int | None = None
     error: OSError | None = None  # open/read failed (the file is not stored; the backup warns)
     grown: bool = False  # the file holds more than it did when listed: read it in the backup's process
+    xattrs: dict[bytes, bytes] | None = None  # its extended attributes, read through the open file
 
 
 # A batch's reads travel as three objects, not thousands: the sealed objects back to back in one buffer,
@@ -155,7 +158,7 @@ class _Batch:
         if self.reads is None or self.failed:
             return None
         sealed, records, files = self.reads
-        nchunks, size_after, mtime_after, error, grown = files[index]
+        nchunks, size_after, mtime_after, error, grown, xattrs = files[index]
         view = memoryview(sealed)
         chunks = []
         for _ in range(nchunks):
@@ -163,7 +166,7 @@ class _Batch:
             self._chunk_at += _CHUNK.size
             chunks.append((chunk_id, size, view[self._sealed_at : self._sealed_at + sealed_size]))
             self._sealed_at += sealed_size
-        return FileRead(chunks, size_after, mtime_after, error, grown)
+        return FileRead(chunks, size_after, mtime_after, error, grown, xattrs)
 
 
 @dataclass
@@ -312,15 +315,16 @@ class _Reader:
 
     def read(self, path: bytes, size: int, sealed: bytearray, records: bytearray) -> tuple:
         """Read, cut, hash and seal one file, appending to the batch's buffers; returns its file tuple
-        (chunks, size after, mtime after, error, grown)."""
+        (chunks, size after, mtime after, error, grown, xattrs or None)."""
         try:
             with open(path, "rb", buffering=0) as f:
                 data = read_up_to(f, size + 1)
                 if len(data) > size:
-                    return (0, None, None, None, True)
+                    return (0, None, None, None, True, None)
                 st = os.fstat(f.fileno())
+                xattrs = read_xattrs(f.fileno()) or None
         except OSError as exc:
-            return (0, None, None, exc, False)
+            return (0, None, None, exc, False, None)
         view = memoryview(data)
         count = 0
         for offset, length in self.chunker.cut_points(data):
@@ -330,7 +334,7 @@ class _Reader:
             sealed += obj
             records += _CHUNK.pack(chunk_id, length, len(obj))
             count += 1
-        return (count, st.st_size, st.st_mtime_ns, None, False)
+        return (count, st.st_size, st.st_mtime_ns, None, False, xattrs)
 
 
 def _start_reader(kit: SealingKit) -> None:

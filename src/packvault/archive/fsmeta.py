@@ -79,17 +79,20 @@ def stat_fields(st: os.stat_result, fields: dict | None = None) -> dict:
     return fields
 
 
-def read_xattrs(path: bytes) -> dict[bytes, bytes]:
+def read_xattrs(target: bytes | int) -> dict[bytes, bytes]:
+    """The extended attributes of ``target``: a path (a symlink's own ones, not its target's) or the
+    descriptor of an open file (no path lookup: a reader that opened the file anyway)."""
     if not hasattr(os, "listxattr"):
         return {}
+    follow = isinstance(target, int)  # Python refuses follow_symlinks=False with a descriptor; it is the file
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(target, follow_symlinks=follow)
     except OSError:
         return {}
     result = {}
     for name in names:
         try:
-            result[os.fsencode(name)] = os.getxattr(path, name, follow_symlinks=False)
+            result[os.fsencode(name)] = os.getxattr(target, name, follow_symlinks=follow)
         except OSError:
             continue
     return result

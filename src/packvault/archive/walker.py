@@ -68,6 +68,9 @@ class Entry:
     opener: Callable[[], BinaryIO] | None = None
     extra: dict = field(default_factory=dict)
     local_file: bool = False  # a regular file at ``source_path`` that another process may open and read
+    # Its extended attributes are not read yet: the backup reads them with the file's data, or, for a file the
+    # files cache vouches for, only if the cache saw some (``create.ArchiveCreator``).
+    xattrs_pending: bool = False
 
 
 def archive_path(abs_path: bytes) -> bytes:
@@ -215,9 +218,8 @@ class FilesystemSource:
             self.warn(os.fsdecode(path), f"not backed up: {what}")
             return None
         item = fsmeta.stat_fields(st, {it.PATH: archive_path(path), it.TYPE: kind})
-        xattrs = fsmeta.read_xattrs(path)
-        if xattrs:
-            item[it.XATTRS] = xattrs
+        if kind != it.FILE:
+            _add_xattrs(item, path)
         if kind == it.SYMLINK:
             try:
                 item[it.SYMLINK_TARGET] = os.readlink(path)
@@ -240,6 +242,7 @@ class FilesystemSource:
             if first is not None:
                 item[it.TYPE] = it.HARDLINK
                 item[it.HARDLINK_TARGET] = first
+                _add_xattrs(item, path)
                 return Entry(item, path)
             self._hardlinks[key] = item[it.PATH]
         item[it.SIZE] = st.st_size
@@ -249,4 +252,11 @@ class FilesystemSource:
             cache_key=(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
             opener=lambda: open(path, "rb", buffering=0),  # noqa: SIM115 - the caller closes it
             local_file=True,
+            xattrs_pending=True,
         )
+
+
+def _add_xattrs(item: dict, path: bytes) -> None:
+    xattrs = fsmeta.read_xattrs(path)
+    if xattrs:
+        item[it.XATTRS] = xattrs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -79,6 +80,15 @@ class Chunker:
         from those of the same bytes read whole, so a copy of the file that is not sparse shares all but
         those chunks with it.
         """
+        if size <= self.params.max_size or not hasattr(stream, "fileno"):
+            return None
+        try:
+            st = os.fstat(stream.fileno())
+        except (OSError, ValueError):
+            return None
+        # a regular file whose blocks leave room for a hole of one maximum chunk (else no SEEK_DATA calls)
+        if not stat.S_ISREG(st.st_mode) or st.st_blocks * 512 > size - self.params.max_size:
+            return None
         regions = data_regions(stream.fileno(), size, self.params.max_size)
         if regions is None:
             return None
