@@ -251,7 +251,7 @@ class ArchiveCreator:
                 continue
             item = queued.entry.item
             if queued.chunks is not None:
-                item[it.CHUNKS] = list(map(list, queued.chunks))
+                item[it.CHUNKS] = queued.chunks  # (id, size) tuples: packed as the arrays lists would be
                 self.stats.original_size += item[it.SIZE]
                 self.stats.chunks += len(queued.chunks)
             stream.add(item)

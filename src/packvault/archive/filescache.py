@@ -128,7 +128,7 @@ class FilesCache:
         if end > len(self._chunks):
             return None
         if entry.seen != self._generation:
-            self._table[key] = entry._replace(seen=self._generation)
+            self._table[key] = Entry(*cache_key, self._generation, offset, count, entry.xattrs)
             self._unseen -= 1
         return CachedFile(list(_CHUNK.iter_unpack(self._chunks[offset:end])), bool(entry.xattrs))
 
