@@ -360,3 +360,41 @@ def test_reader_processes_keep_their_freed_file_buffers(repo_path):
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert tuned is glibc
     assert filereaders._allocator_tuned is False  # the backup's own process is left as it was
+
+
+def test_a_large_file_is_read_once_the_readers_have_the_files_behind_it(repo_path, tmp_path, monkeypatch):
+    """A file too large for the readers is read by the backup's process; read as soon as it is listed, it kept
+    the walk from handing the small files behind it to the readers, which sat idle meanwhile."""
+    from packvault.archive.create import ArchiveCreator
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a-large.bin").write_bytes(os.urandom(filereaders.READER_MAX_FILE + 1))  # first in walk order
+    for i in range(300):
+        (src / f"b-small-{i:03d}").write_bytes(b"small %d\n" % i)
+    submitted: list[int] = []
+    submit = filereaders.ReaderPool.submit
+
+    def counting_submit(self, batch):
+        submitted.append(len(batch))
+        return submit(self, batch)
+
+    read_after: dict[bytes, int] = {}
+    file_chunks = ArchiveCreator._file_chunks
+
+    def noting_file_chunks(self, entry, *args, **kwargs):
+        read_after[os.path.basename(entry.source_path)] = len(submitted)
+        return file_chunks(self, entry, *args, **kwargs)
+
+    monkeypatch.setattr(filereaders.ReaderPool, "submit", counting_submit)
+    monkeypatch.setattr(ArchiveCreator, "_file_chunks", noting_file_chunks)
+    repo = _open(repo_path, 2)
+    stats, warnings = _backup(repo, "large-first", src, [src], use_files_cache=False)
+    repo.close()
+    assert warnings == []
+    assert stats.files_read_by_readers == 300
+    assert read_after[b"a-large.bin"] >= 1, read_after  # batches of the files behind it went first
+    repo = _open(repo_path, 0)
+    _backup(repo, "here", src, [src], use_files_cache=False)
+    assert _items(repo, "large-first") == _items(repo, "here")  # archive order unchanged
+    repo.close()

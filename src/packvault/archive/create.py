@@ -234,10 +234,11 @@ class ArchiveCreator:
             self._queue.add(entry)
             return
         chunks = self._unchanged(entry, writer)
-        if chunks is None and self._queue.takes(entry) and self._queue.add_for_reader(entry):
-            return
         if chunks is None:
-            chunks = self._file_chunks(entry, writer, chunker)
+            queue = self._queue
+            if queue.add_for_reader(entry) if queue.takes(entry) else queue.add_for_later(entry):
+                return  # read by a reader process, or by this one once the readers have the files behind it
+            chunks = self._file_chunks(entry, writer, chunker, cached=False)
         self._queue.add(entry, chunks)
 
     def _add_ready(self, writer: RepositoryWriter, chunker, stream: it.ItemStreamWriter, *, wait: bool,
@@ -247,6 +248,9 @@ class ArchiveCreator:
             if queued.waits:
                 self._take_read(queued, writer, chunker)
                 self._report(queued.entry.item[it.PATH])
+            elif queued.later:
+                queued.chunks = self._file_chunks(queued.entry, writer, chunker, cached=False)
+                queued.skip = queued.chunks is None
             if queued.skip:
                 continue
             item = queued.entry.item
