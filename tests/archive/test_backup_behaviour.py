@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from packvault.archive import walker
+from packvault.archive import fsmeta
 
 MiB = 1024 * 1024
 
@@ -54,13 +54,13 @@ def test_unchanged_rerun_reads_no_file_contents(pv, tmp_path, monkeypatch):
     pv("init", repo)
     _create_json(pv, f"{repo}::a", src)
     opened: list = []
-    real_open = open
+    real_open = fsmeta.open_source_file
 
-    def counting_open(path, *args, **kwargs):
+    def counting_open(path):
         opened.append(path)
-        return real_open(path, *args, **kwargs)
+        return real_open(path)
 
-    monkeypatch.setattr(walker, "open", counting_open, raising=False)
+    monkeypatch.setattr(fsmeta, "open_source_file", counting_open)
     second = _create_json(pv, f"{repo}::b", src)
     assert opened == []
     assert second["stats"]["files_unchanged"] == 30
@@ -134,14 +134,14 @@ def test_file_vanishing_during_backup_warns_and_continues(pv, tmp_path, monkeypa
     src.mkdir()
     (src / "stays").write_text("fine")
     (src / "goes").write_text("bye")
-    real_open = open
+    real_open = fsmeta.open_source_file
 
-    def vanishing_open(path, *args, **kwargs):
+    def vanishing_open(path):
         if os.path.basename(path) == b"goes":
             os.unlink(path)
-        return real_open(path, *args, **kwargs)
+        return real_open(path)
 
-    monkeypatch.setattr(walker, "open", vanishing_open, raising=False)
+    monkeypatch.setattr(fsmeta, "open_source_file", vanishing_open)
     pv("init", tmp_path / "repo")
     result = pv("create", f"{tmp_path}/repo::a", src, expect=1)
     assert "vanished" in result.err

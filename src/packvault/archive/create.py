@@ -238,7 +238,7 @@ class ArchiveCreator:
             queue = self._queue
             if queue.add_for_reader(entry) if queue.takes(entry) else queue.add_for_later(entry):
                 return  # read by a reader process, or by this one once the readers have the files behind it
-            chunks = self._file_chunks(entry, writer, chunker, cached=False)
+            chunks = self._file_chunks(entry, writer, chunker)
         self._queue.add(entry, chunks)
 
     def _add_ready(self, writer: RepositoryWriter, chunker, stream: it.ItemStreamWriter, *, wait: bool,
@@ -249,7 +249,7 @@ class ArchiveCreator:
                 self._take_read(queued, writer, chunker)
                 self._report(queued.entry.item[it.PATH])
             elif queued.later:
-                queued.chunks = self._file_chunks(queued.entry, writer, chunker, cached=False)
+                queued.chunks = self._file_chunks(queued.entry, writer, chunker)
                 queued.skip = queued.chunks is None
             if queued.skip:
                 continue
@@ -266,7 +266,7 @@ class ArchiveCreator:
         read = queued.read
         entry = queued.entry
         if read is None or read.grown:
-            queued.chunks = self._file_chunks(entry, writer, chunker, cached=False)
+            queued.chunks = self._file_chunks(entry, writer, chunker)
             queued.skip = queued.chunks is None
             return
         if read.error is not None:
@@ -299,15 +299,9 @@ class ArchiveCreator:
             _set_xattrs(entry, xattrs)
         return cached.chunks
 
-    def _file_chunks(
-        self, entry: Entry, writer: RepositoryWriter, chunker, *, cached: bool = True
-    ) -> list[tuple[bytes, int]] | None:
-        """Read, cut, hash and put a file in this process (``cached``: the files cache was not asked yet)."""
+    def _file_chunks(self, entry: Entry, writer: RepositoryWriter, chunker) -> list[tuple[bytes, int]] | None:
+        """Read, cut, hash and put a file in this process (the files cache was asked before: ``_unchanged``)."""
         path_text = entry.item[it.PATH].decode("utf-8", "replace")
-        if cached:
-            chunks_cached = self._unchanged(entry, writer)
-            if chunks_cached is not None:
-                return chunks_cached
         chunks: list[tuple[bytes, int]] = []
         # Only opening and reading the file are inside OSError handlers: an error of the writer (the
         # repository's disk, the spool, the upload threads) is never taken for an unreadable source file.

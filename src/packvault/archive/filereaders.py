@@ -40,7 +40,7 @@ from ..processes import ignore_interrupts, interrupts_ignored, start_server_earl
 from ..repository.objects import TYPE_DATA
 from ..repository.sealing import SealingKit
 from . import items as it
-from .fsmeta import read_xattrs
+from .fsmeta import open_source_file, read_xattrs
 from .walker import Entry
 
 BATCH_FILES = 64  # files per task: amortizes the round trip (~100 us) over many small files
@@ -338,7 +338,7 @@ class _Reader:
         """Read, cut, hash and seal one file, appending to the batch's buffers; returns its file tuple
         (chunks, size after, mtime after, error, grown, xattrs or None)."""
         try:
-            with open(path, "rb", buffering=0) as f:
+            with open_source_file(path) as f:
                 data = read_up_to(f, size + 1)
                 if len(data) > size:
                     return (0, None, None, None, True, None)

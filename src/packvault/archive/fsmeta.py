@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import grp
+import io
 import os
 import pwd
 import stat
+import sys
 from functools import lru_cache
 
 from . import items as it
@@ -77,6 +79,43 @@ def stat_fields(st: os.stat_result, fields: dict | None = None) -> dict:
     if group is not None:
         fields[it.GROUP] = group
     return fields
+
+
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def open_source_file(path: bytes) -> io.FileIO:
+    """Open a file to back it up, without moving its access time where the system allows (``O_NOATIME``:
+    the file's owner or root).  Reading a file is no change to it: a backup that touched atimes would tell
+    mail readers that new mail was read, and would itself see every file it read as changed metadata next
+    time (the item stream written again though no file changed).  Anyone else's file is read as usual."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOATIME)
+    except PermissionError as exc:
+        if not _NOATIME or exc.errno != errno.EPERM:
+            raise
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    return io.FileIO(fd, "rb")
+
+
+def list_directory(path: bytes) -> list[bytes]:
+    """The names in the directory ``path``, listed without moving its access time where the system allows
+    (``O_NOATIME``, as ``open_source_file``): listed by path, each directory's atime moved once a day under
+    relatime, its item changed with it, and so did every chunk of the item stream around it."""
+    if not _NOATIME:
+        return os.listdir(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | _NOATIME)
+    except PermissionError as exc:
+        if exc.errno != errno.EPERM:
+            raise
+        return os.listdir(path)
+    try:
+        names = os.listdir(fd)  # str names for a descriptor: encoded back as os.fsencode does
+    finally:
+        os.close(fd)
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    return [name.encode(encoding, errors) for name in names]
 
 
 def read_xattrs(target: bytes | int) -> dict[bytes, bytes]:

@@ -199,7 +199,7 @@ class FilesystemSource:
         if entry.item[it.TYPE] != it.DIR:
             return None
         try:
-            names = sorted(os.listdir(path))  # names only: no DirEntry per child, ~2x faster than scandir
+            names = sorted(fsmeta.list_directory(path))  # names only: no DirEntry per child, ~2x faster than scandir
         except OSError as exc:
             self.warn(os.fsdecode(path), f"cannot list directory: {exc.strerror}")
             return None
@@ -250,7 +250,7 @@ class FilesystemSource:
             item,
             path,
             cache_key=(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
-            opener=lambda: open(path, "rb", buffering=0),  # noqa: SIM115 - the caller closes it
+            opener=lambda: fsmeta.open_source_file(path),  # the caller closes it
             local_file=True,
             xattrs_pending=True,
         )

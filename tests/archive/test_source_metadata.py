@@ -1,10 +1,15 @@
-"""Extended attributes of regular files are read with the file's data, and an unchanged file's are read again
+"""What the walk reads of a file besides its data.
+
+Extended attributes of regular files are read with the file's data, and an unchanged file's are read again
 only when the files cache saw some (``Entry.xattrs_pending``): they must still reach every archive, and a
-change to them must reach the next one."""
+change to them must reach the next one.  Files are read and directories listed without moving their access
+time (``fsmeta.open_source_file``, ``fsmeta.list_directory``, ``O_NOATIME``), as restic and borg do: reading
+is no change, and an unchanged tree backed up twice gives the same items both times."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 
 import pytest
@@ -20,7 +25,8 @@ from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from tests.support.settings import env_settings
 
-PASSPHRASE = "xattrs"
+PASSPHRASE = "source-metadata"
+LONG_AGO = 1_500_000_000_000_000_000  # before every mtime: a read under relatime would move it
 
 
 def _xattrs_supported(path) -> bool:
@@ -154,3 +160,67 @@ def test_an_unchanged_file_without_xattrs_is_not_asked_for_them(repo_path, tree,
 def _cache_key(path) -> tuple[int, int, int, int]:
     st = os.lstat(path)
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _items_of(repo_path, name: str) -> list[dict]:
+    repo = _open(repo_path, 0)
+    try:
+        entry = next(e for e in repo.archive_entries() if e.name == name)
+        with ChunkReader(repo) as reader:
+            return list(iter_archive_items(reader, load_archive(reader, entry)))
+    finally:
+        repo.close()
+
+
+def _atime_tree(root):
+    root.mkdir()
+    for i in range(150):
+        (root / f"small{i:03d}").write_bytes(b"small file %d\n" % i)
+    (root / "large.bin").write_bytes(os.urandom(filereaders.READER_MAX_FILE + 1))  # read by the backup itself
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "sub" / "deeper" / "name-\xe9").write_bytes(b"listed by the walk")
+    return root
+
+
+@pytest.mark.parametrize("processes", [0, 2], ids=["read-here", "reader-processes"])
+def test_a_backup_leaves_access_times_alone(repo_path, tmp_path, processes):
+    src = _atime_tree(tmp_path / "src")
+    paths = [*src.rglob("*"), src]
+    for path in paths:  # listing the tree just now moved the directories' atimes
+        os.utime(path, ns=(LONG_AGO, path.stat().st_mtime_ns))
+    assert _backup(repo_path, processes, "first", src).stats.warnings == []
+    moved = [p.name for p in paths if p.stat().st_atime_ns != LONG_AGO]
+    assert moved == []  # neither the files read nor the directories listed
+    # the files cache reads nothing; the items are the same
+    assert _backup(repo_path, processes, "second", src).stats.warnings == []
+    first, second = _items_of(repo_path, "first"), _items_of(repo_path, "second")
+    assert first == second
+    assert all(i[it.ATIME] == LONG_AGO for i in first if i[it.TYPE] in (it.FILE, it.DIR))
+    assert any(i[it.PATH].endswith("name-\xe9".encode()) for i in first)  # names come back as they are
+
+
+def test_a_file_of_someone_else_is_read_as_usual(tmp_path, monkeypatch):
+    """``O_NOATIME`` is for the file's owner: for anyone else the kernel says EPERM, and the file is opened
+    without it (a file nobody may read still fails as such)."""
+    path = tmp_path / "theirs"
+    path.write_bytes(b"content")
+    real_open = os.open
+    noatime = getattr(os, "O_NOATIME", 0)
+    if not noatime:
+        pytest.skip("no O_NOATIME here")
+
+    def not_the_owner(name, flags, *args, **kwargs):
+        if flags & noatime:
+            raise PermissionError(errno.EPERM, "Operation not permitted", name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", not_the_owner)
+    with fsmeta.open_source_file(os.fsencode(path)) as f:
+        assert f.read() == b"content"
+
+    def unreadable(name, flags, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", name)
+
+    monkeypatch.setattr(os, "open", unreadable)
+    with pytest.raises(PermissionError):
+        fsmeta.open_source_file(os.fsencode(path))
