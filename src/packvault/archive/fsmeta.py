@@ -89,13 +89,7 @@ def open_source_file(path: bytes) -> io.FileIO:
     the file's owner or root).  Reading a file is no change to it: a backup that touched atimes would tell
     mail readers that new mail was read, and would itself see every file it read as changed metadata next
     time (the item stream written again though no file changed).  Anyone else's file is read as usual."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOATIME)
-    except PermissionError as exc:
-        if not _NOATIME or exc.errno != errno.EPERM:
-            raise
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    return io.FileIO(fd, "rb")
+    return io.FileIO(_open_without_atime(path, os.O_RDONLY | os.O_CLOEXEC), "rb")
 
 
 def list_directory(path: bytes) -> list[bytes]:
@@ -104,18 +98,23 @@ def list_directory(path: bytes) -> list[bytes]:
     relatime, its item changed with it, and so did every chunk of the item stream around it."""
     if not _NOATIME:
         return os.listdir(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | _NOATIME)
-    except PermissionError as exc:
-        if exc.errno != errno.EPERM:
-            raise
-        return os.listdir(path)
+    fd = _open_without_atime(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         names = os.listdir(fd)  # str names for a descriptor: encoded back as os.fsencode does
     finally:
         os.close(fd)
     encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     return [name.encode(encoding, errors) for name in names]
+
+
+def _open_without_atime(path: bytes, flags: int) -> int:
+    """``os.open`` with ``O_NOATIME`` added where there is one; for anyone but the owner (EPERM) without it."""
+    try:
+        return os.open(path, flags | _NOATIME)
+    except PermissionError as exc:
+        if not _NOATIME or exc.errno != errno.EPERM:
+            raise
+        return os.open(path, flags)
 
 
 def read_xattrs(target: bytes | int) -> dict[bytes, bytes]:
