@@ -116,6 +116,7 @@ def test_metadata_and_special_files(pv, tmp_path):
     os.utime(f, ns=(1_600_000_000_123_456_789, 1_500_000_000_987_654_321))
     os.mkfifo(src / "fifo")
     os.symlink("dir/file", src / "link")
+    os.utime(src / "link", ns=(1_300_000_000_000_000_000, 1_350_000_000_000_000_000), follow_symlinks=False)
     os.link(f, src / "hard")
     bad = os.path.join(os.fsencode(src), b"latin1-\xe9\xff")
     with open(bad, "wb") as fh:
@@ -132,6 +133,8 @@ def test_metadata_and_special_files(pv, tmp_path):
     out = tmp_path / "out" / str(src).lstrip("/")
     rf = out / "dir" / "file"
     assert rf.stat().st_atime_ns == 1_600_000_000_123_456_789  # before anything reads it
+    link = os.lstat(out / "link")  # a link records no atime (readlink moves it): restored with its mtime
+    assert (link.st_mtime_ns, link.st_atime_ns) == (1_350_000_000_000_000_000,) * 2
     assert tree_snapshot(out) == tree_snapshot(src)
     assert rf.stat().st_mtime_ns == 1_500_000_000_987_654_321
     assert stat.S_ISFIFO(os.lstat(out / "fifo").st_mode)

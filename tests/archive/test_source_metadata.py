@@ -179,6 +179,7 @@ def _atime_tree(root):
     (root / "large.bin").write_bytes(os.urandom(filereaders.READER_MAX_FILE + 1))  # read by the backup itself
     (root / "sub" / "deeper").mkdir(parents=True)
     (root / "sub" / "deeper" / "name-\xe9").write_bytes(b"listed by the walk")
+    (root / "sub" / "link").symlink_to("deeper/name-\xe9")
     return root
 
 
@@ -187,15 +188,16 @@ def test_a_backup_leaves_access_times_alone(repo_path, tmp_path, processes):
     src = _atime_tree(tmp_path / "src")
     paths = [*src.rglob("*"), src]
     for path in paths:  # listing the tree just now moved the directories' atimes
-        os.utime(path, ns=(LONG_AGO, path.stat().st_mtime_ns))
+        os.utime(path, ns=(LONG_AGO, path.lstat().st_mtime_ns), follow_symlinks=False)
     assert _backup(repo_path, processes, "first", src).stats.warnings == []
-    moved = [p.name for p in paths if p.stat().st_atime_ns != LONG_AGO]
-    assert moved == []  # neither the files read nor the directories listed
-    # the files cache reads nothing; the items are the same
+    moved = [p.name for p in paths if p.lstat().st_atime_ns != LONG_AGO]
+    assert moved == ["link"]  # neither the files read nor the directories listed; readlink cannot help it
+    # the files cache reads nothing; the items are the same, the link's too: it records no atime
     assert _backup(repo_path, processes, "second", src).stats.warnings == []
     first, second = _items_of(repo_path, "first"), _items_of(repo_path, "second")
     assert first == second
     assert all(i[it.ATIME] == LONG_AGO for i in first if i[it.TYPE] in (it.FILE, it.DIR))
+    assert [it.ATIME in i for i in first if i[it.TYPE] == it.SYMLINK] == [False]
     assert any(i[it.PATH].endswith("name-\xe9".encode()) for i in first)  # names come back as they are
 
 

@@ -221,6 +221,10 @@ class FilesystemSource:
         if kind != it.FILE:
             _add_xattrs(item, path)
         if kind == it.SYMLINK:
+            # readlink moves the link's atime (no O_NOATIME for it), so the next backup would see a changed
+            # item, and every chunk of the item stream around it would be stored again; restore gives a link
+            # its mtime as atime
+            del item[it.ATIME]
             try:
                 item[it.SYMLINK_TARGET] = os.readlink(path)
             except OSError as exc:
