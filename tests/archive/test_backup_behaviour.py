@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from packvault.archive import fsmeta
 
 MiB = 1024 * 1024
@@ -128,12 +130,13 @@ def test_existing_archive_name_is_refused(pv, tmp_path):
     assert "already exists" in result.err
 
 
-def test_file_vanishing_during_backup_warns_and_continues(pv, tmp_path, monkeypatch):
+@pytest.mark.parametrize("size", [3, 6 * MiB], ids=["small", "large"])  # large: the large-file thread
+def test_file_vanishing_during_backup_warns_and_continues(pv, tmp_path, monkeypatch, size):
     """A file that disappears between listing and reading is a warning (exit 1), not an error."""
     src = tmp_path / "src"
     src.mkdir()
     (src / "stays").write_text("fine")
-    (src / "goes").write_text("bye")
+    (src / "goes").write_bytes(os.urandom(size))
     real_open = fsmeta.open_source_file
 
     def vanishing_open(path):
