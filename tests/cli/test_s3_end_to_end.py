@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import cli_command, tree_snapshot
+from tests.support.objectlock import all_keys
 from tests.support.settings import env_settings
 
 KiB = 1024
@@ -112,24 +113,42 @@ def test_concurrent_creates_then_compact_store_common_data_once(pv, tmp_path, mo
 def test_compact_waits_for_a_running_create_and_vice_versa(pv, tmp_path, moto_endpoint, make_s3_url):
     location = make_s3_url(moto_endpoint)
     pv("init", location, "--pack-size", "512K")
-    src = _tree(tmp_path / "src", seed=5, files=40, size=1 * MiB)
+    bucket, prefix = location.removeprefix("s3://").split("?")[0].split("/", 1)
     env = _env()
+    # create backs up standard input, which the test holds open: it stays in the middle of its backup, with
+    # packs already stored that no archive references yet, for as long as the test wants
+    payload = random.Random(5).randbytes(3 * MiB)
     create = subprocess.Popen(
-        cli_command("create", f"{location}::slow", src), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        cli_command("create", f"{location}::slow", "-", "--stdin-name", "stream.bin"),
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    time.sleep(1.5)  # create holds its shared lock
-    started = time.monotonic()
-    compact = subprocess.run(
-        cli_command("compact", location, "--min-age", "0", "--json"), env=env, capture_output=True, text=True
+    create.stdin.write(payload[: 2 * MiB])
+    create.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not all_keys(moto_endpoint, bucket, f"{prefix}/locks/"):  # create holds its shared lock
+        assert create.poll() is None and time.monotonic() < deadline, create.stderr.read()
+        time.sleep(0.05)
+    compact = subprocess.Popen(
+        cli_command("compact", location, "--min-age", "0", "--json"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    create.wait(timeout=300)
-    assert create.returncode == 0
-    assert compact.returncode == 0, compact.stderr
-    assert create.returncode == 0
+    time.sleep(3)
+    assert compact.poll() is None, compact.communicate()  # compact waits for create's lock
+    create.stdin.write(payload[2 * MiB :])
+    create.stdin.close()
+    assert create.wait(timeout=300) == 0, create.stderr.read()
+    compact_out, compact_err = compact.communicate(timeout=300)
+    assert compact.returncode == 0, compact_err
     # compact only ran once create had released its lock: the new archive's data survived it
     pv("extract", f"{location}::slow", "--target", tmp_path / "out")
-    assert tree_snapshot(tmp_path / "out" / str(src).lstrip("/")) == tree_snapshot(src)
-    assert time.monotonic() - started > 0.5
+    assert (tmp_path / "out" / "stream.bin").read_bytes() == payload
+    src = _tree(tmp_path / "src", seed=5, files=40, size=1 * MiB)
 
     # the reverse: a create started while compact holds the exclusive lock waits, then succeeds
     pv("delete", f"{location}::slow")
