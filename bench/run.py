@@ -15,7 +15,8 @@ backup-1              first backup of day 1 (everything is new)
 backup-1-again        unchanged re-run of day 1 (files cache / parent snapshot; should be cheap)
 backup-2              day 2: the source tree is updated in place to day 2 (rsync-like: only changed files
                       are rewritten, so unchanged files keep their inode and mtime) and backed up
-restore               restore the latest archive into a fresh directory; verified bit-exact (untimed)
+restore               restore the latest archive into a fresh directory, on a file system made for it
+                      (``--restore-fs``, ``bench/restorefs.py``); verified bit-exact (untimed)
 check                 full check, reading all data (restic ``check --read-data``, Packvault
                       ``check --verify-data``, borg ``check --verify-data``)
 prune+compact         keep the last archive, reclaim space (restic ``forget --keep-last 1 --prune``,
@@ -61,6 +62,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
 import gen_dataset  # noqa: E402 - the bench directory is not a package
+import restorefs  # noqa: E402
 from countingproxy import MAIN_KINDS, CountingProxy, delta  # noqa: E402
 
 from packvault.units import parse_size  # noqa: E402
@@ -271,6 +273,8 @@ class Session:
     s3_direct: object = None  # boto3 client straight to the server, for sizes
     proxy: CountingProxy | None = None
     pin: list[str] = field(default_factory=list)  # ["taskset", "-c", CPUS] when the run is pinned
+    restore_fs: str = "workdir"  # "ext4": each restore writes into a fresh file system (``restorefs.py``)
+    restore_fs_bytes: int = 0  # that file system's size
 
     @property
     def logdir(self) -> Path:
@@ -643,8 +647,8 @@ def run_session(tool: Tool, s: Session, day1: Path, day2: Path, log: Callable[[s
     results: list[StepResult] = []
     copy_tree(day1, s.src)
     tool.setup_env(s)
-    failed_init = False
     for step in STEPS:
+        failed_init = bool(results) and results[0].status == "failed"
         r = StepResult(step=step, tool=tool.name, target=s.target, run=s.run, status="ok")
         results.append(r)
         if failed_init:
@@ -653,61 +657,89 @@ def run_session(tool: Tool, s: Session, day1: Path, day2: Path, log: Callable[[s
         if step == "backup-2":
             r.extra["sync"] = sync_tree(day2, s.src)
         restore_dir = s.dir / "restore"
-        if step == "restore" and restore_dir.exists():
-            set_aside(restore_dir, s.dir.parent / ".trash")
-        plan = tool.plan(step, s, restore_dir)
-        before = s.proxy.snapshot() if s.proxy else None
-        for i, argv in enumerate(plan.cmds):
-            # write back what earlier steps (the source copy, the day-2 sync, a removed restore tree, another
-            # tool's session) left dirty, so that writeback is not billed to this command's wall time
-            os.sync()
-            res = run_measured([*s.pin, *argv], s.env, plan.cwd or s.dir, s.logdir, f"{step}-{i}")
-            r.wall += res.wall
-            r.user += res.user
-            r.sys += res.sys
-            r.maxrss = max(r.maxrss, res.maxrss)
-            out = last_json_object(res.stdout)
-            if plan.own_requests and out:
-                # The contract puts "requests" at the top level; accept it under "stats" too (check does that).
-                reqs = out.get("requests") or (out.get("stats") or {}).get("requests")
-                if isinstance(reqs, dict):
-                    add_requests(r.own, reqs)
-            if out and step.startswith("backup"):
-                r.extra.setdefault("output", []).append(
-                    {k: out[k] for k in ("stats", "archive", "data_added", "files_new", "files_changed",
-                                         "files_unmodified", "total_bytes_processed") if k in out}
-                )
-            if res.rc != 0:
-                crashed = "Traceback (most recent call last)" in res.stderr  # Python's exit code 1 is no warning
-                if _warn_rc(tool.name, res.rc) and not crashed and r.status == "ok":
-                    r.status, r.error = "warning", f"rc={res.rc}: {_tail(res.stderr)}"
-                elif crashed or not _warn_rc(tool.name, res.rc):
-                    r.status, r.error = "failed", f"rc={res.rc}: {_tail(res.stderr)}"
-        r.cpu = r.user + r.sys
-        if s.proxy and before is not None:
-            r.proxy = delta(s.proxy.snapshot(), before)
-        try:
-            r.repo_size, r.repo_objects = s.repo_size()
-        except Exception as exc:  # noqa: BLE001 - a size we cannot read must not end the run
-            r.extra["repo_size_error"] = repr(exc)
-        if step == "restore" and r.status != "failed":
-            root = find_dataset_root(restore_dir) if restore_dir.exists() else None
-            if root is None:
-                r.status, r.error = "failed", "restored tree not found (no dataset marker)"
-            else:
-                v = compare_trees(s.src, root)
-                r.extra["verify"] = v
-                if not v["ok"]:
-                    r.status = "failed"
-                    r.error = f"restore differs: {v['n_problems']} problems, e.g. {v['problems'][:3]}"
-            if restore_dir.exists():
-                set_aside(restore_dir, s.dir.parent / ".trash")
-        if step == "init" and r.status == "failed":
-            failed_init = True
+        with _restore_target(s, step, restore_dir):
+            _measure_step(tool, s, step, r, restore_dir)
         log(f"  {s.target:5} {tool.name:9} run {s.run} {step:15} {r.status:7} wall {r.wall:7.2f}s "
             f"cpu {r.cpu:7.2f}s rss {gen_dataset.fmt_size(r.maxrss):>10} repo {gen_dataset.fmt_size(r.repo_size):>10}"
             + (f"  {r.error}" if r.error else ""))
     return results
+
+
+@contextlib.contextmanager
+def _restore_target(s: Session, step: str, restore_dir: Path) -> Iterator[None]:
+    """For the restore step: an empty ``restore_dir`` (on a fresh file system of its own with
+    ``--restore-fs ext4``), set aside or removed once the step is measured and verified."""
+    if step != "restore":
+        yield
+        return
+    if restore_dir.exists():
+        set_aside(restore_dir, s.dir.parent / ".trash")
+    if s.restore_fs != "ext4":
+        try:
+            yield
+        finally:
+            if restore_dir.exists():
+                set_aside(restore_dir, s.dir.parent / ".trash")
+        return
+    fresh_fs = restorefs.FreshExt4(s.dir / "restore-fs.img", s.restore_fs_bytes)
+    fresh_fs.mount(restore_dir)
+    try:
+        yield
+    finally:
+        fresh_fs.unmount()
+        restore_dir.rmdir()
+
+
+def _measure_step(tool: Tool, s: Session, step: str, r: StepResult, restore_dir: Path) -> None:
+    """Run the step's commands into ``r``; a restore is verified against the source (untimed)."""
+    plan = tool.plan(step, s, restore_dir)
+    before = s.proxy.snapshot() if s.proxy else None
+    for i, argv in enumerate(plan.cmds):
+        # write back what earlier steps (the source copy, the day-2 sync, a removed restore tree, another
+        # tool's session) left dirty, so that writeback is not billed to this command's wall time
+        os.sync()
+        res = run_measured([*s.pin, *argv], s.env, plan.cwd or s.dir, s.logdir, f"{step}-{i}")
+        r.wall += res.wall
+        r.user += res.user
+        r.sys += res.sys
+        r.maxrss = max(r.maxrss, res.maxrss)
+        out = last_json_object(res.stdout)
+        if plan.own_requests and out:
+            # The contract puts "requests" at the top level; accept it under "stats" too (check does that).
+            reqs = out.get("requests") or (out.get("stats") or {}).get("requests")
+            if isinstance(reqs, dict):
+                add_requests(r.own, reqs)
+        if out and step.startswith("backup"):
+            r.extra.setdefault("output", []).append(
+                {k: out[k] for k in ("stats", "archive", "data_added", "files_new", "files_changed",
+                                     "files_unmodified", "total_bytes_processed") if k in out}
+            )
+        if res.rc != 0:
+            crashed = "Traceback (most recent call last)" in res.stderr  # Python's exit code 1 is no warning
+            if _warn_rc(tool.name, res.rc) and not crashed and r.status == "ok":
+                r.status, r.error = "warning", f"rc={res.rc}: {_tail(res.stderr)}"
+            elif crashed or not _warn_rc(tool.name, res.rc):
+                r.status, r.error = "failed", f"rc={res.rc}: {_tail(res.stderr)}"
+    r.cpu = r.user + r.sys
+    if s.proxy and before is not None:
+        r.proxy = delta(s.proxy.snapshot(), before)
+    try:
+        r.repo_size, r.repo_objects = s.repo_size()
+    except Exception as exc:  # noqa: BLE001 - a size we cannot read must not end the run
+        r.extra["repo_size_error"] = repr(exc)
+    if step == "restore" and r.status != "failed":
+        root = find_dataset_root(restore_dir) if restore_dir.exists() else None
+        if root is None:
+            r.status, r.error = "failed", "restored tree not found (no dataset marker)"
+        else:
+            v = compare_trees(s.src, root)
+            r.extra["verify"] = v
+            if not v["ok"]:
+                r.status = "failed"
+                r.error = f"restore differs: {v['n_problems']} problems, e.g. {v['problems'][:3]}"
+
+
+RESTORE_FS_SHOWN = {"ext4": "a fresh ext4 each", "workdir": "the work directory"}
 
 
 def _tail(text: str, n: int = 300) -> str:
@@ -939,6 +971,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="home-directory-shaped dataset of N files, mostly small (instead of --size)")
     ap.add_argument("--latency-ms", type=float, default=0.0,
                     help="S3 target: the counting proxy delays every request this long (a distant region)")
+    ap.add_argument("--restore-fs", choices=restorefs.MODES, default="auto",
+                    help="where restores write: a fresh journaled ext4 per restore (needs root and a loop device; "
+                    "auto falls back to the work directory) or the work directory (bench/restorefs.py)")
     ap.add_argument("--taskset", metavar="CPUS", help="run every tool pinned to these CPUs (taskset -c CPUS)")
     ap.add_argument("--targets", default="local,s3", help="comma list of local, s3")
     ap.add_argument("--tools", default="packvault,restic,borg", help="comma list; missing tools are skipped")
@@ -976,6 +1011,8 @@ def main(argv: list[str] | None = None) -> int:
     day1, day2, dataset_bytes = ensure_dataset(args.data_dir, args.seed, size, log, args.home_files)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = args.work_dir / stamp
+    work.mkdir(parents=True)
+    restore_fs = restorefs.choose(args.restore_fs, work, log)
     results: list[StepResult] = []
     started = time.time()
     for run in range(1, args.runs + 1):
@@ -988,7 +1025,8 @@ def main(argv: list[str] | None = None) -> int:
                 env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RESTIC_", "BORG_",
                                                                                "PACKVAULT_"))}
                 s = Session(tool=tool.name, target=target, run=run, dir=sdir, src=sdir / "src", env=env,
-                            pin=["taskset", "-c", args.taskset] if args.taskset else [])
+                            pin=["taskset", "-c", args.taskset] if args.taskset else [],
+                            restore_fs=restore_fs, restore_fs_bytes=2 * dataset_bytes + 512 * 1024 * 1024)
                 log(f"run {run}/{args.runs}, {target}, {tool.name}")
                 if target == "local":
                     s.repo_dir = sdir / "repo"
@@ -1018,7 +1056,8 @@ def main(argv: list[str] | None = None) -> int:
     derived = derive(rows, dataset_bytes)
     shape = f"home-shaped, {args.home_files} files, " if args.home_files else ""
     print(f"dataset: {shape}{gen_dataset.fmt_size(dataset_bytes)} (seed {args.seed}), runs: {args.runs}, "
-          f"medians shown; S3 latency {args.latency_ms:g} ms per request; CPUs {args.taskset or 'all'}")
+          f"medians shown; S3 latency {args.latency_ms:g} ms per request; CPUs {args.taskset or 'all'}; "
+          f"restores into {RESTORE_FS_SHOWN[restore_fs]}")
     print(format_table(rows))
     print(format_derived(derived))
     if discrepancies := format_discrepancies(rows):
@@ -1036,6 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
             "s3_latency_ms": args.latency_ms,
             "home_files": args.home_files,
             "taskset": args.taskset,
+            "restore_fs": restore_fs,
             "runs": args.runs,
             "seed": args.seed,
             "dataset_bytes": dataset_bytes,

@@ -284,3 +284,43 @@ def test_counting_proxy_latency_holds_every_request() -> None:
             assert proxy.snapshot()["GET"] == 3
     finally:
         server.shutdown()
+
+
+def test_restores_get_a_fresh_journaled_file_system_where_one_can_be_made(tmp_path: Path) -> None:
+    import restorefs
+
+    logged: list[str] = []
+    reason = restorefs.unusable_reason(tmp_path)
+    if reason is not None:  # not root, or no loop device: the benchmark says so and uses its work directory
+        assert restorefs.choose("auto", tmp_path, logged.append) == "workdir"
+        assert reason in logged[0]
+        with pytest.raises(SystemExit, match="--restore-fs ext4"):
+            restorefs.choose("ext4", tmp_path, logged.append)
+        return
+    assert restorefs.choose("auto", tmp_path, logged.append) == "ext4" and not logged
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the probe left nothing behind
+    fresh = restorefs.FreshExt4(tmp_path / "fs.img", 128 * 1024 * 1024)
+    at = tmp_path / "restore"
+    fresh.mount(at)
+    try:
+        assert os.stat(at).st_dev != os.stat(tmp_path).st_dev
+        device = next(line.split()[0] for line in Path("/proc/mounts").read_text().splitlines()
+                      if line.split()[1] == str(at))
+        features = subprocess.run(["dumpe2fs", "-h", device], capture_output=True, text=True).stdout
+        assert "has_journal" in features
+        (at / "f").write_bytes(b"x" * 10_000)
+    finally:
+        fresh.unmount()
+    assert not os.path.ismount(at) and not (tmp_path / "fs.img").exists()
+
+
+def test_restore_file_system_falls_back_to_the_work_directory_and_says_why(tmp_path: Path) -> None:
+    import restorefs
+
+    logged: list[str] = []
+    missing = ("no-such-mkfs-tool",)
+    assert restorefs.choose("auto", tmp_path, logged.append, mkfs=missing) == "workdir"
+    assert len(logged) == 1
+    assert ("no-such-mkfs-tool is not installed" in logged[0]) or ("needs root" in logged[0])
+    assert restorefs.choose("workdir", tmp_path, logged.append) == "workdir" and len(logged) == 1
+    assert list(tmp_path.iterdir()) == []

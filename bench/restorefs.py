@@ -1,0 +1,99 @@
+"""Where the benchmark's restores write: a fresh, journaled ext4 file system per restore, or the work directory.
+
+Why a file system of its own: a restore is mostly file creation, and what creating 25,000 files costs
+depends on the file system's recent past more than on the tool.  This VM's root file system runs without a
+journal, and ext4 without one skips every inode freed in the last minutes, reading the inode table to find
+that out (``recently_deleted`` in perf): a restore started after an earlier step deleted a tree spent 2-3x
+as long in the kernel, and by how much varied from run to run for every tool alike.  A file system made
+for each restore (a sparse image on a loop device, formatted with its inode tables and journal written up
+front, so no background initialisation runs during the restore) gives every tool and run the same start,
+and it is what a user restoring onto a disk of their own has.  Removing it afterwards is one unlink, not
+25,000, so it also leaves the next step's file creation on the root file system alone.
+
+Making one needs root, ``mkfs.ext4`` and a loop device; ``auto`` falls back to the work directory and
+says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+MODES = ("auto", "ext4", "workdir")
+MKFS = ("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0,nodiscard")
+
+
+class FreshExt4:
+    """One file system image, formatted and mounted at ``mountpoint`` for one restore, then removed."""
+
+    def __init__(self, image: Path, size: int, *, mkfs: tuple[str, ...] = MKFS):
+        self.image = image
+        self.size = size
+        self.mkfs = mkfs
+        self.mountpoint: Path | None = None
+
+    def mount(self, mountpoint: Path) -> None:
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        with open(self.image, "wb") as f:
+            f.truncate(self.size)  # sparse: only what the restore writes takes space
+        try:
+            _run([*self.mkfs, str(self.image)])
+            _run(["mount", "-o", "loop", str(self.image), str(mountpoint)])
+        except BaseException:
+            self.image.unlink(missing_ok=True)
+            raise
+        self.mountpoint = mountpoint
+
+    def unmount(self) -> None:
+        """Unmount (writing back what the restore left dirty, untimed) and delete the image."""
+        if self.mountpoint is not None:
+            _run(["umount", str(self.mountpoint)])
+            self.mountpoint = None
+        self.image.unlink(missing_ok=True)
+
+
+def unusable_reason(work: Path, *, mkfs: tuple[str, ...] = MKFS) -> str | None:
+    """Why a fresh file system cannot be made here (None: it can), found by making and removing a small one."""
+    if os.geteuid() != 0:
+        return "mounting a file system needs root"
+    for tool in (mkfs[0], "mount", "umount"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    probe = FreshExt4(work / "restorefs-probe.img", 64 * 1024 * 1024, mkfs=mkfs)
+    try:
+        probe.mount(work / "restorefs-probe")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return f"cannot make and mount one: {_reason(exc)}"
+    finally:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            probe.unmount()
+        with contextlib.suppress(OSError):
+            (work / "restorefs-probe").rmdir()
+    return None
+
+
+def choose(mode: str, work: Path, log, *, mkfs: tuple[str, ...] = MKFS) -> str:
+    """``ext4`` or ``workdir`` for ``mode``; ``auto`` says in the log why it could not use ``ext4``."""
+    if mode == "workdir":
+        return mode
+    reason = unusable_reason(work, mkfs=mkfs)
+    if reason is None:
+        return "ext4"
+    if mode == "ext4":
+        raise SystemExit(f"--restore-fs ext4: {reason}")
+    log(f"restores go to the work directory: a fresh ext4 is not possible here ({reason})")
+    return "workdir"
+
+
+def _run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, capture_output=True, text=True)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        lines = (exc.stderr or "").strip().splitlines()
+        return f"{exc.cmd[0]}: {lines[-1] if lines else f'exit {exc.returncode}'}"
+    return str(exc)
