@@ -137,3 +137,87 @@ def test_a_backup_that_commits_while_another_looks_at_its_claim_still_wins_alone
     finally:
         second.close()
     assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]
+
+
+def _opened(url: str):
+    from packvault.repository.repository import Repository
+
+    repo = Repository(url, settings=env_settings())
+    repo.open(lambda: os.environ["PACKVAULT_PASSPHRASE"], lock="shared")
+    assert repo.index is not None  # loaded, as a writer has it: the proofs include its epoch
+    return repo
+
+
+def _entry(name: str, archive_id: bytes):
+    from packvault.repository.catalogue import ArchiveEntry
+
+    return ArchiveEntry(id=archive_id, name=name, time="2026-12-05T10:00:00", end="2026-12-05T10:00:01", host="h",
+                        user="u")
+
+
+def test_a_commit_claims_the_name_while_the_lock_is_proven(pv, tmp_path):
+    """The claim references no data: it goes out beside the proofs, not after them (one round trip less
+    per commit to a distant bucket).  The proof here waits for the claim, which only a concurrent claim
+    can satisfy."""
+    import threading
+
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url)
+    repo = _opened(url)
+    claimed = threading.Event()
+    claim, check_lock = repo.claim_archive_name, repo.check_lock
+
+    def claim_and_say(name, archive_id):
+        claim(name, archive_id)
+        claimed.set()
+
+    def check_lock_after_the_claim(*, verify=False):
+        assert claimed.wait(10), "the name was not claimed while the lock was being proven"
+        check_lock(verify=verify)
+
+    repo.claim_archive_name, repo.check_lock = claim_and_say, check_lock_after_the_claim
+    try:
+        repo.commit_archive(_entry("x", b"\1" * 32))
+    finally:
+        repo.close()
+    assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]
+
+
+def test_a_commit_whose_lock_was_lost_writes_no_entry_and_leaves_the_name_free(pv, tmp_path):
+    from packvault.errors import LockLost
+    from packvault.storage.layout import LOCKS
+
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url)
+    repo = _opened(url)
+    for info in list(repo.store.list(LOCKS)):  # broken by someone else while this writer slept
+        repo.store.delete(f"{LOCKS}/{info.name}")
+    try:
+        with pytest.raises(LockLost):  # the lost lock is what is said, whatever became of the claim
+            repo.commit_archive(_entry("x", b"\1" * 32))
+    finally:
+        repo.close()
+    assert json.loads(pv("list", url, "--json").out)["archives"] == []
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data")
+    pv("create", f"{url}::x", src)  # a claim its writer could not follow with an entry holds nothing up
+    assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]
+
+
+def test_a_commit_whose_name_is_taken_writes_no_entry(pv, tmp_path):
+    from packvault.errors import ArchiveExists
+
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url)
+    first, second = _opened(url), _opened(url)
+    try:
+        first.claim_archive_name("x", b"\1" * 32)  # its backup is still running
+        with pytest.raises(ArchiveExists):
+            second.commit_archive(_entry("x", b"\2" * 32))
+        assert second.archive_entries() == []
+        first.commit_archive(_entry("x", b"\1" * 32))  # a retry of its own claim goes through
+    finally:
+        second.close()
+        first.close()
+    assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]

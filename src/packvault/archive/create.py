@@ -150,9 +150,9 @@ class ArchiveCreator:
             writer.put_chunk(archive_id, plaintext, TYPE_ARCHIVE)
             writer.flush()  # data, item stream and archive metadata -> packs -> one index fragment
             entry = meta.entry(archive_id)
-            repo.prove_unchanged()  # against the store, not a flag: see its docstring
-            repo.claim_archive_name(self.name, archive_id)  # two backups of one name: only one commits
-            repo.put_archive_entry(entry)  # last: the archive exists from here on
+            # proven against the store, not a flag; of two backups of one name only one commits (its
+            # claim); the entry goes last: the archive exists from here on
+            repo.commit_archive(entry)
             committed = True
             repo.remember_written_fragments(writer.fragments_written)
         except BaseException as exc:

@@ -183,9 +183,7 @@ class ArchiveCopier:
                 stats=entry.stats,
                 paths=entry.paths,
             )
-            self.dst.prove_unchanged()
-            self.dst.claim_archive_name(entry.name, archive_id)
-            self.dst.put_archive_entry(new_entry)  # last: the archive exists in the destination from here on
+            self.dst.commit_archive(new_entry)  # the archive exists in the destination from here on
             committed = True
             with contextlib.suppress(OSError):  # the archive exists: a stale local cache only costs time
                 self.dst.remember_written_fragments(writer.fragments_written)

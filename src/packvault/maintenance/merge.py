@@ -167,9 +167,7 @@ def merge_parts(repo: Repository, name: str, part_names: list[str], *, on_event:
             writer.put_chunk(archive_id, plaintext, TYPE_ARCHIVE)
             writer.flush()
             entry = meta.entry(archive_id)
-            repo.prove_unchanged()
-            repo.claim_archive_name(name, archive_id)
-            repo.put_archive_entry(entry)  # the merged archive exists from here on; the parts go after it
+            repo.commit_archive(entry)  # the merged archive exists from here on; the parts go after it
             committed = True
             repo.remember_written_fragments(writer.fragments_written)
         finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -92,6 +92,7 @@ class ArchiveEntry:
 
 class ArchiveCatalogue:
     store: Store
+    prove_unchanged: Callable[..., None]  # ``index_store.IndexStore``
     codec: ObjectCodec | None
     lock_manager: LockManager | None
     # (store key, entry) of the last listing: deleting archives one by one then needs no listing each (a
@@ -185,6 +186,14 @@ class ArchiveCatalogue:
         with contextlib.suppress(OSError):  # the entry is stored: a cache that can't be written costs a GET
             self.cache.write(f"archive-{name}", plaintext)
         return name
+
+    def commit_archive(self, entry: ArchiveEntry) -> str:
+        """Make the archive exist: prove this writer still may (``prove_unchanged``), claim its name, and
+        write its entry, last.  The claim references no data, so it goes out while the proofs are asked:
+        at 20-50 ms per request a commit waits one round trip less.  A claim whose proof then fails is left
+        like one whose backup died between claim and entry, and the next claim of the name abandons it."""
+        self.prove_unchanged(alongside=lambda: self.claim_archive_name(entry.name, entry.id))
+        return self.put_archive_entry(entry)
 
     def claim_archive_name(self, name: str, archive_id: bytes) -> None:
         """Claim ``name`` for ``archive_id`` with a create-only write, right before its entry is written.

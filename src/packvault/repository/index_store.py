@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
@@ -146,23 +147,27 @@ class IndexStore:
         self._index = index
         self._index_fragments = None
 
-    def prove_unchanged(self) -> None:
+    def prove_unchanged(self, alongside: Callable[[], object] | None = None) -> None:
         """Prove, against the store, that what this writer relies on still holds: its lock exists, and no
         compact or repair ran since it loaded the index (the epoch it loaded with is still the store's).
 
         Called before a writer makes anything reference what it deduplicated against the index (an index
         fragment, the ``archives/`` entry): a writer whose lock was broken, or that slept through its
-        lock's expiry, may have had those chunks deleted under it, and must not commit."""
-        if self._index is None or self._index_fragments is None:
-            self.check_lock(verify=True)
-            return
-        # the two reads are independent: at 20-50 ms per request, asking both at once halves what a commit waits
-        with ThreadPoolExecutor(1, thread_name_prefix="pv-prove") as pool:
-            epoch = pool.submit(self.epoch)
+        lock's expiry, may have had those chunks deleted under it, and must not commit.
+
+        ``alongside``: a write that references nothing and may go out while the proofs are asked (the
+        archive name's claim, ``commit_archive``).  Its error is raised only when the proofs hold."""
+        indexed = self._index is not None and self._index_fragments is not None
+        # the reads are independent: at 20-50 ms per request, asking them at once halves what a commit waits
+        with ThreadPoolExecutor(2, thread_name_prefix="pv-prove") as pool:
+            epoch = pool.submit(self.epoch) if indexed else None
+            beside = pool.submit(alongside) if alongside is not None else None
             self.check_lock(verify=True)  # a lost lock is the first thing to say
-            current = epoch.result()
-        if current != self._index_epoch:
+            current = epoch.result() if epoch is not None else None
+        if epoch is not None and current != self._index_epoch:
             raise LockLost(
                 "a compact or repair changed the repository while this run held no valid lock; nothing was committed",
                 hint="run it again: what was already uploaded is reused",
             )
+        if beside is not None:
+            beside.result()
