@@ -221,3 +221,59 @@ def test_a_commit_whose_name_is_taken_writes_no_entry(pv, tmp_path):
         second.close()
         first.close()
     assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]
+
+
+def test_the_last_fragment_goes_out_beside_the_commit_after_its_own_proof(pv, tmp_path):
+    """``RepositoryWriter.commit_archive``: the last index fragment is proven first like every fragment,
+    then written while the archive's proofs and claim are asked (the fragment here waits for the claim,
+    which only a concurrent claim satisfies), and the entry is written only after all of them."""
+    import threading
+
+    from packvault.repository.writer import RepositoryWriter
+
+    url = f"file://{tmp_path / 'repo'}"
+    pv("init", url)
+    repo = _opened(url)
+    events: list[str] = []
+    claimed = threading.Event()
+    prove, claim = repo.prove_unchanged, repo.claim_archive_name
+    write_fragment, put_entry = repo.write_fragment, repo.put_archive_entry
+
+    def proving(*args, **kwargs):
+        events.append("prove")
+        return prove(*args, **kwargs)
+
+    def claiming(name, archive_id):
+        claim(name, archive_id)
+        events.append("claimed")
+        claimed.set()
+
+    def writing_fragment(plaintext):
+        assert events == ["prove", "prove"], events  # its own proof, and the commit's being asked
+        assert claimed.wait(10), "the fragment was not written beside the claim"
+        name = write_fragment(plaintext)
+        events.append("fragment")
+        return name
+
+    def putting_entry(entry):
+        events.append("entry")
+        return put_entry(entry)
+
+    repo.prove_unchanged, repo.claim_archive_name = proving, claiming
+    repo.write_fragment, repo.put_archive_entry = writing_fragment, putting_entry
+    writer = RepositoryWriter(repo)
+    try:
+        data = os.urandom(5000)
+        chunk_id = repo.chunk_id(data)
+        writer.put_chunk(chunk_id, data)
+        writer.commit_archive(_entry("x", b"\1" * 32))
+    finally:
+        writer.close()
+        repo.close()
+    assert events == ["prove", "prove", "claimed", "fragment", "entry"], events
+    assert [a["name"] for a in json.loads(pv("list", url, "--json").out)["archives"]] == ["x"]
+    reopened = _opened(url)  # the fragment is stored: another client's index has the chunk
+    try:
+        assert reopened.index.get(chunk_id) is not None
+    finally:
+        reopened.close()

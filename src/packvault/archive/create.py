@@ -148,11 +148,11 @@ class ArchiveCreator:
             plaintext = meta.encode()
             archive_id = repo.chunk_id(plaintext)
             writer.put_chunk(archive_id, plaintext, TYPE_ARCHIVE)
-            writer.flush()  # data, item stream and archive metadata -> packs -> one index fragment
             entry = meta.entry(archive_id)
-            # proven against the store, not a flag; of two backups of one name only one commits (its
-            # claim); the entry goes last: the archive exists from here on
-            repo.commit_archive(entry)
+            # data, item stream and archive metadata -> packs -> one index fragment; proven against the
+            # store, not a flag; of two backups of one name only one commits (its claim); the entry goes
+            # last: the archive exists from here on
+            writer.commit_archive(entry)
             committed = True
             repo.remember_written_fragments(writer.fragments_written)
         except BaseException as exc:

@@ -170,8 +170,6 @@ class ArchiveCopier:
                     archive_id = entry.id
             writer.flush()  # data and item stream -> index, before the metadata references them
             writer.put_chunk(archive_id, plaintext, TYPE_ARCHIVE)
-            writer.flush()
-            self._count(writer)
             new_entry = ArchiveEntry(
                 id=archive_id,
                 name=entry.name,
@@ -183,8 +181,9 @@ class ArchiveCopier:
                 stats=entry.stats,
                 paths=entry.paths,
             )
-            self.dst.commit_archive(new_entry)  # the archive exists in the destination from here on
+            writer.commit_archive(new_entry)  # the archive exists in the destination from here on
             committed = True
+            self._count(writer)
             with contextlib.suppress(OSError):  # the archive exists: a stale local cache only costs time
                 self.dst.remember_written_fragments(writer.fragments_written)
         except BaseException:

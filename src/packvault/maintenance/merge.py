@@ -165,9 +165,8 @@ def merge_parts(repo: Repository, name: str, part_names: list[str], *, on_event:
             plaintext = meta.encode()
             archive_id = repo.chunk_id(plaintext)
             writer.put_chunk(archive_id, plaintext, TYPE_ARCHIVE)
-            writer.flush()
-            entry = meta.entry(archive_id)
-            repo.commit_archive(entry)  # the merged archive exists from here on; the parts go after it
+            # the merged archive exists from here on; the parts go after it
+            writer.commit_archive(meta.entry(archive_id))
             committed = True
             repo.remember_written_fragments(writer.fragments_written)
         finally:

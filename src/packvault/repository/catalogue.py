@@ -187,12 +187,14 @@ class ArchiveCatalogue:
             self.cache.write(f"archive-{name}", plaintext)
         return name
 
-    def commit_archive(self, entry: ArchiveEntry) -> str:
+    def commit_archive(self, entry: ArchiveEntry, *, beside: Sequence[Callable[[], object]] = ()) -> str:
         """Make the archive exist: prove this writer still may (``prove_unchanged``), claim its name, and
         write its entry, last.  The claim references no data, so it goes out while the proofs are asked:
         at 20-50 ms per request a commit waits one round trip less.  A claim whose proof then fails is left
-        like one whose backup died between claim and entry, and the next claim of the name abandons it."""
-        self.prove_unchanged(alongside=lambda: self.claim_archive_name(entry.name, entry.id))
+        like one whose backup died between claim and entry, and the next claim of the name abandons it.
+        ``beside``: more writes the entry must follow that may go out with them (the writer's last index
+        fragment, already proven, ``RepositoryWriter.commit_archive``)."""
+        self.prove_unchanged(alongside=(lambda: self.claim_archive_name(entry.name, entry.id), *beside))
         return self.put_archive_entry(entry)
 
     def claim_archive_name(self, name: str, archive_id: bytes) -> None:

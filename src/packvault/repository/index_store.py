@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
@@ -147,7 +147,7 @@ class IndexStore:
         self._index = index
         self._index_fragments = None
 
-    def prove_unchanged(self, alongside: Callable[[], object] | None = None) -> None:
+    def prove_unchanged(self, alongside: Sequence[Callable[[], object]] = ()) -> None:
         """Prove, against the store, that what this writer relies on still holds: its lock exists, and no
         compact or repair ran since it loaded the index (the epoch it loaded with is still the store's).
 
@@ -155,13 +155,13 @@ class IndexStore:
         fragment, the ``archives/`` entry): a writer whose lock was broken, or that slept through its
         lock's expiry, may have had those chunks deleted under it, and must not commit.
 
-        ``alongside``: a write that references nothing and may go out while the proofs are asked (the
-        archive name's claim, ``commit_archive``).  Its error is raised only when the proofs hold."""
+        ``alongside``: writes that need not wait for the proofs and go out while they are asked
+        (``commit_archive``).  Their errors are raised only when the proofs hold."""
         indexed = self._index is not None and self._index_fragments is not None
         # the reads are independent: at 20-50 ms per request, asking them at once halves what a commit waits
-        with ThreadPoolExecutor(2, thread_name_prefix="pv-prove") as pool:
+        with ThreadPoolExecutor(1 + len(alongside), thread_name_prefix="pv-prove") as pool:
             epoch = pool.submit(self.epoch) if indexed else None
-            beside = pool.submit(alongside) if alongside is not None else None
+            beside = [pool.submit(write) for write in alongside]
             self.check_lock(verify=True)  # a lost lock is the first thing to say
             current = epoch.result() if epoch is not None else None
         if epoch is not None and current != self._index_epoch:
@@ -169,5 +169,5 @@ class IndexStore:
                 "a compact or repair changed the repository while this run held no valid lock; nothing was committed",
                 hint="run it again: what was already uploaded is reused",
             )
-        if beside is not None:
-            beside.result()
+        for write in beside:
+            write.result()
