@@ -82,6 +82,15 @@ def test_the_key_that_opened_the_repository_last_time_is_read_without_listing_ke
     assert second["LIST"] == 0, second
 
 
+def test_the_first_opening_after_init_on_this_machine_reads_its_key_without_listing(pv, moto_endpoint, make_s3_url):
+    """``init`` remembers the key blob it stored and the config MAC it wrote, as an opening does: the first
+    backup after it (usually on the same machine) reads the config and that blob, and nothing else."""
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    first = _unlock_requests(url)
+    assert (first["LIST"], first["GET"], first["HEAD"]) == (0, 2, 0), first
+
+
 def test_a_remembered_key_that_is_gone_is_found_by_listing(pv, moto_endpoint, make_s3_url):
     """A passphrase change replaces the blob: the remembered name then reads nothing, and the keys are listed."""
     url = make_s3_url(moto_endpoint)
@@ -134,11 +143,15 @@ def _unlock_requests_with(url: str, passphrase: str) -> dict[str, int]:
     return _opened(url, lock=None, passphrase=passphrase)
 
 
-def test_an_opening_reads_no_config_mac_when_the_config_is_the_one_verified_before(pv, moto_endpoint, make_s3_url):
+def test_an_opening_reads_no_config_mac_when_the_config_is_the_one_verified_before(
+    pv, pv_env, moto_endpoint, make_s3_url
+):
     """The config's MAC, once verified, is kept in the cache directory: the next opening compares it with the
     MAC of the config it read (config and key: two GETs, nothing else)."""
     url = make_s3_url(moto_endpoint)
     pv("init", url)
+    for hint in Path(pv_env["PACKVAULT_CACHE_DIR"]).glob(f"*/{CONFIG_MAC_HINT_NAME}"):
+        hint.unlink()  # another machine's first opening: init's own hint is not there
     first = _unlock_requests(url)
     assert first["GET"] == 3, first  # config, its MAC, the key
     second = _unlock_requests(url)

@@ -167,6 +167,11 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         self.write_config(config, material)
         self.config = config
         self._set_key(material)
+        # as an opening would: the first command after init on this machine reads that key without listing
+        # keys/, and no stored MAC for the config it has just written
+        if encryption == "repokey":
+            self._remember_key_blob(content_name(blob))
+        self._remember_config_mac(material.config_mac(self._config_raw))
         return config
 
     def open(self, passphrase: PassphraseProvider | None = None, *, lock: str | None = "shared") -> None:
