@@ -5,10 +5,10 @@ depends on the file system's recent past more than on the tool.  This VM's root 
 journal, and ext4 without one skips every inode freed in the last minutes, reading the inode table to find
 that out (``recently_deleted`` in perf): a restore started after an earlier step deleted a tree spent 2-3x
 as long in the kernel, and by how much varied from run to run for every tool alike.  A file system made
-for each restore (a sparse image on a loop device, formatted with its inode tables and journal written up
-front, so no background initialisation runs during the restore) gives every tool and run the same start,
-and it is what a user restoring onto a disk of their own has.  Removing it afterwards is one unlink, not
-25,000, so it also leaves the next step's file creation on the root file system alone.
+for each restore (a sparse image on a loop device with direct I/O, formatted with its inode tables and
+journal written up front, so no background initialisation runs during the restore) gives every tool and
+run the same start, and it is what a user restoring onto a disk of their own has.  Removing it afterwards
+is one unlink, not 25,000, so it also leaves the next step's file creation on the root file system alone.
 
 Making one needs root, ``mkfs.ext4`` and a loop device; ``auto`` falls back to the work directory and
 says why.
@@ -34,6 +34,7 @@ class FreshExt4:
         self.size = size
         self.mkfs = mkfs
         self.mountpoint: Path | None = None
+        self.device: str | None = None  # the loop device
 
     def mount(self, mountpoint: Path) -> None:
         mountpoint.mkdir(parents=True, exist_ok=True)
@@ -41,17 +42,28 @@ class FreshExt4:
             f.truncate(self.size)  # sparse: only what the restore writes takes space
         try:
             _run([*self.mkfs, str(self.image)])
-            _run(["mount", "-o", "loop", str(self.image), str(mountpoint)])
+            # direct I/O to the image: without it every restored byte is cached twice, by the restore's file
+            # system and by the root file system's copy of the image, which a disk of its own does not do
+            self.device = _output(["losetup", "--find", "--show", "--direct-io=on", str(self.image)])
+            try:
+                _run(["mount", self.device, str(mountpoint)])
+            except BaseException:
+                _run(["losetup", "--detach", self.device])
+                raise
         except BaseException:
+            self.device = None
             self.image.unlink(missing_ok=True)
             raise
         self.mountpoint = mountpoint
 
     def unmount(self) -> None:
-        """Unmount (writing back what the restore left dirty, untimed) and delete the image."""
+        """Unmount (writing back what the restore left dirty, untimed), detach and delete the image."""
         if self.mountpoint is not None:
             _run(["umount", str(self.mountpoint)])
             self.mountpoint = None
+        if self.device is not None:
+            _run(["losetup", "--detach", self.device])
+            self.device = None
         self.image.unlink(missing_ok=True)
 
 
@@ -59,7 +71,7 @@ def unusable_reason(work: Path, *, mkfs: tuple[str, ...] = MKFS) -> str | None:
     """Why a fresh file system cannot be made here (None: it can), found by making and removing a small one."""
     if os.geteuid() != 0:
         return "mounting a file system needs root"
-    for tool in (mkfs[0], "mount", "umount"):
+    for tool in (mkfs[0], "losetup", "mount", "umount"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     probe = FreshExt4(work / "restorefs-probe.img", 64 * 1024 * 1024, mkfs=mkfs)
@@ -90,6 +102,10 @@ def choose(mode: str, work: Path, log, *, mkfs: tuple[str, ...] = MKFS) -> str:
 
 def _run(argv: list[str]) -> None:
     subprocess.run(argv, check=True, capture_output=True, text=True)
+
+
+def _output(argv: list[str]) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _reason(exc: BaseException) -> str:

@@ -308,10 +308,14 @@ def test_restores_get_a_fresh_journaled_file_system_where_one_can_be_made(tmp_pa
                       if line.split()[1] == str(at))
         features = subprocess.run(["dumpe2fs", "-h", device], capture_output=True, text=True).stdout
         assert "has_journal" in features
+        assert fresh.device is not None and device == fresh.device
+        loop = Path("/sys/block") / Path(device).name / "loop" / "dio"
+        assert loop.read_text().strip() == "1"  # no second copy of the data in the image file's page cache
         (at / "f").write_bytes(b"x" * 10_000)
     finally:
         fresh.unmount()
     assert not os.path.ismount(at) and not (tmp_path / "fs.img").exists()
+    assert not (Path("/sys/block") / Path(device).name / "loop").exists()  # detached
 
 
 def test_restore_file_system_falls_back_to_the_work_directory_and_says_why(tmp_path: Path) -> None:
