@@ -46,6 +46,9 @@ class FreshExt4:
             # system and by the root file system's copy of the image, which a disk of its own does not do
             self.device = _output(["losetup", "--find", "--show", "--direct-io=on", str(self.image)])
             try:
+                dio = Path("/sys/block") / Path(self.device).name / "loop" / "dio"
+                if dio.read_text().strip() != "1":  # losetup only warns when it cannot
+                    raise OSError(f"{self.device} cannot do direct I/O to {self.image}")
                 _run(["mount", self.device, str(mountpoint)])
             except BaseException:
                 _run(["losetup", "--detach", self.device])
