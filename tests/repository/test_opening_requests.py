@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from packvault.errors import BucketNotFound, WrongPassphrase
-from packvault.repository.keyring import CONFIG_MAC_HINT_NAME, KEY_HINT_NAME
+from packvault.repository.key_hints import CONFIG_MAC_HINT_NAME, KEY_HINT_NAME, LOCATION_KEY_HINTS
 from packvault.repository.repository import Repository
 from tests.support.settings import env_settings
 
@@ -242,3 +242,45 @@ def test_the_archive_listing_and_the_index_are_asked_at_once(pv, tmp_path, monke
     else:
         pv("create", f"{url}::b", src)
     assert listing.is_set()
+
+
+def test_the_remembered_key_is_read_beside_the_config(pv, moto_endpoint, make_s3_url, monkeypatch):
+    """An opening knows the name of the key blob that opened this location last time before the config says
+    which repository it is: it reads that blob at the same time as the config.  Here the config's read waits
+    until the key's has started, which only a concurrent read allows; still two GETs and no LIST."""
+    import threading
+
+    from packvault.repository import key_hints, keyring
+
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    key_read = threading.Event()
+    load_beside, load_config = key_hints.load_beside, keyring.Keyring._load_config
+
+    def loading(store, name, **kwargs):
+        if name.startswith("keys/"):
+            key_read.set()
+        return load_beside(store, name, **kwargs)
+
+    def config_once_the_key_is_asked_for(self):
+        assert key_read.wait(10), "the key was not read beside the config"
+        return load_config(self)
+
+    monkeypatch.setattr(key_hints, "load_beside", loading)
+    monkeypatch.setattr(keyring.Keyring, "_load_config", config_once_the_key_is_asked_for)
+    stats = _unlock_requests(url)
+    assert (stats["GET"], stats["LIST"]) == (2, 0), stats
+
+
+def test_a_location_hint_naming_another_blob_is_not_used(pv, pv_env, moto_endpoint, make_s3_url):
+    """The blob read by the location's hint counts only if the repository's own hint names it (a location
+    reused for a new repository, a hint from another key): otherwise the opening goes on as before."""
+    url = make_s3_url(moto_endpoint)
+    pv("init", url)
+    hints = list((Path(pv_env["PACKVAULT_CACHE_DIR"]) / LOCATION_KEY_HINTS).iterdir())
+    assert len(hints) == 1
+    hints[0].write_text("ab" * 32)  # a blob this repository does not have
+    stats = _unlock_requests(url)
+    assert stats["LIST"] == 0 and stats["GET"] == 3, stats  # config, its key, and the hint's vain GET
+    assert hints[0].read_text() != "ab" * 32  # put right by the opening
+    assert _unlock_requests(url)["GET"] == 2

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,16 +32,13 @@ from ..errors import IntegrityError, RepositoryError, RepositoryNotFound, UsageE
 from ..settings import Settings
 from ..storage import layout
 from ..storage.store import Store, load_beside, load_in_order
-from .cache import RepositoryCache
 from .config import CONFIG_COPY_NAME, CONFIG_MAC_NAME, CONFIG_NAME, RepoConfig
+from .key_hints import KeyHints
 from .objects import ObjectCodec
 from .packs import content_name
 
 log = logging.getLogger(__name__)
 
-CONFIG_MAC_HINT_NAME = "config-mac"  # see ``Keyring._remembered_config_mac``
-KEY_HINT_NAME = "key-name"  # in the repository's cache directory: see ``Keyring._remembered_key_blob``
-_KEY_NAME = re.compile(r"[0-9a-f]{64}")  # a key blob's store name (``content_name``)
 KEY_ID_LENGTH = 12  # hex digits of a key blob's name shown as its id: ample to tell a handful of keys apart
 
 
@@ -70,7 +66,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()  # to the microsecond: keys added in one second keep their order
 
 
-class Keyring:
+class Keyring(KeyHints):
     store: Store
     settings: Settings
     location: str
@@ -251,55 +247,6 @@ class Keyring:
             )
         return material
 
-    # The name of the key blob that opened the repository last time, in its cache directory: the next opening
-    # reads that blob without listing keys/ first (a LIST on every command).  Only a name is kept, never key
-    # material: the blob read by it is unsealed and checked like any listed one, and a name that is gone,
-    # damaged or of another passphrase's blob only means the keys are listed as before.
-
-    def _key_hint(self) -> RepositoryCache | None:
-        if self.config is None or self.config.encryption != "repokey":
-            return None
-        return RepositoryCache(self.settings.cache_dir, self.config.repository_id)
-
-    def _remembered_key_blob(self) -> tuple[str, bytes] | None:
-        hint = self._key_hint()
-        try:
-            raw = hint.read(KEY_HINT_NAME) if hint is not None else None
-        except OSError:
-            return None
-        name = raw.decode("ascii", "replace").strip() if raw else ""
-        if not _KEY_NAME.fullmatch(name):
-            return None
-        try:
-            return name, self.store.load(f"{layout.KEYS}/{name}")
-        except ObjectNotFound:
-            return None
-
-    # The config's MAC as this client last verified it against the stored one, in the cache directory.  It is
-    # a MAC under the master key, so it can only equal ``config_mac`` of the config read now if that config is
-    # the one verified then (changed without the key, it cannot match): the opening then reads no MAC.  A
-    # config changed since, or a file damaged or missing, means the stored MAC is read and checked as before.
-
-    def _remembered_config_mac(self) -> bytes | None:
-        if self.config is None:
-            return None
-        try:
-            mac = RepositoryCache(self.settings.cache_dir, self.config.repository_id).read(CONFIG_MAC_HINT_NAME)
-        except OSError:
-            return None
-        return mac or None
-
-    def _remember_config_mac(self, mac: bytes) -> None:
-        if self.config is None:
-            return
-        with contextlib.suppress(OSError):
-            RepositoryCache(self.settings.cache_dir, self.config.repository_id).write(CONFIG_MAC_HINT_NAME, mac)
-
-    def _remember_key_blob(self, name: str) -> None:
-        hint = self._key_hint()
-        if hint is not None:
-            with contextlib.suppress(OSError):  # a cache that cannot be written costs a LIST next time
-                hint.write(KEY_HINT_NAME, name.encode("ascii"))
 
     def store_key_blob(self, blob: bytes, *, replaces: str | None = None) -> str:
         """Store a sealed key (import, passphrase change, ``key add``) and return its name; the master key

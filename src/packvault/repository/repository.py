@@ -187,6 +187,8 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         except BackendDoesNotExist:
             raise RepositoryNotFound(f"no repository at {self.location}") from None
         self._opened = True
+        if passphrase is not None and self.is_remote:
+            self.prefetch_remembered_key()  # beside the config's read
         self.config = self._load_config()
         if self.config.object_lock:
             self.store.backend.set_object_lock(self.config.object_lock, self.config.retention_seconds)
@@ -256,6 +258,7 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
                 self.lock_manager = None
         if self._opened:
             self._opened = False
+            self.drop_prefetched_key()
             self.store.close()
 
     def __enter__(self) -> Repository:
