@@ -12,6 +12,7 @@ loads anything heavy (see ``cli/early_unlock.py``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +72,11 @@ class Settings:
                 raise UsageError(f"{name}={raw!r} is not valid", hint=_HINTS[parse]) from None
         return dataclasses.replace(base, storage=from_environment(env), **changes)
 
-    @property
-    def kdf_hint_dir(self) -> Path:
-        return self.cache_dir / "kdf-params"
+    def location_hints(self, kind: str, location: str) -> Path:
+        """Where the cache directory keeps ``kind`` of hint about a repository location, for what a command
+        needs before the config names the repository (whose own cache directory is named by its id)."""
+        digest = hashlib.blake2b(location.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        return self.cache_dir / kind / digest
 
     @property
     def spool_dir(self) -> Path:

@@ -277,7 +277,7 @@ def test_a_location_hint_naming_another_blob_is_not_used(pv, pv_env, moto_endpoi
     reused for a new repository, a hint from another key): otherwise the opening goes on as before."""
     url = make_s3_url(moto_endpoint)
     pv("init", url)
-    hints = list((Path(pv_env["PACKVAULT_CACHE_DIR"]) / LOCATION_KEY_HINTS).iterdir())
+    hints = list((Path(pv_env["PACKVAULT_CACHE_DIR"]) / LOCATION_KEY_HINTS).glob(f"*/{KEY_HINT_NAME}"))
     assert len(hints) == 1
     hints[0].write_text("ab" * 32)  # a blob this repository does not have
     stats = _unlock_requests(url)

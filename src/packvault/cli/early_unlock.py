@@ -23,7 +23,6 @@ parameters are exactly those used here.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -35,13 +34,12 @@ from .location import repository_part
 from .run import Run
 
 _ENV = "PACKVAULT_PASSPHRASE"
+KDF_HINTS = "kdf-params"  # in the cache directory, by location
 T = TypeVar("T")
 
 
 def _hint_path(location: str, run: Run | None = None) -> Path:
-    settings = (run or Run.from_environ()).settings
-    digest = hashlib.blake2b(location.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
-    return settings.kdf_hint_dir / digest
+    return (run or Run.from_environ()).settings.location_hints(KDF_HINTS, location)
 
 
 def repository_location(location_arg: str | None) -> str | None:

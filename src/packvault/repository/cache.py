@@ -15,6 +15,13 @@ class RepositoryCache:
     def __init__(self, root: Path, repository_id: bytes):
         self.path = root / repository_id.hex()
 
+    @classmethod
+    def at(cls, path: Path) -> RepositoryCache:
+        """The same atomic files in another directory (hints kept by location, ``key_hints.py``)."""
+        cache = cls.__new__(cls)
+        cache.path = path
+        return cache
+
     def file(self, name: str) -> Path:
         return self.path / name
 

@@ -8,11 +8,8 @@ kept, never key material: whatever a hint leads to is unsealed and checked like 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 from borgstore.backends.errors import ObjectNotFound
 
@@ -54,18 +51,19 @@ class KeyHints:
         name = raw.decode("ascii", "replace").strip() if raw else ""
         if not KEY_NAME.fullmatch(name):
             return None
+        blob = None
         if prefetched is not None and prefetched[0] == name:
-            with contextlib.suppress(Exception):  # any other failure: read again below, and fail as usual
-                try:
-                    blob = prefetched[1].result()
-                except ObjectNotFound:
-                    return None
-                self._remember_location_key(name)
-                return name, blob
-        try:
-            blob = self.store.load(f"{layout.KEYS}/{name}")
-        except ObjectNotFound:
-            return None
+            try:
+                blob = prefetched[1].result()
+            except ObjectNotFound:
+                return None
+            except Exception:  # noqa: BLE001 - any other failure: read again below, and fail as usual
+                blob = None
+        if blob is None:
+            try:
+                blob = self.store.load(f"{layout.KEYS}/{name}")
+            except ObjectNotFound:
+                return None
         self._remember_location_key(name)
         return name, blob
 
@@ -80,9 +78,10 @@ class KeyHints:
     def prefetch_remembered_key(self) -> None:
         """Start reading the key blob that opened this location last time (before the config is read)."""
         try:
-            name = self._location_hint_path().read_text("ascii").strip()
-        except (OSError, UnicodeError):
+            raw = self._location_hint().read(KEY_HINT_NAME)
+        except OSError:
             return
+        name = raw.decode("ascii", "replace").strip() if raw else ""
         if not KEY_NAME.fullmatch(name):
             return
         pool = ThreadPoolExecutor(1, thread_name_prefix="pv-key")
@@ -95,19 +94,14 @@ class KeyHints:
         if prefetched is not None:
             prefetched[1].exception()
 
-    def _location_hint_path(self) -> Path:
-        digest = hashlib.blake2b(self.location.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
-        return self.settings.cache_dir / LOCATION_KEY_HINTS / digest
+    def _location_hint(self) -> RepositoryCache:
+        return RepositoryCache.at(self.settings.location_hints(LOCATION_KEY_HINTS, self.location))
 
     def _remember_location_key(self, name: str) -> None:
-        path = self._location_hint_path()
+        hint = self._location_hint()
         with contextlib.suppress(OSError):  # a cache that cannot be written costs the round trip next time
-            if path.exists() and path.read_text("ascii", "replace").strip() == name:
-                return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(name, "ascii")
-            os.replace(tmp, path)
+            if hint.read(KEY_HINT_NAME) != name.encode("ascii"):
+                hint.write(KEY_HINT_NAME, name.encode("ascii"))
 
     # The config's MAC as this client last verified it against the stored one, in the cache directory.  It is
     # a MAC under the master key, so it can only equal ``config_mac`` of the config read now if that config is
