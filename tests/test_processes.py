@@ -158,7 +158,7 @@ def test_the_commands_that_start_the_server_early(pv, tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     pv("init", "--encryption", "repokey", repo)
     pv("create", f"{repo}::one", src)
-    assert started == ["packvault.archive.filereaders"]
+    assert started == ["packvault.archive.readerprocess"]
     started.clear()
     pv("extract", f"{repo}::one", "--target", tmp_path / "whole")
     assert started == ["packvault.archive.restorers"]

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from packvault.archive import filereaders
+from packvault.archive import filereaders, readerprocess
 from packvault.archive import items as it
 from packvault.archive.archive import iter_archive_items, load_archive
 from packvault.archive.create import ArchiveCreator
@@ -118,6 +118,60 @@ def test_reader_processes_restore_bit_exact_content(repo_path, tmp_path):
             data = b"".join(reader.read_chunk(cid) for cid, _ in item.get(it.CHUNKS, []))
             with open(b"/" + item[it.PATH], "rb") as f:
                 assert data == f.read(), item[it.PATH]
+    repo.close()
+
+
+@pytest.mark.parametrize("way", ["arena", "spilled", "pipe"])
+def test_sealed_objects_cross_over_in_shared_memory_or_the_pipe_alike(repo_path, tmp_path, monkeypatch, way):
+    """The readers write their sealed objects into the shared arena and only counts come back through the
+    pipe (``sharedarena.py``); a batch that outgrows its region, or a pool without an arena, sends them
+    through the pipe.  Every way makes the same archive, restores the same bytes and leaves no region
+    reserved."""
+    from packvault import sharedarena
+
+    arenas: list[sharedarena.SharedArena] = []
+    crossed: list[str] = []
+
+    class RecordedArena(sharedarena.SharedArena):
+        def __init__(self, size):
+            if way == "pipe":
+                raise OSError("no memfd_create here")
+            super().__init__(size)
+            arenas.append(self)
+
+    copy_out = filereaders._copy_out
+
+    def recording_copy_out(task, arena, start, reads):
+        crossed.append("arena" if isinstance(task.result()[0], int) else "pipe")
+        copy_out(task, arena, start, reads)
+
+    monkeypatch.setattr(filereaders, "SharedArena", RecordedArena)
+    monkeypatch.setattr(filereaders, "_copy_out", recording_copy_out)
+    if way == "spilled":
+        monkeypatch.setattr(filereaders, "_room_for", lambda batch: 64)  # no batch fits its region
+    src = _tree(tmp_path / "src")
+    repo = _open(repo_path, 2)
+    stats, warnings = _backup(repo, "parallel", src, [src], use_files_cache=False)
+    assert warnings == []
+    assert stats.files_read_by_readers > 300
+    if way == "pipe":
+        assert arenas == [] and crossed == []
+    else:
+        assert len(arenas) == 1
+        assert crossed and set(crossed) == {"arena" if way == "arena" else "pipe"}
+        assert arenas[0].reserve(arenas[0].size) is None  # closed with the pool...
+        assert not arenas[0]._regions  # ...with every region given back
+    repo.close()
+
+    repo = _open(repo_path, 0)
+    _backup(repo, "here", src, [src], use_files_cache=False)
+    assert _items(repo, "parallel") == _items(repo, "here")
+    with ChunkReader(repo) as reader:
+        for item in _items(repo, "parallel"):
+            if item[it.TYPE] == it.FILE:
+                data = b"".join(reader.read_chunk(cid) for cid, _ in item.get(it.CHUNKS, []))
+                with open(b"/" + item[it.PATH], "rb") as f:
+                    assert data == f.read(), item[it.PATH]
     repo.close()
 
 
@@ -257,7 +311,7 @@ def test_files_queued_for_readers_are_bounded_in_bytes(repo_path, tmp_path):
         assert [q.entry for q in done] == entries[: len(done)]
         rest = list(queue.ready(wait=False, last=True))
         reads = [q.read for q in done + rest]
-        assert [sum(size for _, size, _ in read.chunks) for read in reads] == [size] * count
+        assert [sum(size for _, size in read.chunks) for read in reads] == [size] * count
     finally:
         queue.close()
         repo.close()
@@ -286,7 +340,7 @@ def test_batches_read_here_while_the_readers_start(repo_path, tmp_path, monkeypa
         return warm_after is not None and asked["times"] > warm_after
 
     monkeypatch.setattr(filereaders.ReaderPool, "warm", property(warm))
-    monkeypatch.setattr(filereaders, "BATCH_FILES", 16)  # many batches, the queue fills: heads are read here
+    monkeypatch.setattr(filereaders, "BATCH_FILES", 4)  # many batches, the queue fills: heads are read here
     src = _tree(tmp_path / "src")
     repo = _open(repo_path, 1)
     stats, warnings = _backup(repo, "mixed", src, [src], use_files_cache=False)
@@ -334,7 +388,7 @@ def test_a_part_batch_goes_to_a_reader_before_the_entries_behind_it_fill_the_que
         assert not queue.full
         done = list(queue.ready(wait=False, last=True))
         read = next(q.read for q in done if q.entry is changed)
-        assert sum(size for _, size, _ in read.chunks) == changed.item[it.SIZE]
+        assert sum(size for _, size in read.chunks) == changed.item[it.SIZE]
     finally:
         queue.close()
         repo.close()
@@ -349,7 +403,7 @@ def test_reader_processes_keep_their_freed_file_buffers(repo_path):
     from tests.support import importcount
 
     repo = _open(repo_path, 1)
-    pool = worker_pool(1, filereaders._start_reader, (repo.sealing_kit(),))
+    pool = worker_pool(1, readerprocess.start_reader, (repo.sealing_kit(),))
     try:
         for future in start_workers(pool, 1):
             future.result(timeout=60)
@@ -359,7 +413,7 @@ def test_reader_processes_keep_their_freed_file_buffers(repo_path):
         repo.close()
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert tuned is glibc
-    assert filereaders._allocator_tuned is False  # the backup's own process is left as it was
+    assert readerprocess.allocator_tuned is False  # the backup's own process is left as it was
 
 
 def test_a_large_file_is_read_once_the_readers_have_the_files_behind_it(repo_path, tmp_path, monkeypatch):

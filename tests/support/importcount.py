@@ -30,6 +30,24 @@ def burn(seconds: float) -> int:
 
 def reader_allocator_tuned() -> bool:
     """In a backup's reader process: whether its start-up tuned the allocator."""
-    from packvault.archive import filereaders
+    from packvault.archive import readerprocess
 
-    return filereaders._allocator_tuned
+    return readerprocess.allocator_tuned
+
+
+_arena = None
+
+
+def keep_arena(arena) -> None:  # noqa: ANN001 - the mapping a worker is started with
+    """A pool initializer that keeps the shared arena it was handed (``sharedarena.WorkerArena``)."""
+    global _arena
+    _arena = arena
+
+
+def write_into_arena(start: int, data: bytes) -> int:
+    """Write ``data`` at ``start`` in the arena kept by ``keep_arena``, as a reader writes its objects."""
+    from packvault.sharedarena import RegionWriter
+
+    writer = RegionWriter(_arena, start, 4096)
+    writer.add(data)
+    return writer.result()

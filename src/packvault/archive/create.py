@@ -265,6 +265,10 @@ class ArchiveCreator:
         a pool that broke, a file that grew)."""
         read = queued.read
         entry = queued.entry
+        if read is not None and read.objects is not None:
+            # the first file of its batch: the whole batch's objects go into the packs now, in batch order
+            # (also when this file is read here after all: the others' objects are among them)
+            writer.put_sealed_objects(*read.objects)
         if read is None or read.grown:
             queued.chunks = self._file_chunks(entry, writer, chunker)
             queued.skip = queued.chunks is None
@@ -276,12 +280,8 @@ class ArchiveCreator:
         if entry.xattrs_pending:
             _set_xattrs(entry, read.xattrs)
         self.stats.files_read_by_readers += 1
-        chunks = []
-        for chunk_id, size, sealed in read.chunks:
-            writer.put_sealed(chunk_id, sealed, size)
-            chunks.append((chunk_id, size))
-            self.stats.bytes_read += size
-        queued.chunks = self._read_done(entry, chunks, (read.size_after, read.mtime_after))
+        self.stats.bytes_read += sum(size for _, size in read.chunks)
+        queued.chunks = self._read_done(entry, read.chunks, (read.size_after, read.mtime_after))
 
     def _unchanged(self, entry: Entry, writer: RepositoryWriter) -> list[tuple[bytes, int]] | None:
         """The file's chunks from the files cache, when it is unchanged and they are all stored."""

@@ -8,8 +8,10 @@ other cores while the backup's process walks the tree, consults the files cache,
 packs and writes the item stream, in archive order.
 
 What crosses the process boundary is small: a batch of (path, expected size) goes out, and for each file
-its chunk ids, sizes and sealed objects, and its extended attributes (read through the open file, the
-walk leaves them to the read), or the error that reading met, come back.  Each worker seals with
+its chunk ids and sizes, and its extended attributes (read through the open file, the walk leaves them to
+the read), or the error that reading met, come back.  The sealed objects themselves do not cross the
+pipe: the reader writes them into a region of shared memory the backup reserved for the batch
+(``sharedarena.py``; the reader's side is ``readerprocess.py``).  Each worker seals with
 a writer session of its own (``SealingKit.codec``), so nonces never repeat across processes.  A worker
 cannot know what the repository has already; a chunk it seals that turns out to be known is dropped by the
 writer (``put_sealed``) at the cost of the sealing, which on a first backup or a day's changes is rare.
@@ -27,20 +29,17 @@ backup read in its own process: slower, never different.
 
 from __future__ import annotations
 
-import os
-import struct
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from ..allocator import tune_for_chunk_reads
-from ..chunking.chunker import read_up_to
-from ..processes import ignore_interrupts, interrupts_ignored, start_server_early, start_workers_meanwhile, worker_pool
-from ..repository.objects import TYPE_DATA
+from ..processes import interrupts_ignored, start_server_early, start_workers_meanwhile, worker_pool
 from ..repository.sealing import SealingKit
+from ..sharedarena import SharedArena
 from . import items as it
-from .fsmeta import open_source_file, read_xattrs
+from . import readerprocess
+from .readerprocess import CHUNK_RECORD
 from .walker import Entry
 
 BATCH_FILES = 64  # files per task: amortizes the round trip (~100 us) over many small files
@@ -49,35 +48,45 @@ READER_MAX_FILE = 4 * 1024 * 1024  # one maximum chunk; larger files stream thro
 # Bytes of files handed to readers and not yet in the item stream: their reads (sealed objects) wait in the
 # backup's memory until their turn, so this bounds that memory, not only the number of entries.
 QUEUED_BYTES = 32 * 1024 * 1024
+# Batches' worth of entries queued per reader process before the walk waits for the head of the queue.  While
+# the backup's process reads a large file, the readers live on the small files queued behind it: with 4
+# batches' worth each they ran dry during every large file of a home directory's tree.
+QUEUED_BATCHES = 16
 # Batches whose turn comes before a reader process is up are read by the backup's process (``ReaderPool.warm``);
 # tests that need every batch to go to the readers turn this off.
 READ_WHILE_STARTING = True
+# Shared memory the readers write their sealed objects into (``sharedarena.py``): room for a few batches of the
+# largest kind; a batch that finds none sends its objects through the pool's pipe instead.
+ARENA_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
 class FileRead:
     """What a reader process made of one file."""
 
-    chunks: list[tuple[bytes, int, memoryview]]  # (chunk id, plaintext size, sealed object)
+    chunks: list[tuple[bytes, int]]  # (chunk id, plaintext size)
     size_after: int | None = None  # fstat after reading; None when the read failed
     mtime_after: int | None = None
     error: OSError | None = None  # open/read failed (the file is not stored; the backup warns)
     grown: bool = False  # the file holds more than it did when listed: read it in the backup's process
     xattrs: dict[bytes, bytes] | None = None  # its extended attributes, read through the open file
+    # With the first file of a batch: the sealed objects of the whole batch, back to back, and their (chunk id,
+    # plaintext size, sealed size), for ``RepositoryWriter.put_sealed_objects`` in one go.
+    objects: tuple[bytes | bytearray, list[tuple[bytes, int, int]]] | None = None
 
 
-# A batch's reads travel as three objects, not thousands: the sealed objects back to back in one buffer,
-# one packed record per chunk, and one small tuple per file.  Unpickling small objects one by one took
-# about a second of the backup process's GIL per 25,000 files, time its main thread waited for.
-_CHUNK = struct.Struct("<32sII")  # chunk id, plaintext size, sealed size
-BatchReads = tuple[bytearray, bytearray, list[tuple]]  # (sealed objects, chunk records, per-file tuples)
+# A batch's reads travel as three objects, not thousands: the sealed objects back to back in one buffer (or
+# their byte count in the arena), one packed record per chunk, and one small tuple per file.  Unpickling
+# small objects one by one took about a second of the backup process's GIL per 25,000 files, time its main
+# thread waited for.
+BatchReads = tuple[bytes | bytearray, bytearray, list[tuple]]  # (sealed objects, chunk records, per-file tuples)
 
 
 def prepare_readers(processes: int) -> None:
     """Before a backup that may use ``processes`` reader processes opens its repository: start the server
     they fork from (``processes.start_server_early``), so that its imports overlap the opening."""
     if processes:
-        start_server_early(__name__)
+        start_server_early(readerprocess.__name__)
 
 
 class ReaderPool:
@@ -92,6 +101,7 @@ class ReaderPool:
         self._kit = kit
         self._processes = processes
         self._pool: ProcessPoolExecutor | None = None
+        self._arena: SharedArena | None = None
         self._starting: list[Future] = []
         self._warm = False
 
@@ -100,7 +110,12 @@ class ReaderPool:
         up); raises when no pool can be made here."""
         if self._pool is not None:
             return
-        self._pool = worker_pool(self._processes, _start_reader, (self._kit,))
+        try:
+            self._arena = SharedArena(ARENA_BYTES)
+        except OSError:  # no shared memory file here: the objects come through the pipe
+            self._arena = None
+        arena = self._arena.for_worker() if self._arena is not None else None
+        self._pool = worker_pool(self._processes, readerprocess.start_reader, (self._kit, arena))
         self._starting = start_workers_meanwhile(self._pool, self._processes)
 
     @property
@@ -115,8 +130,21 @@ class ReaderPool:
         be started (the caller then reads the batch itself)."""
         self.start()
         assert self._pool is not None
-        with interrupts_ignored():  # a submit may start a worker process
-            return self._pool.submit(_read_batch, batch)
+        arena = self._arena
+        length = _room_for(batch)
+        start = arena.reserve(length) if arena is not None else None
+        try:
+            with interrupts_ignored():  # a submit may start a worker process
+                task = self._pool.submit(readerprocess.read_batch, batch, start, length)
+        except BaseException:
+            if start is not None:
+                arena.release(start)
+            raise
+        if start is None:
+            return task
+        reads: Future = Future()
+        task.add_done_callback(lambda done: _copy_out(done, arena, start, reads))
+        return reads
 
     @property
     def started(self) -> bool:
@@ -126,6 +154,31 @@ class ReaderPool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._arena is not None:
+            self._arena.close()
+            self._arena = None
+
+
+def _room_for(batch: list[tuple[bytes, int]]) -> int:
+    """Arena bytes to reserve for a batch's sealed objects: its files' sizes, plus headers and tags, plus what
+    compression may add to data it cannot shrink (a batch that needs more sends the rest through the pipe)."""
+    size = sum(size for _, size in batch)
+    return size + size // 64 + 1024 * len(batch) + 4096
+
+
+def _copy_out(task: Future, arena: SharedArena, start: int, reads: Future) -> None:
+    """In the pool's result thread, once a reader is done with a batch: copy its sealed objects out of the
+    arena and give the region back at once (the batch may wait a while for its turn in the item stream)."""
+    try:
+        sealed, records, files = task.result()
+        if isinstance(sealed, int):
+            sealed = arena.read(start, sealed)
+    except BaseException as exc:  # noqa: BLE001 - handed to whoever takes the batch
+        reads.set_exception(exc if isinstance(exc, Exception) else RuntimeError("reader task cancelled"))
+        return
+    finally:
+        arena.release(start)
+    reads.set_result((sealed, records, files))
 
 
 @dataclass
@@ -139,8 +192,8 @@ class _Batch:
     taken: int = 0
     opened_at: int = 0  # entries queued before its first file (``ReadQueue.add``)
     failed: bool = False  # read by the backup process from here on (see ``take``)
-    _chunk_at: int = 0  # next record in reads[1]
-    _sealed_at: int = 0  # next sealed object in reads[0]
+    _records: list[tuple[bytes, int, int]] | None = None  # reads[1] decoded, once the first file is taken
+    _chunk_at: int = 0  # the next file's first record in ``_records``
 
     def take(self) -> FileRead | None:
         """The next file's read, in order (waits for the reader); None when no reader read it."""
@@ -159,15 +212,15 @@ class _Batch:
         if self.reads is None or self.failed:
             return None
         sealed, records, files = self.reads
+        objects = None
+        if self._records is None:
+            self._records = list(CHUNK_RECORD.iter_unpack(records))
+            objects = (sealed, self._records)
         nchunks, size_after, mtime_after, error, grown, xattrs = files[index]
-        view = memoryview(sealed)
-        chunks = []
-        for _ in range(nchunks):
-            chunk_id, size, sealed_size = _CHUNK.unpack_from(records, self._chunk_at)
-            self._chunk_at += _CHUNK.size
-            chunks.append((chunk_id, size, view[self._sealed_at : self._sealed_at + sealed_size]))
-            self._sealed_at += sealed_size
-        return FileRead(chunks, size_after, mtime_after, error, grown, xattrs)
+        at = self._chunk_at
+        self._chunk_at = at + nchunks
+        chunks = [(chunk_id, size) for chunk_id, size, _ in self._records[at : at + nchunks]]
+        return FileRead(chunks, size_after, mtime_after, error, grown, xattrs, objects)
 
 
 @dataclass
@@ -201,7 +254,8 @@ class ReadQueue:
 
     def __init__(self, kit: SealingKit, processes: int):
         self._readers = ReaderPool(kit, processes) if processes else None
-        self._limit = processes * 4 * BATCH_FILES
+        self._limit = processes * QUEUED_BATCHES * BATCH_FILES
+        self._part_batch_after = processes * BATCH_FILES  # entries behind a batch that is not full yet
         self._queue: deque[Queued] = deque()
         self._gathering: _Batch | None = None
         self._unsent: deque[_Batch] = deque()  # complete batches waiting for a reader process to be up
@@ -227,7 +281,7 @@ class ReadQueue:
     def _count_added(self) -> None:
         self._added += 1
         gathering = self._gathering
-        if gathering is not None and self._added - gathering.opened_at > self._limit // 4:
+        if gathering is not None and self._added - gathering.opened_at > self._part_batch_after:
             # A batch that fills slowly (day 2: changed files among unchanged ones) is read while the walk
             # goes on; held back until it reached the head of a full queue, the backup's process would wait
             # for all of its read.
@@ -319,54 +373,3 @@ class ReadQueue:
             except Exception:  # the pool broke: read in the backup's process from now on
                 self.close()
                 return
-
-
-# --- in the reader process ---------------------------------------------------------------------------------
-
-_reader: _Reader | None = None
-_allocator_tuned = False  # this reader process keeps freed file buffers (``allocator.tune_for_chunk_reads``)
-
-
-class _Reader:
-    def __init__(self, kit: SealingKit):
-        self.chunker = kit.chunker()
-        self.chunk_id = kit.chunk_id_hasher()
-        self.codec = kit.codec()
-        self.max_size = kit.chunker_params.max_size
-
-    def read(self, path: bytes, size: int, sealed: bytearray, records: bytearray) -> tuple:
-        """Read, cut, hash and seal one file, appending to the batch's buffers; returns its file tuple
-        (chunks, size after, mtime after, error, grown, xattrs or None)."""
-        try:
-            with open_source_file(path) as f:
-                data = read_up_to(f, size + 1)
-                if len(data) > size:
-                    return (0, None, None, None, True, None)
-                st = os.fstat(f.fileno())
-                xattrs = read_xattrs(f.fileno()) or None
-        except OSError as exc:
-            return (0, None, None, exc, False, None)
-        view = memoryview(data)
-        count = 0
-        for offset, length in self.chunker.cut_points(data):
-            piece = view[offset : offset + length]
-            chunk_id = self.chunk_id(piece)
-            obj = self.codec.seal(chunk_id, TYPE_DATA, piece)
-            sealed += obj
-            records += _CHUNK.pack(chunk_id, length, len(obj))
-            count += 1
-        return (count, st.st_size, st.st_mtime_ns, None, False, xattrs)
-
-
-def _start_reader(kit: SealingKit) -> None:
-    global _reader, _allocator_tuned
-    ignore_interrupts()
-    _allocator_tuned = tune_for_chunk_reads()
-    _reader = _Reader(kit)
-
-
-def _read_batch(batch: list[tuple[bytes, int]]) -> BatchReads:
-    assert _reader is not None
-    sealed, records = bytearray(), bytearray()
-    files = [_reader.read(path, size, sealed, records) for path, size in batch]
-    return sealed, records, files

@@ -54,7 +54,7 @@ def _opened_for_writing(args, run, location: str) -> Iterator[Repository]:
     read-only or full disk, an S3 service refusing the lock) is one line naming it, like any other write
     failure of ``create``."""
     from ..errors import StorageError
-    from ..repository.writer import write_failure
+    from ..repository.write_errors import write_failure
 
     stack = contextlib.ExitStack()
     try:

@@ -24,7 +24,6 @@ that nobody above mistakes a full repository disk for an unreadable source file.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import threading
 import time
@@ -32,14 +31,12 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from borgstore.backends.errors import BackendError
-
-from ..errors import RepositoryWriteError, StorageError, StorageFull
 from .catalogue import ArchiveEntry
 from .index import KIND_DATA, KIND_META, encode_fragment
 from .objects import TYPE_DATA
 from .openpack import OpenPack, SpooledPack
 from .repository import Repository
+from .write_errors import write_failure
 
 # Uploads in flight to a remote store.  One upload of a pack goes at one connection's throughput, and a
 # first backup fills packs faster than two connections carry them (bench/README.md).  Each upload in flight
@@ -123,21 +120,26 @@ class RepositoryWriter:
         self._append_sealed(block=len(self._sealing) > self.max_chunks_in_flight)
         return True
 
-    def put_sealed(
-        self, chunk_id: bytes, sealed: bytes | memoryview, plain_size: int, obj_type: int = TYPE_DATA
-    ) -> bool:
-        """Like ``put_chunk``, for an object sealed elsewhere (a reader process, ``SealingKit``): it joins
-        the open pack in put order, after the chunks still being sealed here.  Returns True if it is new."""
+    def put_sealed_objects(self, sealed: bytes | memoryview, objects: list[tuple[bytes, int, int]]) -> None:
+        """Like ``put_chunk``, for data objects sealed elsewhere (a reader process, ``SealingKit``) and lying
+        back to back in ``sealed``: (chunk id, plaintext size, sealed size) each.  They join the open pack
+        in put order, after the chunks still being sealed here; the new ones go in with one write per run
+        of them, not one per object (a reader's batch of small files is a run on a first backup)."""
         self._raise_pending_error()
+        new = []
+        offset = 0
         with self._lock:
-            if chunk_id in self.index or chunk_id in self._pending:
-                return False
-            self._pending.add(chunk_id)
-        done: Future = Future()
-        done.set_result(sealed)
-        self._sealing.append((done, chunk_id, KIND_DATA if obj_type == TYPE_DATA else KIND_META, plain_size))
-        self._append_sealed(block=len(self._sealing) > self.max_chunks_in_flight)
-        return True
+            index, pending = self.index, self._pending
+            for chunk_id, plain_size, size in objects:
+                if chunk_id not in index and chunk_id not in pending:
+                    pending.add(chunk_id)
+                    new.append((chunk_id, offset, size, plain_size))
+                offset += size
+        if new:
+            done: Future = Future()
+            done.set_result((memoryview(sealed), new))
+            self._sealing.append((done, None, KIND_DATA, 0))
+            self._append_sealed(block=len(self._sealing) > self.max_chunks_in_flight)
 
     def drain(self) -> None:
         """Wait until every chunk put so far is sealed and in its open pack: the counters in ``stats`` are
@@ -231,6 +233,9 @@ class RepositoryWriter:
             future, chunk_id, kind, plain_size = self._sealing.popleft()
             sealed = future.result()  # a sealing error propagates to the caller here
             block = block and len(self._sealing) > self.max_chunks_in_flight
+            if chunk_id is None:  # objects sealed elsewhere (``put_sealed_objects``)
+                self._append_objects(kind, *sealed)
+                continue
             # open packs belong to this (the caller's) thread: the copy or file write needs no lock
             pack = self._open[kind]
             try:
@@ -247,6 +252,35 @@ class RepositoryWriter:
                     self._open[kind] = self._new_pack(kind)
             if full:
                 self._submit_upload(pack)
+
+    def _append_objects(self, kind: int, sealed: memoryview, objects: list[tuple[bytes, int, int, int]]) -> None:
+        """Append (chunk id, offset in ``sealed``, sealed size, plaintext size) objects in order, each run of
+        adjacent ones in one write; a pack is full after the object that reaches the pack size, as in
+        ``_append_sealed``."""
+        i = 0
+        while i < len(objects):
+            pack = self._open[kind]
+            room = self.pack_size - pack.size
+            first = end = objects[i][1]
+            j = i
+            while j < len(objects) and objects[j][1] == end and end - first < room:
+                end += objects[j][2]
+                j += 1
+            try:
+                base = pack.append(sealed[first:end]) - first
+            except OSError as exc:
+                raise self._failure(exc, "spooling a pack", spool=True) from exc
+            pack.records.extend((chunk_id, base + offset, size) for chunk_id, offset, size, _ in objects[i:j])
+            full = pack.size >= self.pack_size
+            with self._lock:
+                self.stats["chunks_new"] += j - i
+                self.stats["bytes_new"] += sum(plain for _, _, _, plain in objects[i:j])
+                self.stats["bytes_stored"] += end - first
+                if full:
+                    self._open[kind] = self._new_pack(kind)
+            if full:
+                self._submit_upload(pack)
+            i = j
 
     def _submit_upload(self, pack: OpenPack) -> None:
         self._pack_slots.acquire()
@@ -370,31 +404,3 @@ class RepositoryWriter:
                 # errors are recorded by _note_error and raised by the caller; an interrupt is not an error
                 with contextlib.suppress(Exception):
                     future.result()
-
-
-def write_failure(exc: BaseException, where: str, doing: str) -> BaseException:
-    """The error to raise for a failed write: one line that says where (``where``), during what, and why.
-
-    ``OSError`` (ENOSPC, EDQUOT, EROFS, EIO, ...) and borgstore backend errors become
-    ``StorageFull``/``RepositoryWriteError``; storage errors that outlived the retries (S3) keep their class
-    and get the place in their message; other Packvault errors (a lost lock) say enough already, and
-    anything else is a bug and keeps its traceback.
-    """
-    if isinstance(exc, RepositoryWriteError | StorageFull) or not isinstance(
-        exc, OSError | BackendError | StorageError
-    ):
-        return exc
-    if isinstance(exc, OSError):
-        cause = exc.strerror or str(exc)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return StorageFull(f"{where} ({doing}): {cause}")
-        hint = (
-            "the file system is mounted read-only; remount it writable or use another location"
-            if exc.errno == errno.EROFS
-            else None
-        )
-        return RepositoryWriteError(f"{where} ({doing}): {cause}", hint=hint)
-    message = f"{where} ({doing}): {exc}"
-    if isinstance(exc, StorageError):
-        return type(exc)(message, hint=exc.hint)  # same class (ServiceUnavailable, ...), named place
-    return RepositoryWriteError(message)
