@@ -31,6 +31,22 @@ def test_hashes_and_offsets_are_those_of_the_written_bytes(tmp_path, background)
         assert spool.payload().read_at(len(whole), 10) == b"more"
 
 
+def test_a_background_spool_keeps_what_was_written_even_if_the_buffer_changes_later(tmp_path):
+    """Buffers that cannot change are gathered by reference; a bytearray (or a writable view of one) is
+    copied, so that changing it after ``write`` returned changes nothing in the file."""
+    mutable = bytearray(b"m" * 3000)
+    backing = bytearray(b"v" * 2000)
+    fixed = os.urandom(2_500_000)
+    with SpoolFile(tmp_path / "spool", background=True) as spool:
+        spool.write(mutable)
+        spool.write(memoryview(backing)[500:1500])
+        spool.write(memoryview(fixed)[1:])
+        spool.write(b"end")
+        mutable[:] = b"x" * 3000
+        backing[:] = b"y" * 2000
+        assert spool.read_all() == b"m" * 3000 + b"v" * 1000 + fixed[1:] + b"end"
+
+
 def test_spool_file_is_anonymous_and_gone_when_closed(tmp_path):
     directory = tmp_path / "spool"
     spool = SpoolFile(directory)

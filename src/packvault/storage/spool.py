@@ -15,10 +15,12 @@ upload reads it back in small blocks (``payload.FilePayload``).
   packs there); reading 32 MiB back from the page cache costs a few milliseconds.
 - Nothing is fsynced on the way: a spool file is never the durable copy; the pack is durable once the
   store has it.
-- Writes go to the page cache in a thread of their own (``background``): the bytes are gathered in 1 MiB
-  blocks on the caller's thread (a copy) and written by the spool thread while the caller goes on; the
-  system call itself, the page cache copy and the file system's block allocation, was ~20 % of the backup
-  main thread's samples on a tree of small files, time nothing else could use.  At most
+- Writes go to the page cache in a thread of their own (``background``): the buffers are gathered in 1 MiB
+  blocks on the caller's thread and written by the spool thread while the caller goes on; the system call
+  itself, the page cache copy and the file system's block allocation, was ~20 % of the backup main
+  thread's samples on a tree of small files, time nothing else could use.  A buffer that cannot change
+  (``bytes``, a read-only view) is gathered by reference, others are copied: copying every sealed chunk
+  into the block was the main thread's again.  At most
   ``_BLOCKS_IN_FLIGHT`` blocks wait, and a failed write (a full disk) is raised by the caller's next
   ``write`` or by ``settle``, before anything reads the file back.
 - A local directory repository takes the spool file itself (``link_as``): the file was created in the
@@ -88,7 +90,9 @@ class SpoolFile:
         self._content_hash = content_hash
         self._hashed = 0  # bytes fed to the hashes so far
         self.size = 0
-        self._block: bytearray | None = bytearray() if background else None  # gathered, not yet handed off
+        # gathered, not yet handed off: immutable buffers by reference, others copied (``write``)
+        self._block: list[bytes | memoryview] | None = [] if background else None
+        self._block_size = 0
         self._writes: deque[Future] = deque()  # blocks handed to the spool thread, oldest first
         self._failed: BaseException | None = None  # the first write that failed in the spool thread
 
@@ -102,8 +106,11 @@ class SpoolFile:
         if self._block is None:
             self._file.write(data)
         else:
-            self._block += data
-            if len(self._block) >= _WRITE_BUFFER:
+            if not isinstance(data, bytes) and not (isinstance(data, memoryview) and data.readonly):
+                data = bytes(data)  # the caller may change it once this returns
+            self._block.append(data)
+            self._block_size += len(data)
+            if self._block_size >= _WRITE_BUFFER:
                 self._hand_off()
         self.size += len(data)
         return offset
@@ -116,13 +123,13 @@ class SpoolFile:
             raise self._failed
         while self._writes and (len(self._writes) >= _BLOCKS_IN_FLIGHT or self._writes[0].done()):
             self._wait_oldest()
-        block, self._block = self._block, bytearray()
+        block, self._block, self._block_size = self._block, [], 0
         self._writes.append(_background_writer().submit(self._write_through, block))
 
-    def _write_through(self, block: bytearray) -> None:
+    def _write_through(self, block: list[bytes | memoryview]) -> None:
         """In the spool thread: write and flush, so a failure comes from here and not later from a flush in
         whichever thread reads the file back (where it would be taken for a failure of the store)."""
-        self._file.write(block)
+        self._file.writelines(block)
         self._file.flush()
 
     def settle(self) -> None:
