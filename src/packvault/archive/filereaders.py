@@ -14,7 +14,7 @@ pipe: the reader writes them into a region of shared memory the backup reserved 
 (``sharedarena.py``; the reader's side is ``readerprocess.py``).  Each worker seals with
 a writer session of its own (``SealingKit.codec``), so nonces never repeat across processes.  A worker
 cannot know what the repository has already; a chunk it seals that turns out to be known is dropped by the
-writer (``put_sealed``) at the cost of the sealing, which on a first backup or a day's changes is rare.
+writer (``put_sealed_objects``) at the cost of the sealing, which on a first backup or a day's changes is rare.
 
 Regular files up to ``READER_MAX_FILE`` go this way, read whole in one step and cut in memory (the cut
 points are those of the stream chunker).  Larger files stream through the backup's own process, where
