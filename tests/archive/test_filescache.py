@@ -254,3 +254,34 @@ def test_a_file_found_without_xattrs_is_remembered_so(tmp_path):
     files.save()
     found = FilesCache(cache).lookup(b"/f", _stat(1))
     assert found.xattrs is False and found.chunks == _chunks(1, 1)
+
+
+def test_a_backup_hashes_each_path_once_for_the_files_cache(pv_env, tmp_path, monkeypatch):
+    """Looking a file up and remembering it after its read need the same key: a backup computes it once per
+    file (``Entry.files_cache_key``), and the second backup finds every file by it."""
+    from packvault.archive.create import ArchiveCreator
+    from packvault.archive.patterns import ExcludeMatcher
+    from packvault.archive.walker import FilesystemSource
+    from packvault.repository.repository import Repository
+    from tests.support.settings import env_settings
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i}").write_bytes(os.urandom(100 + i))
+    hashed: list[bytes] = []
+    key = FilesCache.key
+    monkeypatch.setattr(FilesCache, "key", staticmethod(lambda path: hashed.append(path) or key(path)))
+    Repository(str(tmp_path / "repo"), settings=env_settings()).create("pw")
+    for name in ("a1", "a2"):
+        hashed.clear()
+        repo = Repository(str(tmp_path / "repo"), settings=env_settings())
+        repo.open(lambda: "pw")
+        try:
+            creator = ArchiveCreator(repo, name, files_cache_name="files")
+            source = FilesystemSource([str(src)], excludes=ExcludeMatcher([]), one_file_system=False, warn=creator.warn)
+            creator.run(source, paths=[str(src)], cmdline=[])
+        finally:
+            repo.close()
+        assert sorted(hashed) == sorted(os.fsencode(src / f"f{i}") for i in range(40))
+    assert creator.stats.files_unchanged == 40

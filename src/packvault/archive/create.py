@@ -288,14 +288,15 @@ class ArchiveCreator:
         cache = self.files_cache
         if cache is None or entry.cache_key is None:
             return None
-        cached = cache.lookup(entry.source_path, entry.cache_key)
+        entry.files_cache_key = key = cache.key(entry.source_path)
+        cached = cache.lookup(entry.source_path, entry.cache_key, key=key)
         if cached is None or not writer.all_known([cid for cid, _ in cached.chunks]):
             return None
         self.stats.files_unchanged += 1
         if entry.xattrs_pending:  # the cache vouches for them (an xattr change moves ctime): read only if any
             xattrs = fsmeta.read_xattrs(entry.source_path) if cached.xattrs else None
             if cached.xattrs and not xattrs:
-                cache.has_no_xattrs(entry.source_path)
+                cache.has_no_xattrs(entry.source_path, key=key)
             _set_xattrs(entry, xattrs)
         return cached.chunks
 
@@ -364,7 +365,13 @@ class ArchiveCreator:
                 entry.item[it.SIZE] = size
                 return chunks  # not remembered: the next run reads it again
             if self.files_cache is not None:
-                self.files_cache.remember(entry.source_path, *entry.cache_key, chunks, xattrs=it.XATTRS in entry.item)
+                self.files_cache.remember(
+                    entry.source_path,
+                    *entry.cache_key,
+                    chunks,
+                    xattrs=it.XATTRS in entry.item,
+                    key=entry.files_cache_key,
+                )
         entry.item[it.SIZE] = size
         return chunks
 

@@ -122,9 +122,12 @@ class FilesCache:
             return
         self._table, self._chunks, self._unseen = table, chunks, len(table)
 
-    def lookup(self, path: bytes, cache_key: tuple[int, int, int, int]) -> CachedFile | None:
-        """What was remembered of ``path`` if its (inode, size, mtime_ns, ctime_ns) are still ``cache_key``."""
-        key = self.key(path)
+    def lookup(
+        self, path: bytes, cache_key: tuple[int, int, int, int], *, key: bytes | None = None
+    ) -> CachedFile | None:
+        """What was remembered of ``path`` if its (inode, size, mtime_ns, ctime_ns) are still ``cache_key``;
+        ``key``: ``key(path)``, where the caller has it already (a backup computes it once per file)."""
+        key = key or self.key(path)
         entry = self._table.get(key)
         if entry is None or entry[:4] != cache_key:
             return None
@@ -138,19 +141,28 @@ class FilesCache:
             self._unseen -= 1  # a path looked up twice counts twice: at worst a compaction waits for the next
         return CachedFile(list(_CHUNK.iter_unpack(self._chunks[offset:end])), bool(entry.xattrs))
 
-    def has_no_xattrs(self, path: bytes) -> None:
+    def has_no_xattrs(self, path: bytes, *, key: bytes | None = None) -> None:
         """The file remembered as having extended attributes (or taken over from version 2) has none now,
         though its entry still matches: not asked again until it changes."""
-        key = self.key(path)
+        key = key or self.key(path)
         entry = self._table.get(key)
         if entry is not None and entry.xattrs:
             self._table[key] = entry._replace(xattrs=0)
 
     def remember(
-        self, path: bytes, inode: int, size: int, mtime_ns: int, ctime_ns: int, chunks, *, xattrs: bool = True
+        self,
+        path: bytes,
+        inode: int,
+        size: int,
+        mtime_ns: int,
+        ctime_ns: int,
+        chunks: list[tuple[bytes, int]],
+        *,
+        xattrs: bool = True,
+        key: bytes | None = None,
     ) -> None:
         """Remember a file read whole; ``xattrs``: it had extended attributes (or nobody looked)."""
-        key = self.key(path)
+        key = key or self.key(path)
         old = self._table.get(key)
         if old is not None:
             self._garbage += old.count * _CHUNK.size

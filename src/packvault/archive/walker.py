@@ -71,6 +71,9 @@ class Entry:
     # Its extended attributes are not read yet: the backup reads them with the file's data, or, for a file the
     # files cache vouches for, only if the cache saw some (``create.ArchiveCreator``).
     xattrs_pending: bool = False
+    # The files cache's key of ``source_path`` once a backup has asked the cache about it: computing it (a
+    # BLAKE3 of the path) twice per file, to look up and then to remember, was 1-2 % of the main thread.
+    files_cache_key: bytes | None = None
 
 
 def archive_path(abs_path: bytes) -> bytes:
