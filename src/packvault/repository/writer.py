@@ -73,7 +73,7 @@ class RepositoryWriter:
         self._seal_pool = ThreadPoolExecutor(threads, thread_name_prefix="pv-seal")
         self._upload_pool = ThreadPoolExecutor(upload_threads, thread_name_prefix="pv-upload")
         self.max_chunks_in_flight = max_chunks_in_flight
-        self._sealing: deque[tuple[Future, bytes, int, int]] = deque()  # in put order
+        self._sealing: deque[tuple[Future, bytes | None, int, int]] = deque()  # in put order (None: a run of objects)
         # one pack being filled per kind + uploads in flight: bounded pack memory (or spool disk space)
         self._pack_slots = threading.BoundedSemaphore(upload_threads)
         self._lock = threading.Lock()  # guards index, pending, open packs, unsaved records
