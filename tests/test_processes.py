@@ -135,7 +135,7 @@ def test_a_server_that_cannot_start_early_is_left_to_the_pool(monkeypatch):
 
 
 def test_only_a_backup_of_local_files_starts_the_readers_server_early():
-    from packvault.archive.sources import reads_local_files
+    from packvault.archive.source_paths import reads_local_files
 
     assert reads_local_files(["/home/me", "rel/dir"])
     assert not reads_local_files(["-"])  # standard input
@@ -144,12 +144,14 @@ def test_only_a_backup_of_local_files_starts_the_readers_server_early():
 
 
 def test_the_commands_that_start_the_server_early(pv, tmp_path, monkeypatch):
-    """A backup of local files and the restore of a whole archive into a directory start their workers'
-    server before they open the repository; a restore of a few paths, a dry run and a listing do not."""
-    from packvault.archive import filereaders, restorers
+    """A backup of local files starts its readers' server before anything else (``cli/early_readers.py``),
+    the restore of a whole archive into a directory before it opens the repository; a restore of a few
+    paths, a dry run and a listing do not."""
+    from packvault.archive import restorers
+    from packvault.cli import early_readers
 
     started: list[str] = []
-    for module in (filereaders, restorers):
+    for module in (early_readers, restorers):
         monkeypatch.setattr(module, "start_server_early", lambda module, preload=(): started.append(module))
     monkeypatch.setenv("PACKVAULT_READ_PROCESSES", "2")  # as on a machine of two cores or more
     src = tmp_path / "src"
@@ -167,6 +169,16 @@ def test_the_commands_that_start_the_server_early(pv, tmp_path, monkeypatch):
     pv("extract", "--dry-run", f"{repo}::one", "--target", tmp_path / "dry")
     pv("list", repo)
     assert started == []
+
+
+def test_the_early_server_imports_the_module_of_the_readers_initializer():
+    """``early_readers`` names the module by a string (importing it would be the wait it avoids): the name
+    must be that of the module whose ``start_reader`` the pool runs, or the server would import the wrong
+    thing and every reader would import the right one itself."""
+    from packvault.archive import readerprocess
+    from packvault.cli import early_readers
+
+    assert early_readers.READER_PROCESS_MODULE == readerprocess.__name__ == readerprocess.start_reader.__module__
 
 
 MEANWHILE = textwrap.dedent(

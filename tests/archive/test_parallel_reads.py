@@ -240,6 +240,33 @@ def test_a_pool_that_cannot_start_reads_in_the_backup_process(repo_path, tmp_pat
     repo.close()
 
 
+def test_the_main_thread_gets_the_gil_back_sooner_while_readers_run(repo_path, tmp_path):
+    """With reader processes the backup's main thread is what everything waits for: while the pool runs, a
+    thread that holds the GIL gives it up after ``MAIN_THREAD_SWITCH_INTERVAL``, not Python's 5 ms; the
+    process's own interval is back once the backup is over."""
+    import sys
+
+    src = _tree(tmp_path / "src")
+    before = sys.getswitchinterval()
+    assert before > filereaders.MAIN_THREAD_SWITCH_INTERVAL  # Python's default, 5 ms
+    seen: list[float] = []
+
+    def walk(creator):
+        source = FilesystemSource([str(src)], excludes=ExcludeMatcher([]), one_file_system=False, warn=creator.warn)
+        for entry in source:
+            seen.append(sys.getswitchinterval())
+            yield entry
+
+    repo = _open(repo_path, 2)
+    creator = ArchiveCreator(repo, "a", on_warning=lambda p, m: None)
+    creator.run(walk(creator), paths=[str(src)], cmdline=[])
+    repo.close()
+    assert creator.stats.files_read_by_readers > 300
+    assert seen[0] == before  # no pool yet: the first batch is not full
+    assert seen[-1] == filereaders.MAIN_THREAD_SWITCH_INTERVAL
+    assert sys.getswitchinterval() == before
+
+
 def test_read_processes_setting_is_checked():
     assert Settings.from_environ({"PACKVAULT_READ_PROCESSES": "0"}).read_processes == 0
     assert Settings.from_environ({}).read_processes is None

@@ -149,3 +149,43 @@ def test_a_failed_block_write_in_the_spool_thread_reaches_the_next_write(tmp_pat
     finally:
         spool.close()
         real.close()
+
+
+def test_gathered_writes_keep_order_across_the_per_call_limit_and_short_writes(tmp_path, monkeypatch):
+    """A background block is written with ``writev``: more buffers than one call takes, and calls that write
+    less than asked (the kernel may; then the rest follows), still give the bytes back to back, in order."""
+    from packvault.storage import spool as spool_module
+
+    buffers = [os.urandom(n) for n in (5, 0, 4096, 1, 70_000, 3, 0, 12_345, 9)] * 5
+    real_writev = os.writev
+    calls = []
+
+    def short_writev(fd, views):
+        calls.append(len(views))
+        budget = 7_000  # at most this many bytes per call: cuts buffers in the middle
+        taken = []
+        for view in views:
+            if budget <= 0:
+                break
+            taken.append(view[:budget])
+            budget -= len(taken[-1])
+        return real_writev(fd, taken)
+
+    monkeypatch.setattr(spool_module, "_IOV_MAX", 4)
+    monkeypatch.setattr(spool_module.os, "writev", short_writev)
+    path = tmp_path / "out"
+    with open(path, "wb") as f:
+        f.write(b"head")
+        f.flush()
+        spool_module.write_gathered(f.fileno(), buffers)
+    assert path.read_bytes() == b"head" + b"".join(buffers)
+    assert max(calls) <= 4 and len(calls) > sum(map(len, buffers)) // 7_000
+
+
+def test_a_gathered_write_that_makes_no_progress_raises(tmp_path, monkeypatch):
+    from packvault.storage import spool as spool_module
+
+    monkeypatch.setattr(spool_module.os, "writev", lambda fd, views: 0)
+    with open(tmp_path / "out", "wb") as f, pytest.raises(OSError) as info:
+        spool_module.write_gathered(f.fileno(), [b"", b"data"])
+    assert info.value.errno == errno.EIO

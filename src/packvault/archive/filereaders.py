@@ -29,12 +29,13 @@ backup read in its own process: slower, never different.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from ..processes import interrupts_ignored, start_server_early, start_workers_meanwhile, worker_pool
+from ..processes import interrupts_ignored, start_workers_meanwhile, worker_pool
 from ..repository.sealing import SealingKit
 from ..sharedarena import SharedArena
 from . import items as it
@@ -55,6 +56,10 @@ QUEUED_BATCHES = 16
 # Batches whose turn comes before a reader process is up are read by the backup's process (``ReaderPool.warm``);
 # tests that need every batch to go to the readers turn this off.
 READ_WHILE_STARTING = True
+# While reader processes run, the backup's main thread (walk, files cache, packs, item stream) is what the others
+# wait for; a thread of this process that holds the GIL when it wants it (the pool's result thread copying a batch
+# out of the arena, the spool and sealing threads) keeps it up to the switch interval, 5 ms by default.
+MAIN_THREAD_SWITCH_INTERVAL = 0.001
 # Shared memory the readers write their sealed objects into (``sharedarena.py``): room for a few batches of the
 # largest kind; a batch that finds none sends its objects through the pool's pipe instead.
 ARENA_BYTES = 32 * 1024 * 1024
@@ -82,16 +87,9 @@ class FileRead:
 BatchReads = tuple[bytes | bytearray, bytearray, list[tuple]]  # (sealed objects, chunk records, per-file tuples)
 
 
-def prepare_readers(processes: int) -> None:
-    """Before a backup that may use ``processes`` reader processes opens its repository: start the server
-    they fork from (``processes.start_server_early``), so that its imports overlap the opening."""
-    if processes:
-        start_server_early(readerprocess.__name__)
-
-
 class ReaderPool:
     """A pool of reader processes, started on first use (a backup of few files starts none; only their server
-    runs, started while the repository opened, ``prepare_readers``).
+    runs, started as the command began, ``cli/early_readers.py``).
 
     Starting one takes a while (the server's imports, the key material), so the processes start from a thread
     of their own and the pool says when one is up (``warm``): until then the backup's process reads the
@@ -104,6 +102,7 @@ class ReaderPool:
         self._arena: SharedArena | None = None
         self._starting: list[Future] = []
         self._warm = False
+        self._switch_interval: float | None = None  # the process's own, while the pool runs
 
     def start(self) -> None:
         """Start the processes from a thread of their own, without waiting for them (``warm`` says when one is
@@ -117,6 +116,8 @@ class ReaderPool:
         arena = self._arena.for_worker() if self._arena is not None else None
         self._pool = worker_pool(self._processes, readerprocess.start_reader, (self._kit, arena))
         self._starting = start_workers_meanwhile(self._pool, self._processes)
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, MAIN_THREAD_SWITCH_INTERVAL))
 
     @property
     def warm(self) -> bool:
@@ -157,6 +158,9 @@ class ReaderPool:
         if self._arena is not None:
             self._arena.close()
             self._arena = None
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
 
 def _room_for(batch: list[tuple[bytes, int]]) -> int:

@@ -16,12 +16,6 @@ if TYPE_CHECKING:
     from .s3source import KeyRange
 
 
-def reads_local_files(paths: list[str], *, stdin_command: bool = False) -> bool:
-    """Whether the source ``build_source`` makes of these arguments walks the local file system (the one
-    kind whose files reader processes read)."""
-    return not stdin_command and "-" not in paths and not any(p.startswith("s3://") for p in paths)
-
-
 def build_source(
     paths: list[str],
     excludes: ExcludeMatcher,

@@ -69,11 +69,9 @@ def cmd_create(args, run: Run) -> int:
     """Exit 0 or 1 only once the archive's entry is written (see ``archive/create.py``); 2 when it was not,
     130/143 after SIGINT/SIGTERM (what was stored is indexed first, so a rerun resumes)."""
     from ..archive.create import ArchiveCreator, DeadlineReached
-    from ..archive.filereaders import prepare_readers
     from ..archive.patterns import ExcludeMatcher
-    from ..archive.sources import build_source, read_path_list, reads_local_files
+    from ..archive.sources import build_source, read_path_list
     from ..archive.walker import Selection
-    from ..processes import usable_processes
     from ..units import parse_size
 
     location, archive = split_location(args.location, need_archive=True)
@@ -101,8 +99,6 @@ def cmd_create(args, run: Run) -> int:
             path=path,
         )
 
-    if reads_local_files(paths, stdin_command=args.stdin_from_command):
-        prepare_readers(usable_processes(run.settings.read_processes))
     try:
         with _sigterm_interrupts(), _opened_for_writing(args, run, location) as repo, live:
             source, files_cache_name = build_source(

@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     run: Run | None = None
     try:
         run = Run.from_environ()
+        if args.command == "create":  # before the imports below: see its docstring
+            from .early_readers import start_readers_early
+
+            start_readers_early(args, run)
         # while the commands are imported, before boto3 is: see its docstring; init has no key to derive yet
         commands = early_unlock.derive_early_during(
             location, run, _import_commands, derive=args.command not in ("init", "completion")

@@ -20,7 +20,10 @@ upload reads it back in small blocks (``payload.FilePayload``).
   itself, the page cache copy and the file system's block allocation, was ~20 % of the backup main
   thread's samples on a tree of small files, time nothing else could use.  A buffer that cannot change
   (``bytes``, a read-only view) is gathered by reference, others are copied: copying every sealed chunk
-  into the block was the main thread's again.  At most
+  into the block was the main thread's again.  The spool thread writes a block with one gathered write
+  (``writev``), which copies without the GIL: handed to the buffered file one by one, the few-KiB objects
+  of small files were each copied into its buffer holding the GIL, which the main thread then waited for.
+  At most
   ``_BLOCKS_IN_FLIGHT`` blocks wait, and a failed write (a full disk) is raised by the caller's next
   ``write`` or by ``settle``, before anything reads the file back.
 - A local directory repository takes the spool file itself (``link_as``): the file was created in the
@@ -49,6 +52,10 @@ _HASH_BLOCK = 1024 * 1024
 # Sealed small files are a few KiB each: a write buffer this large turns thousands of write calls (each a
 # release and re-take of the GIL on the backup's busiest thread) into one per MiB.
 _WRITE_BUFFER = 1024 * 1024
+try:
+    _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))  # buffers one writev takes (Linux: 1024)
+except (ValueError, OSError):
+    _IOV_MAX = 16
 _BLOCKS_IN_FLIGHT = 4  # per spool file: a few MiB of memory, enough to keep the spool thread busy
 
 _spool_thread: ThreadPoolExecutor | None = None
@@ -127,10 +134,10 @@ class SpoolFile:
         self._writes.append(_background_writer().submit(self._write_through, block))
 
     def _write_through(self, block: list[bytes | memoryview]) -> None:
-        """In the spool thread: write and flush, so a failure comes from here and not later from a flush in
-        whichever thread reads the file back (where it would be taken for a failure of the store)."""
-        self._file.writelines(block)
-        self._file.flush()
+        """In the spool thread: write the block past the file's buffer (which a background spool file never
+        fills), so a failure comes from here and not later from a flush in whichever thread reads the file
+        back (where it would be taken for a failure of the store)."""
+        write_gathered(self._file.fileno(), block)
 
     def settle(self) -> None:
         """Wait until every byte appended so far is written (raising the first failed write); no-op for a
@@ -255,6 +262,22 @@ class SpoolFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def write_gathered(fd: int, buffers: list[bytes | memoryview]) -> None:
+    """Write ``buffers`` back to back at ``fd``'s offset, as few ``writev`` calls as the system's limit on
+    buffers per call allows, going on after a short write (a full disk raises on the call after it)."""
+    views = [memoryview(buffer) for buffer in buffers]
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first : first + _IOV_MAX])
+        if not written and any(views[first : first + _IOV_MAX]):
+            raise OSError(errno.EIO, "a write to the spool file made no progress")
+        while first < len(views) and written >= len(views[first]):
+            written -= len(views[first])
+            first += 1
+        if written:
+            views[first] = views[first][written:]
 
 
 def _linkable_temp_file(directory: str | os.PathLike | None):
