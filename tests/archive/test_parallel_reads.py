@@ -479,3 +479,64 @@ def test_a_large_file_is_read_once_the_readers_have_the_files_behind_it(repo_pat
     _backup(repo, "here", src, [src], use_files_cache=False)
     assert _items(repo, "large-first") == _items(repo, "here")  # archive order unchanged
     repo.close()
+
+
+def test_a_large_file_behind_unfinished_batches_is_read_while_the_readers_work(repo_path, tmp_path, monkeypatch):
+    """At the end of the walk the queue holds the readers' last batches and, behind them, large files (logs,
+    a disk image): the backup's process reads those while the readers are still on the batches, instead of
+    waiting for them first; each file's item still goes into the archive in its place."""
+    import threading
+    from concurrent.futures import Future
+
+    from packvault.archive.create import ArchiveCreator
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(300):
+        (src / f"a-small-{i:03d}").write_bytes(b"small %d\n" % i)
+    (src / "z-large.bin").write_bytes(os.urandom(filereaders.READER_MAX_FILE + 1))  # last in walk order
+    large_read = threading.Event()
+    events: list[str] = []
+    submit = filereaders.ReaderPool.submit
+
+    def held_submit(self, batch):
+        """The reader's result is handed over only once the large file was read (or after 3 s)."""
+        held: Future = Future()
+
+        def hand_over(done: Future) -> None:
+            large_read.wait(3)
+            held.set_result(done.result())
+
+        future = submit(self, batch)
+        future.add_done_callback(lambda done: threading.Thread(target=hand_over, args=(done,)).start())
+        return held
+
+    take = filereaders._Batch.take
+
+    def noting_take(self):
+        if self.taken == 0:
+            events.append("batch")
+        return take(self)
+
+    file_chunks = ArchiveCreator._file_chunks
+
+    def noting_file_chunks(self, entry, *args, **kwargs):
+        chunks = file_chunks(self, entry, *args, **kwargs)
+        if entry.source_path.endswith(b"z-large.bin"):
+            events.append("large")
+            large_read.set()
+        return chunks
+
+    monkeypatch.setattr(filereaders.ReaderPool, "submit", held_submit)
+    monkeypatch.setattr(filereaders._Batch, "take", noting_take)
+    monkeypatch.setattr(ArchiveCreator, "_file_chunks", noting_file_chunks)
+    repo = _open(repo_path, 2)
+    stats, warnings = _backup(repo, "ahead", src, [src], use_files_cache=False)
+    repo.close()
+    assert warnings == []
+    assert stats.files_read_by_readers == 300
+    assert events[0] == "large", events  # read before the first batch's results were taken
+    repo = _open(repo_path, 0)
+    _backup(repo, "here", src, [src], use_files_cache=False)
+    assert _items(repo, "ahead") == _items(repo, "here")  # archive order unchanged
+    repo.close()

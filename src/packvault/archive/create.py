@@ -244,13 +244,17 @@ class ArchiveCreator:
     def _add_ready(self, writer: RepositoryWriter, chunker, stream: it.ItemStreamWriter, *, wait: bool,
                    last: bool = False) -> None:
         """Put the queued entries into the item stream in archive order, as far as their reads are done."""
-        for queued in self._queue.ready(wait=wait, last=last):
+
+        def read_later(queued: Queued) -> None:
+            queued.chunks = self._file_chunks(queued.entry, writer, chunker)
+            queued.skip = queued.chunks is None
+
+        for queued in self._queue.ready(wait=wait, last=last, meanwhile=read_later):
             if queued.waits:
                 self._take_read(queued, writer, chunker)
                 self._report(queued.entry.item[it.PATH])
-            elif queued.later:
-                queued.chunks = self._file_chunks(queued.entry, writer, chunker)
-                queued.skip = queued.chunks is None
+            elif queued.later and not queued.read_ahead:
+                read_later(queued)
             if queued.skip:
                 continue
             item = queued.entry.item

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -243,6 +243,7 @@ class Queued:
     read: FileRead | None = None
     queued_bytes: int = 0  # the size it counts for in ``ReadQueue.full`` until it is out of the queue
     later: bool = False
+    read_ahead: bool = False  # a later file read before its turn (``ReadQueue.ready``'s ``meanwhile``)
 
     @property
     def waits(self) -> bool:
@@ -261,6 +262,7 @@ class ReadQueue:
         self._limit = processes * QUEUED_BATCHES * BATCH_FILES
         self._part_batch_after = processes * BATCH_FILES  # entries behind a batch that is not full yet
         self._queue: deque[Queued] = deque()
+        self._later: deque[Queued] = deque()  # the later files in the queue not read yet, in queue order
         self._gathering: _Batch | None = None
         self._unsent: deque[_Batch] = deque()  # complete batches waiting for a reader process to be up
         self._queued_bytes = 0  # sizes of the files queued for readers, not yet out of ``ready``
@@ -293,14 +295,17 @@ class ReadQueue:
 
     def add_for_later(self, entry: Entry) -> bool:
         """Queue a file too large for a reader, to be read by the backup's process once the queue is full
-        (or at the end), not now; False when there are no readers (read it now).
+        (or at the end, or while it waits for a reader's batch ahead of it: ``ready``), not now; False when
+        there are no readers (read it now).
 
         Read at once, a large file kept the backup's process from walking on for its whole read, and the
         readers ran out of small files meanwhile.  Left in the queue, the walk goes on and hands the files
         behind it to the readers first, so they are busy while the backup's process reads it."""
         if self._readers is None or not entry.local_file:
             return False
-        self._queue.append(Queued(entry, later=True))
+        queued = Queued(entry, later=True)
+        self._queue.append(queued)
+        self._later.append(queued)
         self._count_added()
         return True
 
@@ -321,14 +326,21 @@ class ReadQueue:
             self._submit(batch)
         return True
 
-    def ready(self, *, wait: bool, last: bool = False) -> Iterator[Queued]:
+    def ready(
+        self, *, wait: bool, last: bool = False, meanwhile: Callable[[Queued], None] | None = None
+    ) -> Iterator[Queued]:
         """Entries whose turn it is, in order: up to the first whose read is not done; with ``wait`` until
-        the queue is half empty; with ``last`` all of them."""
+        the queue is half empty; with ``last`` all of them.
+
+        ``meanwhile`` reads a later file (as the caller does once one's turn comes).  Where the queue would
+        wait for a reader's batch at its head, it is handed the later files further back, one at a time while
+        the batch is not done: the backup's process reads them then instead of idling, and each still goes
+        into the item stream in its place, marked ``read_ahead``."""
         self._send()
         queue = self._queue
         while queue:
             head = queue[0]
-            if head.later and not (wait or last):
+            if head.later and not head.read_ahead and not (wait or last):
                 return  # read once the queue is full: the readers have the files behind it meanwhile
             batch = head.batch
             if batch is not None:
@@ -336,11 +348,23 @@ class ReadQueue:
                     return  # still gathering, or being read
                 if batch.future is None and not batch.failed:
                     self._submit(batch)
+                if meanwhile is not None:
+                    self._read_ahead(batch, meanwhile)
                 head.read = batch.take()
                 self._queued_bytes -= head.queued_bytes
+            elif self._later and self._later[0] is head:
+                self._later.popleft()
             queue.popleft()
             wait = wait and (len(queue) > self._limit // 2 or self._queued_bytes > QUEUED_BYTES // 2)
             yield head
+
+    def _read_ahead(self, batch: _Batch, meanwhile: Callable[[Queued], None]) -> None:
+        """Hand ``meanwhile`` the next later files while a reader is still on ``batch``."""
+        future = batch.future
+        while future is not None and self._later and not future.done():
+            queued = self._later.popleft()
+            meanwhile(queued)
+            queued.read_ahead = True
 
     def close(self) -> None:
         if self._readers is not None:
