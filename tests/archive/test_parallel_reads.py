@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from packvault.archive import filereaders, readerprocess
+from packvault.archive import filereaders, readerpool, readerprocess
 from packvault.archive import items as it
 from packvault.archive.archive import iter_archive_items, load_archive
 from packvault.archive.create import ArchiveCreator
@@ -139,16 +139,16 @@ def test_sealed_objects_cross_over_in_shared_memory_or_the_pipe_alike(repo_path,
             super().__init__(size)
             arenas.append(self)
 
-    copy_out = filereaders._copy_out
+    copy_out = readerpool._copy_out
 
     def recording_copy_out(task, arena, start, reads):
         crossed.append("arena" if isinstance(task.result()[0], int) else "pipe")
         copy_out(task, arena, start, reads)
 
-    monkeypatch.setattr(filereaders, "SharedArena", RecordedArena)
-    monkeypatch.setattr(filereaders, "_copy_out", recording_copy_out)
+    monkeypatch.setattr(readerpool, "SharedArena", RecordedArena)
+    monkeypatch.setattr(readerpool, "_copy_out", recording_copy_out)
     if way == "spilled":
-        monkeypatch.setattr(filereaders, "_room_for", lambda batch: 64)  # no batch fits its region
+        monkeypatch.setattr(readerpool, "_room_for", lambda batch: 64)  # no batch fits its region
     src = _tree(tmp_path / "src")
     repo = _open(repo_path, 2)
     stats, warnings = _backup(repo, "parallel", src, [src], use_files_cache=False)
@@ -248,7 +248,7 @@ def test_the_main_thread_gets_the_gil_back_sooner_while_readers_run(repo_path, t
 
     src = _tree(tmp_path / "src")
     before = sys.getswitchinterval()
-    assert before > filereaders.MAIN_THREAD_SWITCH_INTERVAL  # Python's default, 5 ms
+    assert before > readerpool.MAIN_THREAD_SWITCH_INTERVAL  # Python's default, 5 ms
     seen: list[float] = []
 
     def walk(creator):
@@ -263,7 +263,7 @@ def test_the_main_thread_gets_the_gil_back_sooner_while_readers_run(repo_path, t
     repo.close()
     assert creator.stats.files_read_by_readers > 300
     assert seen[0] == before  # no pool yet: the first batch is not full
-    assert seen[-1] == filereaders.MAIN_THREAD_SWITCH_INTERVAL
+    assert seen[-1] == readerpool.MAIN_THREAD_SWITCH_INTERVAL
     assert sys.getswitchinterval() == before
 
 
@@ -539,4 +539,88 @@ def test_a_large_file_behind_unfinished_batches_is_read_while_the_readers_work(r
     repo = _open(repo_path, 0)
     _backup(repo, "here", src, [src], use_files_cache=False)
     assert _items(repo, "ahead") == _items(repo, "here")  # archive order unchanged
+    repo.close()
+
+
+SPARSE_LAYOUT = [(0, MiB), (20 * MiB, MiB), (21 * MiB + 64 * KiB, 512 * KiB), (40 * MiB, 300_000), (63 * MiB, MiB)]
+
+
+def _sparse(path, size: int = 64 * MiB) -> bytes:
+    rnd = random.Random(9)
+    content = bytearray(size)
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset, length in SPARSE_LAYOUT:
+            data = rnd.randbytes(length // 2) * 2  # half of each region repeats: it compresses
+            f.seek(offset)
+            f.write(data)
+            content[offset : offset + len(data)] = data
+    st = os.stat(path)
+    if st.st_blocks * 512 > size // 2:
+        pytest.skip("this file system does not keep holes")
+    return bytes(content)
+
+
+def _recording_jobs(monkeypatch) -> list[tuple]:
+    jobs: list[tuple] = []
+    submit = filereaders.ReaderPool.submit
+
+    def recording_submit(self, batch):
+        jobs.extend(batch)
+        return submit(self, batch)
+
+    monkeypatch.setattr(filereaders.ReaderPool, "submit", recording_submit)
+    return jobs
+
+
+def test_the_data_regions_of_a_sparse_file_are_read_by_the_readers(repo_path, tmp_path, monkeypatch):
+    """A disk image's data regions are cut one by one anyway: the readers read them side by side while the
+    walk goes on, and the archive is the one the backup's process makes reading the file itself."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"a-small-{i:03d}").write_bytes(b"small %d\n" % i)
+    content = _sparse(src / "disk.img")
+    jobs = _recording_jobs(monkeypatch)
+    repo = _open(repo_path, 2)
+    stats, warnings = _backup(repo, "readers", src, [src], use_files_cache=False)
+    repo.close()
+    assert warnings == []
+    regions = [job for job in jobs if len(job) == 3]
+    assert [job[2] // MiB for job in regions] == [0, 20, 40, 63]  # (path, size, offset): one job per region
+    assert all(job[0].endswith(b"disk.img") for job in regions)
+    repo = _open(repo_path, 0)
+    _backup(repo, "here", src, [src], use_files_cache=False)
+    assert _items(repo, "readers") == _items(repo, "here")  # same chunks, in the same items
+    with ChunkReader(repo) as reader:
+        item = next(i for i in _items(repo, "readers") if i[it.PATH].endswith(b"disk.img"))
+        assert b"".join(reader.read_chunk(cid) for cid, _ in item[it.CHUNKS]) == content
+    repo.close()
+
+
+def test_a_sparse_file_that_shrinks_after_the_walk_is_read_again_by_the_backup(repo_path, tmp_path, monkeypatch):
+    """A region that is no longer all there when a reader gets to it: the backup's process reads the file
+    itself, stores what it finds and warns that it changed, as for any file that changes during a backup."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"a-small-{i:03d}").write_bytes(b"small %d\n" % i)
+    image = src / "disk.img"
+    _sparse(image)
+    sparse_regions = filereaders.ReadQueue._sparse_regions
+
+    def then_shrink(self, entry):
+        regions = sparse_regions(self, entry)
+        with open(image, "r+b") as f:
+            f.truncate(40 * MiB + 100)  # in the middle of the region at 40 MiB
+        return regions
+
+    monkeypatch.setattr(filereaders.ReadQueue, "_sparse_regions", then_shrink)
+    repo = _open(repo_path, 2)
+    stats, warnings = _backup(repo, "shrunk", src, [src], use_files_cache=False)
+    assert [path.endswith("disk.img") and "changed" in message for path, message in warnings] == [True]
+    item = next(i for i in _items(repo, "shrunk") if i[it.PATH].endswith(b"disk.img"))
+    with ChunkReader(repo) as reader:
+        assert b"".join(reader.read_chunk(cid) for cid, _ in item[it.CHUNKS]) == image.read_bytes()
+    assert item[it.SIZE] == 40 * MiB + 100
     repo.close()

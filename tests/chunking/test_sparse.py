@@ -104,3 +104,22 @@ def test_a_chunk_is_a_hole_only_when_every_byte_is_zero(size):
             data[at] = 1
             assert not is_zeros(bytes(data))
     assert not is_zeros(bytes(16 * 1024 * 1024 + 1))  # longer than the comparison buffer: written, not a hole
+
+
+def test_a_sparse_file_that_changed_size_since_it_was_listed_is_read_as_it_is_now(tmp_path):
+    """The holes are laid out up to the size the walk listed: for a file that shrank since, that would store
+    zeros the file no longer has; it is read as a stream instead (the backup then warns that it changed)."""
+    from packvault.chunking.chunker import Chunker, ChunkerParams
+
+    path = tmp_path / "disk.img"
+    _sparse_file(path, LAYOUT, 64 * MiB)
+    if not _holes_supported(path):
+        pytest.skip("this file system does not keep holes")
+    chunker = Chunker(ChunkerParams(), seed=1)
+    with open(path, "rb") as f:
+        assert chunker.chunks_of_sparse(f, 64 * MiB) is not None
+        assert chunker.chunks_of_sparse(f, 70 * MiB) is None  # listed larger than it is now
+        os.truncate(path, 40 * MiB + 100)
+        assert chunker.chunks_of_sparse(f, 64 * MiB) is None  # shrank since
+        data = b"".join(bytes(view) for view in chunker.chunks_of_file(f, 64 * MiB))
+    assert data == path.read_bytes() and len(data) == 40 * MiB + 100

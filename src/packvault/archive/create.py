@@ -35,8 +35,9 @@ from . import fsmeta
 from . import items as it
 from .archive import ArchiveMeta
 from .createstats import CreateStats
-from .filereaders import Queued, ReadQueue
+from .filereaders import FileRead, Queued, ReadQueue
 from .filescache import FilesCache
+from .sparsefiles import ZeroChunks, put_region_reads
 from .walker import Entry
 
 Progress = Callable[[CreateStats, str], None]
@@ -75,7 +76,7 @@ class ArchiveCreator:
         self._writer: RepositoryWriter | None = None
         self._queue = ReadQueue(repo.sealing_kit(), usable_processes(repo.settings.read_processes))
         self.meta_extra = dict(meta_extra or {})
-        self._zero_chunks: dict[int, tuple[bytes, bytes]] = {}
+        self._zeros = ZeroChunks(repo.chunk_id)
 
     def warn(self, path: str, message: str) -> None:
         self.stats.warnings.append(f"{path}: {message}")
@@ -246,7 +247,7 @@ class ArchiveCreator:
         """Put the queued entries into the item stream in archive order, as far as their reads are done."""
 
         def read_later(queued: Queued) -> None:
-            queued.chunks = self._file_chunks(queued.entry, writer, chunker)
+            queued.chunks = self._file_chunks(queued.entry, writer, chunker, queued.region_reads())
             queued.skip = queued.chunks is None
 
         for queued in self._queue.ready(wait=wait, last=last, meanwhile=read_later):
@@ -304,8 +305,11 @@ class ArchiveCreator:
             _set_xattrs(entry, xattrs)
         return cached.chunks
 
-    def _file_chunks(self, entry: Entry, writer: RepositoryWriter, chunker) -> list[tuple[bytes, int]] | None:
-        """Read, cut, hash and put a file in this process (the files cache was asked before: ``_unchanged``)."""
+    def _file_chunks(
+        self, entry: Entry, writer: RepositoryWriter, chunker, regions: tuple[list, list[FileRead]] | None = None
+    ) -> list[tuple[bytes, int]] | None:
+        """Read, cut, hash and put a file in this process (the files cache was asked before: ``_unchanged``);
+        a sparse file's data ``regions`` may have been read by the readers (the regions, and their reads)."""
         path_text = entry.item[it.PATH].decode("utf-8", "replace")
         chunks: list[tuple[bytes, int]] = []
         # Only opening and reading the file are inside OSError handlers: an error of the writer (the
@@ -319,9 +323,12 @@ class ArchiveCreator:
         try:
             try:
                 size = entry.item.get(it.SIZE, 0)
-                pieces = chunker.chunks_of_sparse(f, size) or iter(chunker.chunks_of_file(f, size))
+                pieces = iter(()) if regions else chunker.chunks_of_sparse(f, size) or chunker.chunks_of_file(f, size)
             except OSError as exc:
                 return self._unreadable(path_text, exc, chunks)
+            if regions:  # read by the readers: only the holes' chunks and the regions' objects are put here
+                chunks = put_region_reads(chunker.sparse_pieces(regions[0], size), regions[1], self._zeros, writer)
+                self.stats.bytes_read += size
             while True:
                 try:
                     view = next(pieces)
@@ -345,14 +352,6 @@ class ArchiveCreator:
             with contextlib.suppress(OSError):
                 f.close()
         return self._read_done(entry, chunks, None if after is None else (after.st_size, after.st_mtime_ns))
-
-    def _zeros(self, length: int) -> tuple[bytes, bytes]:
-        """Id and bytes of an all-zero chunk of ``length`` (a hole of a sparse file): hashed once per length."""
-        known = self._zero_chunks.get(length)
-        if known is None:
-            data = bytes(length)
-            known = self._zero_chunks[length] = (self.repo.chunk_id(data), data)
-        return known
 
     def _read_done(
         self, entry: Entry, chunks: list[tuple[bytes, int]], after: tuple[int | None, int | None] | None

@@ -11,7 +11,7 @@ What crosses the process boundary is small: a batch of (path, expected size) goe
 its chunk ids and sizes, and its extended attributes (read through the open file, the walk leaves them to
 the read), or the error that reading met, come back.  The sealed objects themselves do not cross the
 pipe: the reader writes them into a region of shared memory the backup reserved for the batch
-(``sharedarena.py``; the reader's side is ``readerprocess.py``).  Each worker seals with
+(``sharedarena.py``; the pool is ``readerpool.py``, the reader's side ``readerprocess.py``).  Each worker seals with
 a writer session of its own (``SealingKit.codec``), so nonces never repeat across processes.  A worker
 cannot know what the repository has already; a chunk it seals that turns out to be known is dropped by the
 writer (``put_sealed_objects``) at the cost of the sealing, which on a first backup or a day's changes is rare.
@@ -22,24 +22,26 @@ holding them whole would cost their size in memory, and where sealing threads us
 the queue until it is full, so that the readers have the small files behind them meanwhile.  Taking files
 up to 16 MiB (photos, logs) as well was measured: the first backup of the 25,000-file tree was no faster,
 and a day-2 backup, whose changed files are mostly grown logs, was ~0.1 s slower (the sealed logs crossed
-the pipe and were unpickled on the backup's side).
+the pipe and were unpickled on the backup's side).  The exception is a sparse file (a disk image): its data
+regions are cut one by one anyway, so when each fits a reader they go to the readers as jobs of their own,
+(path, size, offset), as soon as the walk lists the file; the backup's process puts the chunks of its holes
+and the regions' objects when its turn comes (``sparsefiles.py``).  Last in a home directory's walk, a
+disk image was read by the backup's process alone while the readers had nothing left to do.
 A platform that cannot start processes (no ``/dev/shm`` in AWS Lambda) or a pool that breaks makes the
 backup read in its own process: slower, never different.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from ..processes import interrupts_ignored, start_workers_meanwhile, worker_pool
+from ..chunking.chunker import Chunker
 from ..repository.sealing import SealingKit
-from ..sharedarena import SharedArena
 from . import items as it
-from . import readerprocess
+from .readerpool import ReaderPool
 from .readerprocess import CHUNK_RECORD
 from .walker import Entry
 
@@ -56,13 +58,6 @@ QUEUED_BATCHES = 16
 # Batches whose turn comes before a reader process is up are read by the backup's process (``ReaderPool.warm``);
 # tests that need every batch to go to the readers turn this off.
 READ_WHILE_STARTING = True
-# While reader processes run, the backup's main thread (walk, files cache, packs, item stream) is what the others
-# wait for; a thread of this process that holds the GIL when it wants it (the pool's result thread copying a batch
-# out of the arena, the spool and sealing threads) keeps it up to the switch interval, 5 ms by default.
-MAIN_THREAD_SWITCH_INTERVAL = 0.001
-# Shared memory the readers write their sealed objects into (``sharedarena.py``): room for a few batches of the
-# largest kind; a batch that finds none sends its objects through the pool's pipe instead.
-ARENA_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -87,109 +82,24 @@ class FileRead:
 BatchReads = tuple[bytes | bytearray, bytearray, list[tuple]]  # (sealed objects, chunk records, per-file tuples)
 
 
-class ReaderPool:
-    """A pool of reader processes, started on first use (a backup of few files starts none; only their server
-    runs, started as the command began, ``cli/early_readers.py``).
-
-    Starting one takes a while (the server's imports, the key material), so the processes start from a thread
-    of their own and the pool says when one is up (``warm``): until then the backup's process reads the
-    batches whose turn comes itself instead of waiting for the start-up."""
-
-    def __init__(self, kit: SealingKit, processes: int):
-        self._kit = kit
-        self._processes = processes
-        self._pool: ProcessPoolExecutor | None = None
-        self._arena: SharedArena | None = None
-        self._starting: list[Future] = []
-        self._warm = False
-        self._switch_interval: float | None = None  # the process's own, while the pool runs
-
-    def start(self) -> None:
-        """Start the processes from a thread of their own, without waiting for them (``warm`` says when one is
-        up); raises when no pool can be made here."""
-        if self._pool is not None:
-            return
-        try:
-            self._arena = SharedArena(ARENA_BYTES)
-        except OSError:  # no shared memory file here: the objects come through the pipe
-            self._arena = None
-        arena = self._arena.for_worker() if self._arena is not None else None
-        self._pool = worker_pool(self._processes, readerprocess.start_reader, (self._kit, arena))
-        self._starting = start_workers_meanwhile(self._pool, self._processes)
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch_interval, MAIN_THREAD_SWITCH_INTERVAL))
-
-    @property
-    def warm(self) -> bool:
-        """A reader process has started (or failed to: then the batches sent fail, and are read here)."""
-        if not self._warm and self._pool is not None:
-            self._warm = any(future.done() for future in self._starting)
-        return self._warm
-
-    def submit(self, batch: list[tuple[bytes, int]]) -> Future:
-        """Read ``batch`` ((path, size when listed) pairs) in a reader process; raises when no process can
-        be started (the caller then reads the batch itself)."""
-        self.start()
-        assert self._pool is not None
-        arena = self._arena
-        length = _room_for(batch)
-        start = arena.reserve(length) if arena is not None else None
-        try:
-            with interrupts_ignored():  # a submit may start a worker process
-                task = self._pool.submit(readerprocess.read_batch, batch, start, length)
-        except BaseException:
-            if start is not None:
-                arena.release(start)
-            raise
-        if start is None:
-            return task
-        reads: Future = Future()
-        task.add_done_callback(lambda done: _copy_out(done, arena, start, reads))
-        return reads
-
-    @property
-    def started(self) -> bool:
-        return self._pool is not None
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        if self._arena is not None:
-            self._arena.close()
-            self._arena = None
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
-
-
-def _room_for(batch: list[tuple[bytes, int]]) -> int:
-    """Arena bytes to reserve for a batch's sealed objects: its files' sizes, plus headers and tags, plus what
-    compression may add to data it cannot shrink (a batch that needs more sends the rest through the pipe)."""
-    size = sum(size for _, size in batch)
-    return size + size // 64 + 1024 * len(batch) + 4096
-
-
-def _copy_out(task: Future, arena: SharedArena, start: int, reads: Future) -> None:
-    """In the pool's result thread, once a reader is done with a batch: copy its sealed objects out of the
-    arena and give the region back at once (the batch may wait a while for its turn in the item stream)."""
-    try:
-        sealed, records, files = task.result()
-        if isinstance(sealed, int):
-            sealed = arena.read(start, sealed)
-    except BaseException as exc:  # noqa: BLE001 - handed to whoever takes the batch
-        reads.set_exception(exc if isinstance(exc, Exception) else RuntimeError("reader task cancelled"))
-        return
-    finally:
-        arena.release(start)
-    reads.set_result((sealed, records, files))
+def _region_batches(path: bytes, regions: list[tuple[int, int]], opened_at: int) -> list[_Batch]:
+    """The data regions of one sparse file as reader jobs, in batches of the usual bounds."""
+    batches = [_Batch(opened_at=opened_at)]
+    for start, end in regions:
+        batch = batches[-1]
+        if batch.jobs and (len(batch.jobs) >= BATCH_FILES or batch.nbytes + end - start > BATCH_BYTES):
+            batch = _Batch(opened_at=opened_at)
+            batches.append(batch)
+        batch.jobs.append((path, end - start, start))
+        batch.nbytes += end - start
+    return batches
 
 
 @dataclass
 class _Batch:
     """Small files handed to one reader process together; their reads come back in the same order."""
 
-    jobs: list[tuple[bytes, int]] = field(default_factory=list)
+    jobs: list[tuple] = field(default_factory=list)  # (path, size), or (path, size, offset) for a region
     nbytes: int = 0
     future: Future | None = None
     reads: BatchReads | None = None
@@ -244,10 +154,28 @@ class Queued:
     queued_bytes: int = 0  # the size it counts for in ``ReadQueue.full`` until it is out of the queue
     later: bool = False
     read_ahead: bool = False  # a later file read before its turn (``ReadQueue.ready``'s ``meanwhile``)
+    # a later sparse file whose data regions the readers read: the regions, and the batches holding them
+    regions: list[tuple[int, int]] | None = None
+    region_batches: list[_Batch] = field(default_factory=list)
 
     @property
     def waits(self) -> bool:
         return self.batch is not None
+
+    def region_reads(self) -> tuple[list[tuple[int, int]], list[FileRead]] | None:
+        """The data regions of a sparse file and what the readers made of each, in order (waits for them);
+        None when they were not given to the readers, or any was not read as listed (then the file is read
+        here, whole)."""
+        if self.regions is None or not self.region_batches:
+            return None
+        reads = [batch.take() for batch in self.region_batches for _ in batch.jobs]
+        if any(read is None or read.error is not None or read.grown for read in reads):
+            return None
+        return self.regions, reads  # type: ignore[return-value]
+
+    @property
+    def regions_done(self) -> bool:
+        return all(batch.future is not None and batch.future.done() for batch in self.region_batches)
 
 
 class ReadQueue:
@@ -258,6 +186,8 @@ class ReadQueue:
     readers waits for them instead of holding the tree in memory."""
 
     def __init__(self, kit: SealingKit, processes: int):
+        self._kit = kit
+        self._chunker: Chunker | None = None  # finds the data regions of sparse files (``add_for_later``)
         self._readers = ReaderPool(kit, processes) if processes else None
         self._limit = processes * QUEUED_BATCHES * BATCH_FILES
         self._part_batch_after = processes * BATCH_FILES  # entries behind a batch that is not full yet
@@ -304,10 +234,34 @@ class ReadQueue:
         if self._readers is None or not entry.local_file:
             return False
         queued = Queued(entry, later=True)
+        regions = self._sparse_regions(entry)
+        if regions is not None:
+            # a sparse file (a disk image): its data regions are cut one by one anyway, so the readers read
+            # them now, side by side, and the backup's process only puts their objects when its turn comes
+            queued.regions = regions
+            queued.region_batches = _region_batches(entry.source_path, regions, self._added)
+            queued.queued_bytes = sum(end - start for start, end in regions)
+            self._queued_bytes += queued.queued_bytes
         self._queue.append(queued)
         self._later.append(queued)
         self._count_added()
+        for batch in queued.region_batches:
+            self._submit(batch)
         return True
+
+    def _sparse_regions(self, entry: Entry) -> list[tuple[int, int]] | None:
+        """The data regions of a sparse file, when each is small enough for a reader; None otherwise (and
+        where the file cannot be opened now: its read meets that again and warns)."""
+        if self._chunker is None:
+            self._chunker = self._kit.chunker()
+        try:
+            with entry.opener() as f:
+                regions = self._chunker.sparse_regions(f, entry.item.get(it.SIZE, 0))
+        except OSError:
+            return None
+        if not regions or any(end - start > READER_MAX_FILE for start, end in regions):
+            return None
+        return regions
 
     def add_for_reader(self, entry: Entry) -> bool:
         """Queue a small regular file for a reader process; False when there is none (read it here)."""
@@ -351,9 +305,9 @@ class ReadQueue:
                 if meanwhile is not None:
                     self._read_ahead(batch, meanwhile)
                 head.read = batch.take()
-                self._queued_bytes -= head.queued_bytes
             elif self._later and self._later[0] is head:
                 self._later.popleft()
+            self._queued_bytes -= head.queued_bytes
             queue.popleft()
             wait = wait and (len(queue) > self._limit // 2 or self._queued_bytes > QUEUED_BYTES // 2)
             yield head
@@ -362,6 +316,8 @@ class ReadQueue:
         """Hand ``meanwhile`` the next later files while a reader is still on ``batch``."""
         future = batch.future
         while future is not None and self._later and not future.done():
+            if self._later[0].region_batches and not self._later[0].regions_done:
+                return  # its regions are still with the readers, behind this batch
             queued = self._later.popleft()
             meanwhile(queued)
             queued.read_ahead = True

@@ -34,16 +34,26 @@ class _Reader:
         self.codec = kit.codec()
         self.max_size = kit.chunker_params.max_size
 
-    def read(self, path: bytes, size: int, sealed: RegionWriter, records: bytearray) -> tuple:
+    def read(
+        self, path: bytes, size: int, sealed: RegionWriter, records: bytearray, offset: int | None = None
+    ) -> tuple:
         """Read, cut, hash and seal one file, appending to the batch's buffers; returns its file tuple
-        (chunks, size after, mtime after, error, grown, xattrs or None)."""
+        (chunks, size after, mtime after, error, grown, xattrs or None).  With ``offset``: the ``size`` bytes
+        there, one data region of a sparse file (``grown`` when they are not all there any more)."""
         try:
             with open_source_file(path) as f:
-                data = read_up_to(f, size + 1)
-                if len(data) > size:
-                    return (0, None, None, None, True, None)
-                st = os.fstat(f.fileno())
-                xattrs = read_xattrs(f.fileno()) or None
+                if offset is not None:
+                    f.seek(offset)
+                    data = read_up_to(f, size)
+                    if len(data) != size:
+                        return (0, None, None, None, True, None)
+                    st, xattrs = os.fstat(f.fileno()), None
+                else:
+                    data = read_up_to(f, size + 1)
+                    if len(data) > size:
+                        return (0, None, None, None, True, None)
+                    st = os.fstat(f.fileno())
+                    xattrs = read_xattrs(f.fileno()) or None
         except OSError as exc:
             return (0, None, None, exc, False, None)
         view = memoryview(data)
@@ -67,10 +77,11 @@ def start_reader(kit: SealingKit, arena=None) -> None:  # noqa: ANN001 - the map
     _arena = arena
 
 
-def read_batch(batch: list[tuple[bytes, int]], start: int | None = None, length: int = 0) -> tuple:
+def read_batch(batch: list[tuple], start: int | None = None, length: int = 0) -> tuple:
     """The batch's reads (``filereaders.BatchReads``), the sealed objects written at ``start`` in the arena where the
-    backup reserved room (then only their byte count is returned)."""
+    backup reserved room (then only their byte count is returned).  A job is (path, size) for a whole file, or
+    (path, size, offset) for a region of one."""
     assert _reader is not None
     sealed, records = RegionWriter(_arena, start, length), bytearray()
-    files = [_reader.read(path, size, sealed, records) for path, size in batch]
+    files = [_reader.read(job[0], job[1], sealed, records, *job[2:]) for job in batch]
     return sealed.result(), records, files

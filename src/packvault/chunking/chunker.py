@@ -80,29 +80,44 @@ class Chunker:
         from those of the same bytes read whole, so a copy of the file that is not sparse shares all but
         those chunks with it.
         """
+        regions = self.sparse_regions(stream, size)
+        if regions is None:
+            return None
+        return self._sparse_chunks(stream, regions, size)
+
+    def sparse_regions(self, stream: BinaryIO, size: int) -> list[tuple[int, int]] | None:
+        """(start, end) of the data regions ``chunks_of_sparse`` cuts one by one, or None (no large hole)."""
         if size <= self.params.max_size or not hasattr(stream, "fileno"):
             return None
         try:
             st = os.fstat(stream.fileno())
         except (OSError, ValueError):
             return None
-        # a regular file whose blocks leave room for a hole of one maximum chunk (else no SEEK_DATA calls)
-        if not stat.S_ISREG(st.st_mode) or st.st_blocks * 512 > size - self.params.max_size:
+        # a regular file whose blocks leave room for a hole of one maximum chunk (else no SEEK_DATA calls), of
+        # the size it was listed with: the holes of one that shrank since would become zeros up to that size
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_blocks * 512 > size - self.params.max_size:
             return None
-        regions = data_regions(stream.fileno(), size, self.params.max_size)
-        if regions is None:
-            return None
-        return self._sparse_chunks(stream, regions, size)
+        return data_regions(stream.fileno(), size, self.params.max_size)
 
-    def _sparse_chunks(self, stream: BinaryIO, regions: list[tuple[int, int]], size: int) -> Iterator[memoryview | int]:
+    def sparse_pieces(self, regions: list[tuple[int, int]], size: int) -> Iterator[int | tuple[int, int]]:
+        """A sparse file in order: the length of each chunk of zeros (an int), and each data region (a
+        (start, end) pair, to be cut on its own)."""
         position = 0
         for start, end in [*regions, (size, size)]:
             yield from _zero_run(start - position, self.params.max_size)
             if end > start:
-                stream.seek(start)
-                for chunk in self._cdc.cut_stream(_Window(stream, end - start)):
-                    yield chunk.data
+                yield start, end
             position = end
+
+    def _sparse_chunks(self, stream: BinaryIO, regions: list[tuple[int, int]], size: int) -> Iterator[memoryview | int]:
+        for piece in self.sparse_pieces(regions, size):
+            if isinstance(piece, int):
+                yield piece
+                continue
+            start, end = piece
+            stream.seek(start)
+            for chunk in self._cdc.cut_stream(_Window(stream, end - start)):
+                yield chunk.data
 
     def chunks_of_stream(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Yield chunk views of ``stream``; each view is only valid until the next one is produced."""
