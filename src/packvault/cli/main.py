@@ -13,6 +13,7 @@ import os
 import sys
 import traceback
 
+from ..descriptors import grow_descriptor_table
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, PackvaultError
 from . import early_unlock
 from .parser import build_parser, parse_args
@@ -22,6 +23,7 @@ __all__ = ["build_parser", "entry_point", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    grow_descriptor_table()  # before any thread starts: see its docstring
     parser = build_parser()
     args = parse_args(parser, sys.argv[1:] if argv is None else list(argv))
     if not getattr(args, "func", None):
