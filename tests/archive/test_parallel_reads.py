@@ -89,6 +89,19 @@ def _items(repo: Repository, name: str) -> list[dict]:
     return items
 
 
+def _backup_as_without_readers(repo_path, src, name: str):
+    """Back ``src`` up with two readers as ``name``, then without readers: the archives must be the same
+    (items, order, sizes and chunk ids).  Returns the first backup's stats and warnings."""
+    repo = _open(repo_path, 2)
+    stats, warnings = _backup(repo, name, src, [src], use_files_cache=False)
+    repo.close()
+    repo = _open(repo_path, 0)
+    _backup(repo, "here", src, [src], use_files_cache=False)
+    assert _items(repo, name) == _items(repo, "here")
+    repo.close()
+    return stats, warnings
+
+
 def test_reader_processes_make_the_archive_the_backup_process_makes(repo_path, tmp_path):
     src = _tree(tmp_path / "src")
     repo = _open(repo_path, 2)
@@ -469,16 +482,10 @@ def test_a_large_file_is_read_once_the_readers_have_the_files_behind_it(repo_pat
 
     monkeypatch.setattr(filereaders.ReaderPool, "submit", counting_submit)
     monkeypatch.setattr(ArchiveCreator, "_file_chunks", noting_file_chunks)
-    repo = _open(repo_path, 2)
-    stats, warnings = _backup(repo, "large-first", src, [src], use_files_cache=False)
-    repo.close()
+    stats, warnings = _backup_as_without_readers(repo_path, src, "large-first")  # archive order unchanged
     assert warnings == []
     assert stats.files_read_by_readers == 300
     assert read_after[b"a-large.bin"] >= 1, read_after  # batches of the files behind it went first
-    repo = _open(repo_path, 0)
-    _backup(repo, "here", src, [src], use_files_cache=False)
-    assert _items(repo, "large-first") == _items(repo, "here")  # archive order unchanged
-    repo.close()
 
 
 def test_a_large_file_behind_unfinished_batches_is_read_while_the_readers_work(repo_path, tmp_path, monkeypatch):
@@ -530,16 +537,10 @@ def test_a_large_file_behind_unfinished_batches_is_read_while_the_readers_work(r
     monkeypatch.setattr(filereaders.ReaderPool, "submit", held_submit)
     monkeypatch.setattr(filereaders._Batch, "take", noting_take)
     monkeypatch.setattr(ArchiveCreator, "_file_chunks", noting_file_chunks)
-    repo = _open(repo_path, 2)
-    stats, warnings = _backup(repo, "ahead", src, [src], use_files_cache=False)
-    repo.close()
+    stats, warnings = _backup_as_without_readers(repo_path, src, "ahead")  # archive order unchanged
     assert warnings == []
     assert stats.files_read_by_readers == 300
     assert events[0] == "large", events  # read before the first batch's results were taken
-    repo = _open(repo_path, 0)
-    _backup(repo, "here", src, [src], use_files_cache=False)
-    assert _items(repo, "ahead") == _items(repo, "here")  # archive order unchanged
-    repo.close()
 
 
 SPARSE_LAYOUT = [(0, MiB), (20 * MiB, MiB), (21 * MiB + 64 * KiB, 512 * KiB), (40 * MiB, 300_000), (63 * MiB, MiB)]
@@ -582,16 +583,12 @@ def test_the_data_regions_of_a_sparse_file_are_read_by_the_readers(repo_path, tm
         (src / f"a-small-{i:03d}").write_bytes(b"small %d\n" % i)
     content = _sparse(src / "disk.img")
     jobs = _recording_jobs(monkeypatch)
-    repo = _open(repo_path, 2)
-    stats, warnings = _backup(repo, "readers", src, [src], use_files_cache=False)
-    repo.close()
+    stats, warnings = _backup_as_without_readers(repo_path, src, "readers")  # same chunks, in the same items
     assert warnings == []
     regions = [job for job in jobs if len(job) == 3]
     assert [job[2] // MiB for job in regions] == [0, 20, 40, 63]  # (path, size, offset): one job per region
     assert all(job[0].endswith(b"disk.img") for job in regions)
     repo = _open(repo_path, 0)
-    _backup(repo, "here", src, [src], use_files_cache=False)
-    assert _items(repo, "readers") == _items(repo, "here")  # same chunks, in the same items
     with ChunkReader(repo) as reader:
         item = next(i for i in _items(repo, "readers") if i[it.PATH].endswith(b"disk.img"))
         assert b"".join(reader.read_chunk(cid) for cid, _ in item[it.CHUNKS]) == content
