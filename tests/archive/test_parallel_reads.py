@@ -621,3 +621,18 @@ def test_a_sparse_file_that_shrinks_after_the_walk_is_read_again_by_the_backup(r
         assert b"".join(reader.read_chunk(cid) for cid, _ in item[it.CHUNKS]) == image.read_bytes()
     assert item[it.SIZE] == 40 * MiB + 100
     repo.close()
+
+
+def test_a_sparse_file_with_more_data_than_the_queue_holds_streams_through_the_backup(repo_path, tmp_path, monkeypatch):
+    """The regions' sealed objects wait in memory until the file's turn: a disk image with more data than
+    ``QUEUED_BYTES`` is read by the backup's process as before, never held whole."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"a-small-{i:03d}").write_bytes(b"small %d\n" % i)
+    _sparse(src / "disk.img")  # 3.9 MiB of data
+    monkeypatch.setattr(filereaders, "QUEUED_BYTES", 2 * MiB)
+    jobs = _recording_jobs(monkeypatch)
+    stats, warnings = _backup_as_without_readers(repo_path, src, "streamed")
+    assert warnings == [] and stats.files_read_by_readers == 200
+    assert [job for job in jobs if len(job) == 3] == []

@@ -23,10 +23,11 @@ the queue until it is full, so that the readers have the small files behind them
 up to 16 MiB (photos, logs) as well was measured: the first backup of the 25,000-file tree was no faster,
 and a day-2 backup, whose changed files are mostly grown logs, was ~0.1 s slower (the sealed logs crossed
 the pipe and were unpickled on the backup's side).  The exception is a sparse file (a disk image): its data
-regions are cut one by one anyway, so when each fits a reader they go to the readers as jobs of their own,
-(path, size, offset), as soon as the walk lists the file; the backup's process puts the chunks of its holes
-and the regions' objects when its turn comes (``sparsefiles.py``).  Last in a home directory's walk, a
-disk image was read by the backup's process alone while the readers had nothing left to do.
+regions are cut one by one anyway, so when each fits a reader (and all of them ``QUEUED_BYTES``) they go to
+the readers as jobs of their own, (path, size, offset), as soon as the walk lists the file; the backup's
+process puts the chunks of its holes and the regions' objects when its turn comes (``sparsefiles.py``).
+Last in a home directory's walk, a disk image was read by the backup's process alone while the readers had
+nothing left to do.
 A platform that cannot start processes (no ``/dev/shm`` in AWS Lambda) or a pool that breaks makes the
 backup read in its own process: slower, never different.
 """
@@ -250,8 +251,10 @@ class ReadQueue:
         return True
 
     def _sparse_regions(self, entry: Entry) -> list[tuple[int, int]] | None:
-        """The data regions of a sparse file, when each is small enough for a reader; None otherwise (and
-        where the file cannot be opened now: its read meets that again and warns)."""
+        """The data regions of a sparse file, when each is small enough for a reader and all of them within
+        ``QUEUED_BYTES`` (their sealed objects wait in memory until the file's turn: a disk image with GiBs
+        of data streams through this process as before); None otherwise, and where the file cannot be
+        opened now (its read meets that again and warns)."""
         if self._chunker is None:
             self._chunker = self._kit.chunker()
         try:
@@ -260,6 +263,8 @@ class ReadQueue:
         except OSError:
             return None
         if not regions or any(end - start > READER_MAX_FILE for start, end in regions):
+            return None
+        if sum(end - start for start, end in regions) > QUEUED_BYTES:
             return None
         return regions
 
