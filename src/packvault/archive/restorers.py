@@ -182,48 +182,69 @@ class ProcessHandoff:
         """Reader thread: hand a plain file's sealed chunk to the restore processes."""
         assert self._pool is not None
         chunk_id = out.item[it.CHUNKS][0][0]
-        loc = self.reader.index.get(chunk_id)
+        pack = self.reader.index.pack_name(chunk_id)  # for the worker's messages
         item = out.item.copy()  # a C-level copy: a comprehension was ~7x slower, with the GIL held
         del item[it.CHUNKS]
-        self._pool.add(out, (out.rel.rpartition(b"/")[0], out.name, item, chunk_id, loc.pack if loc else "?"), data)
+        self._pool.add(out, (out.rel.rpartition(b"/")[0], out.name, item, chunk_id, pack or "?"), data)
 
     def _take_results(self, pool: RestorePool) -> list:
         """Account for what the restore processes did; returns the requests of the files left to this
-        process."""
+        process.
+
+        Runs once per round over every file the processes restored, in the restore's own process, whose GIL
+        the reader threads need meanwhile: the totals are added up here and go into the statistics once, and
+        a file's path is turned into text only for a message about it."""
         left = []
         disk_full = None
+        arrived = written = restored = 0
+        progress = self.progress
         for out, outcome, message, warnings in pool.finish():
             out.to_worker = False
-            size = out.item[it.CHUNKS][0][1]
-            shown = shown_path(out.item)
+            item = out.item
+            size = item[it.CHUNKS][0][1]
             if outcome == LEFT:
-                left.append(((out, 0, size), out.item[it.CHUNKS][0][0]))
+                left.append(((out, 0, size), item[it.CHUNKS][0][0]))
                 continue
             out.remaining = 0
             if outcome == DISK_WAS_FULL:
                 disk_full = message
                 continue
-            with self._lock:
-                self.stats.bytes_arrived += size
+            arrived += size
             if outcome == FAILED:
-                self._not_restored(shown, message or "failed")
+                self._not_restored(shown_path(item), message or "failed")
                 continue
             assert outcome == RESTORED
-            with self._lock:
-                self.stats.bytes_written += size
-                self.stats.nfiles_by_processes += 1
-            for warning in warnings:
-                self.warn(shown, warning)
-            note = damage_note(out.item)
-            if note is not None:
-                with self._lock:
-                    self.stats.ndamaged += 1
-                self.warn(shown, note)
-            if self.progress:
-                self.progress(self.stats, shown)
+            written += size
+            restored += 1
+            note = damage_note(item)
+            if warnings or note is not None or progress:
+                self._report_restored(item, warnings, note, (arrived, written, restored))
+                arrived = written = restored = 0
+        with self._lock:
+            self.stats.bytes_arrived += arrived
+            self.stats.bytes_written += written
+            self.stats.nfiles_by_processes += restored
         if disk_full is not None:
             raise OSError(errno.ENOSPC, disk_full)
         return left
+
+    def _report_restored(self, item: dict, warnings: list[str], note: str | None, counts: tuple[int, int, int]
+                         ) -> None:
+        """A restored file someone is told about: the totals so far go into the statistics first, so a
+        progress line shows them."""
+        with self._lock:
+            self.stats.bytes_arrived += counts[0]
+            self.stats.bytes_written += counts[1]
+            self.stats.nfiles_by_processes += counts[2]
+            if note is not None:
+                self.stats.ndamaged += 1
+        shown = shown_path(item)
+        for warning in warnings:
+            self.warn(shown, warning)
+        if note is not None:
+            self.warn(shown, note)
+        if self.progress:
+            self.progress(self.stats, shown)
 
 
 

@@ -111,6 +111,11 @@ class ChunkIndex:
             return None
         return Location(self.packs.names[entry.pack], self.packs.kinds[entry.pack], entry.offset, entry.size)
 
+    def pack_name(self, chunk_id: bytes) -> str | None:
+        """The name of the pack holding the chunk (no ``Location`` made: a restore asks once per small file)."""
+        entry = self.table.get(chunk_id)
+        return None if entry is None else self.packs.names[entry.pack]
+
     def entries(self) -> Iterator[tuple[bytes, Entry]]:
         return self.table.items()
 
