@@ -151,20 +151,28 @@ class ChunkReader:
         read then holds back only itself, and the caller's thread (which only plans and submits) never
         waits on a particular read while workers sit idle.
         """
-        by_pack: dict[tuple[int, str], list[tuple[int, int, bytes, T]]] = {}
+        # grouped by pack number, straight from the table: this runs before the round's first read, once per
+        # chunk, in the thread that plans (a Location per chunk was a visible part of it)
+        by_pack: dict[int, list[tuple[int, int, bytes, T]]] = {}
+        table = self.index.table
         for target, chunk_id in requests:
-            loc = self.index.get(chunk_id)
-            if loc is None:
+            entry = table.get(chunk_id)
+            if entry is None:
                 sink(target, ObjectMissing(f"chunk {chunk_id.hex()} is not in the index"))
                 continue
-            by_pack.setdefault((loc.kind, loc.pack), []).append((loc.offset, loc.size, chunk_id, target))
+            wanted = by_pack.get(entry.pack)
+            if wanted is None:
+                wanted = by_pack[entry.pack] = []
+            wanted.append((entry.offset, entry.size, chunk_id, target))
         running: dict[Future, int] = {}
         in_flight = 0
         max_run = STREAM_RUN_BYTES if self.streaming else SCATTER_RUN_BYTES
         stop = threading.Event()  # set when this call ends early: workers stop at the next object
         try:
             runs = []  # packs in order of first request, each pack's runs by offset
-            for (kind, pack), wanted in by_pack.items():
+            packs = self.index.packs
+            for pack_no, wanted in by_pack.items():
+                kind, pack = packs.kinds[pack_no], packs.names[pack_no]
                 wanted.sort(key=lambda entry: entry[0])
                 runs.extend(_scatter_runs(kind, pack, wanted, max_run))
             del by_pack
