@@ -20,9 +20,14 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 MODES = ("auto", "ext4", "workdir")
+UMOUNT_BUSY = 32  # umount(8)'s exit status for a mount failure, here a busy target
+UNMOUNT_ATTEMPTS = 5
+UNMOUNT_PAUSE = 0.5
 MKFS = ("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0,nodiscard")
 
 
@@ -60,9 +65,23 @@ class FreshExt4:
         self.mountpoint = mountpoint
 
     def unmount(self) -> None:
-        """Unmount (writing back what the restore left dirty, untimed), detach and delete the image."""
+        """Unmount (writing back what the restore left dirty, untimed), detach and delete the image.
+
+        An unmount refused as busy (seen once in many runs, right after a restore returned, and not again a
+        moment later) is retried a few times; who held the file system is printed first, so that a tool that
+        leaves a process behind in the restore target shows up by name."""
         if self.mountpoint is not None:
-            _run(["umount", str(self.mountpoint)])
+            for attempt in range(UNMOUNT_ATTEMPTS):
+                try:
+                    _run(["umount", str(self.mountpoint)])
+                    break
+                except subprocess.CalledProcessError as exc:
+                    if exc.returncode != UMOUNT_BUSY or attempt + 1 == UNMOUNT_ATTEMPTS:
+                        raise
+                    print(f"bench: {self.mountpoint} busy after the restore, held by: "
+                          f"{', '.join(holders(self.mountpoint)) or 'no process (the kernel)'}; retrying",
+                          file=sys.stderr, flush=True)
+                    time.sleep(UNMOUNT_PAUSE)
             self.mountpoint = None
         if self.device is not None:
             _run(["losetup", "--detach", self.device])
@@ -101,6 +120,27 @@ def choose(mode: str, work: Path, log, *, mkfs: tuple[str, ...] = MKFS) -> str:
         raise SystemExit(f"--restore-fs ext4: {reason}")
     log(f"restores go to the work directory: a fresh ext4 is not possible here ({reason})")
     return "workdir"
+
+
+def holders(mountpoint: Path) -> list[str]:
+    """The processes (pid and name) with a file, working directory or root under ``mountpoint``."""
+    top = os.fspath(mountpoint)
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        base = f"/proc/{pid}"
+        try:
+            links = [os.path.join(base, "cwd"), os.path.join(base, "root")]
+            links += [os.path.join(base, "fd", fd) for fd in os.listdir(os.path.join(base, "fd"))]
+            targets = []
+            for link in links:
+                with contextlib.suppress(OSError):
+                    targets.append(os.readlink(link))
+            if any(t == top or t.startswith(top + "/") for t in targets):
+                with open(os.path.join(base, "comm")) as f:
+                    found.append(f"{pid} {f.read().strip()}")
+        except OSError:
+            continue  # gone meanwhile, or not ours to look at
+    return found
 
 
 def _run(argv: list[str]) -> None:

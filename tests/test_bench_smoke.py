@@ -318,6 +318,31 @@ def test_restores_get_a_fresh_journaled_file_system_where_one_can_be_made(tmp_pa
     assert not (Path("/sys/block") / Path(device).name / "loop").exists()  # detached
 
 
+def test_a_restore_file_system_held_for_a_moment_is_unmounted_and_the_holder_named(tmp_path: Path, capsys) -> None:
+    import threading
+
+    import restorefs
+
+    if restorefs.unusable_reason(tmp_path) is not None:
+        pytest.skip("no fresh file system here (not root, or no loop device)")
+    fresh = restorefs.FreshExt4(tmp_path / "fs.img", 128 * 1024 * 1024)
+    at = tmp_path / "restore"
+    fresh.mount(at)
+    held = os.open(at / "f", os.O_CREAT | os.O_WRONLY, 0o600)  # a process left behind in the restore target
+    release = threading.Timer(0.3, os.close, (held,))
+    release.start()
+    try:
+        fresh.unmount()
+    finally:
+        release.join()
+        if os.path.ismount(at):  # the test failed: leave no mount or loop device behind
+            subprocess.run(["umount", str(at)], check=False)
+            subprocess.run(["losetup", "--detach", str(fresh.device)], check=False)
+    assert not os.path.ismount(at) and not (tmp_path / "fs.img").exists()
+    said = capsys.readouterr().err
+    assert "busy after the restore" in said and f"{os.getpid()} " in said
+
+
 def test_restore_file_system_falls_back_to_the_work_directory_and_says_why(tmp_path: Path) -> None:
     import restorefs
 
