@@ -137,6 +137,42 @@ def test_a_damaged_chunk_fails_only_its_file_as_it_does_here(pv, tmp_path, proce
     assert docs[0]["stats"]["bytes"] == docs[2]["stats"]["bytes"]
 
 
+def test_files_patched_by_repair_are_reported_as_they_are_here(pv, tmp_path, processes_for_every_round):
+    """A one-chunk file whose chunk ``check --repair`` replaced by zeros goes to the restore processes like any
+    other: the same warning, and the same counts, as when the restore's own process writes it."""
+    src = tmp_path / "src"
+    (src / "many").mkdir(parents=True)
+    rnd = random.Random(11)
+    for i in range(40):
+        (src / "many" / f"f{i:02d}").write_bytes(rnd.randbytes(2000))
+    (src / "hurt").write_bytes(rnd.randbytes(100 * KiB))  # one chunk, in a pack of its own
+    repo = tmp_path / "repo"
+    pv("init", repo, "--pack-size", "64K")
+    pv("create", f"{repo}::one", src / "hurt")
+    own_packs = {p for p in (repo / "packs" / "data").rglob("*") if p.is_file()}
+    pv("create", f"{repo}::two", src)
+    for pack in own_packs:
+        pack.unlink()
+    pv("check", repo, "--repair", expect=1)
+    docs, said = {}, {}
+    for processes in (0, 2):
+        os.environ["PACKVAULT_READ_PROCESSES"] = str(processes)
+        try:
+            result = pv("extract", f"{repo}::two", "--target", tmp_path / f"out{processes}", "--json", expect=1)
+        finally:
+            del os.environ["PACKVAULT_READ_PROCESSES"]
+        docs[processes], said[processes] = json.loads(result.out)["stats"], result.err
+        restored = _restored(tmp_path / f"out{processes}", src)
+        assert (restored / "hurt").read_bytes() == bytes(100 * KiB)
+        assert (restored / "many" / "f07").read_bytes() == (src / "many" / "f07").read_bytes()
+    assert docs[2]["files_by_processes"] == 41 and docs[0]["files_by_processes"] == 0
+    assert docs[0]["damaged"] == docs[2]["damaged"] == 1
+    assert docs[0]["bytes"] == docs[2]["bytes"] == 40 * 2000 + 100 * KiB
+    hurt = str(src / "hurt").lstrip("/")
+    for processes in (0, 2):
+        assert f"{hurt}: restored with 1 damaged chunk(s) replaced by zeros" in said[processes]
+
+
 def test_without_processes_the_restore_is_the_same(pv, tmp_path, processes_for_every_round, monkeypatch):
     """No ``/dev/shm`` (AWS Lambda): the pool cannot start, the restore's process does everything."""
 

@@ -218,26 +218,24 @@ class ProcessHandoff:
             restored += 1
             note = damage_note(item)
             if warnings or note is not None or progress:
-                self._report_restored(item, warnings, note, (arrived, written, restored))
+                self._count_restored(arrived, written, restored, damaged=note is not None)
                 arrived = written = restored = 0
-        with self._lock:
-            self.stats.bytes_arrived += arrived
-            self.stats.bytes_written += written
-            self.stats.nfiles_by_processes += restored
+                self._report_restored(item, warnings, note)
+        self._count_restored(arrived, written, restored)
         if disk_full is not None:
             raise OSError(errno.ENOSPC, disk_full)
         return left
 
-    def _report_restored(self, item: dict, warnings: list[str], note: str | None, counts: tuple[int, int, int]
-                         ) -> None:
-        """A restored file someone is told about: the totals so far go into the statistics first, so a
-        progress line shows them."""
+    def _count_restored(self, arrived: int, written: int, restored: int, *, damaged: bool = False) -> None:
         with self._lock:
-            self.stats.bytes_arrived += counts[0]
-            self.stats.bytes_written += counts[1]
-            self.stats.nfiles_by_processes += counts[2]
-            if note is not None:
-                self.stats.ndamaged += 1
+            self.stats.bytes_arrived += arrived
+            self.stats.bytes_written += written
+            self.stats.nfiles_by_processes += restored
+            self.stats.ndamaged += damaged
+
+    def _report_restored(self, item: dict, warnings: list[str], note: str | None) -> None:
+        """A restored file someone is told about (its totals are in the statistics, so a progress line shows
+        them)."""
         shown = shown_path(item)
         for warning in warnings:
             self.warn(shown, warning)
