@@ -44,7 +44,7 @@ from borgstore.backends.errors import ObjectNotFound
 
 from ..errors import LockError, LockLost, LockTimeout
 from ..storage.layout import LOCKS, name
-from ..storage.store import Store, discard, exists_beside
+from ..storage.store import Store, discard, exists_beside, store_beside
 from .lock_holders import default_host_id, pid_alive, process_start
 from .lock_records import RECORD_VERSION, Entry, LockInfo, Verdict, Written, boottime, decode_record, format_time
 
@@ -495,7 +495,7 @@ class LockManager:
         sealed = self._seal(msgpack.packb(record, use_bin_type=True))
         key = hashlib.sha256(sealed).hexdigest()
         mono_before, boot_before, wall_before = time.monotonic(), boottime(), time.time()
-        self.store.store(name(LOCKS, key), sealed)
+        store_beside(self.store, name(LOCKS, key), sealed)  # a refresh holds up no other request
         wall_after = time.time()
         with self._decoded_lock:
             self._decoded[key] = record

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..settings import Settings
 from ..storage import layout
-from ..storage.store import Store, backend_of, load_in_order
+from ..storage.store import Store, backend_of, load_in_order, store_beside
 from ..storage.url import store_from_location
 from .cache import RepositoryCache
 from .catalogue import ArchiveCatalogue, ArchiveEntry
@@ -326,7 +326,7 @@ class Repository(Keyring, PackStore, IndexStore, ArchiveCatalogue, ObjectLockSta
         """Seal and store a small object under its content name in ``namespace``; returns the name."""
         sealed = self.codec.seal(os.urandom(32), obj_type, plaintext)
         name = content_name(sealed)
-        self.store.store(f"{namespace}/{name}", sealed)
+        store_beside(self.store, f"{namespace}/{name}", sealed)
         return name
 
     def load_raw(self, namespace: str, name: str, *, deleted: bool = False) -> bytes:

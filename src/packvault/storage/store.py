@@ -111,11 +111,26 @@ def load_in_order(store: Store, names: Iterable[str], *, ahead: int = LOAD_AHEAD
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def store_beside(store: Store, name: str, value: bytes | memoryview) -> None:
+    """``store.store(name, value)`` that lets other requests run meanwhile (see ``load_beside``): a commit's
+    index fragment and archive entry go out while its lock and epoch proofs are asked, and with the store's
+    lock held through the PUT those waited for it, a round trip more to a distant bucket."""
+    store.backend.store(store.find(name), value)
+
+
 def exists_beside(store: Store, name: str) -> bool:
     """Whether ``name`` exists, asked beside other requests (see ``load_beside``)."""
     return bool(store.backend.info(store.find(name)).exists)
 
 
 __all__ = [
-    "Store", "backend_of", "discard", "discard_many", "exists_beside", "load_beside", "load_in_order", "store_new"
+    "Store",
+    "backend_of",
+    "discard",
+    "discard_many",
+    "exists_beside",
+    "load_beside",
+    "load_in_order",
+    "store_beside",
+    "store_new",
 ]
