@@ -249,3 +249,31 @@ def test_restore_and_backup_workers_leave_ctrl_c_to_the_command(tmp_path, pv_env
         restore.close()
         os.close(fd)
         repo.close()
+
+
+def test_sealed_objects_handed_to_the_processes_do_not_pile_up_in_the_restore(tmp_path, pv_env):
+    """A round hands its small files to the processes a batch at a time, at most ``2 * processes`` batches in
+    flight: what the restore's own process holds of them stays that bounded however large the round is."""
+    import tracemalloc
+
+    repo = Repository(str(tmp_path / "repo"), settings=env_settings())
+    repo.create("pw")
+    target = tmp_path / "target"
+    target.mkdir()
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    object_size, count = 256 * KiB, 240  # 60 MiB in all; not sealed by this repository: each file fails
+    bound = (2 * 1 + 2) * restorers.BATCH_BYTES + 4 * MiB  # in flight, gathering and its copy, slack
+    pool = RestorePool(repo.sealing_kit(), 1, os.fsencode(target), fd, numeric_ids=False, sparse=True)
+    tracemalloc.start()
+    try:
+        for n in range(count):
+            pool.add(n, (b"", f"f{n}".encode(), {}, bytes(32), "pack"), os.urandom(object_size))
+        _, peak = tracemalloc.get_traced_memory()
+        results = pool.finish()
+    finally:
+        tracemalloc.stop()
+        pool.close()
+        os.close(fd)
+        repo.close()
+    assert len(results) == count
+    assert peak < bound, f"{peak / MiB:.0f} MiB held for {count * object_size / MiB:.0f} MiB handed over"

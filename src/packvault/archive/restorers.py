@@ -141,6 +141,9 @@ class RestorePool:
                 self._slots.release()
             else:
                 future.add_done_callback(lambda _: self._slots.release())
+        # kept until the round ends only to map outcomes to targets: its bytes went with the task (a file left
+        # to the restore's process is read again), and held here a round's small files piled up in memory
+        batch.sealed = bytearray()
         with self._lock:
             self._running.append((future, batch))
 
