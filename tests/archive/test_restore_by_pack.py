@@ -160,3 +160,31 @@ def test_restoring_over_existing_paths_replaces_them_without_following(pv, tmp_p
     assert (tmp_path / "other-link").read_bytes() == b"old content"
     assert not (restored / "small").is_symlink()
     assert tree_snapshot(restored) == tree_snapshot(src)  # content, mode and mtime of every file
+
+
+def test_a_restore_from_a_bucket_plans_rounds_twice_as_large(pv, tmp_path, monkeypatch, moto_endpoint, make_s3_url):
+    """A round costs a remote repository a round trip before its first data arrives: from a bucket, a round
+    takes twice the items it takes from a local directory."""
+    monkeypatch.setattr(extract, "BATCH_ITEMS", 4)
+    rounds: list[int] = []
+    restore_batch = extract.Extractor._restore_batch
+
+    def counted(self, batch):
+        rounds.append(len(batch))
+        return restore_batch(self, batch)
+
+    monkeypatch.setattr(extract.Extractor, "_restore_batch", counted)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(24):
+        (src / f"f{i:02}").write_bytes(os.urandom(2 * KiB))
+    sizes = {}
+    for where, repo in (("local", str(tmp_path / "repo")), ("bucket", make_s3_url(moto_endpoint))):
+        pv("init", repo)
+        pv("create", f"{repo}::a", src)
+        rounds.clear()
+        pv("extract", f"{repo}::a", "--target", tmp_path / f"out-{where}")
+        sizes[where] = list(rounds)
+        assert tree_snapshot(tmp_path / f"out-{where}" / str(src).lstrip("/")) == tree_snapshot(src)
+    assert max(sizes["local"]) == 4 and max(sizes["bucket"]) == 8, sizes
+    assert sum(sizes["local"]) == sum(sizes["bucket"])
