@@ -9,8 +9,9 @@ blocks from the heap, keeping freed heap memory, and using two arenas instead of
 of those faults at the same peak RSS (bench/README.md).
 
 The backup's own process is left on the defaults on purpose: its peak RSS is the scarcer resource there,
-and holding on to freed pack buffers raised it in the same measurement.  A reader process holds one batch
-(at most ``filereaders.BATCH_BYTES`` plus its sealed objects), so keeping its freed memory costs little.
+and holding on to freed pack buffers raised it in the same measurement.  A backup's reader process holds one batch
+(at most ``filereaders.BATCH_BYTES`` plus its sealed objects), and a restore process one batch of small files
+(``restorers.BATCH_BYTES``), so keeping their freed memory costs little.
 
 Other C libraries (musl, macOS) have no ``mallopt`` with these parameters; there this does nothing.
 """

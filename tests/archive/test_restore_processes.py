@@ -277,3 +277,28 @@ def test_sealed_objects_handed_to_the_processes_do_not_pile_up_in_the_restore(tm
         repo.close()
     assert len(results) == count
     assert peak < bound, f"{peak / MiB:.0f} MiB held for {count * object_size / MiB:.0f} MiB handed over"
+
+
+def test_restore_processes_keep_the_memory_they_free(tmp_path, pv_env):
+    """Each restore process tunes glibc's allocator as the restore's own process does: every batch it takes
+    is a buffer of up to ``BATCH_BYTES``, which with the defaults was fresh zeroed pages each time."""
+    import platform
+
+    from packvault.processes import start_workers, worker_pool
+    from tests.support import importcount
+
+    repo = Repository(str(tmp_path / "repo"), settings=env_settings())
+    repo.create("pw")
+    st = os.stat(tmp_path)
+    identity = (st.st_dev, st.st_ino)
+    pool = worker_pool(1, restorers._start_worker, (repo.sealing_kit(), os.fsencode(tmp_path), identity, False, True))
+    try:
+        for future in start_workers(pool, 1):
+            future.result(timeout=60)
+        tuned = pool.submit(importcount.restore_allocator_tuned).result(timeout=60)
+    finally:
+        pool.shutdown()
+        repo.close()
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert tuned is glibc
+    assert restorers.allocator_tuned is False  # set in the processes, not here

@@ -28,6 +28,13 @@ def burn(seconds: float) -> int:
     return os.getpid()
 
 
+def restore_allocator_tuned() -> bool:
+    """In a restore process: whether its start-up tuned the allocator."""
+    from packvault.archive import restorers
+
+    return restorers.allocator_tuned
+
+
 def reader_allocator_tuned() -> bool:
     """In a backup's reader process: whether its start-up tuned the allocator."""
     from packvault.archive import readerprocess

@@ -32,6 +32,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..allocator import tune_for_chunk_reads
 from ..errors import PackvaultError
 from ..processes import ignore_interrupts, start_server_early, worker_pool
 from ..repository.objects import open_verified
@@ -257,6 +258,10 @@ def to_worker(target: tuple) -> bool:
 # --- in the worker process ---------------------------------------------------------------------------------
 
 _worker: _Worker | None = None
+# this restore process keeps the memory it frees (``allocator.tune_for_chunk_reads``): every batch it takes is
+# a buffer of up to BATCH_BYTES, and with glibc's defaults each one was fresh zeroed pages (a quarter of a
+# restore's page faults)
+allocator_tuned = False
 DIR_DESCRIPTORS = 256  # a worker's open directories; beyond this it starts over from the target
 
 
@@ -338,8 +343,9 @@ class _Worker:
 
 def _start_worker(kit: SealingKit, target: bytes, identity: tuple[int, int], numeric_ids: bool,
                   sparse: bool) -> None:
-    global _worker
+    global _worker, allocator_tuned
     ignore_interrupts()  # started from a reader thread, where the handler cannot be changed around the spawn
+    allocator_tuned = tune_for_chunk_reads()
     _worker = _Worker(kit, target, identity, numeric_ids, sparse)
 
 
