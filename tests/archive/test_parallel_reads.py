@@ -437,22 +437,16 @@ def test_a_part_batch_goes_to_a_reader_before_the_entries_behind_it_fill_the_que
 def test_reader_processes_keep_their_freed_file_buffers(repo_path):
     """Each reader process tunes glibc's allocator as restore does (``allocator.tune_for_chunk_reads``): it
     allocates a buffer per file, and with the defaults every one over 128 KiB is fresh zeroed pages."""
-    import platform
-
-    from packvault.processes import start_workers, worker_pool
     from tests.support import importcount
 
     repo = _open(repo_path, 1)
-    pool = worker_pool(1, readerprocess.start_reader, (repo.sealing_kit(),))
     try:
-        for future in start_workers(pool, 1):
-            future.result(timeout=60)
-        tuned = pool.submit(importcount.reader_allocator_tuned).result(timeout=60)
+        tuned = importcount.asked_in_a_worker(
+            readerprocess.start_reader, (repo.sealing_kit(),), importcount.reader_allocator_tuned
+        )
     finally:
-        pool.shutdown()
         repo.close()
-    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert tuned is glibc
+    assert tuned is importcount.glibc_here()
     assert readerprocess.allocator_tuned is False  # the backup's own process is left as it was
 
 

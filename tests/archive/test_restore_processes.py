@@ -282,23 +282,15 @@ def test_sealed_objects_handed_to_the_processes_do_not_pile_up_in_the_restore(tm
 def test_restore_processes_keep_the_memory_they_free(tmp_path, pv_env):
     """Each restore process tunes glibc's allocator as the restore's own process does: every batch it takes
     is a buffer of up to ``BATCH_BYTES``, which with the defaults was fresh zeroed pages each time."""
-    import platform
-
-    from packvault.processes import start_workers, worker_pool
     from tests.support import importcount
 
     repo = Repository(str(tmp_path / "repo"), settings=env_settings())
     repo.create("pw")
     st = os.stat(tmp_path)
-    identity = (st.st_dev, st.st_ino)
-    pool = worker_pool(1, restorers._start_worker, (repo.sealing_kit(), os.fsencode(tmp_path), identity, False, True))
+    start_args = (repo.sealing_kit(), os.fsencode(tmp_path), (st.st_dev, st.st_ino), False, True)
     try:
-        for future in start_workers(pool, 1):
-            future.result(timeout=60)
-        tuned = pool.submit(importcount.restore_allocator_tuned).result(timeout=60)
+        tuned = importcount.asked_in_a_worker(restorers._start_worker, start_args, importcount.restore_allocator_tuned)
     finally:
-        pool.shutdown()
         repo.close()
-    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert tuned is glibc
+    assert tuned is importcount.glibc_here()
     assert restorers.allocator_tuned is False  # set in the processes, not here

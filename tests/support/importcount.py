@@ -28,6 +28,27 @@ def burn(seconds: float) -> int:
     return os.getpid()
 
 
+def asked_in_a_worker(initializer, initargs: tuple, question):  # noqa: ANN001, ANN201 - any callables
+    """Start one worker process with ``initializer(*initargs)`` as a pool starts it, return what
+    ``question()`` answers there, and stop it."""
+    from packvault.processes import start_workers, worker_pool
+
+    pool = worker_pool(1, initializer, initargs)
+    try:
+        for future in start_workers(pool, 1):
+            future.result(timeout=60)
+        return pool.submit(question).result(timeout=60)
+    finally:
+        pool.shutdown()
+
+
+def glibc_here() -> bool:
+    """Whether this is Linux with glibc, where ``allocator.tune_for_chunk_reads`` applies."""
+    import platform
+
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def restore_allocator_tuned() -> bool:
     """In a restore process: whether its start-up tuned the allocator."""
     from packvault.archive import restorers
