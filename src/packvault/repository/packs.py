@@ -17,7 +17,7 @@ from borgstore.constants import DEL_SUFFIX
 from ..errors import IntegrityError, ObjectMissing
 from ..storage import layout
 from ..storage.spool import SpoolFile
-from ..storage.store import Store, backend_of, discard, discard_many, load_beside
+from ..storage.store import Store, backend_of, discard, discard_many, load_beside, store_beside
 from .index import KIND_DATA, KIND_META
 
 if TYPE_CHECKING:
@@ -74,13 +74,13 @@ class PackStore:
     def store_pack(self, kind: int, data: bytes | memoryview) -> str:
         """Store a finished pack under its content name, from any thread; returns the pack name."""
         pack = content_name(data)
-        self.store.backend.store(self.store.find(self.pack_name(kind, pack)), data)
+        store_beside(self.store, self.pack_name(kind, pack), data)
         return pack
 
     def store_pack_as(self, kind: int, pack: str, data: bytes | memoryview) -> None:
         """Store pack bytes under a name the caller proved right for them (``content_name`` or
         ``defrag_pack_name``) and proved free: repair's correctly named copy of a misnamed pack."""
-        self.store.backend.store(self.store.find(self.pack_name(kind, pack)), data)
+        store_beside(self.store, self.pack_name(kind, pack), data)
 
     @property
     def links_pack_spools(self) -> bool:
