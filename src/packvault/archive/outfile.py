@@ -8,6 +8,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from ..writes import pwrite_all
 from . import items as it
 
 if TYPE_CHECKING:
@@ -108,11 +109,7 @@ class OutFile:
         # opened per chunk rather than held: a batch may have thousands of files in progress
         fd = self._open()
         try:
-            view = memoryview(data)
-            while view:
-                done = os.pwrite(fd, view, offset)
-                view = view[done:]
-                offset += done
+            pwrite_all(fd, data, offset)
         except BaseException:
             os.close(fd)
             raise

@@ -37,6 +37,7 @@ from ..errors import PackvaultError
 from ..processes import ignore_interrupts, start_server_early, worker_pool
 from ..repository.objects import open_verified
 from ..repository.sealing import SealingKit
+from ..writes import pwrite_all
 from . import fsmeta
 from . import items as it
 from .dirtree import DirTree
@@ -319,17 +320,9 @@ class _Worker:
         warnings: list[str] = []
         try:
             size = item.get(it.SIZE, 0)
-            if self.sparse and is_zeros(data):
+            written = 0 if self.sparse and is_zeros(data) else pwrite_all(fd, data, 0)
+            if written != size:
                 os.ftruncate(fd, size)
-            else:
-                view = memoryview(data)
-                offset = 0
-                while view:
-                    done = os.pwrite(fd, view, offset)
-                    view = view[done:]
-                    offset += done
-                if offset != size:
-                    os.ftruncate(fd, size)
             fsmeta.apply_metadata(b"", item, fd=fd, numeric_ids=self.numeric_ids,
                                   warn=lambda _path, message: warnings.append(message))
         except OSError as exc:

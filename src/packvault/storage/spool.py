@@ -20,12 +20,12 @@ upload reads it back in small blocks (``payload.FilePayload``).
   itself, the page cache copy and the file system's block allocation, was ~20 % of the backup main
   thread's samples on a tree of small files, time nothing else could use.  A buffer that cannot change
   (``bytes``, a read-only view) is gathered by reference, others are copied: copying every sealed chunk
-  into the block was the main thread's again.  The spool thread writes a block with one gathered write
-  (``writev``), which copies without the GIL: handed to the buffered file one by one, the few-KiB objects
-  of small files were each copied into its buffer holding the GIL, which the main thread then waited for.
-  At most
-  ``_BLOCKS_IN_FLIGHT`` blocks wait, and a failed write (a full disk) is raised by the caller's next
-  ``write`` or by ``settle``, before anything reads the file back.
+  into the block was the main thread's again.  The spool thread writes a block with gathered writes
+  (``writev``, at most ``writes.WRITE_PIECE`` bytes each), which copy without the GIL: handed to the
+  buffered file one by one, the few-KiB objects of small files were each copied into its buffer holding the
+  GIL, which the main thread then waited for.  At most ``_BLOCKS_IN_FLIGHT`` blocks wait, and a failed
+  write (a full disk) is raised by the caller's next ``write`` or by ``settle``, before anything reads the
+  file back.
 - A local directory repository takes the spool file itself (``link_as``): the file was created in the
   repository's file system, so storing the pack is a link and a rename, and its bytes are written once.
   No MD5 is computed for it (only S3 uploads send ``Content-MD5``).
@@ -46,16 +46,13 @@ from pathlib import Path
 
 from borgstore.constants import TMP_SUFFIX
 
+from ..writes import WRITE_PIECE, write_gathered
 from .payload import FilePayload
 
 _HASH_BLOCK = 1024 * 1024
-# Sealed small files are a few KiB each: a write buffer this large turns thousands of write calls (each a
-# release and re-take of the GIL on the backup's busiest thread) into one per MiB.
+# Sealed small files are a few KiB each: blocks this large handed to the spool thread turn thousands of
+# hand-offs (each a release and re-take of the GIL on the backup's busiest thread) into one per MiB.
 _WRITE_BUFFER = 1024 * 1024
-try:
-    _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))  # buffers one writev takes (Linux: 1024)
-except (ValueError, OSError):
-    _IOV_MAX = 16
 _BLOCKS_IN_FLIGHT = 4  # per spool file: a few MiB of memory, enough to keep the spool thread busy
 
 _spool_thread: ThreadPoolExecutor | None = None
@@ -92,7 +89,7 @@ class SpoolFile:
             Path(directory).mkdir(parents=True, exist_ok=True)
         self._file = _linkable_temp_file(directory) if linkable else None
         if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=directory, prefix="pv-spool-", buffering=_WRITE_BUFFER)  # noqa: SIM115
+            self._file = tempfile.TemporaryFile(dir=directory, prefix="pv-spool-", buffering=WRITE_PIECE)  # noqa: SIM115
         self._md5 = hashlib.md5() if md5 else None
         self._content_hash = content_hash
         self._hashed = 0  # bytes fed to the hashes so far
@@ -111,7 +108,9 @@ class SpoolFile:
         """Append ``data``; return the offset it starts at."""
         offset = self.size
         if self._block is None:
-            self._file.write(data)
+            view = memoryview(data)
+            for start in range(0, len(view), WRITE_PIECE):  # the file's buffer passes larger writes on whole
+                self._file.write(view[start : start + WRITE_PIECE])
         else:
             if not isinstance(data, bytes) and not (isinstance(data, memoryview) and data.readonly):
                 data = bytes(data)  # the caller may change it once this returns
@@ -264,22 +263,6 @@ class SpoolFile:
         self.close()
 
 
-def write_gathered(fd: int, buffers: list[bytes | memoryview]) -> None:
-    """Write ``buffers`` back to back at ``fd``'s offset, as few ``writev`` calls as the system's limit on
-    buffers per call allows, going on after a short write (a full disk raises on the call after it)."""
-    views = [memoryview(buffer) for buffer in buffers]
-    first = 0
-    while first < len(views):
-        written = os.writev(fd, views[first : first + _IOV_MAX])
-        if not written and any(views[first : first + _IOV_MAX]):
-            raise OSError(errno.EIO, "a write to the spool file made no progress")
-        while first < len(views) and written >= len(views[first]):
-            written -= len(views[first])
-            first += 1
-        if written:
-            views[first] = views[first][written:]
-
-
 def _linkable_temp_file(directory: str | os.PathLike | None):
     """An anonymous file that ``linkat`` can name later: ``O_TMPFILE`` without ``O_EXCL`` (Python's
     ``TemporaryFile`` adds ``O_EXCL``, which forbids exactly that).  None where unsupported."""
@@ -290,4 +273,4 @@ def _linkable_temp_file(directory: str | os.PathLike | None):
         fd = os.open(directory or tempfile.gettempdir(), flag | os.O_RDWR | os.O_CLOEXEC, 0o600)
     except OSError:  # EISDIR/EOPNOTSUPP: kernel or file system without O_TMPFILE
         return None
-    return open(fd, "w+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 - closed by SpoolFile.close()
+    return open(fd, "w+b", buffering=WRITE_PIECE)  # noqa: SIM115 - closed by SpoolFile.close()
