@@ -147,3 +147,17 @@ def test_pwrite_all_writes_everything_at_its_offset(tmp_path, write_sizes):
         os.close(fd)
     assert path.read_bytes() == b"x" * 7 + data
     assert write_sizes == [WRITE_PIECE] * 3 + [5]
+
+
+def test_the_files_cache_is_saved_in_pieces(tmp_path, write_sizes):
+    """Its chunk lists are megabytes at 200,000 files."""
+    from packvault.archive.filescache import FilesCache
+    from packvault.repository.cache import RepositoryCache
+
+    files = FilesCache(RepositoryCache(tmp_path / "cache", b"\7" * 32))
+    for i in range(3000):
+        files.remember(b"/f%d" % i, 100 + i, 2000 + i, 3_000_000 + i, 4_000_000 + i,
+                       [(os.urandom(32), 1000 + j) for j in range(3)])
+    files.save()
+    assert sum(write_sizes) >= 3000 * 3 * 32
+    assert max(write_sizes) <= WRITE_PIECE
