@@ -89,16 +89,20 @@ def test_a_restore_process_writes_a_large_file_in_pieces(tmp_path, pv_env, write
     assert max(write_sizes) <= WRITE_PIECE
 
 
-@pytest.mark.parametrize("sizes", [(0, 1, 5), (WRITE_PIECE + 1, 3, 2 * WRITE_PIECE, 0, 77), (100,) * 5000])
-def test_gathered_writes_keep_order_and_bounds(tmp_path, monkeypatch, write_sizes, sizes):
-    monkeypatch.setattr(writes, "_IOV_MAX", 16)
-    buffers = [os.urandom(n) for n in sizes]
-    path = tmp_path / "out"
+def _gathered_after_a_head(path, buffers: list[bytes]) -> bytes:
+    """What a file holds after a 4-byte head and ``write_gathered(buffers)`` at the offset after it."""
     with open(path, "wb") as f:
         f.write(b"head")
         f.flush()
         writes.write_gathered(f.fileno(), buffers)
-    assert path.read_bytes() == b"head" + b"".join(buffers)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("sizes", [(0, 1, 5), (WRITE_PIECE + 1, 3, 2 * WRITE_PIECE, 0, 77), (100,) * 5000])
+def test_gathered_writes_keep_order_and_bounds(tmp_path, monkeypatch, write_sizes, sizes):
+    monkeypatch.setattr(writes, "_IOV_MAX", 16)
+    buffers = [os.urandom(n) for n in sizes]
+    assert _gathered_after_a_head(tmp_path / "out", buffers) == b"head" + b"".join(buffers)
     assert max(write_sizes, default=0) <= WRITE_PIECE
 
 
@@ -120,12 +124,7 @@ def test_gathered_writes_go_on_after_short_writes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(writes, "_IOV_MAX", 4)
     monkeypatch.setattr(writes.os, "writev", short_writev)
-    path = tmp_path / "out"
-    with open(path, "wb") as f:
-        f.write(b"head")
-        f.flush()
-        writes.write_gathered(f.fileno(), buffers)
-    assert path.read_bytes() == b"head" + b"".join(buffers)
+    assert _gathered_after_a_head(tmp_path / "out", buffers) == b"head" + b"".join(buffers)
     assert max(calls) <= 4 and len(calls) > sum(map(len, buffers)) // 7_000
 
 
