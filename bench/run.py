@@ -172,18 +172,31 @@ def find_moto_server(explicit: str | None) -> str:
     return found
 
 
+# moto keeps a body up to this size in RAM and writes a larger one into a temporary file in one call
+# (its default is 5 MiB, below every pack size); see ``MotoServer``.
+MOTO_KEY_BUFFER_ENV = "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"
+MOTO_KEY_BUFFER_IN_RAM = 1 << 40
+
+
 class MotoServer:
     """A moto S3 server on a free port, started fresh per session so every tool starts from an empty,
-    equally warm server (moto keeps objects in RAM and does not return memory on reset)."""
+    equally warm server (moto does not return memory on reset).
 
-    def __init__(self, exe: str, logdir: Path) -> None:
+    It keeps every object in RAM unless ``disk_spool``: moto's own spooling of large bodies into
+    temporary files made the server, not the tools, the variable in S3 runs.  On a VM whose balloon
+    reports free memory to the host, a single multi-megabyte buffered write gets 2 MiB page-cache folios
+    whose every page faults into the host, so moto burnt up to a CPU-second per 320 MB of packs on the two
+    cores the tools run on, at random from run to run (bench/README.md, seventeenth round).  A real
+    bucket costs the client no CPU for storing bytes."""
+
+    def __init__(self, exe: str, logdir: Path, *, disk_spool: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         logdir.mkdir(parents=True, exist_ok=True)
         self._log = open(logdir / "moto.log", "wb")  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
             [exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env=moto_environment(disk_spool),
         )
         deadline = time.monotonic() + 30
         while True:
@@ -205,6 +218,16 @@ class MotoServer:
                 self._proc.kill()
                 self._proc.wait()
         self._log.close()
+
+
+def moto_environment(disk_spool: bool) -> dict[str, str]:
+    """The environment of the benchmark's moto server: objects in RAM unless ``disk_spool``."""
+    env = dict(os.environ)
+    if disk_spool:
+        env.pop(MOTO_KEY_BUFFER_ENV, None)
+    else:
+        env[MOTO_KEY_BUFFER_ENV] = str(MOTO_KEY_BUFFER_IN_RAM)
+    return env
 
 
 def s3_client(endpoint: str):  # noqa: ANN201 - boto3 client type is dynamic
@@ -912,7 +935,7 @@ def s3_server(args: argparse.Namespace, logdir: Path) -> Iterator[tuple[str, boo
     if args.s3_endpoint:
         yield args.s3_endpoint.rstrip("/"), False
         return
-    server = MotoServer(find_moto_server(args.moto_server), logdir)
+    server = MotoServer(find_moto_server(args.moto_server), logdir, disk_spool=args.moto_disk_spool)
     try:
         yield server.url, True
     finally:
@@ -981,6 +1004,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-proxy", action="store_true",
                     help="talk to S3 directly (measures the proxy's overhead; only tools' own request counts)")
     ap.add_argument("--moto-server", metavar="EXE", help="moto_server executable (default: next to python)")
+    ap.add_argument(
+        "--moto-disk-spool", action="store_true",
+        help="let moto write bodies over 5 MiB into temporary files, its default (the benchmark keeps them in RAM)",
+    )
     ap.add_argument("--packvault-bin", metavar="EXE")
     ap.add_argument("--restic-bin", metavar="EXE")
     ap.add_argument("--borg-bin", metavar="EXE")
@@ -1071,7 +1098,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "tools": {t.name: getattr(t, "version", None) for t in tools},
             "targets": targets,
-            "s3": args.s3_endpoint or "moto (fresh server per session)",
+            "s3": args.s3_endpoint
+            or f"moto (fresh server per session, objects {'in temporary files' if args.moto_disk_spool else 'in RAM'})",
             "s3_latency_ms": args.latency_ms,
             "home_files": args.home_files,
             "taskset": args.taskset,
