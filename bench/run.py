@@ -185,7 +185,7 @@ class MotoServer:
     It keeps every object in RAM unless ``disk_spool``: moto's own spooling of large bodies into
     temporary files made the server, not the tools, the variable in S3 runs.  On a VM whose balloon
     reports free memory to the host, a single multi-megabyte buffered write gets 2 MiB page-cache folios
-    whose every page faults into the host, so moto burnt up to a CPU-second per 320 MB of packs on the two
+    whose every page faults into the host, so moto burnt about two CPU-seconds per 320 MB of packs on the two
     cores the tools run on, at random from run to run (bench/README.md, seventeenth round).  A real
     bucket costs the client no CPU for storing bytes."""
 
