@@ -1,8 +1,8 @@
 """The benchmark's moto server keeps large objects in RAM unless told to spool them to disk.
 
 Why this is pinned: with moto's default, every body over 5 MiB goes into a temporary file in one write,
-and on the benchmark VM that write's cost varied by a CPU-second per run on the cores the measured tools
-share (bench/README.md).  A harness change that silently dropped the setting would make S3 numbers
+and on the benchmark VM that write cost about two CPU-seconds per first backup, at random, on the cores
+the measured tools share (bench/README.md).  A harness change that silently dropped the setting would make S3 numbers
 noisy and slower for every tool again without anyone noticing.
 """
 

@@ -12,10 +12,6 @@ from packvault.storage.s3.plan import COALESCE_GAP
 MiB = 1024 * 1024
 
 
-def gets(be) -> int:
-    return be.request_stats().get("GET", 0)
-
-
 def test_gather_reads_through_holes_a_request_would_cost_more_than(moto_endpoint, open_s3):
     """The live objects compact copies out of a partly dead pack lie between holes of a few hundred KiB to
     a few MiB (deleted files' chunks).  A ranged GET costs a round trip, in which S3 delivers megabytes on
@@ -34,7 +30,7 @@ def test_gather_reads_through_holes_a_request_would_cost_more_than(moto_endpoint
     be.reset_request_stats()
     result = be.gather(sources)
     assert bytes(result) == b"".join(blob[o : o + s] for _, o, s in sources)
-    assert gets(be) == 2
+    assert be.request_stats().get("GET", 0) == 2
 
 
 def test_gather_of_many_ranges_peaks_near_its_result(moto_endpoint, open_s3):
