@@ -135,6 +135,13 @@ def test_a_gathered_write_that_makes_no_progress_raises(tmp_path, monkeypatch):
     assert info.value.errno == errno.EIO
 
 
+def test_a_positioned_write_that_makes_no_progress_raises(tmp_path, monkeypatch):
+    monkeypatch.setattr(writes.os, "pwrite", lambda fd, view, offset: 0)
+    with open(tmp_path / "out", "wb") as f, pytest.raises(OSError) as info:
+        writes.pwrite_all(f.fileno(), b"data", 0)
+    assert info.value.errno == errno.EIO
+
+
 def test_pwrite_all_writes_everything_at_its_offset(tmp_path, write_sizes):
     data = os.urandom(3 * WRITE_PIECE + 5)
     path = tmp_path / "out"

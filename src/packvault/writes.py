@@ -30,6 +30,8 @@ def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> int:
     view = memoryview(data)
     while view:
         done = os.pwrite(fd, view[:WRITE_PIECE], offset)
+        if not done:
+            raise OSError(errno.EIO, "a positioned write made no progress")
         view = view[done:]
         offset += done
     return offset
