@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from packvault.chunking.chunker import Chunker, ChunkerParams
+from packvault.chunking.chunker import STREAM_BUFFER_CHUNKS, Chunker, ChunkerParams
 
 PARAMS = ChunkerParams()
 MAX = PARAMS.max_size
@@ -60,3 +60,41 @@ def test_a_file_that_shrank_gives_what_is_there():
     chunker = Chunker(PARAMS, seed=7)
     data = _content(5000)
     assert [bytes(v) for v in chunker.chunks_of_file(io.BytesIO(data), 9000)] == [data]
+
+
+def _pyfastcdc_cuts(chunker: Chunker, data: bytes) -> list[bytes]:
+    """The reference: pyfastcdc's own stream chunker, with the chunker's parameters and seed."""
+    return [bytes(chunk.data) for chunk in chunker._cdc.cut_stream(io.BytesIO(data))]
+
+
+BUFFER = STREAM_BUFFER_CHUNKS * MAX
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, MAX - 1, MAX, MAX + 1, BUFFER - MAX, BUFFER - 1, BUFFER, BUFFER + 1, 2 * BUFFER + 12345]
+)
+def test_streams_are_cut_where_pyfastcdc_cuts_them(size):
+    """The chunker cuts streams in a buffer of its own: the points must stay pyfastcdc's, across refills of
+    that buffer and whatever sizes the reads come in, or a new version would deduplicate nothing."""
+    chunker = Chunker(PARAMS, seed=11)
+    data = _content(size)
+    expected = _pyfastcdc_cuts(chunker, data)
+    assert b"".join(expected) == data
+    assert [bytes(v) for v in chunker.chunks_of_stream(io.BytesIO(data))] == expected
+    assert [bytes(v) for v in chunker.chunks_of_stream(ShortReads(data))] == expected
+
+
+def test_one_buffer_serves_stream_after_stream_and_two_open_streams_do_not_share_it():
+    chunker = Chunker(PARAMS, seed=5)
+    first, second = _content(2 * BUFFER + 999), os.urandom(BUFFER + 7)
+    assert [bytes(v) for v in chunker.chunks_of_stream(io.BytesIO(first))] == _pyfastcdc_cuts(chunker, first)
+    buffer = chunker._spare_buffer
+    assert buffer is not None
+    assert [bytes(v) for v in chunker.chunks_of_stream(io.BytesIO(second))] == _pyfastcdc_cuts(chunker, second)
+    assert chunker._spare_buffer is buffer  # reused, not allocated per stream
+    # interleaved: each stream's chunks still come out right
+    a, b = chunker.chunks_of_stream(io.BytesIO(first)), chunker.chunks_of_stream(io.BytesIO(second))
+    got_a, got_b = [bytes(next(a))], [bytes(next(b))]
+    got_a += [bytes(v) for v in a]
+    got_b += [bytes(v) for v in b]
+    assert (got_a, got_b) == (_pyfastcdc_cuts(chunker, first), _pyfastcdc_cuts(chunker, second))

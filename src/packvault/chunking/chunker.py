@@ -19,6 +19,9 @@ from pyfastcdc import FastCDC
 DEFAULT_AVG = 768 * 1024
 DEFAULT_MIN = 256 * 1024
 DEFAULT_MAX = 4 * 1024 * 1024
+# The buffer a chunker cuts streams in, in maximum chunks: each refill moves at most one maximum chunk to its
+# front (the part not cut yet) and reads the rest.
+STREAM_BUFFER_CHUNKS = 4
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,17 @@ class ChunkerParams:
 
 
 class Chunker:
-    """Cuts streams and buffers into content-defined chunks (not thread-safe: one per thread)."""
+    """Cuts streams and buffers into content-defined chunks (not thread-safe: one per thread).
+
+    Streams are cut in one buffer the chunker keeps (``_stream_cuts``), not in pyfastcdc's stream chunker,
+    which allocates and zeroes a buffer of two maximum chunks for every stream it cuts: in the backup's own
+    process, where the large files and a disk image's data regions are cut, that zeroing and the page faults
+    of each new buffer held the GIL the process's other threads wait for, at the end of a home directory's
+    walk when nothing else runs.  The cut points are pyfastcdc's."""
 
     def __init__(self, params: ChunkerParams, seed: int):
         self.params = params
+        self._spare_buffer: bytearray | None = None  # the stream buffer, while no stream is being cut
         self._cdc = FastCDC(
             avg_size=params.avg_size,
             min_size=params.min_size,
@@ -116,13 +126,48 @@ class Chunker:
                 continue
             start, end = piece
             stream.seek(start)
-            for chunk in self._cdc.cut_stream(_Window(stream, end - start)):
-                yield chunk.data
+            yield from self._stream_cuts(_Window(stream, end - start).readinto)
 
     def chunks_of_stream(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Yield chunk views of ``stream``; each view is only valid until the next one is produced."""
-        for chunk in self._cdc.cut_stream(stream):
-            yield chunk.data
+        return self._stream_cuts(stream.readinto)
+
+    def _stream_cuts(self, readinto) -> Iterator[memoryview]:
+        """The chunks of what ``readinto`` delivers, cut in the chunker's buffer.
+
+        A cut is only taken while at least one maximum chunk lies ahead of it in the buffer (or the stream
+        has ended): the cut function never looks further than that, so each point is the one the whole
+        stream has there, the same as pyfastcdc's stream chunker finds.  A second stream cut while one is
+        still open (an abandoned generator not yet collected) gets a buffer of its own."""
+        max_size = self.params.max_size
+        buffer = self._spare_buffer or bytearray(STREAM_BUFFER_CHUNKS * max_size)
+        self._spare_buffer = None
+        view = memoryview(buffer)
+        try:
+            filled = 0
+            ended = False
+            while True:
+                while not ended and filled < len(view):
+                    n = readinto(view[filled:])
+                    if not n:
+                        ended = True
+                    else:
+                        filled += n
+                if not filled:
+                    return
+                consumed = filled
+                for chunk in self._cdc.cut_buf(view[:filled]):
+                    if not ended and filled - chunk.offset < max_size:
+                        consumed = chunk.offset  # cut with less than a maximum chunk ahead: not final
+                        break
+                    yield chunk.data
+                if ended:
+                    return
+                view[: filled - consumed] = view[consumed:filled]
+                filled -= consumed
+        finally:
+            view.release()
+            self._spare_buffer = buffer
 
     def cut_points(self, buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, int]]:
         """(offset, length) of the chunks of an in-memory buffer."""
