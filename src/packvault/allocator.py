@@ -19,7 +19,6 @@ Other C libraries (musl, macOS) have no ``mallopt`` with these parameters; there
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 # glibc's malloc.h parameter numbers
@@ -36,11 +35,10 @@ def tune_for_chunk_reads() -> bool:
     """Apply the settings above to this process (before its reader threads start); True when applied."""
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
+        # the C library the interpreter is linked with, by the process's own symbols: ``ctypes.util`` would
+        # find it by name, but importing it (shutil, subprocess) took ~10 ms of every reader server's start
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

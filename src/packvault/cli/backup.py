@@ -17,6 +17,15 @@ from .output import fmt_size
 from .progress import LiveProgress
 from .run import Run
 
+# What ``cmd_create`` imports as it starts, by name: ``main.py`` imports them while the key is derived.
+CREATE_MODULES = (
+    "packvault.archive.create",
+    "packvault.archive.patterns",
+    "packvault.archive.sources",
+    "packvault.archive.walker",
+    "packvault.units",
+)
+
 # --- create ------------------------------------------------------------------------------------------
 
 

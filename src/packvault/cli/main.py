@@ -8,6 +8,7 @@ at a deadline (serverless, resumes on the next run); 130 interrupted.  Expected 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             start_readers_early(args, run)
         # while the commands are imported, before boto3 is: see its docstring; init has no key to derive yet
         commands = early_unlock.derive_early_during(
-            location, run, _import_commands, derive=args.command not in ("init", "completion")
+            location, run, lambda: _import_commands(args.command), derive=args.command not in ("init", "completion")
         )
         return int(getattr(commands, args.func)(args, run) or 0)
     except PackvaultError as exc:
@@ -78,9 +79,17 @@ def main(argv: list[str] | None = None) -> int:
             early_unlock.remember(location, run)
 
 
-def _import_commands():
+def _import_commands(command: str):
+    """The command modules, and for ``create`` the engine modules it imports as it starts (``CREATE_MODULES``):
+    imported here, beside the key derivation, they cost the backup no time; imported after it, the main
+    thread imported them alone while the other core had nothing to do."""
     from . import commands
 
+    if command == "create":
+        from .backup import CREATE_MODULES
+
+        for name in CREATE_MODULES:
+            importlib.import_module(name)
     return commands
 
 
