@@ -19,6 +19,7 @@ from packvault.errors import UsageError
 from packvault.processes import usable_processes
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
+from packvault.repository.writer import RepositoryWriter
 from packvault.settings import Settings
 from tests.support.settings import env_settings
 
@@ -630,3 +631,39 @@ def test_a_sparse_file_with_more_data_than_the_queue_holds_streams_through_the_b
     stats, warnings = _backup_as_without_readers(repo_path, src, "streamed")
     assert warnings == [] and stats.files_read_by_readers == 200
     assert [job for job in jobs if len(job) == 3] == []
+
+
+def test_the_readers_exit_once_the_last_batch_is_taken_while_the_backup_goes_on(repo_path, tmp_path, monkeypatch):
+    """After the walk's last entry is out of the queue the reader processes are let go: they exit while the
+    backup writes the end of its item stream and commits, not after it, and closing the pool later still
+    works."""
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"small-{i:03d}").write_bytes(b"small %d\n" % i)
+    workers: list = []
+    let_go = readerpool.ReaderPool.let_go
+
+    def noting_let_go(self):
+        workers.extend(self._pool._processes.values())
+        let_go(self)
+
+    commit_archive = RepositoryWriter.commit_archive
+    exited_by_commit: list[bool] = []
+
+    def noting_commit(self, entry):
+        deadline = time.monotonic() + 10
+        while any(process.is_alive() for process in workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        exited_by_commit.append(bool(workers) and not any(process.is_alive() for process in workers))
+        commit_archive(self, entry)
+
+    monkeypatch.setattr(readerpool.ReaderPool, "let_go", noting_let_go)
+    monkeypatch.setattr(RepositoryWriter, "commit_archive", noting_commit)
+    repo = _open(repo_path, 2)
+    stats, warnings = _backup(repo, "a", src, [src], use_files_cache=False)
+    repo.close()
+    assert warnings == [] and stats.files_read_by_readers == 200
+    assert exited_by_commit == [True]  # gone before the commit, with the pool not closed yet

@@ -327,6 +327,13 @@ class ReadQueue:
             meanwhile(queued)
             queued.read_ahead = True
 
+    def let_readers_go(self) -> None:
+        """Every entry is out of the queue and no more will come: the reader processes may exit meanwhile
+        (``ReaderPool.let_go``); ``close`` still waits for them."""
+        assert not self._queue
+        if self._readers is not None:
+            self._readers.let_go()
+
     def close(self) -> None:
         if self._readers is not None:
             self._readers.close()

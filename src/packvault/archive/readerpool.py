@@ -84,6 +84,13 @@ class ReaderPool:
     def started(self) -> bool:
         return self._pool is not None
 
+    def let_go(self) -> None:
+        """No more batches come: the processes may exit now, while the caller goes on (``close`` waits for
+        them).  A backup's last steps (the item stream's end, the commit) then overlap the processes' exit,
+        which took ~15-20 ms of its main thread when it came after them."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
