@@ -112,7 +112,6 @@ class ArchiveCreator:
                 self._add_ready(writer, chunker, stream, wait=True, last=True)
             except _DeadlineInFile:
                 self._stop_at_deadline(writer)
-            self._queue.let_readers_go()
             if stream.count == 0:
                 raise NothingToBackUp(
                     "nothing to back up: none of the given paths could be read"

@@ -289,7 +289,8 @@ class ReadQueue:
         self, *, wait: bool, last: bool = False, meanwhile: Callable[[Queued], None] | None = None
     ) -> Iterator[Queued]:
         """Entries whose turn it is, in order: up to the first whose read is not done; with ``wait`` until
-        the queue is half empty; with ``last`` all of them.
+        the queue is half empty; with ``last`` all of them, and then the reader processes may exit while the
+        caller goes on (its last steps, a commit, overlap their exit; ``close`` still waits for them).
 
         ``meanwhile`` reads a later file (as the caller does once one's turn comes).  Where the queue would
         wait for a reader's batch at its head, it is handed the later files further back, one at a time while
@@ -316,6 +317,8 @@ class ReadQueue:
             queue.popleft()
             wait = wait and (len(queue) > self._limit // 2 or self._queued_bytes > QUEUED_BYTES // 2)
             yield head
+        if last and self._readers is not None:
+            self._readers.let_go()
 
     def _read_ahead(self, batch: _Batch, meanwhile: Callable[[Queued], None]) -> None:
         """Hand ``meanwhile`` the next later files while a reader is still on ``batch``."""
@@ -326,13 +329,6 @@ class ReadQueue:
             queued = self._later.popleft()
             meanwhile(queued)
             queued.read_ahead = True
-
-    def let_readers_go(self) -> None:
-        """Every entry is out of the queue and no more will come: the reader processes may exit meanwhile
-        (``ReaderPool.let_go``); ``close`` still waits for them."""
-        assert not self._queue
-        if self._readers is not None:
-            self._readers.let_go()
 
     def close(self) -> None:
         if self._readers is not None:

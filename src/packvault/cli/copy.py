@@ -1,7 +1,8 @@
 """``copy SRC_REPO DST_REPO [ARCHIVE...]``: the command line of ``maintenance/copy.py``.
 
-The parser imports this module before the key is derived (``early_unlock.py``): what opens repositories is
-imported inside ``cmd_copy``, so the derivation still runs before the heavy modules load."""
+The parser imports this module before the key is derived (``early_unlock.py``) and before a backup's reader
+server starts (``main.py``): what opens repositories, and the passphrase and KDF modules, are imported where
+they are used, so the derivation still runs before the heavy modules load."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from ..crypto.kdf import Passphrase
 from ..errors import EXIT_OK, EXIT_WARNING
 from .location import split_location
 from .output import escape_name, print_json
-from .passphrase import get_passphrase
-from .run import Run
+
+if TYPE_CHECKING:
+    from .run import Run
 
 OTHER_PASSPHRASE = "PACKVAULT_OTHER_PASSPHRASE"
 OTHER_PASSCOMMAND = "PACKVAULT_OTHER_PASSCOMMAND"
@@ -48,6 +50,9 @@ def source_run(run: Run) -> Run:
     """The ``Run`` whose passphrase opens the other repository (copy's source, ``init --copy-crypt-from``):
     $PACKVAULT_OTHER_PASSPHRASE / $PACKVAULT_OTHER_PASSCOMMAND when set (an offsite copy usually has its own
     passphrase), else the passphrase of the repository itself."""
+    from ..crypto.kdf import Passphrase
+    from .passphrase import get_passphrase
+
     if os.environ.get(OTHER_PASSPHRASE) is None and not os.environ.get(OTHER_PASSCOMMAND):
         return run
     value = get_passphrase(prompt="Source passphrase: ", env=OTHER_PASSPHRASE, command_env=OTHER_PASSCOMMAND)

@@ -9,14 +9,11 @@ at a deadline (serverless, resumes on the next run); 130 interrupted.  Expected 
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
-import traceback
 
 from ..descriptors import grow_descriptor_table
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, PackvaultError
-from . import early_unlock
 from .parser import build_parser, parse_args
 from .run import Run
 
@@ -31,19 +28,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     args.verbose = getattr(args, "verbose", False)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="packvault: %(levelname)s: %(message)s"
-    )
-    if not args.verbose:  # botocore logs a failed credential fetch with a traceback; the command says it once
-        logging.getLogger("botocore").setLevel(logging.ERROR)
-    location = early_unlock.repository_location(getattr(args, "location", None) or getattr(args, "repo", None))
     run: Run | None = None
+    location: str | None = None
     try:
         run = Run.from_environ()
-        if args.command == "create":  # before the imports below: see its docstring
+        if args.command == "create":  # before any heavier import, the KDF's included: see its docstring
             from .early_readers import start_readers_early
 
             start_readers_early(args, run)
+        _configure_logging(args.verbose)
+        from . import early_unlock
+
+        location = early_unlock.repository_location(getattr(args, "location", None) or getattr(args, "repo", None))
         # while the commands are imported, before boto3 is: see its docstring; init has no key to derive yet
         commands = early_unlock.derive_early_during(
             location, run, lambda: _import_commands(args.command), derive=args.command not in ("init", "completion")
@@ -70,13 +66,26 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: Python's own exit code, 1, would say "done, with warnings"
         if os.environ.get("PACKVAULT_DEBUG"):
             raise
+        import traceback
+
         traceback.print_exc()
         print(f"packvault: error: internal error: {type(exc).__name__}: {exc} (a bug: please report it with the "
               "traceback above)", file=sys.stderr)
         return EXIT_ERROR
     finally:
-        if run is not None:
+        if run is not None and location is not None:
+            from . import early_unlock
+
             early_unlock.remember(location, run)
+
+
+def _configure_logging(verbose: bool) -> None:
+    import logging
+
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="packvault: %(levelname)s: %(message)s")
+    if not verbose:  # botocore logs a failed credential fetch with a traceback; the command says it once
+        logging.getLogger("botocore").setLevel(logging.ERROR)
 
 
 def _import_commands(command: str):

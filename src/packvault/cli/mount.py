@@ -15,10 +15,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import EXIT_OK, EXIT_WARNING, UsageError
 from .location import split_location
-from .run import Run
+
+if TYPE_CHECKING:
+    from .run import Run
 
 DESCRIPTION = (
     "Browse archives as a read-only FUSE file system: REPO shows one directory per archive (by name), "

@@ -2,16 +2,20 @@
 
 Built by ``main`` before anything heavy is imported and passed to every command, which hands it on to the
 repository (``Settings``) and to unlocking (``Passphrase``): nothing below ``cli/`` reads the environment.
+The passphrase and KDF modules are imported only once a passphrase is asked for, so that a backup's reader
+server starts before they load (``main.py``).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..crypto.kdf import KdfParams, Passphrase
 from ..settings import Settings
-from .passphrase import get_passphrase
+
+if TYPE_CHECKING:
+    from ..crypto.kdf import KdfParams, Passphrase
 
 
 @dataclass
@@ -28,6 +32,9 @@ class Run:
 
     def passphrase(self) -> Passphrase:
         """The repository's passphrase: PACKVAULT_PASSPHRASE, else PACKVAULT_PASSCOMMAND, else a prompt."""
+        from ..crypto.kdf import Passphrase
+        from .passphrase import get_passphrase
+
         passphrase = self.early if self.early is not None else Passphrase(get_passphrase())
         if passphrase not in self.passphrases:
             self.passphrases.append(passphrase)
@@ -35,6 +42,9 @@ class Run:
 
     def new_passphrase(self, **sources) -> Passphrase:
         """A passphrase to seal a key under (``get_passphrase`` with ``confirm`` and ``sources``)."""
+        from ..crypto.kdf import Passphrase
+        from .passphrase import get_passphrase
+
         passphrase = Passphrase(get_passphrase(confirm=True, **sources))
         self.passphrases.append(passphrase)
         return passphrase

@@ -13,11 +13,14 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import EXIT_OK, UsageError
 from .location import split_location
 from .output import print_json
-from .run import Run
+
+if TYPE_CHECKING:
+    from .run import Run
 
 EXIT_INCOMPLETE = 75  # EX_TEMPFAIL: a part stopped at its --deadline; the same command finishes it
 PART_SUFFIX = re.compile(r"\.part(\d+)$")
