@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 
 import pytest
 
 from packvault.chunking.chunker import STREAM_BUFFER_CHUNKS, Chunker, ChunkerParams
+from tests.support.importcount import glibc_here
 
 PARAMS = ChunkerParams()
 MAX = PARAMS.max_size
@@ -98,3 +101,44 @@ def test_one_buffer_serves_stream_after_stream_and_two_open_streams_do_not_share
     got_a += [bytes(v) for v in a]
     got_b += [bytes(v) for v in b]
     assert (got_a, got_b) == (_pyfastcdc_cuts(chunker, first), _pyfastcdc_cuts(chunker, second))
+
+
+_CHUNK_COPIES = """
+import io, os, resource, sys
+from packvault.chunking.chunker import Chunker, ChunkerParams
+from packvault import allocator
+if sys.argv[1] == "readers":
+    allocator.tune_for_chunk_reads()
+if sys.argv[1] == "kept":
+    allocator.keep_blocks_up_to(8 * 1024 * 1024)
+if sys.argv[1] in ("stream", "readers"):
+    chunker = Chunker(ChunkerParams(), seed=3)
+    for view in chunker.chunks_of_stream(io.BytesIO(os.urandom(9 * 1024 * 1024))):
+        bytes(view)
+data = memoryview(os.urandom(1024 * 1024))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):  # chunk-sized copies, a dozen in flight to the sealing threads, then freed
+    copies = [bytes(data[n:]) for n in range(12)]
+    del copies
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, allocator._mmap_threshold_set)
+"""
+
+
+@pytest.mark.skipif(not glibc_here(), reason="glibc's mmap threshold")
+def test_after_a_stream_chunk_sized_blocks_come_from_the_heap_and_stay():
+    """pyfastcdc's stream chunker freed an 8 MiB buffer per stream, and glibc then served blocks up to that
+    size from the heap and kept twice as much of it when freed; a chunker that keeps its buffer says so
+    itself.  Without it the heap the chunk copies take is handed back and faulted in again (~256 pages per
+    MiB) every time they are freed.  A reader process's larger setting is not lowered."""
+
+    def faults(how: str) -> tuple[int, int]:
+        out = subprocess.run([sys.executable, "-c", _CHUNK_COPIES, how], capture_output=True, text=True, check=True)
+        count, threshold = out.stdout.split()
+        return int(count), int(threshold)
+
+    untouched, _ = faults("none")
+    kept, _ = faults("kept")
+    assert kept < 2 * 12 * 256  # about the heap's first growth, once
+    assert untouched > 3 * kept  # glibc's own thresholds: the heap handed back and faulted in again and again
+    assert faults("stream")[1] == 2 * MAX  # cutting a stream keeps blocks up to two maximum chunks
+    assert faults("readers")[1] == 32 * 1024 * 1024  # and lowers no larger setting

@@ -16,6 +16,8 @@ from typing import BinaryIO
 
 from pyfastcdc import FastCDC
 
+from ..allocator import keep_blocks_up_to
+
 DEFAULT_AVG = 768 * 1024
 DEFAULT_MIN = 256 * 1024
 DEFAULT_MAX = 4 * 1024 * 1024
@@ -140,7 +142,10 @@ class Chunker:
         stream has there, the same as pyfastcdc's stream chunker finds.  A second stream cut while one is
         still open (an abandoned generator not yet collected) gets a buffer of its own."""
         max_size = self.params.max_size
-        buffer = self._spare_buffer or bytearray(STREAM_BUFFER_CHUNKS * max_size)
+        buffer = self._spare_buffer
+        if buffer is None:
+            keep_blocks_up_to(2 * max_size)  # chunk copies from the heap, as when pyfastcdc freed its buffers
+            buffer = bytearray(STREAM_BUFFER_CHUNKS * max_size)
         self._spare_buffer = None
         view = memoryview(buffer)
         try:
@@ -155,12 +160,15 @@ class Chunker:
                         filled += n
                 if not filled:
                     return
-                consumed = filled
-                for chunk in self._cdc.cut_buf(view[:filled]):
-                    if not ended and filled - chunk.offset < max_size:
-                        consumed = chunk.offset  # cut with less than a maximum chunk ahead: not final
+                cuts = self._cdc.cut_buf(view[:filled])
+                consumed = 0
+                # a cut with less than a maximum chunk ahead may not be final: not asked for before a refill
+                while ended or filled - consumed >= max_size:
+                    chunk = next(cuts, None)
+                    if chunk is None:
                         break
                     yield chunk.data
+                    consumed = chunk.offset + chunk.length
                 if ended:
                     return
                 view[: filled - consumed] = view[consumed:filled]
