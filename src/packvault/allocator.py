@@ -8,10 +8,12 @@ a restore spends a good part of its system time zeroing memory it had just retur
 blocks from the heap, keeping freed heap memory, and using two arenas instead of one per thread avoids most
 of those faults at the same peak RSS (bench/README.md).
 
-The backup's own process is left on the defaults on purpose: its peak RSS is the scarcer resource there,
-and holding on to freed pack buffers raised it in the same measurement.  A backup's reader process holds one batch
-(at most ``filereaders.BATCH_BYTES`` plus its sealed objects), and a restore process one batch of small files
-(``restorers.BATCH_BYTES``), so keeping their freed memory costs little.
+The backup's own process is not given these settings on purpose: its peak RSS is the scarcer resource
+there, and holding on to freed pack buffers raised it in the same measurement.  It only keeps blocks of up
+to two maximum chunks once it cuts a large file (``keep_blocks_up_to``), what glibc's own thresholds used to
+give it then.  A backup's reader process holds one batch (at most ``filereaders.BATCH_BYTES`` plus its
+sealed objects), and a restore process one batch of small files (``restorers.BATCH_BYTES``), so keeping
+their freed memory costs little.
 
 Other C libraries (musl, macOS) have no ``mallopt`` with these parameters; there this does nothing.
 """
