@@ -216,3 +216,186 @@ def test_workers_start_meanwhile_without_waiting_for_their_servers_imports(tmp_p
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["2", "True"]
+
+
+SERVER_END = textwrap.dedent(
+    """
+    import multiprocessing.forkserver, os
+    from packvault.processes import start_server_early, start_workers, worker_pool
+    from tests.support import importcount, teardownmark  # noqa: F401 - the command's own exit handler
+
+    if __name__ == "__main__":
+        start_server_early("tests.support.teardownmark")
+        pool = worker_pool(2, importcount.start, ())
+        for future in start_workers(pool, 2):
+            future.result(timeout=60)
+        pool.shutdown()
+        server = multiprocessing.forkserver._forkserver._forkserver_pid
+        multiprocessing.forkserver._forkserver._stop()
+        print(os.getpid(), server)
+    """
+)
+
+
+def test_the_server_ends_without_the_interpreters_teardown(tmp_path: Path):
+    """The command waits for the server at exit; its teardown (unloading what the workers needed) was time
+    both cores sat idle.  ``serverexit`` ends it first: an exit handler registered by a module it imported
+    before never runs there, while the command's own does."""
+    log = tmp_path / "imports.log"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PV_TEST_IMPORT_LOG": str(log), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    result = subprocess.run(
+        [sys.executable, "-c", SERVER_END], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    main_pid, server_pid = result.stdout.split()
+    notes = log.read_text().splitlines()
+    assert f"teardown {main_pid}" in notes  # the mark works: the command went through its teardown
+    assert f"teardown {server_pid}" not in notes
+
+
+REAP = textwrap.dedent(
+    """
+    import os, time
+    from packvault.serverexit import reap_children
+
+    def child(seconds):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(seconds)
+            os._exit(0)
+        return pid
+
+    quick = [child(0.05), child(0.1)]
+    reap_children(time.monotonic() + 30)
+    try:
+        os.waitpid(-1, os.WNOHANG)
+        print("a child was left")
+    except ChildProcessError:
+        print("all reaped")
+    slow = child(60)
+    started = time.monotonic()
+    reap_children(time.monotonic() + 0.2)
+    os.kill(slow, 0)  # still running: left, not waited for
+    print("left after", "short" if time.monotonic() - started < 30 else "long")
+    os.kill(slow, 9)
+    os.waitpid(slow, 0)
+    """
+)
+
+
+def test_the_server_reaps_its_children_before_it_ends_and_leaves_a_hung_one():
+    """What ``serverexit`` does first: every child that ended is waited for (so its CPU time is counted),
+    and one still running at the deadline is left rather than holding up the command's exit."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    result = subprocess.run([sys.executable, "-c", REAP], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["all reaped", "left after short"]
+
+
+def test_the_console_script_guesses_a_backup_of_local_files_from_the_words(monkeypatch):
+    """``start_readers_before_parsing``: the server starts for what looks like a backup of local files, and
+    not for standard input, a command's output, S3 objects or another command."""
+    from packvault.cli import early_readers
+
+    started: list[str] = []
+    monkeypatch.setattr(early_readers, "start_server_early", lambda module: started.append(module))
+    monkeypatch.setattr(early_readers, "usable_processes", lambda requested: 2)
+
+    def starts(*argv: str) -> bool:
+        started.clear()
+        early_readers.start_readers_before_parsing(list(argv))
+        return started == [early_readers.READER_PROCESS_MODULE]
+
+    assert starts("create", "/srv/repo::monday", "/home/me", "rel/dir")
+    assert starts("create", "--exclude", "*.tmp", "s3://bucket/repo::monday", "/home/me")  # an S3 repository
+    assert starts("create", "::monday", "/home/me")  # PACKVAULT_REPO names the repository
+    assert not starts("create", "/srv/repo::db", "-")
+    assert not starts("create", "--stdin-from-command", "/srv/repo::db", "pg_dump", "db")
+    assert not starts("create", "/srv/repo::objects", "s3://bucket/prefix")
+    assert not starts("list", "/srv/repo")
+    assert not starts()
+    monkeypatch.setattr(early_readers, "usable_processes", lambda requested: 0)  # one core
+    assert not starts("create", "/srv/repo::monday", "/home/me")
+
+
+def test_a_server_started_on_a_wrong_guess_is_stopped_once_the_arguments_are_parsed(monkeypatch):
+    """``start_readers_early`` decides again from the parsed arguments and the settings: the readers turned
+    off (PACKVAULT_READ_PROCESSES=0) or standard input stops the server the words made it start."""
+    import argparse
+
+    from packvault.cli import early_readers
+    from packvault.cli.run import Run
+
+    calls: list[str] = []
+    monkeypatch.setattr(early_readers, "start_server_early", lambda module: calls.append("start"))
+    monkeypatch.setattr(early_readers, "stop_server", lambda: calls.append("stop"))
+    local = argparse.Namespace(paths=["/home/me"], stdin_from_command=False)
+    early_readers.start_readers_early(local, Run.from_environ())
+    assert calls == ["start"]
+    calls.clear()
+    monkeypatch.setenv("PACKVAULT_READ_PROCESSES", "0")
+    early_readers.start_readers_early(local, Run.from_environ())
+    monkeypatch.delenv("PACKVAULT_READ_PROCESSES")
+    early_readers.start_readers_early(argparse.Namespace(paths=["-"], stdin_from_command=False), Run.from_environ())
+    assert calls == ["stop", "stop"]
+
+
+BEFORE_PARSING = textwrap.dedent(
+    """
+    import sys
+    from packvault.cli import early_readers
+
+    seen = []
+    early_readers.start_server_early = lambda module: seen.append(("packvault.cli.parser" in sys.modules, module))
+    early_readers.usable_processes = lambda requested: 2
+    sys.argv = ["packvault", "create", "--help"]
+    from packvault.cli import entry
+
+    try:
+        entry.main()
+    except SystemExit as exc:
+        print(exc.code, seen)
+    """
+)
+
+
+def test_the_console_script_starts_the_server_before_the_command_line_is_loaded():
+    """The point of ``cli/entry.py``: the server is started before the argument parser's modules load."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    result = subprocess.run(
+        [sys.executable, "-c", BEFORE_PARSING], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0 [(False, 'packvault.archive.readerprocess')]"
+
+
+def test_stopping_the_server_ends_it_and_a_later_pool_starts_another(tmp_path: Path):
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PV_TEST_IMPORT_LOG": str(tmp_path / "log")}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *sys.path])
+    script = textwrap.dedent(
+        """
+        import multiprocessing.forkserver, os
+        from packvault.processes import start_server_early, stop_server, start_workers, worker_pool
+        from tests.support import importcount
+
+        if __name__ == "__main__":
+            start_server_early("tests.support.importcount")
+            first = multiprocessing.forkserver._forkserver._forkserver_pid
+            stop_server()
+            try:
+                os.kill(first, 0)
+                print("still running")
+            except ProcessLookupError:
+                print("stopped")
+            pool = worker_pool(1, importcount.start, ())
+            print(pool.submit(os.getpid).result(timeout=60) != os.getpid())
+            pool.shutdown()
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["stopped", "True"]

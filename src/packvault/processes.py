@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 
+# imported by the server process only, to end it quickly (see the module); by name: never in this process
+SERVER_EXIT_MODULE = "packvault.serverexit"
+
 
 @contextmanager
 def interrupts_ignored() -> Iterator[None]:
@@ -69,13 +72,23 @@ def start_server_early(module: str, preload: Sequence[str] = ()) -> None:
     before the first worker existed (~0.1 s; with botocore ~0.2 s).  A failure is left to the pool to meet
     (a platform without processes falls back to working in the command's process)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([module, *preload])
+    context.set_forkserver_preload([module, *preload, SERVER_EXIT_MODULE])
     _reap_server_at_exit()
     try:
         with interrupts_ignored():
             multiprocessing.forkserver.ensure_running()
     except Exception:  # noqa: BLE001 - no processes here: the pool says so when it is made
         return
+
+
+def stop_server() -> None:
+    """Stop the pools' server now if it runs: one started early for a command that turned out not to need it
+    (``cli/early_readers.py``), which would otherwise sit idle, holding its memory, until the command ends.
+    A pool made later starts a new one."""
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is not None:
+        stop()
 
 
 _reaping = threading.Lock()
