@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import signal
 import threading
@@ -97,19 +98,31 @@ _reaped_at_exit = False
 
 def _reap_server_at_exit() -> None:
     """Stop the server process and wait for it when the process exits, after the pools have joined their
-    workers (``concurrent.futures`` does that first).  Why: the server reaps the workers, so their CPU time
-    and peak memory are its; left to exit on its own, it would be nobody's child, and ``time packvault ...``
-    (or the benchmark) would not count what the workers did.  ``ForkServer._stop`` is the standard library's
-    own way to do this (its tests use it); where it is missing, the server ends on its own, as before."""
+    workers (``concurrent.futures`` does that first); then the same for the resource tracker, the helper
+    process ``multiprocessing`` starts before the server (it removes the pools' semaphores should this
+    process die).  Why: the server reaps the workers, so their CPU time and peak memory are its; left to
+    exit on their own, both would be nobody's children, and ``time packvault ...`` (or the benchmark) would
+    not count what the workers and the tracker did (the tracker's ~20 ms of CPU come during the command's
+    start, beside its own).  The server goes first: it holds the tracker's pipe too, and the tracker ends
+    once every holder closed it.  ``_stop`` is the standard library's own way to do this (its tests use
+    it); where it is missing, the processes end on their own, as before."""
     global _reaped_at_exit
     with _reaping:
         if _reaped_at_exit:
             return
         _reaped_at_exit = True
-    server = getattr(multiprocessing.forkserver, "_forkserver", None)
-    stop = getattr(server, "_stop", None)
-    if stop is not None:
-        atexit.register(stop)
+    helpers = (
+        getattr(multiprocessing.forkserver, "_forkserver", None),
+        getattr(multiprocessing.resource_tracker, "_resource_tracker", None),
+    )
+    stops = [stop for stop in (getattr(helper, "_stop", None) for helper in helpers) if stop is not None]
+    if stops:
+        atexit.register(_stop_all, stops)
+
+
+def _stop_all(stops: list[Callable[[], None]]) -> None:
+    for stop in stops:
+        stop()
 
 
 def _bootstrap(state: tuple[dict[str, str], str], initializer: Callable[..., None], initargs: tuple) -> None:
