@@ -9,6 +9,24 @@ import sys
 import textwrap
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script_env(**extra: str) -> dict[str, str]:
+    """The environment of a script run in an interpreter of its own (a pools' server is one per process):
+    this checkout importable, and ``extra``."""
+    return {**os.environ, **extra, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+
+
+def _run_script(script: str, *args: str, cwd: Path | None = None, **extra: str) -> str:
+    """Run ``script`` with ``args`` (``_script_env(**extra)``); its standard output, once it succeeded."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], env=_script_env(**extra), capture_output=True, text=True,
+        timeout=120, cwd=cwd,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
 SCRIPT = textwrap.dedent(
     """
     import os, sys
@@ -36,14 +54,8 @@ def test_a_pool_loads_its_modules_once_and_workers_see_the_callers_state(tmp_pat
     log = tmp_path / "imports.log"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PV_TEST_IMPORT_LOG": str(log), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(elsewhere)], env=env, capture_output=True, text=True, timeout=120,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    main_pid, *rest = result.stdout.split(maxsplit=1)
+    output = _run_script(SCRIPT, str(elsewhere), cwd=tmp_path, PV_TEST_IMPORT_LOG=str(log))
+    main_pid, *rest = output.split(maxsplit=1)
     importers = log.read_text().split()
     # the caller imported it, and so did the one server process the workers are forked from; no worker did
     assert importers[0] == main_pid
@@ -70,12 +82,7 @@ BURN = textwrap.dedent(
 def test_the_workers_cpu_time_is_the_commands(tmp_path: Path):
     """``time packvault ...`` (and the benchmark) count what the workers did: their server is reaped before
     the process exits, so the workers' CPU time reaches whoever waits for the command."""
-    root = Path(__file__).resolve().parent.parent
-    env = {
-        **os.environ,
-        "PV_TEST_IMPORT_LOG": str(tmp_path / "imports.log"),
-        "PYTHONPATH": os.pathsep.join([str(root), *sys.path]),
-    }
+    env = _script_env(PV_TEST_IMPORT_LOG=str(tmp_path / "imports.log"))
     proc = subprocess.Popen([sys.executable, "-c", BURN], env=env, cwd=tmp_path)
     _, status, usage = os.wait4(proc.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
@@ -110,13 +117,7 @@ def test_a_server_started_early_has_imported_the_workers_module_before_any_pool(
     """``start_server_early``: the server imports while the command does other work, and the first pool's
     workers are forked from it (no worker imports the module itself)."""
     log = tmp_path / "imports.log"
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PV_TEST_IMPORT_LOG": str(log), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    result = subprocess.run(
-        [sys.executable, "-c", EARLY], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    main_pid, server_pid = result.stdout.split()
+    main_pid, server_pid = _run_script(EARLY, cwd=tmp_path, PV_TEST_IMPORT_LOG=str(log)).split()
     assert server_pid != main_pid  # imported by another process before this one imported it
     assert log.read_text().split() == [server_pid, main_pid]  # and by no worker
 
@@ -205,17 +206,8 @@ MEANWHILE = textwrap.dedent(
 def test_workers_start_meanwhile_without_waiting_for_their_servers_imports(tmp_path: Path):
     """``start_workers_meanwhile`` returns at once: the server's imports cannot end before it returns (they
     wait for a gate opened afterwards), so a version that waited for them would hang until the timeout."""
-    root = Path(__file__).resolve().parent.parent
-    env = {
-        **os.environ,
-        "PV_TEST_IMPORT_GATE": str(tmp_path / "gate"),
-        "PYTHONPATH": os.pathsep.join([str(root), *sys.path]),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", MEANWHILE], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["2", "True"]
+    output = _run_script(MEANWHILE, cwd=tmp_path, PV_TEST_IMPORT_GATE=str(tmp_path / "gate"))
+    assert output.split() == ["2", "True"]
 
 
 SERVER_END = textwrap.dedent(
@@ -242,13 +234,7 @@ def test_the_server_ends_without_the_interpreters_teardown(tmp_path: Path):
     both cores sat idle.  ``serverexit`` ends it first: an exit handler registered by a module it imported
     before never runs there, while the command's own does."""
     log = tmp_path / "imports.log"
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PV_TEST_IMPORT_LOG": str(log), "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    result = subprocess.run(
-        [sys.executable, "-c", SERVER_END], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    main_pid, server_pid = result.stdout.split()
+    main_pid, server_pid = _run_script(SERVER_END, cwd=tmp_path, PV_TEST_IMPORT_LOG=str(log)).split()
     notes = log.read_text().splitlines()
     assert f"teardown {main_pid}" in notes  # the mark works: the command went through its teardown
     assert f"teardown {server_pid}" not in notes
@@ -287,11 +273,7 @@ REAP = textwrap.dedent(
 def test_the_server_reaps_its_children_before_it_ends_and_leaves_a_hung_one():
     """What ``serverexit`` does first: every child that ended is waited for (so its CPU time is counted),
     and one still running at the deadline is left rather than holding up the command's exit."""
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    result = subprocess.run([sys.executable, "-c", REAP], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:2] == ["all reaped", "left after short"]
+    assert _run_script(REAP).split("\n")[:2] == ["all reaped", "left after short"]
 
 
 def test_the_console_script_guesses_a_backup_of_local_files_from_the_words(monkeypatch):
@@ -363,19 +345,10 @@ BEFORE_PARSING = textwrap.dedent(
 
 def test_the_console_script_starts_the_server_before_the_command_line_is_loaded():
     """The point of ``cli/entry.py``: the server is started before the argument parser's modules load."""
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    result = subprocess.run(
-        [sys.executable, "-c", BEFORE_PARSING], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "0 [(False, 'packvault.archive.readerprocess')]"
+    assert _run_script(BEFORE_PARSING).strip().splitlines()[-1] == "0 [(False, 'packvault.archive.readerprocess')]"
 
 
 def test_stopping_the_server_ends_it_and_a_later_pool_starts_another(tmp_path: Path):
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PV_TEST_IMPORT_LOG": str(tmp_path / "log")}
-    env["PYTHONPATH"] = os.pathsep.join([str(root), *sys.path])
     script = textwrap.dedent(
         """
         import multiprocessing.forkserver, os
@@ -396,9 +369,7 @@ def test_stopping_the_server_ends_it_and_a_later_pool_starts_another(tmp_path: P
             pool.shutdown()
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["stopped", "True"]
+    assert _run_script(script, PV_TEST_IMPORT_LOG=str(tmp_path / "log")).split() == ["stopped", "True"]
 
 
 TRACKER = textwrap.dedent(
@@ -430,8 +401,4 @@ TRACKER = textwrap.dedent(
 def test_the_resource_tracker_is_waited_for_at_exit_too():
     """The helper process ``multiprocessing`` starts beside the server is the command's child as well: it is
     stopped and waited for at exit, so that its CPU time is the command's, like the workers'."""
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
-    result = subprocess.run([sys.executable, "-c", TRACKER], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[0] == "reaped"
+    assert _run_script(TRACKER).split("\n")[0] == "reaped"
