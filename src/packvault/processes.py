@@ -86,8 +86,7 @@ def stop_server() -> None:
     """Stop the pools' server now if it runs: one started early for a command that turned out not to need it
     (``cli/early_readers.py``), which would otherwise sit idle, holding its memory, until the command ends.
     A pool made later starts a new one."""
-    server = getattr(multiprocessing.forkserver, "_forkserver", None)
-    stop = getattr(server, "_stop", None)
+    stop = _stop_of(multiprocessing.forkserver, "_forkserver")
     if stop is not None:
         stop()
 
@@ -112,12 +111,17 @@ def _reap_server_at_exit() -> None:
             return
         _reaped_at_exit = True
     helpers = (
-        getattr(multiprocessing.forkserver, "_forkserver", None),
-        getattr(multiprocessing.resource_tracker, "_resource_tracker", None),
+        _stop_of(multiprocessing.forkserver, "_forkserver"),
+        _stop_of(multiprocessing.resource_tracker, "_resource_tracker"),
     )
-    stops = [stop for stop in (getattr(helper, "_stop", None) for helper in helpers) if stop is not None]
+    stops = [stop for stop in helpers if stop is not None]
     if stops:
         atexit.register(_stop_all, stops)
+
+
+def _stop_of(module, name: str) -> Callable[[], None] | None:  # noqa: ANN001 - a multiprocessing module
+    """The ``_stop`` of ``multiprocessing``'s helper-process singleton ``module.name``, where it has one."""
+    return getattr(getattr(module, name, None), "_stop", None)
 
 
 def _stop_all(stops: list[Callable[[], None]]) -> None:
