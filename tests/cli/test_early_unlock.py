@@ -164,3 +164,21 @@ def test_the_command_modules_load_while_the_key_is_derived(pv, pv_env, tmp_path)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[(True, False)] 0", result.stdout
+
+
+def test_the_modules_imported_beside_the_key_derivation_are_those_create_imports():
+    """``backup.CREATE_MODULES`` names, as strings, what ``cmd_create`` imports as it starts, so that
+    ``main`` can import them while the key is derived: a module added to one and not the other would be
+    imported after the derivation again, with the other core idle."""
+    import ast
+    import inspect
+
+    from packvault.cli import backup
+
+    tree = ast.parse(inspect.getsource(backup.cmd_create).lstrip())
+    imported = {
+        "packvault." + node.module.lstrip(".") if node.level == 2 else node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert imported == set(backup.CREATE_MODULES)

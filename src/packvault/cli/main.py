@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     location: str | None = None
     try:
         run = Run.from_environ()
-        if args.command == "create":  # before any heavier import, the KDF's included: see its docstring
+        if args.command == "create":  # the readers' server: started before heavier imports, or stopped if not needed
             from .early_readers import start_readers_early
 
             start_readers_early(args, run)
