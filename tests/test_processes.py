@@ -370,35 +370,3 @@ def test_stopping_the_server_ends_it_and_a_later_pool_starts_another(tmp_path: P
         """
     )
     assert _run_script(script, PV_TEST_IMPORT_LOG=str(tmp_path / "log")).split() == ["stopped", "True"]
-
-
-TRACKER = textwrap.dedent(
-    """
-    import atexit, multiprocessing.resource_tracker, os
-
-    def after_the_commands_own_exit_handlers():  # registered first, so it runs last
-        try:
-            pid, _ = os.waitpid(TRACKER[0], os.WNOHANG)
-            print("running" if pid == 0 else "ended, reaped now")
-        except ChildProcessError:
-            print("reaped")
-
-    TRACKER = []
-    atexit.register(after_the_commands_own_exit_handlers)
-    from packvault.processes import start_workers, worker_pool
-    from tests.support import importcount
-
-    if __name__ == "__main__":
-        pool = worker_pool(1, importcount.start, ())
-        for future in start_workers(pool, 1):
-            future.result(timeout=60)
-        pool.shutdown()
-        TRACKER.append(multiprocessing.resource_tracker._resource_tracker._pid)
-    """
-)
-
-
-def test_the_resource_tracker_is_waited_for_at_exit_too():
-    """The helper process ``multiprocessing`` starts beside the server is the command's child as well: it is
-    stopped and waited for at exit, so that its CPU time is the command's, like the workers'."""
-    assert _run_script(TRACKER).split("\n")[0] == "reaped"

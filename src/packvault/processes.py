@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import multiprocessing.forkserver
-import multiprocessing.resource_tracker
 import os
 import signal
 import threading
@@ -97,36 +96,27 @@ _reaped_at_exit = False
 
 def _reap_server_at_exit() -> None:
     """Stop the server process and wait for it when the process exits, after the pools have joined their
-    workers (``concurrent.futures`` does that first); then the same for the resource tracker, the helper
-    process ``multiprocessing`` starts before the server (it removes the pools' semaphores should this
-    process die).  Why: the server reaps the workers, so their CPU time and peak memory are its; left to
-    exit on their own, both would be nobody's children, and ``time packvault ...`` (or the benchmark) would
-    not count what the workers and the tracker did (the tracker's ~20 ms of CPU come during the command's
-    start, beside its own).  The server goes first: it holds the tracker's pipe too, and the tracker ends
-    once every holder closed it.  ``_stop`` is the standard library's own way to do this (its tests use
-    it); where it is missing, the processes end on their own, as before."""
+    workers (``concurrent.futures`` does that first).  Why: the server reaps the workers, so their CPU time
+    and peak memory are its; left to exit on its own, it would be nobody's child, and ``time packvault ...``
+    (or the benchmark) would not count what the workers did.  ``ForkServer._stop`` is the standard library's
+    own way to do this (its tests use it); where it is missing, the server ends on its own, as before.
+
+    The resource tracker (the helper ``multiprocessing`` starts before the server) is left to end on its
+    own: stopped here, it ran before ``multiprocessing``'s own exit handler, which still had the semaphores
+    of a pool interrupted by a signal to release, and warned of them as leaked."""
     global _reaped_at_exit
     with _reaping:
         if _reaped_at_exit:
             return
         _reaped_at_exit = True
-    helpers = (
-        _stop_of(multiprocessing.forkserver, "_forkserver"),
-        _stop_of(multiprocessing.resource_tracker, "_resource_tracker"),
-    )
-    stops = [stop for stop in helpers if stop is not None]
-    if stops:
-        atexit.register(_stop_all, stops)
+    stop = _stop_of(multiprocessing.forkserver, "_forkserver")
+    if stop is not None:
+        atexit.register(stop)
 
 
 def _stop_of(module, name: str) -> Callable[[], None] | None:  # noqa: ANN001 - a multiprocessing module
     """The ``_stop`` of ``multiprocessing``'s helper-process singleton ``module.name``, where it has one."""
     return getattr(getattr(module, name, None), "_stop", None)
-
-
-def _stop_all(stops: list[Callable[[], None]]) -> None:
-    for stop in stops:
-        stop()
 
 
 def _bootstrap(state: tuple[dict[str, str], str], initializer: Callable[..., None], initargs: tuple) -> None:
