@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -353,3 +354,50 @@ def test_restore_file_system_falls_back_to_the_work_directory_and_says_why(tmp_p
     assert ("no-such-mkfs-tool is not installed" in logged[0]) or ("needs root" in logged[0])
     assert restorefs.choose("workdir", tmp_path, logged.append) == "workdir" and len(logged) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cores_alternates_the_pinnings_abba() -> None:
+    import cores
+
+    assert [cores.pinning_order(r, ["0", "0,1"]) for r in (1, 2, 3, 4)] == [
+        ["0", "0,1"], ["0,1", "0"], ["0", "0,1"], ["0,1", "0"]]
+
+
+def test_cores_summary_takes_medians_and_the_speedup_of_the_medians() -> None:
+    import cores
+
+    def run(tool: str, cpus: str, wall: float, cpu: float, rc: int = 0) -> dict:
+        return {"tool": tool, "cpus": cpus, "wall": wall, "user": cpu * 0.75, "sys": cpu * 0.25, "rc": rc}
+
+    runs = [run("pv", "0", 3.0, 3.0), run("pv", "0", 3.4, 3.3), run("pv", "0", 2.8, 2.8),
+            run("pv", "0,1", 1.6, 2.8), run("pv", "0,1", 2.0, 3.0), run("pv", "0,1", 1.5, 2.7),
+            run("pv", "0,1", 0.1, 0.1, rc=2)]  # a failed backup is no measurement
+    summary = cores.summarize(runs, ["0", "0,1"])["pv"]
+    one, two = summary["pinnings"]["0"], summary["pinnings"]["0,1"]
+    assert (one["runs"], two["runs"]) == (3, 3)
+    assert one["wall"] == pytest.approx(3.0) and two["wall"] == pytest.approx(1.6)
+    assert two["cpu"] == pytest.approx(2.8)
+    assert two["cpu_per_wall"] == pytest.approx(2.8 / 1.6)  # the median of the runs' ratios (1.5, 1.75, 1.8)
+    assert summary["speedup"] == pytest.approx(3.0 / 1.6)
+    assert "speedup 0 -> 0,1: 1.88x" in cores.format_summary(cores.summarize(runs, ["0", "0,1"]), ["0", "0,1"])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not shutil.which("taskset"),
+                    reason="needs two CPUs and taskset")
+def test_cores_runs_real_first_backups_on_one_cpu_and_on_two(tmp_path: Path) -> None:
+    import cores
+
+    packvault = Path(sys.executable).with_name("packvault")
+    one, two = sorted(os.sched_getaffinity(0))[:2]
+    cpu_sets = [str(one), f"{one},{two}"]
+    out = tmp_path / "cores.json"
+    argv = ["--tools", "packvault", "--packvault-bin", str(packvault), "--home-files", "0", "--size", "2MiB",
+            "--rounds", "2", "--cpus", *cpu_sets, "--data-dir", str(tmp_path / "data"),
+            "--work-dir", str(tmp_path / "work"), "--json-out", str(out)]
+    assert cores.main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert [(r["round"], r["cpus"], r["rc"]) for r in doc["runs"]] == [
+        (1, cpu_sets[0], 0), (1, cpu_sets[1], 0), (2, cpu_sets[1], 0), (2, cpu_sets[0], 0)]
+    assert all(r["wall"] > 0 and r["user"] > 0 for r in doc["runs"])
+    assert doc["summary"]["packvault"]["speedup"] > 0
+    assert list((tmp_path / "work").iterdir()) == []  # the work tree is removed
