@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
+from pathlib import Path
 
 import blake3
 import pytest
 
+from packvault.storage.directwrites import DIRECT_FILE_SYSTEMS, file_system_type
 from packvault.storage.spool import SpoolFile
 
 
-@pytest.mark.parametrize("background", [False, True], ids=["in-caller", "background"])
-def test_hashes_and_offsets_are_those_of_the_written_bytes(tmp_path, background):
+@pytest.mark.parametrize("background, direct", [(False, False), (True, False), (True, True)],
+                         ids=["in-caller", "background", "direct"])
+def test_hashes_and_offsets_are_those_of_the_written_bytes(tmp_path, background, direct):
     pieces = [os.urandom(n) for n in (0, 1, 4096, 1_000_003, 17, 3_000_000, 5)]
     whole = b"".join(pieces)
-    with SpoolFile(tmp_path / "spool", content_hash=blake3.blake3(), background=background) as spool:
+    spool_file = SpoolFile(tmp_path / "spool", content_hash=blake3.blake3(), background=background, direct=direct)
+    with spool_file as spool:
         offsets = [spool.write(piece) for piece in pieces]
         assert offsets == [sum(map(len, pieces[:i])) for i in range(len(pieces))]
         assert spool.size == len(whole)
@@ -149,3 +154,119 @@ def test_a_failed_block_write_in_the_spool_thread_reaches_the_next_write(tmp_pat
     finally:
         spool.close()
         real.close()
+
+
+def _direct_io_here(directory) -> bool:
+    """A local disk's file system that opens files for direct I/O (where spool files are written so)."""
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_DIRECT)
+    except OSError:
+        return False
+    try:
+        return file_system_type(fd) in DIRECT_FILE_SYSTEMS
+    finally:
+        os.close(fd)
+
+
+def _is_direct(spool: SpoolFile) -> bool:
+    return bool(fcntl.fcntl(spool._file.fileno(), fcntl.F_GETFL) & os.O_DIRECT)
+
+
+@pytest.mark.parametrize("linkable", [True, False], ids=["linkable", "anonymous"])
+def test_a_direct_spool_writes_past_the_page_cache_and_hashes_what_it_wrote(tmp_path, linkable):
+    """Sizes around the staging buffer's, a digest asked for midway (the staged tail is written, padded, and
+    written again with what follows), and the file linked in holds exactly the bytes, nothing padded."""
+    directory = tmp_path / "packs"
+    directory.mkdir()
+    if not _direct_io_here(directory):
+        pytest.skip("no direct I/O on this file system")
+    buffer = 1024 * 1024
+    sizes = (1, buffer - 1, 2, buffer, 4095, 4097, 3 * buffer + 5, 0, 700)
+    pieces = [os.urandom(n) for n in sizes]
+    spool = SpoolFile(directory, content_hash=blake3.blake3(), md5=False, linkable=linkable, background=True,
+                      direct=True)
+    with spool:
+        assert _is_direct(spool)
+        for i, piece in enumerate(pieces):
+            spool.write(piece)
+            if i in (1, 4):  # a digest midway: the hash of everything so far, and the file that long
+                so_far = b"".join(pieces[: i + 1])
+                assert spool.content_digest() == blake3.blake3(so_far).hexdigest()
+                assert os.fstat(spool._file.fileno()).st_size == len(so_far)
+        whole = b"".join(pieces)
+        assert spool.content_digest() == blake3.blake3(whole).hexdigest()
+        assert _is_direct(spool)  # the digest read nothing back
+        if linkable:
+            assert spool.link_as(directory / "pack", fsync=True)
+            assert (directory / "pack").read_bytes() == whole
+        assert spool.read_all() == whole  # reading ends direct writing
+        assert not _is_direct(spool)
+        spool.write(b"tail")  # and later writes are ordinary appends
+        assert spool.read_all() == whole + b"tail"
+
+
+def test_a_direct_spool_whose_writes_are_refused_goes_on_buffered(tmp_path, monkeypatch):
+    """A file system that takes the flag and refuses the writes (an alignment it needs larger than 4 KiB):
+    the same bytes are written through the page cache, and the file is whole."""
+    directory = tmp_path / "packs"
+    directory.mkdir()
+    if not _direct_io_here(directory):
+        pytest.skip("no direct I/O on this file system")
+    real_pwrite = os.pwrite
+    refused = []
+
+    def pwrite(fd, data, offset):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(offset)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    pieces = [os.urandom(n) for n in (3_000_000, 10, 1_500_000)]
+    with SpoolFile(directory, content_hash=blake3.blake3(), md5=False, linkable=True, background=True,
+                   direct=True) as spool:
+        for piece in pieces:
+            spool.write(piece)
+        assert spool.content_digest() == blake3.blake3(b"".join(pieces)).hexdigest()
+        assert refused == [0]  # refused once, buffered from there on
+        assert not _is_direct(spool)
+        assert spool.link_as(directory / "pack", fsync=True)
+        assert (directory / "pack").read_bytes() == b"".join(pieces)
+
+
+def test_a_spool_on_a_file_system_without_direct_io_is_written_buffered(tmp_path, monkeypatch):
+    real_fcntl = fcntl.fcntl
+
+    def no_direct(fd, cmd, arg=0):
+        if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_fcntl(fd, cmd, arg)
+
+    monkeypatch.setattr(fcntl, "fcntl", no_direct)
+    data = os.urandom(2_500_000)
+    with SpoolFile(tmp_path, content_hash=blake3.blake3(), md5=False, linkable=True, background=True,
+                   direct=True) as spool:
+        spool.write(data)
+        assert not _is_direct(spool)
+        assert spool.content_digest() == blake3.blake3(data).hexdigest()
+        assert spool.read_all() == data
+
+
+def test_direct_writing_is_for_local_disks_only(tmp_path):
+    """tmpfs (and NFS, FUSE) files are written through the page cache even where they would take the flag:
+    a direct write there gains nothing, or waits for a server."""
+    shm = Path("/dev/shm")
+    fd = os.open(shm, os.O_RDONLY) if shm.is_dir() else None
+    if fd is None:
+        pytest.skip("no /dev/shm here")
+    try:
+        kind = file_system_type(fd)
+    finally:
+        os.close(fd)
+    assert kind not in DIRECT_FILE_SYSTEMS
+    data = os.urandom(1_500_000)
+    with SpoolFile(shm, content_hash=blake3.blake3(), md5=False, background=True, direct=True) as spool:
+        spool.write(data)
+        assert not _is_direct(spool)
+        assert spool.content_digest() == blake3.blake3(data).hexdigest()
+        assert spool.read_all() == data

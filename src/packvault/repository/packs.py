@@ -95,7 +95,9 @@ class PackStore:
         """
         local = backend_of(self.store).spool_directory()
         if local is not None:
-            return SpoolFile(local, content_hash=blake3.blake3(), md5=False, linkable=True, background=True)
+            return SpoolFile(
+                local, content_hash=blake3.blake3(), md5=False, linkable=True, background=True, direct=True
+            )
         return SpoolFile(directory, content_hash=blake3.blake3(), background=True)
 
     def store_pack_spool(self, kind: int, spool: SpoolFile) -> str:

@@ -5,7 +5,8 @@
   renamed it: the pack sat in process memory while it filled and while it was written (up to two packs per
   kind), and every byte was copied twice.  Instead the pack is spooled to an anonymous file (``O_TMPFILE``)
   created inside the repository's ``packs/`` directory, and storing it is ``fsync`` + link + rename
-  (``SpoolFile.link_as``): the bytes go to the page cache once, and the process holds no pack.  An anonymous
+  (``SpoolFile.link_as``): the bytes are written once (past the page cache where the file system
+  allows: ``SpoolFile``'s ``direct``), and the process holds no pack.  An anonymous
   file has no name until it is complete, so a crash leaves nothing behind.
 - **Create-only by hard link** (``store_new``).  ``PosixFS.store`` renames a temporary file over the name,
   which replaces whatever is there; a hard link fails when the name exists, so two writers racing for one

@@ -29,6 +29,9 @@ upload reads it back in small blocks (``payload.FilePayload``).
 - A local directory repository takes the spool file itself (``link_as``): the file was created in the
   repository's file system, so storing the pack is a link and a rename, and its bytes are written once.
   No MD5 is computed for it (only S3 uploads send ``Content-MD5``).
+- Such a spool file is written past the page cache (``direct``, ``directwrites.py``) where the file system
+  allows: it is ``fsync``ed before it is linked in anyway, and its hash is fed by the spool thread as the
+  bytes go out instead of being read back.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from pathlib import Path
 from borgstore.constants import TMP_SUFFIX
 
 from ..writes import WRITE_PIECE, write_gathered
+from .directwrites import DirectWriter
 from .payload import FilePayload
 
 _HASH_BLOCK = 1024 * 1024
@@ -79,12 +83,15 @@ class SpoolFile:
         md5: bool = True,
         linkable: bool = False,
         background: bool = False,
+        direct: bool = False,
     ):
         """``content_hash``: an extra hash object (``update``/``hexdigest``) to be fed with every byte.
         ``md5``: keep the MD5 an S3 upload sends (off for packs that stay on a local disk).
         ``linkable``: create it so that ``link_as`` can give it a name (where the file system allows).
         ``background``: write in the spool thread (see the module docstring); the caller appends from one
-        thread and calls ``settle`` (or a method that reads the file) before handing it to another."""
+        thread and calls ``settle`` (or a method that reads the file) before handing it to another.
+        ``direct``: with ``background``, write past the page cache where the file system allows
+        (``directwrites.py``), hashing in the spool thread as the bytes go out."""
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
         self._file = _linkable_temp_file(directory) if linkable else None
@@ -93,6 +100,10 @@ class SpoolFile:
         self._md5 = hashlib.md5() if md5 else None
         self._content_hash = content_hash
         self._hashed = 0  # bytes fed to the hashes so far
+        self._direct: DirectWriter | None = None
+        if direct and background:
+            hashes = [h for h in (self._md5, self._content_hash) if h is not None]
+            self._direct = DirectWriter.for_file(self._file.fileno(), hashes)
         self.size = 0
         # gathered, not yet handed off: immutable buffers by reference, others copied (``write``)
         self._block: list[bytes | memoryview] | None = [] if background else None
@@ -136,7 +147,10 @@ class SpoolFile:
         """In the spool thread: write the block past the file's buffer (which a background spool file never
         fills), so a failure comes from here and not later from a flush in whichever thread reads the file
         back (where it would be taken for a failure of the store)."""
-        write_gathered(self._file.fileno(), block)
+        if self._direct is not None:
+            self._direct.write(block)
+        else:
+            write_gathered(self._file.fileno(), block)
 
     def settle(self) -> None:
         """Wait until every byte appended so far is written (raising the first failed write); no-op for a
@@ -145,10 +159,14 @@ class SpoolFile:
             return
         if self._block:
             self._hand_off()
+        if self._direct is not None and self._failed is None:
+            self._writes.append(_background_writer().submit(self._direct.complete, self.size))
         while self._writes:
             self._wait_oldest()
         if self._failed is not None:
             raise self._failed
+        if self._direct is not None:
+            self._hashed = self.size  # the direct writer fed the hashes as it wrote
 
     def _wait_oldest(self) -> None:
         """Wait for the oldest pending write; a failure sticks: the file misses bytes from there on, so every
@@ -177,6 +195,8 @@ class SpoolFile:
         if self._hashed == self.size:
             return
         self.settle()
+        if self._hashed == self.size:
+            return
         self._file.flush()
         hashes = [h for h in (self._md5, self._content_hash) if h is not None]
         block = bytearray(min(_HASH_BLOCK, self.size - self._hashed))
@@ -190,16 +210,22 @@ class SpoolFile:
                 h.update(view[:n])
             self._hashed += n
 
+    def _for_reading(self) -> None:
+        """Settle, and end direct writing: reads of a descriptor opened for direct I/O must be aligned."""
+        self.settle()
+        if self._direct is not None:
+            self._direct.end(self.size)
+            self._direct = None
+        self._file.flush()
+
     def payload(self) -> FilePayload:
         """Everything written so far, for an upload; valid until the spool file is closed."""
-        self.settle()
-        self._file.flush()
+        self._for_reading()
         return FilePayload(self._file.fileno(), self.size, self.md5)
 
     def read_all(self) -> bytes:
         """The whole content in memory: only for backends that cannot upload from a file."""
-        self.settle()
-        self._file.flush()
+        self._for_reading()
         return os.pread(self._file.fileno(), self.size, 0) if self.size else b""
 
     def link_as(self, path: Path, *, fsync: bool) -> bool:
@@ -253,6 +279,9 @@ class SpoolFile:
         while self._writes:  # nothing may write into a closed (or reused) descriptor
             with contextlib.suppress(Exception):
                 self._writes.popleft().result()
+        if self._direct is not None:
+            self._direct.release()
+            self._direct = None
         with contextlib.suppress(OSError):
             self._file.close()
 
