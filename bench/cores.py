@@ -12,6 +12,11 @@ reversed every other round (ABBA), so drift hits both sides alike; medians over 
 Each backup is what ``run.py``'s ``backup-1`` step is: a fresh ``cp -a`` copy of day 1, a fresh repository
 (``init``, not timed), ``sync``, then the tool's own backup command measured alone (``measure_child.py``).
 
+Each backup's trees are set aside until the end, as in ``run.py``; ``--delete-trees`` deletes them at once
+instead.  The difference matters on a VM whose host takes back the memory the guest frees: set aside, the
+trees hold on to their page cache, and every later backup writes into memory the host has to fault in again;
+deleted, the next backup reuses the pages they held (bench/README.md, twentieth round).
+
 Reported per tool and pinning: median wall, median CPU (user + system), median of each run's CPU / wall; and
 the speedup, the one-core median wall over the two-core one.
 
@@ -125,6 +130,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--borg-bin", metavar="EXE")
     ap.add_argument("--data-dir", type=Path, default=BENCH_DIR / "data", help="datasets (reused between runs)")
     ap.add_argument("--work-dir", type=Path, default=BENCH_DIR / "work", help="repositories, copies, logs")
+    ap.add_argument("--delete-trees", action="store_true",
+                    help="delete each backup's source copy and repository at once, so that the next backup reuses "
+                    "the memory they held (default: set aside until the end, as run.py does)")
     ap.add_argument("--json-out", type=Path, help="write every run and the summary here")
     return ap.parse_args(argv)
 
@@ -157,13 +165,17 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"round {round_no} {tool.name:9} CPUs {cpus:5} rc {result['rc']} wall {result['wall']:6.2f}s "
                         f"CPU {cpu:6.2f}s CPU/wall {cpu / result['wall'] if result['wall'] else 0:5.2f}"
                         + (f"  {result['error']}" if "error" in result else ""))
-                    set_aside(sdir, work / ".trash")
+                    if args.delete_trees:
+                        shutil.rmtree(sdir)
+                    else:
+                        set_aside(sdir, work / ".trash")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary = summarize(runs, args.cpus)
     shape = f"home-shaped, {args.home_files} files, " if args.home_files else ""
+    trees = "deleted after each backup" if args.delete_trees else "set aside until the end"
     print(f"first backup, local; dataset: {shape}{gen_dataset.fmt_size(dataset_bytes)} (seed {args.seed}); "
-          f"{args.rounds} rounds, pinnings alternated ABBA; medians")
+          f"{args.rounds} rounds, pinnings alternated ABBA; trees {trees}; medians")
     print(format_summary(summary, args.cpus))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -384,7 +384,8 @@ def test_cores_summary_takes_medians_and_the_speedup_of_the_medians() -> None:
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not shutil.which("taskset"),
                     reason="needs two CPUs and taskset")
-def test_cores_runs_real_first_backups_on_one_cpu_and_on_two(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delete_trees", [False, True], ids=["set-aside", "deleted"])
+def test_cores_runs_real_first_backups_on_one_cpu_and_on_two(tmp_path: Path, delete_trees: bool) -> None:
     import cores
 
     packvault = Path(sys.executable).with_name("packvault")
@@ -393,7 +394,7 @@ def test_cores_runs_real_first_backups_on_one_cpu_and_on_two(tmp_path: Path) -> 
     out = tmp_path / "cores.json"
     argv = ["--tools", "packvault", "--packvault-bin", str(packvault), "--home-files", "0", "--size", "2MiB",
             "--rounds", "2", "--cpus", *cpu_sets, "--data-dir", str(tmp_path / "data"),
-            "--work-dir", str(tmp_path / "work"), "--json-out", str(out)]
+            "--work-dir", str(tmp_path / "work"), "--json-out", str(out)] + (["--delete-trees"] if delete_trees else [])
     assert cores.main(argv) == 0
     doc = json.loads(out.read_text())
     assert [(r["round"], r["cpus"], r["rc"]) for r in doc["runs"]] == [
