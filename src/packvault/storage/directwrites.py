@@ -109,6 +109,8 @@ class DirectWriter:
             self._hashed = self._fill
 
     def _pwrite(self, view: memoryview, offset: int) -> None:
+        """Write ``view`` at ``offset`` in as few calls as the kernel takes: not ``writes.pwrite_all``, whose
+        256 KiB pieces are for page-cache folios and cost direct writes of 300 MiB ~15 % more device time."""
         try:
             while view:
                 done = os.pwrite(self._fd, view, offset)
