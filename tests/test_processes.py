@@ -4,10 +4,14 @@ worker still gets the environment and working directory of the moment its pool w
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -370,3 +374,50 @@ def test_stopping_the_server_ends_it_and_a_later_pool_starts_another(tmp_path: P
         """
     )
     assert _run_script(script, PV_TEST_IMPORT_LOG=str(tmp_path / "log")).split() == ["stopped", "True"]
+
+
+KILLED_OWNER_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing.forkserver, os, signal, sys
+    from packvault.processes import start_workers, worker_pool
+    from tests.support import importcount
+
+    if __name__ == "__main__":
+        pool = worker_pool(2, importcount.start, ())
+        workers = [future.result() for future in start_workers(pool, 2)]
+        server = multiprocessing.forkserver._forkserver._forkserver_pid
+        print(*workers, server, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer or kill -9 would end a backup
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    """A process that still runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_and_their_server_end_when_the_process_that_started_them_is_killed(tmp_path: Path):
+    """Killed with SIGKILL (no exit handler runs), the pool's owner leaves workers blocked on a task queue
+    whose both ends they hold, and a server they keep alive: they used to stay forever, each holding its
+    memory.  Each worker watches its pool's owner and ends with it; the server then sees no one left.
+    (The output goes to files: the workers hold the script's descriptors, and a pipe would not end.)"""
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        returncode = subprocess.run([sys.executable, "-c", KILLED_OWNER_SCRIPT], env=_script_env(), stdout=stdout,
+                                    stderr=stderr, timeout=120, cwd=ROOT).returncode
+    assert returncode == -signal.SIGKILL, err.read_text()
+    pids = [int(pid) for pid in out.read_text().split()]
+    assert len(pids) == 3
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in pids if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

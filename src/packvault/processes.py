@@ -12,8 +12,10 @@ import atexit
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import select
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -55,7 +57,7 @@ def worker_pool(
     directory of the moment its pool was made (``_bootstrap``), not those the server was started with, so it
     behaves as a spawned one would."""
     start_server_early(initializer.__module__, preload)
-    state = (dict(os.environ), os.getcwd())
+    state = (dict(os.environ), os.getcwd(), os.getpid())
     return ProcessPoolExecutor(
         processes,
         mp_context=multiprocessing.get_context("forkserver"),
@@ -119,14 +121,57 @@ def _stop_of(module, name: str) -> Callable[[], None] | None:  # noqa: ANN001 - 
     return getattr(getattr(module, name, None), "_stop", None)
 
 
-def _bootstrap(state: tuple[dict[str, str], str], initializer: Callable[..., None], initargs: tuple) -> None:
+def _bootstrap(state: tuple[dict[str, str], str, int], initializer: Callable[..., None], initargs: tuple) -> None:
     ignore_interrupts()
-    environ, cwd = state
+    environ, cwd, owner = state
+    end_with(owner)
     if environ != os.environ:
         os.environ.clear()
         os.environ.update(environ)
     os.chdir(cwd)
     initializer(*initargs)
+
+
+# How often a worker looks whether its pool's owner still runs, where it cannot be told (no pidfd).
+OWNER_POLL_SECONDS = 1.0
+
+
+def end_with(owner: int) -> None:
+    """In a worker process: end it when the process that made its pool ends.
+
+    Why: a pool's owner that is killed outright (SIGKILL, the OOM killer) runs no exit handler, and its
+    workers are not its children but the server's.  Each holds both ends of the pool's task queue, so it
+    waits for a task forever, and the write end of the pipe that keeps the server alive (``multiprocessing``
+    hands it to every worker), so the server never sees its owner go: all of them stayed, each holding its
+    memory, until the machine restarted.  A thread of the worker's waits for the owner's end (a pidfd, where
+    Linux has them; a check every ``OWNER_POLL_SECONDS`` elsewhere) and ends the worker; the server then sees
+    no one left and ends too, and the resource tracker after it."""
+    try:
+        watched = os.pidfd_open(owner)
+    except (AttributeError, OSError):  # no pidfd here (old kernel, not Linux), or the owner is gone already
+        watched = None
+        if not _runs(owner):
+            os._exit(1)
+
+    def wait_for_owner() -> None:
+        if watched is not None:
+            select.select([watched], [], [])
+        else:
+            while _runs(owner):
+                time.sleep(OWNER_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=wait_for_owner, name="pv-owner-watch", daemon=True).start()
+
+
+def _runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user (the pid was reused): the owner is gone
+        return False
+    return True
 
 
 def start_workers(pool: ProcessPoolExecutor, processes: int) -> list[Future]:
