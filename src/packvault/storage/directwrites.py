@@ -29,6 +29,13 @@ from ..writes import pwrite_all
 DIRECT_BUFFER = 1024 * 1024  # the staging buffer each direct write is made from
 DIRECT_ALIGN = 4096  # offsets and lengths of direct writes: every common disk's logical block size is at most this
 
+_O_DIRECT = getattr(os, "O_DIRECT", 0)  # 0 where the platform has no direct I/O
+
+
+def _set_direct(fd: int, on: bool) -> None:
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
+
 
 class DirectWriter:
     """One file written past the page cache, from one thread at a time (a spool file's, in the spool thread),
@@ -48,11 +55,10 @@ class DirectWriter:
     def for_file(cls, fd: int, hashes: list) -> DirectWriter | None:
         """A direct writer for ``fd``, or None where this file is not written directly: a file system that is
         not a local disk's (``DIRECT_FILE_SYSTEMS``), or one that cannot open it for direct I/O."""
-        direct = getattr(os, "O_DIRECT", 0)
-        if not direct or file_system_type(fd) not in DIRECT_FILE_SYSTEMS:
+        if not _O_DIRECT or file_system_type(fd) not in DIRECT_FILE_SYSTEMS:
             return None
         try:
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | direct)
+            _set_direct(fd, True)
         except OSError:  # EINVAL: the file system has no direct I/O (tmpfs, some FUSE file systems)
             return None
         return cls(fd, hashes, _staging_buffer())
@@ -88,8 +94,7 @@ class DirectWriter:
 
     def end(self, size: int) -> None:
         """Make the descriptor an ordinary one again, positioned at ``size`` (after ``complete``)."""
-        direct = getattr(os, "O_DIRECT", 0)
-        fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~direct)
+        _set_direct(self._fd, False)
         os.lseek(self._fd, size, os.SEEK_SET)
         self.release()
 
@@ -122,8 +127,7 @@ class DirectWriter:
                 raise
             # the file system took the flag and refuses the write (an alignment it needs larger than ours):
             # write buffered from here on, the same bytes at the same offset
-            direct = getattr(os, "O_DIRECT", 0)
-            fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~direct)
+            _set_direct(self._fd, False)
             pwrite_all(self._fd, view, offset)
 
 
