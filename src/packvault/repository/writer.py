@@ -43,6 +43,10 @@ from .write_errors import write_failure
 # is a spool file of at most a pack on disk, not memory.
 REMOTE_UPLOADS = 4
 
+# Chunks put but not yet in their pack (being sealed, or sealed behind an earlier one): past this, a put waits
+# for the oldest.  It bounds the pipeline's memory, and how far the live counters lag behind the reads.
+MAX_CHUNKS_IN_FLIGHT = 16
+
 
 class RepositoryWriter:
     def __init__(
@@ -51,7 +55,7 @@ class RepositoryWriter:
         *,
         seal_threads: int | None = None,
         upload_threads: int | None = None,
-        max_chunks_in_flight: int = 16,
+        max_chunks_in_flight: int = MAX_CHUNKS_IN_FLIGHT,
         checkpoint_packs: int | None = None,
         checkpoint_seconds: float | None = None,
         spool: bool | None = None,
