@@ -7,12 +7,12 @@ import os
 import random
 import signal
 import subprocess
-import time
 
 import pytest
 
 from packvault.repository.repository import Repository
 from tests.support.cli import cli_command, tree_snapshot
+from tests.support.packgate import gate_command, gate_env, wait_parked
 from tests.support.settings import env_settings
 
 MiB = 1024 * 1024
@@ -30,14 +30,11 @@ def test_kill_9_during_create_then_rerun(pv, tmp_path, pv_env):
     checkpoint_packs = 4
     pv("init", repo, "--pack-size", "1M")
     env = {**os.environ, **pv_env, "PACKVAULT_CHECKPOINT_PACKS": str(checkpoint_packs)}
-    proc = subprocess.Popen(cli_command("create", f"{repo}::a", src), env=env, stderr=subprocess.DEVNULL)
-    data_dir = repo / "packs" / "data"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until a good part is uploaded, then kill hard
-        if data_dir.exists() and sum(1 for p in data_dir.rglob("*") if p.is_file()) >= 40:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "create finished before it could be interrupted"
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(
+        gate_command("create", f"{repo}::a", src), env={**env, **gate_env(gate, after=40)}, stderr=subprocess.DEVNULL
+    )
+    wait_parked(gate, proc)  # a good part is uploaded (and the uploads held): kill hard
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 

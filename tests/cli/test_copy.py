@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,8 @@ import pytest
 from packvault.maintenance.copy import ArchiveCopier, select_archives
 from packvault.repository.repository import Repository
 from packvault.repository.writer import RepositoryWriter
-from tests.support.cli import cli_command, tree_snapshot
+from tests.support.cli import tree_snapshot
+from tests.support.packgate import gate_command, gate_env, wait_parked
 from tests.support.settings import env_settings
 
 KiB = 1024
@@ -263,16 +263,12 @@ def test_sigterm_during_copy_then_rerun_resumes(pv, pv_env, tmp_path):
     pv("init", one, "--pack-size", "1M")
     pv("create", f"{one}::a", src)
     pv("init", two, "--pack-size", "1M", "--copy-crypt-from", one)
-    env = {**os.environ, **pv_env}
-    proc = subprocess.Popen(cli_command("copy", one, two), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    data_dir = two / "packs" / "data"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until some packs are stored, then stop it
-        if data_dir.exists() and sum(1 for p in data_dir.rglob("*") if p.is_file()) >= 8:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "copy finished before it could be interrupted"
+    gate = tmp_path / "gate"
+    env = {**os.environ, **pv_env, **gate_env(gate, after=8)}
+    proc = subprocess.Popen(gate_command("copy", one, two), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_parked(gate, proc)  # 8 packs are stored and the uploads held: the copy is still running
     proc.send_signal(signal.SIGTERM)
+    gate.touch()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "interrupted by SIGTERM" in err.decode() and "Traceback" not in err.decode()

@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from borgstore.constants import TMP_SUFFIX
 
 from packvault.repository.repository import Repository
 from tests.support.cli import cli_command
+from tests.support.packgate import gate_command, gate_env, wait_parked
 from tests.support.settings import env_settings
 
 KiB = 1024
@@ -54,7 +54,7 @@ def _unreferenced_bytes(repo: Path, passphrase: str) -> dict[str, int]:
     }
 
 
-SOURCE_MIB = 96  # 1 MiB files
+SOURCE_MIB = 96  # 1 MiB files: a pack each
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -62,8 +62,8 @@ def test_signal_during_create_checkpoints_and_the_rerun_resends_less_than_a_pack
     src = tmp_path / "src"
     src.mkdir()
     rnd = random.Random(signum)
-    # 96 MiB, so that the backup is far from its end when the signal comes: a test starved of the CPU for a
-    # while could otherwise see 40 packs only once the backup was past its commit, and its signal came too late
+    # the signal comes while the uploads are held after 40 packs: the backup is part way, however
+    # slow the machine
     for i in range(SOURCE_MIB):
         (src / f"f{i:02d}").write_bytes(rnd.randbytes(1 * MiB))
     repo = tmp_path / "repo"
@@ -71,16 +71,17 @@ def test_signal_during_create_checkpoints_and_the_rerun_resends_less_than_a_pack
     passphrase = pv_env["PACKVAULT_PASSPHRASE"]
     # no periodic checkpoint during the run: what is indexed after the signal is the signal's checkpoint
     env = {**os.environ, **pv_env, "PACKVAULT_CHECKPOINT_PACKS": "100000", "PACKVAULT_CHECKPOINT_SECONDS": "100000"}
+    gate = tmp_path / "gate"
     proc = subprocess.Popen(
-        cli_command("create", f"{repo}::a", src), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        gate_command("create", f"{repo}::a", src),
+        env={**env, **gate_env(gate, after=40)},  # 40 of ~96 packs
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (repo / "packs" / "data").exists() and len(_stored_packs(repo, "data")) >= 40:  # ~10 of 96 MiB
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "create finished before it could be interrupted"
+    wait_parked(gate, proc)  # 40 packs are stored and the uploads held: the backup is still running
     proc.send_signal(signum)
+    gate.touch()
     out, err = proc.communicate(timeout=120)
 
     assert proc.returncode == code, err

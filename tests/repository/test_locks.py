@@ -294,14 +294,26 @@ def test_exclusive_excludes(location: str, store: Store, lock_key: bytes, spawn,
 def test_waits_then_succeeds_when_holder_releases(
     location: str, store: Store, lock_key: bytes, spawn, held_exclusive: bool, want_exclusive: bool
 ):
-    holder = spawn(location, "--hold", "1.5", *(["--exclusive"] if held_exclusive else []))
+    holder = spawn(location, *(["--exclusive"] if held_exclusive else []))  # holds until told to release
     holder.expect("ACQUIRED")
-    seen = time.monotonic()
     lm = manager(store, lock_key)
-    lm.acquire(exclusive=want_exclusive, wait=20)
-    waited = time.monotonic() - seen
-    assert 1.0 <= waited < 10
+    acquired = threading.Event()
+    failure: list[BaseException] = []
+
+    def take() -> None:
+        try:
+            lm.acquire(exclusive=want_exclusive, wait=60)
+            acquired.set()
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    assert not acquired.wait(timeout=1.0), "acquired while the holder still held its lock"
+    holder.release()
     holder.expect("RELEASED")
+    taker.join(timeout=60)
+    assert acquired.is_set() and not failure, failure
     assert holder.proc.wait(timeout=10) == 0
     [info] = lm.list_locks()
     assert info.pid == os.getpid() and info.exclusive == want_exclusive
@@ -313,7 +325,7 @@ def test_waiting_exclusive_is_not_starved_by_new_shared_lockers(
 ):
     """Once an exclusive candidate waits first in line, later shared lockers queue behind it."""
     store = file_store
-    shared_holder = spawn(file_location, "--hold", "1.5")
+    shared_holder = spawn(file_location)  # holds until told to release
     shared_holder.expect("ACQUIRED")
     done = threading.Event()
     failure: list[BaseException] = []
@@ -329,10 +341,17 @@ def test_waiting_exclusive_is_not_starved_by_new_shared_lockers(
 
     waiter = threading.Thread(target=take_exclusive)
     waiter.start()
-    time.sleep(0.5)  # the exclusive candidate is waiting now (the shared holder started before it)
+    observer = manager(store, lock_key)
+    deadline = time.monotonic() + 60
+    while not any(info.pid == os.getpid() and info.exclusive for info in observer.list_locks()):
+        assert time.monotonic() < deadline and not done.is_set(), failure or "the exclusive candidate never showed"
+        time.sleep(0.02)
+    # the exclusive candidate waits now, behind the shared holder: a new shared locker queues behind it
     late = spawn(file_location, "--wait", "0")
     late.expect("TIMEOUT repository is locked by")
-    waiter.join(timeout=30)
+    shared_holder.release()
+    shared_holder.expect("RELEASED")
+    waiter.join(timeout=60)
     assert done.is_set() and not failure, failure
 
 
@@ -348,9 +367,7 @@ def test_killed_holder_on_same_host_is_stale_at_once(location: str, store: Store
     holder.kill9()
     [info] = lm.list_locks()
     assert info.pid == holder.proc.pid and info.stale
-    started = time.monotonic()
-    lm.acquire(exclusive=True, wait=0)
-    assert time.monotonic() - started < 2
+    lm.acquire(exclusive=True, wait=0)  # no waiting for it to age
     assert [info.pid for info in lm.list_locks()] == [os.getpid()]  # the dead holder's lock is gone
     lm.release()
 
@@ -381,8 +398,8 @@ def test_foreign_holder_that_stops_refreshing_expires_by_time(location: str, sto
     now = time.time()
     # not before it aged STALE by the writer's clock and by the store's clock (plus its 1 s of slack) ...
     assert now >= last.time + STALE and now >= last.store_mtime + STALE + 1
-    # ... and not much later either
-    assert now < last.time + STALE + 1 + 3
+    # ... and not much later either (the store's whole seconds and a loaded machine's delays aside)
+    assert now < last.time + STALE + 1 + 10
     assert [info.host for info in lm.list_locks()] == [lm.host_id]
     lm.release()
 
@@ -470,14 +487,15 @@ def test_tampered_lock_object_is_unreadable(file_location: str, file_store: Stor
 def test_refresh_replaces_the_lock_object(store: Store, lock_key: bytes):
     lm = manager(store, lock_key, refresh_seconds=0.2)
     lm.acquire(exclusive=True, wait=0)
-    keys_seen = set()
-    for _ in range(12):
+    keys_seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(keys_seen) < 4:  # a new object at every refresh
+        assert time.monotonic() < deadline, keys_seen
         names = [info.name for info in store.list(LOCKS)]
         assert 1 <= len(names) <= 2  # the current object, and briefly the previous one
         keys_seen.update(names)
         assert len(lm.list_locks()) == 1  # one holder, whatever the object count
         time.sleep(0.1)
-    assert len(keys_seen) >= 4
     lm.check()
     lm.release()
     assert list(store.list(LOCKS)) == []
@@ -485,22 +503,24 @@ def test_refresh_replaces_the_lock_object(store: Store, lock_key: bytes):
 
 @pytest.mark.slow
 def test_long_operation_keeps_its_lock_alive(location: str, store: Store, lock_key: bytes, spawn):
-    stale, hold = 1.5, 4.5
-    holder = spawn(location, "--exclusive", "--hold", str(hold), "--stale", str(stale), "--refresh", "0.25")
+    stale, hold = STALE, 3 * STALE
+    holder = spawn(location, "--exclusive", "--hold", str(hold), "--stale", str(stale), "--refresh", str(REFRESH))
     holder.expect("ACQUIRED")
     started = time.monotonic()
     # Another host: only time can make this lock stale, so only refreshing keeps it live.
-    observer = manager(store, lock_key, stale_seconds=stale, refresh_seconds=0.25, host_id="observer/1")
+    observer = manager(store, lock_key, stale_seconds=stale, refresh_seconds=REFRESH, host_id="observer/1")
     checks = 0
-    while time.monotonic() - started < hold - 0.5:
+    observed = started
+    while time.monotonic() - started < hold - 1:
         locks = observer.list_locks()
         assert [(info.pid, info.stale) for info in locks] == [(holder.proc.pid, False)]
         if checks % 5 == 0:
             with pytest.raises(LockTimeout):
                 observer.acquire(exclusive=False, wait=0)
         checks += 1
+        observed = time.monotonic()
         time.sleep(0.15)
-    assert checks > 10
+    assert checks >= 2 and observed - started > 1.5 * stale  # live well past the stale period
     holder.expect("RELEASED")  # not LOST: nobody took its lock for stale
     assert holder.proc.wait(timeout=10) == 0
     observer.acquire(exclusive=True, wait=0)
@@ -547,14 +567,14 @@ def test_broken_lock_stops_another_process(location: str, store: Store, lock_key
     holder.expect("ACQUIRED")
     breaker = manager(store, lock_key)
     assert breaker.break_locks(force=True) >= 1
-    for _ in range(3):  # see test_breaking_our_lock_makes_check_raise for why once may not be enough
+    deadline = time.monotonic() + 60
+    while True:  # see test_breaking_our_lock_makes_check_raise for why once may not be enough
         try:
-            line = holder.lines.get(timeout=2 * REFRESH + 1)
+            line = holder.lines.get(timeout=1.0)
             break
         except queue.Empty:
+            assert time.monotonic() < deadline, "the holder did not notice that its lock was broken"
             breaker.break_locks(force=True)
-    else:
-        pytest.fail("the holder did not notice that its lock was broken")
     assert line.startswith("LOST repository lock lost: the lock object was removed by someone else"), line
     assert holder.proc.wait(timeout=10) == 3
 
@@ -622,7 +642,7 @@ def test_pid_alive():
     assert pid_alive(0) and pid_alive(-1)  # not real pids: never declared dead
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child_start = process_start(child.pid)
-    time.sleep(0.5)  # exited, not yet reaped: a zombie still answers kill(pid, 0)
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped: a zombie answers kill(pid, 0)
     assert not pid_alive(child.pid, child_start)
     child.wait()
     assert not pid_alive(child.pid)

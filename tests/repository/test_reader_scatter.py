@@ -74,15 +74,37 @@ def test_every_request_reaches_the_sink_once(filled_repo):
             assert seen[target] == chunks[chunk_id]
 
 
-def test_a_failing_sink_stops_the_reading_and_nothing_runs_after(filled_repo):
+def _record_stop(monkeypatch) -> list[threading.Event]:
+    """The stop event of each ``scatter`` call, as its workers get it: a sink can tell whether it was set."""
+    fetch = ChunkReader._fetch_into
+    stops: list[threading.Event] = []
+
+    def recording(self, run, sink, stop, sealed):
+        stops.append(stop)
+        return fetch(self, run, sink, stop, sealed)
+
+    monkeypatch.setattr(ChunkReader, "_fetch_into", recording)
+    return stops
+
+
+def _after_stop_per_worker(calls: list[tuple[int, bool]]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for thread, stopped in calls:
+        counts[thread] = counts.get(thread, 0) + stopped
+    return counts
+
+
+def test_a_failing_sink_stops_the_reading_and_nothing_runs_after(filled_repo, monkeypatch):
     repo, chunks = filled_repo
-    calls = []
+    stops = _record_stop(monkeypatch)
+    calls: list[tuple[int, bool]] = []  # (worker thread, stop set when its sink call began)
     lock = threading.Lock()
 
     def sink(target: int, data) -> None:
+        stopped = stops[-1].is_set()
         time.sleep(0.005)  # a slow disk: the other workers are mid-run when one fails
         with lock:
-            calls.append(target)
+            calls.append((threading.get_ident(), stopped))
             if len(calls) == 20:
                 raise OSError(28, "No space left on device")
 
@@ -93,8 +115,8 @@ def test_a_failing_sink_stops_the_reading_and_nothing_runs_after(filled_repo):
         count_at_return = len(calls)
         time.sleep(0.2)
         assert len(calls) == count_at_return  # no worker still writing after the caller was told
-    # it stopped early: the other workers finish at most the object they were writing
-    assert count_at_return < 20 + 4, count_at_return
+    # it stopped: once told, each of the other workers finishes at most the object it was writing
+    assert all(after <= 1 for after in _after_stop_per_worker(calls).values()), calls
 
 
 def test_a_failing_sink_stops_the_other_workers_even_when_the_caller_is_slow_to_learn_of_it(
@@ -105,27 +127,35 @@ def test_a_failing_sink_stops_the_other_workers_even_when_the_caller_is_slow_to_
     from packvault.repository import reader as reader_module
 
     repo, chunks = filled_repo
+    stops = _record_stop(monkeypatch)
+    failed = threading.Event()
+    stopped_while_the_caller_slept: list[bool] = []
     waits = reader_module.wait
 
     def slow_to_wake(futures, *args, **kwargs):
         result = waits(futures, *args, **kwargs)
-        time.sleep(0.2)
+        if failed.is_set() and not stopped_while_the_caller_slept:
+            # the caller's thread is held here: only the failing worker can set the stop meanwhile
+            stopped_while_the_caller_slept.append(stops[-1].wait(timeout=30))
         return result
 
     monkeypatch.setattr(reader_module, "wait", slow_to_wake)
-    calls = []
+    calls: list[tuple[int, bool]] = []
     lock = threading.Lock()
 
     def sink(target: int, data) -> None:
+        stopped = stops[-1].is_set()
         time.sleep(0.002)
         with lock:
-            calls.append(target)
+            calls.append((threading.get_ident(), stopped))
             if len(calls) == 20:
+                failed.set()
                 raise OSError(28, "No space left on device")
 
     with ChunkReader(repo, scatter_window=1024 * KiB) as reader, pytest.raises(OSError, match="No space"):
         reader.scatter(list(enumerate(chunks)), sink)
-    assert len(calls) < 20 + reader.threads, len(calls)
+    assert stopped_while_the_caller_slept == [True]
+    assert all(after <= 1 for after in _after_stop_per_worker(calls).values()), calls
 
 
 def test_the_read_path_allocator_tuning_applies_on_linux():
