@@ -64,6 +64,7 @@ HOP_BY_HOP = {
 }
 BUF = 1024 * 1024
 CONTROL_PREFIX = "/__proxy__/"
+SETTLE_SECONDS = 10.0  # the longest a snapshot waits for requests in flight (a held request, a busy proxy)
 
 
 def classify(method: str, path: str, headers: dict[str, str] | http.client.HTTPMessage) -> tuple[str, str]:
@@ -99,12 +100,28 @@ def classify(method: str, path: str, headers: dict[str, str] | http.client.HTTPM
 
 
 class Counters:
-    """Thread-safe request counters; ``snapshot()`` gives a plain dict for JSON and deltas."""
+    """Thread-safe request counters; ``snapshot()`` gives a plain dict for JSON and deltas.
+
+    A request is counted once its answer is relayed (its status and sizes are known then), which can be just
+    after the client has the answer: ``snapshot()`` first waits for the requests in flight, so counters read
+    after a tool's last answer include it.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._main: Counter[str] = Counter()
         self._detail: Counter[str] = Counter()
+        self._in_flight = 0
+
+    def begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._lock.notify_all()
 
     def add(self, kind: str, detail: str, status: int, up: int, down: int) -> None:
         with self._lock:
@@ -118,6 +135,7 @@ class Counters:
 
     def snapshot(self) -> dict:
         with self._lock:
+            self._lock.wait_for(lambda: not self._in_flight, timeout=SETTLE_SECONDS)
             out: dict = {k: self._main.get(k, 0) for k in (*MAIN_KINDS, "errors", "bytes_up", "bytes_down")}
             out["total"] = sum(self._main.get(k, 0) for k in MAIN_KINDS)
             out["detail"] = dict(sorted(self._detail.items()))
@@ -173,6 +191,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith(CONTROL_PREFIX):
             self._control()
             return
+        self.server.counters.begin()
+        try:
+            self._relay_counted()
+        finally:
+            self.server.counters.end()
+
+    def _relay_counted(self) -> None:
         kind, detail = classify(self.command, self.path, self.headers)
         if self.server.latency:
             time.sleep(self.server.latency)

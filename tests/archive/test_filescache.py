@@ -179,7 +179,7 @@ def test_a_backup_writes_its_files_cache_while_the_archive_is_committed(pv_env, 
     store_entry = repo.put_archive_entry
 
     def put_archive_entry(entry):
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not meta.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         if meta.exists():

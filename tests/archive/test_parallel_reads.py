@@ -502,11 +502,11 @@ def test_a_large_file_behind_unfinished_batches_is_read_while_the_readers_work(r
     submit = filereaders.ReaderPool.submit
 
     def held_submit(self, batch):
-        """The reader's result is handed over only once the large file was read (or after 3 s)."""
+        """The reader's result is handed over only once the large file was read (or after 60 s)."""
         held: Future = Future()
 
         def hand_over(done: Future) -> None:
-            large_read.wait(3)
+            large_read.wait(60)
             held.set_result(done.result())
 
         future = submit(self, batch)
@@ -654,7 +654,7 @@ def test_the_readers_exit_once_the_last_batch_is_taken_while_the_backup_goes_on(
     exited_by_commit: list[bool] = []
 
     def noting_commit(self, entry):
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while any(process.is_alive() for process in workers) and time.monotonic() < deadline:
             time.sleep(0.01)
         exited_by_commit.append(bool(workers) and not any(process.is_alive() for process in workers))

@@ -153,7 +153,10 @@ def test_compact_waits_for_a_running_create_and_vice_versa(pv, tmp_path, moto_en
     # the reverse: a create started while compact holds the exclusive lock waits, then succeeds
     pv("delete", f"{location}::slow")
     compact = subprocess.Popen(cli_command("compact", location, "--min-age", "0"), env=env)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 120
+    while not all_keys(moto_endpoint, bucket, f"{prefix}/locks/") and compact.poll() is None:  # it has its lock
+        assert time.monotonic() < deadline, "compact never took its lock"
+        time.sleep(0.05)
     result = subprocess.run(cli_command("create", f"{location}::after", src), env=env, capture_output=True, text=True)
     compact.wait(timeout=300)
     assert compact.returncode == 0 and result.returncode == 0, result.stderr

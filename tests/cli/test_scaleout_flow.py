@@ -1,8 +1,9 @@
 """The scale-out flow without AWS: this test plays the engine (Step Functions) and runs the real commands.
 
 Plan the source bucket, run one ``packvault create ... --source-range`` process per part, all at once, into
-one S3 repository (moto, then LocalStack); one worker reads through a slow proxy and is killed (SIGKILL) in the
-middle of its part, after it stored packs, and is run again as the engine's retry would; then merge.  The
+one S3 repository (moto, then LocalStack); one worker is held once it stored a pack (its uploads wait at a
+gate) and is killed (SIGKILL) there, in the middle of its part, and is run again as the engine's retry would;
+then merge.  The
 merged archive restores bit-exactly and is the archive one ``create`` of the whole bucket writes: the same
 items in the same order and the same chunk ids per file.
 """
@@ -13,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from packvault.archive.archive import iter_archive_items, load_archive
 from packvault.repository.reader import ChunkReader
 from packvault.repository.repository import Repository
 from tests.support.cli import cli_command
+from tests.support.packgate import gate_command, gate_env, wait_parked
 from tests.support.s3servers import new_bucket, s3_client
 from tests.support.settings import env_settings
 
@@ -34,12 +35,6 @@ OBJECTS = {
 }
 
 
-def _repo_packs(endpoint: str, url: str) -> int:
-    bucket = url.split("//", 1)[1].split("/", 1)[0]
-    pages = s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="repo/packs/")
-    return sum(len(page.get("Contents", ())) for page in pages)
-
-
 def _items(url: str, name: str) -> tuple[list[dict], list[bytes]]:
     repo = Repository(url, settings=env_settings())
     repo.open(lambda: "correct horse battery staple", lock=None)
@@ -48,15 +43,15 @@ def _items(url: str, name: str) -> tuple[list[dict], list[bytes]]:
         return list(iter_archive_items(reader, meta)), meta.item_ids
 
 
-def _worker(repo_url: str, element: dict, source: str, env: dict) -> subprocess.Popen:
+def _worker(repo_url: str, element: dict, source: str, env: dict, *, command=cli_command) -> subprocess.Popen:
     k, n = element["part"], element["parts"]
     end = "" if element["end"] is None else element["end"]
     args = ["create", f"{repo_url}::lake.part{k}", source, "--source-range", element["start"], end]
     args += ["--part", f"{k}/{n}"]
-    return subprocess.Popen(cli_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _flow(pv, pv_env, tmp_path: Path, repo_endpoint: str, make_s3_url, moto_endpoint, fault_proxy) -> None:
+def _flow(pv, pv_env, tmp_path: Path, repo_endpoint: str, make_s3_url, moto_endpoint) -> None:
     source_bucket = new_bucket(moto_endpoint)
     client = s3_client(moto_endpoint)
     for key, data in OBJECTS.items():
@@ -68,20 +63,20 @@ def _flow(pv, pv_env, tmp_path: Path, repo_endpoint: str, make_s3_url, moto_endp
     assert len(plan) == PARTS
     env = {**os.environ, **pv_env}
 
-    slow = fault_proxy(moto_endpoint, fault_rate=1.0, kinds=["delay"], delay_seconds=1.0, methods=["GET"])
-    victim = max(plan, key=lambda e: e["objects"])["part"]  # the most objects: many slow GETs, one at a time
+    victim = max(plan, key=lambda e: e["objects"])["part"]  # the most objects: a part with many packs
     assert plan[victim]["objects"] >= 10
-    slow_source = f"s3://{source_bucket}/lake?endpoint={slow.endpoint}"
-    workers = {e["part"]: _worker(repo_url, e, slow_source if e["part"] == victim else source, env) for e in plan}
+    gate = tmp_path / "gate"  # never opened: the victim is held after its first pack until it is killed
+    held = {**env, **gate_env(gate, after=1)}
+    workers = {
+        e["part"]: _worker(repo_url, e, source, held, command=gate_command) if e["part"] == victim
+        else _worker(repo_url, e, source, env)
+        for e in plan
+    }
     for k, proc in workers.items():
         if k != victim:
             out, err = proc.communicate(timeout=240)
             assert proc.returncode == 0, err
-    before = _repo_packs(repo_endpoint, repo_url)
-    deadline = time.monotonic() + 120
-    while _repo_packs(repo_endpoint, repo_url) <= before and time.monotonic() < deadline:
-        assert workers[victim].poll() is None, "the slowed worker finished before it could be killed"
-        time.sleep(0.1)
+    wait_parked(gate, workers[victim])  # it stored a pack of its part
     workers[victim].send_signal(signal.SIGKILL)  # a crashed task: no checkpoint, no cleanup
     workers[victim].communicate(timeout=60)
     assert workers[victim].returncode == -signal.SIGKILL
@@ -109,14 +104,14 @@ def _flow(pv, pv_env, tmp_path: Path, repo_endpoint: str, make_s3_url, moto_endp
 
 @pytest.mark.slow
 def test_parallel_parts_with_a_killed_worker_merge_into_the_single_backup_moto(
-    pv, pv_env, tmp_path, make_s3_url, moto_endpoint, fault_proxy
+    pv, pv_env, tmp_path, make_s3_url, moto_endpoint
 ):
-    _flow(pv, pv_env, tmp_path, moto_endpoint, make_s3_url, moto_endpoint, fault_proxy)
+    _flow(pv, pv_env, tmp_path, moto_endpoint, make_s3_url, moto_endpoint)
 
 
 @pytest.mark.slow
 @pytest.mark.localstack
 def test_parallel_parts_with_a_killed_worker_merge_into_the_single_backup_localstack(
-    pv, pv_env, tmp_path, make_s3_url, moto_endpoint, localstack_endpoint, fault_proxy
+    pv, pv_env, tmp_path, make_s3_url, moto_endpoint, localstack_endpoint
 ):
-    _flow(pv, pv_env, tmp_path, localstack_endpoint, make_s3_url, moto_endpoint, fault_proxy)
+    _flow(pv, pv_env, tmp_path, localstack_endpoint, make_s3_url, moto_endpoint)

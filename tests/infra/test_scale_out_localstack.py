@@ -56,7 +56,7 @@ def client(endpoint: str, service: str):
 def sfn_endpoint() -> Iterator[str]:
     reuse = os.environ.get("PACKVAULT_TEST_SFN_LOCALSTACK", "").rstrip("/")
     if reuse:
-        wait_http_ready(f"{reuse}/_localstack/health", timeout=10)
+        wait_http_ready(f"{reuse}/_localstack/health", timeout=60)
         yield reuse
         return
     if not os.environ.get("PACKVAULT_TEST_LOCALSTACK"):

@@ -217,8 +217,11 @@ def test_backup_that_lost_its_lock_to_break_lock_and_compact_does_not_commit(pv,
 def test_backup_whose_lock_expired_while_suspended_does_not_commit(pv, url, tmp_path, monkeypatch):
     """A laptop suspended mid-backup: its monotonic clock stood still, another client saw the lock expire
     (by wall and store clock), removed it and compacted.  On wake-up the backup must not commit."""
-    monkeypatch.setenv("PACKVAULT_LOCK_STALE_SECONDS", "2")
-    monkeypatch.setenv("PACKVAULT_LOCK_REFRESH_SECONDS", "0.5")
+    # Short enough to expire within the test, long enough that the compact below (whose refresher must keep
+    # its own lock fresh meanwhile) loses its lock only to a stall of over 3.7 s, not to a loaded machine.
+    stale = 4.0
+    monkeypatch.setenv("PACKVAULT_LOCK_STALE_SECONDS", str(stale))
+    monkeypatch.setenv("PACKVAULT_LOCK_REFRESH_SECONDS", "0.25")
     pv("init", url, "--pack-size", "256K")
     src = tmp_path / "src"
     _files(src, 30, 40 * KiB, seed=6)
@@ -234,11 +237,12 @@ def test_backup_whose_lock_expired_while_suspended_does_not_commit(pv, url, tmp_
     def suspended(walk):
         for n, entry in enumerate(walk):
             if n == 10:
-                # suspend: this backup's refresher does nothing and the monotonic clock stands still for 3 s
+                # suspend: this backup's refresher does nothing and the monotonic clock stands still while its
+                # lock expires by the writer's clock and by the store's (which has a second of slack)
                 # (only its own manager: the compact below runs in this process and must keep its lock fresh)
                 monkeypatch.setattr(repo.lock_manager, "_refresh_once", lambda: None)
                 monkeypatch.setattr("packvault.repository.locks.time.monotonic", lambda: frozen)
-                time.sleep(3.2)
+                time.sleep(stale + 1.2)
                 monkeypatch.setenv("PACKVAULT_CACHE_DIR", str(other_cache))
                 monkeypatch.setattr("packvault.repository.locks.time.monotonic", real_monotonic)
                 pv("compact", url, "--min-age", "0")  # sees the expired lock, removes it, compacts

@@ -17,7 +17,7 @@ from packvault.storage import layout
 from tests.support.cli import pv, pv_env  # noqa: F401  (fixtures)
 from tests.support.settings import env_settings
 
-WAIT = 10.0
+WAIT = 60.0
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_the_lock_and_epoch_proofs_are_answered_while_a_small_object_is_stored(l
             proven.set()
 
         threading.Thread(target=prove, daemon=True).start()
-        assert proven.wait(WAIT / 2), "the proofs waited for the store of an unrelated object"
+        assert proven.wait(WAIT), "the proofs waited for the store of an unrelated object"
     finally:
         release.set()
         writer.join(WAIT)

@@ -230,7 +230,7 @@ def test_the_archive_listing_and_the_index_are_asked_at_once(pv, tmp_path, monke
         return entries(self, **kwargs)
 
     def loaded(self):
-        assert listing.wait(5), "the index was loaded before the archives were listed"
+        assert listing.wait(60), "the index was loaded before the archives were listed"
         return load(self)
 
     monkeypatch.setattr(ArchiveCatalogue, "archive_entries", listed)
@@ -263,7 +263,7 @@ def test_the_remembered_key_is_read_beside_the_config(pv, moto_endpoint, make_s3
         return load_beside(store, name, **kwargs)
 
     def config_once_the_key_is_asked_for(self):
-        assert key_read.wait(10), "the key was not read beside the config"
+        assert key_read.wait(60), "the key was not read beside the config"
         return load_config(self)
 
     monkeypatch.setattr(key_hints, "load_beside", loading)

@@ -30,7 +30,7 @@ def _backups(pv, url: str, root: Path) -> None:
 def _loads_meet(monkeypatch, namespace: str, parties: int = BACKUPS) -> list[str]:
     """The first ``parties`` loads from ``namespace`` each wait until all of them are in flight: loads made one
     after another break the barrier (after its timeout), and the command fails.  Returns the names loaded."""
-    barrier = threading.Barrier(parties, timeout=5)
+    barrier = threading.Barrier(parties, timeout=30)
     seen: list[str] = []
     lock = threading.Lock()
     load = LocalBackend.load

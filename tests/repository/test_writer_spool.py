@@ -187,7 +187,7 @@ def test_a_checkpoint_being_written_does_not_hold_up_the_backup(new_repo, tmp_pa
         first = not writing.is_set()  # only the first checkpoint is held: the others keep slots free
         writing.set()
         if first:
-            assert release.wait(5)
+            assert release.wait(60)
         return write_fragment(plaintext)
 
     repo.write_fragment = slow_write_fragment
@@ -205,7 +205,7 @@ def test_a_checkpoint_being_written_does_not_hold_up_the_backup(new_repo, tmp_pa
         answered = []
         lookup = threading.Thread(target=lambda: answered.append(writer.known(next(iter(chunks)))))
         lookup.start()
-        lookup.join(5)
+        lookup.join(60)
         assert answered == [True], "a chunk lookup waited for the checkpoint's fragment to be written"
         release.set()
         writer.flush()

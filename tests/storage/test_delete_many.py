@@ -4,7 +4,6 @@ key reported like a failed single delete, and a plain default (one delete per na
 from __future__ import annotations
 
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,19 +23,6 @@ def keys_under(endpoint: str, bucket: str, prefix: str) -> list[str]:
     return [o["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
 
 
-def settled(proxy: CountingProxy) -> dict:
-    """The proxy's counters once the last answer relayed is counted too (it counts after relaying)."""
-    deadline = time.monotonic() + 10
-    snapshot = proxy.snapshot()
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        again = proxy.snapshot()
-        if again == snapshot:
-            return again
-        snapshot = again
-    return snapshot
-
-
 def test_many_names_one_post_per_thousand(moto_endpoint, open_s3):
     """1500 names (and one already gone) in two DeleteObjects POSTs, at the wire and in the backend's table."""
     with CountingProxy(moto_endpoint) as proxy:
@@ -49,7 +35,7 @@ def test_many_names_one_post_per_thousand(moto_endpoint, open_s3):
         be.reset_request_stats()
         before = proxy.snapshot()
         be.discard_many([*names, "packs/data/00/never-written"])
-        wire = settled(proxy)
+        wire = proxy.snapshot()  # with every request answered so far counted
     assert keys_under(moto_endpoint, be.bucket, be._key("packs/")) == [be._key("packs/meta/kept")]
     posts = wire["POST"] - before["POST"]
     deletes = wire["DELETE"] - before["DELETE"]

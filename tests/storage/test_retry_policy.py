@@ -78,4 +78,4 @@ def test_the_time_bound_ends_retries_early():
     log = _run(RetryPolicy(attempts=1000, max_seconds=0.3, initial_wait=0.05, max_wait=0.1), [])
     assert log["result"] == "gave up"
     assert 2 <= log["calls"] < 1000 and log["gave_up"] == log["calls"]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # 1000 attempts would take over a minute

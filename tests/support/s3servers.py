@@ -114,7 +114,7 @@ def localstack_endpoint() -> str:
             pytest.fail(message)
         pytest.skip(message)
     try:
-        wait_http_ready(f"{endpoint}/_localstack/health", timeout=10)
+        wait_http_ready(f"{endpoint}/_localstack/health", timeout=60)
     except RuntimeError as exc:
         pytest.fail(f"LocalStack at {endpoint} is not answering: {exc}")
     return endpoint
