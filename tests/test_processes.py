@@ -104,7 +104,7 @@ EARLY = textwrap.dedent(
         start_server_early("tests.support.importcount")
         deadline = time.monotonic() + 60
         # the server imports it on its own (a line once written: the file is created before the line is in it)
-        while not (log.exists() and log.read_text().endswith("\n")) and time.monotonic() < deadline:
+        while not (log.exists() and log.read_text().endswith("\\n")) and time.monotonic() < deadline:
             time.sleep(0.01)
         server_first = log.read_text().split()
         from tests.support import importcount
