@@ -81,20 +81,33 @@ def new_bucket(endpoint: str) -> str:
     return name
 
 
+MOTO_START_ATTEMPTS = 3
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     exe = Path(sys.executable).with_name("moto_server")
     if not exe.exists():
         pytest.fail(f"moto_server not found next to {sys.executable}; install the test extras")
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    for attempt in range(MOTO_START_ATTEMPTS):
+        # the free port is only known free when asked: another process may bind it before moto does, and
+        # then moto exits (a port it could not have)
+        port = free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen(
+            [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_http_ready(f"{endpoint}/moto-api/data.json", timeout=60, proc=proc)
+            break
+        except RuntimeError:
+            if proc.poll() is None or attempt + 1 == MOTO_START_ATTEMPTS:
+                proc.kill()
+                proc.wait()
+                raise
     try:
-        wait_http_ready(f"{endpoint}/moto-api/data.json", timeout=30, proc=proc)
         yield endpoint
     finally:
         proc.terminate()
