@@ -8,6 +8,7 @@ bench/run.py's business, never a unit test's.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -253,13 +255,11 @@ def test_home_shaped_dataset_is_deterministic_and_mostly_small(tmp_path: Path) -
     assert (day2 / "vm" / "disk.img").stat().st_blocks * 512 < st.st_size / 2  # and stays sparse on day 2
 
 
-def test_counting_proxy_snapshot_waits_for_requests_it_has_not_counted_yet(monkeypatch) -> None:
-    """The proxy counts a request after relaying its answer: a snapshot read as soon as the client has the
-    answer still includes it (the proxy's thread may not have got that far on a loaded machine)."""
+@contextlib.contextmanager
+def _upstream_answering_ok() -> Iterator[str]:
+    """An HTTP server on a free port answering every GET with ``ok``; yields its URL."""
     import http.server
     import threading
-    import time
-    import urllib.request
 
     class Upstream(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server interface
@@ -271,6 +271,26 @@ def test_counting_proxy_snapshot_waits_for_requests_it_has_not_counted_yet(monke
         def log_message(self, *args: object) -> None:
             pass
 
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def _get_ok(url: str) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(url) as resp:
+        assert resp.read() == b"ok"
+
+
+def test_counting_proxy_snapshot_waits_for_requests_it_has_not_counted_yet(monkeypatch) -> None:
+    """The proxy counts a request after relaying its answer: a snapshot read as soon as the client has the
+    answer still includes it (the proxy's thread may not have got that far on a loaded machine)."""
+    import time
+
     add = countingproxy.Counters.add
 
     def late_add(self, *args) -> None:
@@ -278,47 +298,21 @@ def test_counting_proxy_snapshot_waits_for_requests_it_has_not_counted_yet(monke
         add(self, *args)
 
     monkeypatch.setattr(countingproxy.Counters, "add", late_add)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with countingproxy.CountingProxy(f"http://127.0.0.1:{server.server_address[1]}") as proxy:
-            with urllib.request.urlopen(f"{proxy.url}/bucket/key") as resp:
-                assert resp.read() == b"ok"
-            assert proxy.snapshot()["GET"] == 1
-    finally:
-        server.shutdown()
+    with _upstream_answering_ok() as upstream, countingproxy.CountingProxy(upstream) as proxy:
+        _get_ok(f"{proxy.url}/bucket/key")
+        assert proxy.snapshot()["GET"] == 1
 
 
 def test_counting_proxy_latency_holds_every_request() -> None:
-    import http.server
-    import threading
     import time
-    import urllib.request
 
-    class Upstream(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - name required by the base class
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        upstream = f"http://127.0.0.1:{server.server_address[1]}"
-        with countingproxy.CountingProxy(upstream, latency=0.05) as proxy:
-            started = time.monotonic()
-            for _ in range(3):
-                with urllib.request.urlopen(f"{proxy.url}/bucket/key") as resp:
-                    assert resp.read() == b"ok"
-            assert time.monotonic() - started >= 0.15  # three requests, each held 50 ms at least
-            # counted once relayed: the snapshot waits for the last one if it is not yet
-            assert proxy.snapshot()["GET"] == 3
-    finally:
-        server.shutdown()
+    with _upstream_answering_ok() as upstream, countingproxy.CountingProxy(upstream, latency=0.05) as proxy:
+        started = time.monotonic()
+        for _ in range(3):
+            _get_ok(f"{proxy.url}/bucket/key")
+        assert time.monotonic() - started >= 0.15  # three requests, each held 50 ms at least
+        # counted once relayed: the snapshot waits for the last one if it is not yet
+        assert proxy.snapshot()["GET"] == 3
 
 
 def test_restores_get_a_fresh_journaled_file_system_where_one_can_be_made(tmp_path: Path) -> None:
